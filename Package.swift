@@ -1,0 +1,121 @@
+// swift-tools-version:6.1
+// ockam-edge: a low-footprint edge agent that speaks Ockam's routing and secure-channel protocols.
+//
+// Layering (arrows point down; only the transport targets see NIOPosix):
+//
+//   ockam-edge (executable, @main)
+//     ├── EdgeCLI            argv parsing and help (no Foundation)
+//     ├── EdgeTransportTCP   Ockam TCP transport on swift-nio
+//     │     └── EdgeNode     node runtime: workers, mailboxes, router, built-in services
+//     │           └── EdgeRouting   Address, Route, routing message, multiaddr (pure)
+//     │                 └── EdgeWire      CBOR / BARE / hex codecs (pure)
+//     └── EdgeCrypto         libsodium (+ OpenSSL libcrypto fallback) primitives
+//   CSodium, COpenSSL, CBlueZ: system-library targets (CBlueZ is header-only, never linked)
+import PackageDescription
+
+let strict: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+    .enableUpcomingFeature("NonisolatedNonsendingByDefault"),
+]
+
+let package = Package(
+    name: "ockam-edge",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "ockam-edge", targets: ["OckamEdge"]),
+        .library(name: "EdgeWire", targets: ["EdgeWire"]),
+        .library(name: "EdgeRouting", targets: ["EdgeRouting"]),
+        .library(name: "EdgeNode", targets: ["EdgeNode"]),
+        .library(name: "EdgeTransportTCP", targets: ["EdgeTransportTCP"]),
+        .library(name: "EdgeCrypto", targets: ["EdgeCrypto"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-system.git", from: "1.8.1"),
+        .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
+    ],
+    targets: [
+        // MARK: - C system libraries
+        .systemLibrary(
+            name: "CSodium",
+            pkgConfig: "libsodium",
+            providers: [.apt(["libsodium-dev"])]
+        ),
+        .systemLibrary(
+            name: "COpenSSL",
+            pkgConfig: "libcrypto",
+            providers: [.apt(["libssl-dev"])]
+        ),
+        // Header-only on purpose: no pkgConfig, so libbluetooth (GPL) is never linked.
+        .systemLibrary(
+            name: "CBlueZ",
+            providers: [.apt(["libbluetooth-dev"])]
+        ),
+
+        // MARK: - Pure protocol cores
+        .target(name: "EdgeWire", swiftSettings: strict),
+        .target(name: "EdgeRouting", dependencies: ["EdgeWire"], swiftSettings: strict),
+        .target(
+            name: "EdgeCrypto",
+            dependencies: ["CSodium", "COpenSSL"],
+            swiftSettings: strict
+        ),
+        .target(name: "EdgeCLI", swiftSettings: strict),
+
+        // MARK: - Runtime and transports
+        .target(
+            name: "EdgeNode",
+            dependencies: [
+                "EdgeRouting",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "DequeModule", package: "swift-collections"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "EdgeTransportTCP",
+            dependencies: [
+                "EdgeNode",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+
+        // MARK: - Executable
+        .executableTarget(
+            name: "OckamEdge",
+            dependencies: [
+                "EdgeCLI",
+                "EdgeNode",
+                "EdgeTransportTCP",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: strict
+        ),
+
+        // MARK: - Tests
+        .target(name: "EdgeTestSupport", dependencies: ["EdgeWire"], path: "Tests/EdgeTestSupport"),
+        .testTarget(name: "EdgeWireTests", dependencies: ["EdgeWire", "EdgeTestSupport"]),
+        .testTarget(name: "EdgeRoutingTests", dependencies: ["EdgeRouting", "EdgeTestSupport"]),
+        .testTarget(name: "EdgeNodeTests", dependencies: ["EdgeNode", "EdgeTestSupport"]),
+        .testTarget(
+            name: "EdgeTransportTCPTests",
+            dependencies: [
+                "EdgeTransportTCP", "EdgeTestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(name: "EdgeCLITests", dependencies: ["EdgeCLI"]),
+        .testTarget(name: "EdgeCryptoTests", dependencies: ["EdgeCrypto", "EdgeTestSupport"]),
+        .testTarget(name: "OckamEdgeCLITests", dependencies: ["EdgeTestSupport"]),
+    ]
+)

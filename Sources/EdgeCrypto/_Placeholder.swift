@@ -1,0 +1,1 @@
+// Temporary placeholder so the package resolves while EdgeCrypto is being written.

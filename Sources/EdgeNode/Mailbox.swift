@@ -1,0 +1,189 @@
+// EdgeNode: the node runtime — workers at addresses, bounded mailboxes, routing between workers and transports.
+import DequeModule
+import EdgeRouting
+import Synchronization
+
+/// A bounded FIFO mailbox with one consumer (the worker's task) and any number of producers.
+///
+/// When the mailbox is full, ``send(_:)`` suspends the producer until the worker takes a message, so a
+/// fast transport is slowed to the pace of the worker (backpressure reaches the socket) instead of
+/// messages being dropped. Waiting producers are served in FIFO order.
+///
+/// ### Invariants
+/// - At most `capacity` messages are buffered; at most one message per suspended producer is held beyond that.
+/// - After ``close()``, producers get ``NodeError/workerStopped(_:)`` and every message still waiting is
+///   returned by ``close()`` so the caller can account for it (nothing disappears without being counted).
+final class Mailbox: Sendable {
+    private struct State: ~Copyable {
+        var buffer: Deque<LocalMessage> = []
+        var waitingSenders: Deque<(LocalMessage, CheckedContinuation<Void, any Error>)> = []
+        var receiver: CheckedContinuation<LocalMessage?, Never>?
+        var closed = false
+    }
+
+    let capacity: Int
+    let address: Address
+    private let state = Mutex(State())
+
+    init(capacity: Int, address: Address) {
+        precondition(capacity > 0)
+        self.capacity = capacity
+        self.address = address
+    }
+
+    /// Number of messages buffered (for status and tests).
+    var depth: Int { state.withLock { $0.buffer.count + $0.waitingSenders.count } }
+
+    /// Enqueues a message, suspending while the mailbox is full.
+    func send(_ message: LocalMessage) async throws {
+        enum Action {
+            case done
+            case resume(CheckedContinuation<LocalMessage?, Never>)
+            case wait
+            case closed
+        }
+        let action: Action = state.withLock { state in
+            if state.closed { return .closed }
+            if let receiver = state.receiver {
+                state.receiver = nil
+                return .resume(receiver)
+            }
+            if state.buffer.count < capacity && state.waitingSenders.isEmpty {
+                state.buffer.append(message)
+                return .done
+            }
+            return .wait
+        }
+        switch action {
+        case .done: return
+        case .closed: throw NodeError.workerStopped(address)
+        case .resume(let receiver): receiver.resume(returning: message)
+        case .wait:
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                // Re-check under the lock: the consumer may have made room or started waiting meanwhile.
+                enum Slow {
+                    case queued
+                    case refused
+                    case accepted
+                    case handOff(CheckedContinuation<LocalMessage?, Never>)
+                }
+                let slow: Slow = state.withLock { state in
+                    if state.closed { return .refused }
+                    if let receiver = state.receiver {
+                        state.receiver = nil
+                        return .handOff(receiver)
+                    }
+                    if state.buffer.count < capacity && state.waitingSenders.isEmpty {
+                        state.buffer.append(message)
+                        return .accepted
+                    }
+                    state.waitingSenders.append((message, continuation))
+                    return .queued
+                }
+                switch slow {
+                case .queued: break
+                case .refused: continuation.resume(throwing: NodeError.workerStopped(address))
+                case .accepted: continuation.resume()
+                case .handOff(let receiver):
+                    receiver.resume(returning: message)
+                    continuation.resume()
+                }
+            }
+        }
+    }
+
+    /// Enqueues without waiting; returns false if the mailbox is full or closed.
+    func trySend(_ message: LocalMessage) -> Bool {
+        let result: (Bool, CheckedContinuation<LocalMessage?, Never>?) = state.withLock { state in
+            if state.closed { return (false, nil) }
+            if let receiver = state.receiver {
+                state.receiver = nil
+                return (true, receiver)
+            }
+            guard state.buffer.count < capacity, state.waitingSenders.isEmpty else { return (false, nil) }
+            state.buffer.append(message)
+            return (true, nil)
+        }
+        result.1?.resume(returning: message)
+        return result.0
+    }
+
+    /// The next message, or nil once the mailbox is closed and drained.
+    func next() async -> LocalMessage? {
+        enum Action {
+            case message(LocalMessage, CheckedContinuation<Void, any Error>?)
+            case finished
+            case wait
+        }
+        let action: Action = state.withLock { state in
+            if let message = state.buffer.popFirst() {
+                var released: CheckedContinuation<Void, any Error>?
+                if let (pending, continuation) = state.waitingSenders.popFirst() {
+                    state.buffer.append(pending)
+                    released = continuation
+                }
+                return .message(message, released)
+            }
+            if let (pending, continuation) = state.waitingSenders.popFirst() {
+                return .message(pending, continuation)
+            }
+            return state.closed ? .finished : .wait
+        }
+        switch action {
+        case .message(let message, let released):
+            released?.resume()
+            return message
+        case .finished:
+            return nil
+        case .wait:
+            return await withCheckedContinuation { (continuation: CheckedContinuation<LocalMessage?, Never>) in
+                let immediate: (LocalMessage?, CheckedContinuation<Void, any Error>?)? = state.withLock { state in
+                    if let message = state.buffer.popFirst() {
+                        var released: CheckedContinuation<Void, any Error>?
+                        if let (pending, sender) = state.waitingSenders.popFirst() {
+                            state.buffer.append(pending)
+                            released = sender
+                        }
+                        return (message, released)
+                    }
+                    if let (pending, sender) = state.waitingSenders.popFirst() { return (pending, sender) }
+                    if state.closed { return (nil, nil) }
+                    precondition(state.receiver == nil, "a mailbox has exactly one consumer")
+                    state.receiver = continuation
+                    return nil
+                }
+                if let (message, released) = immediate {
+                    released?.resume()
+                    continuation.resume(returning: message)
+                }
+            }
+        }
+    }
+
+    /// Closes the mailbox: the consumer drains what is buffered, later sends fail, waiting producers fail.
+    /// Returns the number of producer messages that were refused because they were still waiting.
+    @discardableResult
+    func close() -> Int {
+        let (senders, receiver): ([CheckedContinuation<Void, any Error>], CheckedContinuation<LocalMessage?, Never>?) =
+            state.withLock { state in
+                state.closed = true
+                let senders = state.waitingSenders.map(\.1)
+                state.waitingSenders.removeAll()
+                let receiver = state.buffer.isEmpty ? state.receiver : nil
+                if receiver != nil { state.receiver = nil }
+                return (senders, receiver)
+            }
+        for sender in senders { sender.resume(throwing: NodeError.workerStopped(address)) }
+        receiver?.resume(returning: nil)
+        return senders.count
+    }
+
+    /// Drops everything still buffered (after the worker has stopped) and returns how many were dropped.
+    func discardBuffered() -> Int {
+        state.withLock { state in
+            let n = state.buffer.count
+            state.buffer.removeAll()
+            return n
+        }
+    }
+}

@@ -1,0 +1,401 @@
+// The node: a registry of workers and transports that routes LocalMessages by their onward route.
+import EdgeRouting
+import Logging
+import Synchronization
+
+/// Errors of the node runtime.
+public enum NodeError: Error, Hashable, Sendable, CustomStringConvertible {
+    /// No worker is registered at the address.
+    case unknownAddress(Address)
+    /// The worker at the address has stopped (or is stopping).
+    case workerStopped(Address)
+    /// The address is already taken by another worker.
+    case addressInUse(Address)
+    /// No transport is registered for the transport type.
+    case noTransport(TransportType)
+    /// A message arrived with an empty onward route.
+    case emptyOnwardRoute
+    /// The node does not forward messages from transports to remote hops (`--no-forwarding`).
+    case forwardingDisabled(Address)
+    /// No reply arrived within the timeout.
+    case timeout(Duration)
+    /// The node is shutting down.
+    case shuttingDown
+    /// The destination worker refused the message (access control).
+    case accessDenied(Address)
+
+    public var description: String {
+        switch self {
+        case .unknownAddress(let a): return "no worker at address \(a)"
+        case .workerStopped(let a): return "worker \(a) has stopped"
+        case .addressInUse(let a): return "address \(a) is already in use"
+        case .noTransport(let t): return "no transport registered for transport type \(t)"
+        case .emptyOnwardRoute: return "message has an empty onward route"
+        case .forwardingDisabled(let a): return "forwarding to remote hop \(a) is disabled on this node"
+        case .timeout(let d): return "no reply within \(d)"
+        case .shuttingDown: return "node is shutting down"
+        case .accessDenied(let a): return "access to \(a) denied"
+        }
+    }
+}
+
+/// An addressable actor-like unit: receives one message at a time from its mailbox.
+public protocol Worker: Sendable {
+    /// Called once before the first message.
+    func initialize(context: WorkerContext) async throws
+    /// Handles one message. The worker's own address is still at the front of `message.onwardRoute`.
+    func handleMessage(_ message: LocalMessage, context: WorkerContext) async throws
+    /// Called once after the mailbox has closed and drained.
+    func shutdown(context: WorkerContext) async
+}
+
+extension Worker {
+    public func initialize(context: WorkerContext) async throws {}
+    public func shutdown(context: WorkerContext) async {}
+}
+
+/// Decides whether a message may be delivered to a worker (Ockam's incoming access control).
+public typealias IncomingAccessControl = @Sendable (LocalMessage) -> Bool
+
+/// Options for a worker.
+public struct WorkerOptions: Sendable {
+    /// Messages buffered before senders are made to wait.
+    public var mailboxCapacity: Int
+    /// Checked before a message is enqueued; refusals are counted and logged.
+    public var accessControl: IncomingAccessControl
+
+    public init(mailboxCapacity: Int = 256, accessControl: @escaping IncomingAccessControl = { _ in true }) {
+        self.mailboxCapacity = mailboxCapacity
+        self.accessControl = accessControl
+    }
+}
+
+/// What a worker can do: send messages, start and stop workers, read its own address.
+public struct WorkerContext: Sendable {
+    public let node: Node
+    /// The worker's primary address (used as return route of the messages it sends).
+    public let address: Address
+    public var logger: Logger
+
+    /// Sends `payload` to `route` with return route `[self.address]`.
+    public func send(to route: Route, payload: [UInt8], localInfo: [LocalInfo] = []) async throws {
+        try await node.send(
+            LocalMessage(onwardRoute: route, returnRoute: [address], payload: payload, localInfo: localInfo))
+    }
+
+    /// Routes a message as it is (the caller adjusted its routes).
+    public func forward(_ message: LocalMessage) async throws {
+        try await node.send(message)
+    }
+}
+
+/// Counters kept by the node (exposed by `status` and metrics).
+public struct NodeCounters: Sendable, Equatable {
+    public var delivered: UInt64 = 0
+    public var droppedUnknownAddress: UInt64 = 0
+    public var droppedAccessDenied: UInt64 = 0
+    public var droppedWorkerStopped: UInt64 = 0
+    public var droppedHeartbeat: UInt64 = 0
+    public var droppedForwardingDisabled: UInt64 = 0
+    public var workerErrors: UInt64 = 0
+}
+
+/// Resolves non-local addresses (`1#host:port`) to the local address of the worker that sends to that peer.
+public protocol TransportResolver: Sendable {
+    var transportType: TransportType { get }
+    /// Returns the local address of a sender worker for `address`, connecting first if needed.
+    func resolve(_ address: Address) async throws -> Address
+}
+
+/// A node: workers registered at addresses, transports registered per transport type.
+///
+/// Hop semantics follow Ockam (spec §1.4): a message goes to the worker named by the first onward
+/// address; a non-local first hop is first resolved by the transport registered for its type.
+public final class Node: Sendable {
+    public struct Options: Sendable {
+        /// Resolve remote hops (e.g. `1#host:port`) in messages that arrived from a transport. A gateway
+        /// needs this to forward device messages onward; turn it off on nodes that must not relay.
+        public var forwardTransportMessages: Bool
+        public var defaultMailboxCapacity: Int
+
+        public init(forwardTransportMessages: Bool = true, defaultMailboxCapacity: Int = 256) {
+            self.forwardTransportMessages = forwardTransportMessages
+            self.defaultMailboxCapacity = defaultMailboxCapacity
+        }
+    }
+
+    private struct Entry: Sendable {
+        let mailbox: Mailbox
+        let accessControl: IncomingAccessControl
+        let primary: Address
+    }
+
+    private struct Registry: ~Copyable {
+        var workers: [Address: Entry] = [:]
+        var tasks: [Address: Task<Void, Never>] = [:]
+        var transports: [TransportType: any TransportResolver] = [:]
+        var shuttingDown = false
+    }
+
+    public let logger: Logger
+    public let options: Options
+    private let registry = Mutex(Registry())
+    private let counterStorage = Mutex(NodeCounters())
+
+    public init(logger: Logger = Logger(label: "ockam-edge.node"), options: Options = Options()) {
+        self.logger = logger
+        self.options = options
+    }
+
+    public var counters: NodeCounters { counterStorage.withLock { $0 } }
+
+    func count(_ update: (inout NodeCounters) -> Void) { counterStorage.withLock { update(&$0) } }
+
+    // MARK: Workers
+
+    /// Starts a worker reachable at every address in `addresses` (the first is its primary address).
+    public func startWorker(
+        _ worker: any Worker, at addresses: [Address], options: WorkerOptions? = nil
+    ) throws(NodeError) {
+        precondition(!addresses.isEmpty, "a worker needs at least one address")
+        let options = options ?? WorkerOptions(mailboxCapacity: self.options.defaultMailboxCapacity)
+        let primary = addresses[0]
+        let mailbox = Mailbox(capacity: options.mailboxCapacity, address: primary)
+        let entry = Entry(mailbox: mailbox, accessControl: options.accessControl, primary: primary)
+        try registry.withLock { (registry: inout Registry) throws(NodeError) in
+            if registry.shuttingDown { throw .shuttingDown }
+            for address in addresses where registry.workers[address] != nil { throw .addressInUse(address) }
+            for address in addresses { registry.workers[address] = entry }
+        }
+        var workerLogger = logger
+        workerLogger[metadataKey: "worker"] = "\(primary)"
+        let context = WorkerContext(node: self, address: primary, logger: workerLogger)
+        let task = Task { [self] in
+            await Node.$currentWorker.withValue(primary) {
+                await self.run(worker, mailbox: mailbox, context: context, addresses: addresses)
+            }
+        }
+        registry.withLock { $0.tasks[primary] = task }
+    }
+
+    public func startWorker(_ worker: any Worker, at address: Address, options: WorkerOptions? = nil) throws(NodeError)
+    {
+        try startWorker(worker, at: [address], options: options)
+    }
+
+    private func run(_ worker: any Worker, mailbox: Mailbox, context: WorkerContext, addresses: [Address]) async {
+        do {
+            try await worker.initialize(context: context)
+        } catch {
+            context.logger.error("worker failed to initialize: \(error)")
+            unregister(addresses, mailbox: mailbox)
+            mailbox.close()
+            let dropped = mailbox.discardBuffered()
+            if dropped > 0 { count { $0.droppedWorkerStopped += UInt64(dropped) } }
+            await worker.shutdown(context: context)
+            return
+        }
+        while let message = await mailbox.next() {
+            do {
+                try await worker.handleMessage(message, context: context)
+            } catch {
+                count { $0.workerErrors += 1 }
+                context.logger.warning("worker failed to handle a message: \(error)")
+            }
+        }
+        await worker.shutdown(context: context)
+        registry.withLock { _ = $0.tasks.removeValue(forKey: addresses[0]) }
+    }
+
+    private func unregister(_ addresses: [Address], mailbox: Mailbox) {
+        registry.withLock { registry in
+            for address in addresses where registry.workers[address]?.mailbox === mailbox {
+                registry.workers[address] = nil
+            }
+        }
+    }
+
+    /// Stops the worker registered at `address`: it stops receiving, handles what is already in its
+    /// mailbox, then its `shutdown` runs. Returns when it has finished.
+    public func stopWorker(at address: Address) async {
+        let found: (Mailbox, [Address], Task<Void, Never>?)? = registry.withLock { registry in
+            guard let entry = registry.workers[address] else { return nil }
+            let addresses = registry.workers.filter { $0.value.mailbox === entry.mailbox }.map(\.key)
+            for a in addresses { registry.workers[a] = nil }
+            return (entry.mailbox, addresses, registry.tasks[entry.primary])
+        }
+        guard let (mailbox, addresses, task) = found else { return }
+        let refused = mailbox.close()
+        if refused > 0 { count { $0.droppedWorkerStopped += UInt64(refused) } }
+        if let task, Node.currentWorker.map({ !addresses.contains($0) }) ?? true { await task.value }
+    }
+
+    /// Stops a worker without waiting (safe to call from the worker itself).
+    public func stopWorkerNoWait(at address: Address) {
+        let mailbox: Mailbox? = registry.withLock { registry in
+            guard let entry = registry.workers[address] else { return nil }
+            for a in registry.workers.filter({ $0.value.mailbox === entry.mailbox }).map(\.key) {
+                registry.workers[a] = nil
+            }
+            return entry.mailbox
+        }
+        if let mailbox {
+            let refused = mailbox.close()
+            if refused > 0 { count { $0.droppedWorkerStopped += UInt64(refused) } }
+        }
+    }
+
+    /// The primary address of the worker whose task is running, if any (a worker stopping itself must not
+    /// wait for its own task).
+    @TaskLocal static var currentWorker: Address?
+
+    public func hasWorker(at address: Address) -> Bool { registry.withLock { $0.workers[address] != nil } }
+
+    /// Addresses with a registered worker, sorted for display.
+    public var workerAddresses: [Address] {
+        registry.withLock { Array($0.workers.keys) }.sorted { $0.description < $1.description }
+    }
+
+    /// Messages waiting in the mailbox of the worker at `address`.
+    public func mailboxDepth(at address: Address) -> Int? {
+        registry.withLock { $0.workers[address]?.mailbox }?.depth
+    }
+
+    // MARK: Transports
+
+    public func registerTransport(_ transport: any TransportResolver) {
+        registry.withLock { $0.transports[transport.transportType] = transport }
+    }
+
+    // MARK: Routing
+
+    /// Routes a message to the worker named by its first onward address, resolving a remote first hop
+    /// through its transport. Suspends while the destination mailbox is full.
+    public func send(_ message: LocalMessage) async throws {
+        try await route(message, fromTransport: false)
+    }
+
+    /// Entry point for transport receivers: like ``send(_:)`` but honours ``Options/forwardTransportMessages``
+    /// and never throws; failures are counted and logged (the connection keeps running).
+    public func deliverFromTransport(_ message: LocalMessage) async {
+        do {
+            try await route(message, fromTransport: true)
+        } catch {
+            logger.debug("dropped message from transport: \(error)")
+        }
+    }
+
+    private func route(_ message: LocalMessage, fromTransport: Bool) async throws {
+        var message = message
+        guard let first = message.onwardRoute.first else {
+            count { $0.droppedHeartbeat += 1 }
+            throw NodeError.emptyOnwardRoute
+        }
+        if !first.isLocal {
+            if fromTransport && !options.forwardTransportMessages {
+                count { $0.droppedForwardingDisabled += 1 }
+                throw NodeError.forwardingDisabled(first)
+            }
+            let transport = registry.withLock { $0.transports[first.transportType] }
+            guard let transport else {
+                count { $0.droppedUnknownAddress += 1 }
+                throw NodeError.noTransport(first.transportType)
+            }
+            let local = try await transport.resolve(first)
+            message.onwardRoute.replaceFront(with: local)
+        }
+        guard let destination = message.onwardRoute.first else { throw NodeError.emptyOnwardRoute }
+        let entry = registry.withLock { $0.workers[destination] }
+        guard let entry else {
+            count { $0.droppedUnknownAddress += 1 }
+            throw NodeError.unknownAddress(destination)
+        }
+        guard entry.accessControl(message) else {
+            count { $0.droppedAccessDenied += 1 }
+            logger.warning("access denied: message for \(destination) refused by its access control")
+            throw NodeError.accessDenied(destination)
+        }
+        do {
+            try await entry.mailbox.send(message)
+            count { $0.delivered += 1 }
+        } catch {
+            count { $0.droppedWorkerStopped += 1 }
+            throw error
+        }
+    }
+
+    // MARK: Request/response
+
+    /// Sends `payload` to `route` from a temporary address and waits for the first reply.
+    public func request(to route: Route, payload: [UInt8], timeout: Duration) async throws -> LocalMessage {
+        let address = Address.random()
+        let inbox = ReplyWorker()
+        try startWorker(inbox, at: address, options: WorkerOptions(mailboxCapacity: 4))
+        defer { stopWorkerNoWait(at: address) }
+        try await send(LocalMessage(onwardRoute: route, returnRoute: [address], payload: payload))
+        return try await inbox.wait(timeout: timeout)
+    }
+
+    // MARK: Shutdown
+
+    /// Stops every worker (each drains its mailbox) and refuses new ones.
+    public func shutdown() async {
+        let addresses: [Address] = registry.withLock { registry in
+            registry.shuttingDown = true
+            return Array(Set(registry.workers.values.map(\.primary)))
+        }
+        for address in addresses { await stopWorker(at: address) }
+    }
+}
+
+/// A one-shot inbox used by ``Node/request(to:payload:timeout:)``.
+final class ReplyWorker: Worker {
+    private let state = Mutex<(reply: LocalMessage?, waiter: CheckedContinuation<LocalMessage, any Error>?, done: Bool)>(
+        (nil, nil, false))
+
+    func handleMessage(_ message: LocalMessage, context: WorkerContext) async throws {
+        let waiter: CheckedContinuation<LocalMessage, any Error>? = state.withLock { state in
+            if state.done { return nil }
+            if let waiter = state.waiter {
+                state.waiter = nil
+                state.done = true
+                return waiter
+            }
+            if state.reply == nil { state.reply = message }
+            return nil
+        }
+        waiter?.resume(returning: message)
+    }
+
+    func wait(timeout: Duration) async throws -> LocalMessage {
+        try await withThrowingTaskGroup(of: LocalMessage.self) { group in
+            group.addTask {
+                try await withCheckedThrowingContinuation { continuation in
+                    let ready: Result<LocalMessage, NodeError>? = self.state.withLock { state in
+                        if let reply = state.reply {
+                            state.done = true
+                            return .success(reply)
+                        }
+                        if state.done { return .failure(.timeout(timeout)) }
+                        state.waiter = continuation
+                        return nil
+                    }
+                    if let ready { continuation.resume(with: ready) }
+                }
+            }
+            group.addTask {
+                try await Task.sleep(for: timeout)
+                let waiter: CheckedContinuation<LocalMessage, any Error>? = self.state.withLock { state in
+                    state.done = true
+                    defer { state.waiter = nil }
+                    return state.waiter
+                }
+                waiter?.resume(throwing: NodeError.timeout(timeout))
+                throw NodeError.timeout(timeout)
+            }
+            defer { group.cancelAll() }
+            guard let first = try await group.next() else { throw NodeError.timeout(timeout) }
+            return first
+        }
+    }
+}

@@ -1,0 +1,361 @@
+// The TCP transport: listeners, connectors, per-connection sender workers and receive loops.
+import EdgeNode
+import EdgeRouting
+import EdgeWire
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Options of the TCP transport.
+public struct TCPTransportOptions: Sendable {
+    /// How long a peer may take to send its version byte.
+    public var versionTimeout: Duration = .seconds(10)
+    /// How long an outgoing connect may take.
+    public var connectTimeout: Duration = .seconds(10)
+    /// Largest frame accepted and sent.
+    public var maxFrameSize: Int = ockamTCPMaxFrameSize
+    /// Limits for decoding routing messages.
+    public var routingLimits: RoutingLimits = .default
+    /// TCP keepalive (idle, interval, probes), as Ockam sets on outgoing sockets; also applied to accepted ones.
+    public var keepalive: (idle: Int32, interval: Int32, probes: Int32)? = (300, 75, 2)
+
+    public init() {}
+}
+
+/// A live TCP connection as seen by `status`.
+public struct TCPConnectionInfo: Sendable, Hashable {
+    public var peer: String
+    public var senderAddress: Address
+    public var outgoing: Bool
+}
+
+/// Ockam's TCP transport (spec §2): resolves `1#host:port` route hops into connections.
+///
+/// Per connection, a sender worker at a random local address pops itself from the onward route and
+/// writes the frame; the receive loop decodes frames, drops heartbeats, prepends the sender address to
+/// the return route and hands the message to the node.
+public final class TCPTransport: TransportResolver, Sendable {
+    public var transportType: TransportType { .tcp }
+
+    public let node: Node
+    public let group: any EventLoopGroup
+    public let options: TCPTransportOptions
+    let logger: Logger
+
+    private struct State: ~Copyable {
+        /// Live connections by their sender worker address.
+        var connections: [Address: Connection] = [:]
+        /// Outgoing connections by the `host:port` they were opened for (reused by `resolve`).
+        var outgoing: [String: Address] = [:]
+        var connecting: [String: Task<Address, any Error>] = [:]
+        var listeners: [any Channel] = []
+        var tasks: [Int: Task<Void, Never>] = [:]
+        var nextTaskID = 0
+        var closed = false
+    }
+
+    struct Connection: Sendable {
+        let channel: any Channel
+        let info: TCPConnectionInfo
+    }
+
+    private let state = Mutex(State())
+
+    public init(
+        node: Node, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        options: TCPTransportOptions = TCPTransportOptions(), logger: Logger? = nil
+    ) {
+        self.node = node
+        self.group = group
+        self.options = options
+        var logger = logger ?? node.logger
+        logger[metadataKey: "transport"] = "tcp"
+        self.logger = logger
+        node.registerTransport(self)
+    }
+
+    public var connections: [TCPConnectionInfo] {
+        state.withLock { $0.connections.values.map(\.info) }.sorted { $0.peer < $1.peer }
+    }
+
+    // MARK: Listening
+
+    /// Binds a listener and serves every accepted connection until ``shutdown()``.
+    /// - Returns: the bound address (useful with port 0).
+    @discardableResult
+    public func listen(host: String, port: Int) async throws -> SocketAddress {
+        let server = try await ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 256)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.so_keepalive), value: options.keepalive == nil ? 0 : 1)
+            .bind(host: host, port: port) { child in
+                child.eventLoop.makeCompletedFuture {
+                    try self.configurePipeline(child)
+                    return try NIOAsyncChannel<ByteBuffer, OckamTCPOutbound>(wrappingChannelSynchronously: child)
+                }
+            }
+        guard let local = server.channel.localAddress else { throw TCPTransportError.connectionClosed }
+        state.withLock { $0.listeners.append(server.channel) }
+        logger.info("listening on \(Self.describe(local))")
+        spawn {
+            do {
+                try await server.executeThenClose { inbound in
+                    for try await connection in inbound {
+                        let peer = connection.channel.remoteAddress.map(Self.describe) ?? "unknown"
+                        self.spawn { await self.serve(connection, peer: peer, outgoing: false) }
+                    }
+                }
+            } catch {
+                self.logger.warning("listener on \(Self.describe(local)) stopped: \(error)")
+            }
+        }
+        return local
+    }
+
+    // MARK: Connecting
+
+    /// Resolves `1#host:port` to the local sender address of a (new or existing) connection.
+    public func resolve(_ address: Address) async throws -> Address {
+        let peer = address.valueString
+        if let existing = state.withLock({ $0.outgoing[peer] }) { return existing }
+        let task: Task<Address, any Error> = state.withLock { state in
+            if let pending = state.connecting[peer] { return pending }
+            let task = Task { try await self.connect(peer: peer) }
+            state.connecting[peer] = task
+            return task
+        }
+        defer { _ = state.withLock { $0.connecting.removeValue(forKey: peer) } }
+        return try await task.value
+    }
+
+    /// Opens a connection to `host:port` and returns its sender address.
+    public func connect(peer: String) async throws -> Address {
+        let (host, port) = try Self.splitHostPort(peer)
+        var bootstrap = ClientBootstrap(group: group)
+            .connectTimeout(.nanoseconds(Int64(options.connectTimeout.components.seconds) * 1_000_000_000))
+        if let keepalive = options.keepalive {
+            bootstrap = bootstrap
+                .channelOption(.socketOption(.so_keepalive), value: 1)
+                .channelOption(Self.tcpOption(TCP_KEEPIDLE), value: SocketOptionValue(keepalive.idle))
+                .channelOption(Self.tcpOption(TCP_KEEPINTVL), value: SocketOptionValue(keepalive.interval))
+                .channelOption(Self.tcpOption(TCP_KEEPCNT), value: SocketOptionValue(keepalive.probes))
+        }
+        let channel = try await bootstrap.connect(host: host, port: port) { channel in
+            channel.eventLoop.makeCompletedFuture {
+                try self.configurePipeline(channel)
+                return try NIOAsyncChannel<ByteBuffer, OckamTCPOutbound>(wrappingChannelSynchronously: channel)
+            }
+        }
+        logger.info("connected to \(peer)")
+        let sender = try register(channel, peer: peer, outgoing: true)
+        spawn { await self.receive(channel, peer: peer, sender: sender) }
+        return sender
+    }
+
+    // MARK: Connection lifecycle
+
+    private func configurePipeline(_ channel: any Channel) throws {
+        let sync = channel.pipeline.syncOperations
+        try sync.addHandler(FirstByteTimeoutHandler(timeout: options.versionTimeout))
+        try sync.addHandler(ByteToMessageHandler(OckamTCPFrameDecoder(maxFrameSize: options.maxFrameSize)))
+        try sync.addHandler(MessageToByteHandler(OckamTCPFrameEncoder()))
+    }
+
+    private func serve(_ channel: NIOAsyncChannel<ByteBuffer, OckamTCPOutbound>, peer: String, outgoing: Bool) async {
+        logger.info("accepted connection from \(peer)")
+        let sender: Address
+        do {
+            sender = try register(channel, peer: peer, outgoing: outgoing)
+        } catch {
+            logger.warning("could not register connection from \(peer): \(error)")
+            try? await channel.channel.close()
+            return
+        }
+        await receive(channel, peer: peer, sender: sender)
+    }
+
+    /// Writes our version byte and starts the connection's sender worker.
+    private func register(
+        _ channel: NIOAsyncChannel<ByteBuffer, OckamTCPOutbound>, peer: String, outgoing: Bool
+    ) throws -> Address {
+        let sender = Address.random()
+        channel.channel.writeAndFlush(OckamTCPOutbound.version, promise: nil)
+        let worker = TCPSenderWorker(channel: channel.channel, peer: peer, routingLimits: options.routingLimits)
+        try node.startWorker(worker, at: sender)
+        let info = TCPConnectionInfo(peer: peer, senderAddress: sender, outgoing: outgoing)
+        let accepted = state.withLock { state -> Bool in
+            if state.closed { return false }
+            state.connections[sender] = Connection(channel: channel.channel, info: info)
+            if outgoing { state.outgoing[peer] = sender }
+            return true
+        }
+        if !accepted {
+            node.stopWorkerNoWait(at: sender)
+            channel.channel.close(promise: nil)
+            throw NodeError.shuttingDown
+        }
+        return sender
+    }
+
+    private func receive(
+        _ channel: NIOAsyncChannel<ByteBuffer, OckamTCPOutbound>, peer: String, sender: Address
+    ) async {
+        var reason = "closed by peer"
+        do {
+            try await channel.executeThenClose { inbound, _ in
+                for try await frame in inbound {
+                    let bytes = Array(frame.readableBytesView)
+                    let decoded: RoutingMessage
+                    do {
+                        decoded = try RoutingMessage(decoding: bytes, limits: options.routingLimits)
+                    } catch {
+                        throw TCPTransportError.malformedMessage(String(describing: error))
+                    }
+                    if decoded.isHeartbeat { continue }
+                    var returnRoute = decoded.returnRoute
+                    returnRoute.prepend(sender)
+                    await node.deliverFromTransport(
+                        LocalMessage(onwardRoute: decoded.onwardRoute, returnRoute: returnRoute, payload: decoded.payload))
+                }
+            }
+        } catch {
+            reason = "\(error)"
+        }
+        state.withLock { state in
+            state.connections[sender] = nil
+            if state.outgoing[peer] == sender { state.outgoing[peer] = nil }
+        }
+        await node.stopWorker(at: sender)
+        logger.info("connection \(peer) closed: \(reason)")
+    }
+
+    // MARK: Shutdown
+
+    /// Closes listeners and connections and waits for their tasks.
+    public func shutdown() async {
+        let (channels, tasks): ([any Channel], [Task<Void, Never>]) = state.withLock { state in
+            state.closed = true
+            return (state.listeners + state.connections.values.map(\.channel), Array(state.tasks.values))
+        }
+        for channel in channels { try? await channel.close() }
+        for task in tasks { await task.value }
+    }
+
+    private func spawn(_ body: @escaping @Sendable () async -> Void) {
+        state.withLock { state in
+            let id = state.nextTaskID
+            state.nextTaskID += 1
+            state.tasks[id] = Task {
+                await body()
+                _ = self.state.withLock { $0.tasks.removeValue(forKey: id) }
+            }
+        }
+    }
+
+    // MARK: Helpers
+
+    static func tcpOption(_ name: Int32) -> ChannelOptions.Types.SocketOption {
+        ChannelOptions.Types.SocketOption(level: .tcp, name: NIOBSDSocket.Option(rawValue: name))
+    }
+
+    static func describe(_ address: SocketAddress) -> String {
+        switch address {
+        case .v4: return "\(address.ipAddress ?? "?"):\(address.port ?? 0)"
+        case .v6: return "[\(address.ipAddress ?? "?")]:\(address.port ?? 0)"
+        default: return "\(address)"
+        }
+    }
+
+    /// Splits `host:port` or `[v6]:port`.
+    public static func splitHostPort(_ text: String) throws(TCPTransportError) -> (String, Int) {
+        guard let colon = text.lastIndex(of: ":") else { throw .invalidPeerAddress(text) }
+        var host = String(text[..<colon])
+        guard let port = Int(text[text.index(after: colon)...]), (1...65535).contains(port) else {
+            throw .invalidPeerAddress(text)
+        }
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        guard !host.isEmpty else { throw .invalidPeerAddress(text) }
+        return (host, port)
+    }
+}
+
+/// The per-connection sender worker: pops itself from onward and writes one frame per message.
+struct TCPSenderWorker: Worker {
+    let channel: any Channel
+    let peer: String
+    let routingLimits: RoutingLimits
+
+    func handleMessage(_ message: LocalMessage, context: WorkerContext) async throws {
+        var onward = message.onwardRoute
+        onward.popFront()
+        let wire = RoutingMessage(onwardRoute: onward, returnRoute: message.returnRoute, payload: message.payload)
+        let bytes = wire.encode()
+        guard bytes.count <= ockamTCPMaxFrameSize else {
+            throw TCPTransportError.frameTooLarge(UInt32(clamping: bytes.count), limit: ockamTCPMaxFrameSize)
+        }
+        let buffer = channel.allocator.buffer(bytes: bytes)
+        let promise = channel.eventLoop.makePromise(of: Void.self)
+        channel.writeAndFlush(OckamTCPOutbound.frame(buffer), promise: promise)
+        let write = promise.futureResult
+        if channel.isWritable {
+            write.whenFailure { [logger = context.logger, peer] error in
+                logger.debug("write to \(peer) failed: \(error)")
+            }
+        } else {
+            // Backpressure: wait for the socket to drain before taking the next message.
+            try await write.get()
+        }
+    }
+
+    func shutdown(context: WorkerContext) async {
+        channel.close(promise: nil)
+    }
+}
+
+/// Closes a connection whose peer does not send its first byte (the version) within the timeout.
+final class FirstByteTimeoutHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+
+    private let timeout: Duration
+    private var timer: Scheduled<Void>?
+
+    init(timeout: Duration) { self.timeout = timeout }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        if context.channel.isActive { arm(context) }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        arm(context)
+        context.fireChannelActive()
+    }
+
+    private func arm(_ context: ChannelHandlerContext) {
+        guard timer == nil else { return }
+        let nanoseconds = Int64(timeout.components.seconds) * 1_000_000_000
+            + timeout.components.attoseconds / 1_000_000_000
+        let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        timer = context.eventLoop.scheduleTask(in: .nanoseconds(nanoseconds)) {
+            loopBound.value.fireErrorCaught(TCPTransportError.versionTimeout)
+            loopBound.value.close(promise: nil)
+        }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        timer?.cancel()
+        timer = nil
+        context.fireChannelRead(data)
+        context.pipeline.syncOperations.removeHandler(self, promise: nil)
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        timer?.cancel()
+        timer = nil
+    }
+}

@@ -1,0 +1,63 @@
+// OckamEdge: the `ockam-edge` command-line entry point (commands are declared in Commands.swift).
+import EdgeCLI
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Version printed by `--version`.
+let ockamEdgeVersion = "0.1.0"
+
+@main
+struct OckamEdgeMain {
+    static func main() async {
+        let argv = Array(CommandLine.arguments.dropFirst())
+        let status: Int32
+        switch CommandLineParser.parse(argv, root: Commands.root, programName: "ockam-edge") {
+        case .help(let text):
+            print(text, terminator: "")
+            status = 0
+        case .version:
+            print("ockam-edge \(ockamEdgeVersion)")
+            status = 0
+        case .usageError(let message):
+            Console.error("error: \(message)")
+            status = 2
+        case .run(let path, let arguments):
+            do {
+                status = try await Commands.run(path: path, arguments: arguments)
+            } catch let error as CommandFailure {
+                Console.error("error: \(error.message)")
+                status = error.status
+            } catch {
+                Console.error("error: \(error)")
+                status = 1
+            }
+        }
+        exit(status)
+    }
+}
+
+/// An error that ends a command with a message and an exit status.
+struct CommandFailure: Error {
+    var message: String
+    var status: Int32 = 1
+    init(_ message: String, status: Int32 = 1) {
+        self.message = message
+        self.status = status
+    }
+}
+
+enum Console {
+    static func error(_ text: String) {
+        var line = text
+        if !line.hasSuffix("\n") { line += "\n" }
+        var bytes = Array(line.utf8)[...]
+        while !bytes.isEmpty {
+            let n = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { return }
+            bytes = bytes.dropFirst(n)
+        }
+    }
+}
