@@ -1,1 +1,0 @@
-// Temporary placeholder so the package resolves while EdgeCrypto is being written.
