@@ -247,6 +247,12 @@ public struct Multiaddr: Hashable, Sendable, CustomStringConvertible {
                 }
             }
         }
+        guard !result.isEmpty else { throw .truncated }
+        // The binary form must describe what the text parser accepts (ports 1-65535, /tcp after an address, …).
+        let candidate = Multiaddr(result)
+        guard (try? Multiaddr(parsing: candidate.description)) == candidate else {
+            throw .unsupported("multiaddr that has no valid text form")
+        }
         components = result
     }
 
@@ -320,6 +326,8 @@ public struct Multiaddr: Hashable, Sendable, CustomStringConvertible {
 /// inet_pton / inet_ntop wrappers.
 enum IPText {
     static func parse(_ text: String, family: Int32) -> [UInt8]? {
+        // inet_pton reads a C string: an embedded NUL would silently cut the text short.
+        guard !text.utf8.contains(0) else { return nil }
         let size = family == AF_INET ? 4 : 16
         var buffer = [UInt8](repeating: 0, count: size)
         let ok = buffer.withUnsafeMutableBytes { raw in inet_pton(family, text, raw.baseAddress) }

@@ -29,7 +29,9 @@ public struct RoutingLimits: Hashable, Sendable {
 ///
 /// Encoding (minicbor derive, array form): `array(3) [onward Route, return Route, payload bytes]`, or
 /// `array(4)` with a trailing tracing-context text. Decoders accept 3 or more elements and ignore
-/// elements after the fourth; a non-text tracing field is ignored, as Ockam receivers do.
+/// elements after the fourth. A tracing field that is not usable text (wrong type, not UTF-8, too long) is
+/// ignored rather than fatal: spec §1.6 says receivers accept its absence or garbage (Rust's typed decoder
+/// would reject a non-text field; we are deliberately more lenient about this optional metadata).
 public struct RoutingMessage: Hashable, Sendable {
     public var onwardRoute: Route
     public var returnRoute: Route
@@ -78,8 +80,13 @@ public struct RoutingMessage: Hashable, Sendable {
             payload = Array(try reader.readBytes(limit: limits.maxMessageSize))
             tracingContext = nil
             if count >= 4 {
-                if (try? reader.peekType()) == .text, let text = try? reader.readText(limit: limits.maxTracingContextLength) {
+                // Read the text on a copy: a failed readText has already consumed the item's head, so
+                // skipping must restart from the item's start (else a too-long or non-UTF-8 context is
+                // skipped from its middle, which can reject good frames or accept truncated ones).
+                var attempt = reader
+                if (try? attempt.peekType()) == .text, let text = try? attempt.readText(limit: limits.maxTracingContextLength) {
                     tracingContext = text
+                    reader = attempt
                 } else {
                     try reader.skipValue()
                 }

@@ -116,6 +116,8 @@ public enum CBORType: Equatable, Sendable {
 /// - Array and map counts are checked against the bytes that remain (each item needs at least one byte),
 ///   so a hostile count cannot make a caller reserve unbounded memory.
 /// - Nesting while skipping is limited by ``maxDepth``.
+/// - After a read throws, the position is unspecified (a type mismatch leaves it unchanged; other errors may have
+///   consumed the item's head). A caller that wants to try another reading must work on a copy of the reader.
 public struct CBORReader: Sendable {
     public let input: ArraySlice<UInt8>
     public private(set) var position: Int
@@ -210,7 +212,7 @@ public struct CBORReader: Sendable {
 
     private mutating func readLength(major: UInt8, limit: Int, what: String) throws(WireError) -> Int {
         let argument = try expectHead(major: major)
-        guard argument <= UInt64(limit) else { throw .limitExceeded(what: what, limit: limit) }
+        guard limit >= 0, argument <= UInt64(limit) else { throw .limitExceeded(what: what, limit: limit) }
         let length = Int(argument)
         return length
     }
