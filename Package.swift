@@ -29,6 +29,7 @@ let package = Package(
         .library(name: "EdgeNode", targets: ["EdgeNode"]),
         .library(name: "EdgeTransportTCP", targets: ["EdgeTransportTCP"]),
         .library(name: "EdgeCrypto", targets: ["EdgeCrypto"]),
+        .library(name: "EdgeIdentity", targets: ["EdgeIdentity"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -62,6 +63,7 @@ let package = Package(
             dependencies: ["CSodium", "COpenSSL"],
             swiftSettings: strict
         ),
+        .target(name: "EdgeIdentity", dependencies: ["EdgeWire", "EdgeCrypto"], swiftSettings: strict),
         .target(name: "EdgeCLI", swiftSettings: strict),
 
         // MARK: - Runtime and transports
@@ -100,6 +102,21 @@ let package = Package(
             swiftSettings: strict
         ),
 
+        // MARK: - Fuzzing (see `make fuzz`)
+        .target(
+            name: "EdgeFuzz",
+            dependencies: [
+                "EdgeRouting", "EdgeTransportTCP",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "OckamEdgeFuzz",
+            dependencies: ["EdgeFuzz"],
+            swiftSettings: strict  // `make fuzz` adds -sanitize=fuzzer,address and -DFUZZING
+        ),
+
         // MARK: - Tests
         .target(name: "EdgeTestSupport", dependencies: ["EdgeWire"], path: "Tests/EdgeTestSupport"),
         .testTarget(name: "EdgeWireTests", dependencies: ["EdgeWire", "EdgeTestSupport"]),
@@ -115,7 +132,9 @@ let package = Package(
             ]
         ),
         .testTarget(name: "EdgeCLITests", dependencies: ["EdgeCLI"]),
+        .testTarget(name: "EdgeFuzzTests", dependencies: ["EdgeFuzz", "EdgeTestSupport"]),
         .testTarget(name: "EdgeCryptoTests", dependencies: ["EdgeCrypto", "EdgeTestSupport"]),
+        .testTarget(name: "EdgeIdentityTests", dependencies: ["EdgeIdentity", "EdgeTestSupport"]),
         .testTarget(name: "OckamEdgeCLITests", dependencies: ["EdgeTestSupport"]),
     ]
 )

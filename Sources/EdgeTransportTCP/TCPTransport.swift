@@ -216,7 +216,7 @@ public final class TCPTransport: TransportResolver, Sendable {
                     } catch {
                         throw TCPTransportError.malformedMessage(String(describing: error))
                     }
-                    if decoded.isHeartbeat { continue }
+                    // Heartbeats (empty onward route) are dropped and counted by the node.
                     var returnRoute = decoded.returnRoute
                     returnRoute.prepend(sender)
                     await node.deliverFromTransport(

@@ -1,0 +1,231 @@
+import EdgeRouting
+import EdgeWire
+import Synchronization
+import Testing
+
+@testable import EdgeNode
+
+/// A worker that forwards every message it receives into an AsyncStream for the test to read.
+struct CollectorWorker: Worker {
+    let continuation: AsyncStream<LocalMessage>.Continuation
+    func handleMessage(_ message: LocalMessage, context: WorkerContext) async throws {
+        continuation.yield(message)
+    }
+}
+
+/// A worker that blocks on a gate before handling each message, and records concurrency.
+final class GatedWorker: Worker {
+    let gate: AsyncStream<Void>
+    let gateContinuation: AsyncStream<Void>.Continuation
+    let received = Mutex<[Int]>([])
+    let active = Mutex<(now: Int, max: Int)>((0, 0))
+    let started: AsyncStream<Void>.Continuation
+
+    init(started: AsyncStream<Void>.Continuation) {
+        (gate, gateContinuation) = AsyncStream.makeStream()
+        self.started = started
+    }
+
+    func handleMessage(_ message: LocalMessage, context: WorkerContext) async throws {
+        active.withLock {
+            $0.now += 1
+            $0.max = max($0.max, $0.now)
+        }
+        started.yield()
+        var iterator = gate.makeAsyncIterator()
+        _ = await iterator.next()
+        received.withLock { $0.append(Int(message.payload[0])) }
+        active.withLock { $0.now -= 1 }
+    }
+}
+
+@Suite("Node runtime")
+struct NodeTests {
+    @Test func echoRepliesWithTheSamePayload() async throws {
+        let node = Node()
+        try node.startDefaultServices()
+        let reply = try await node.request(to: [.local("echo")], payload: [1, 2, 3], timeout: .seconds(5))
+        #expect(reply.payload == [1, 2, 3])
+        #expect(reply.returnRoute == [.local("echo")])
+        await node.shutdown()
+    }
+
+    @Test func uppercaseUpperCasesABAREString() async throws {
+        let node = Node()
+        try node.startDefaultServices()
+        let reply = try await node.request(
+            to: [.local("uppercase")], payload: BARE.encodeString("hello ünïcode"), timeout: .seconds(5))
+        #expect(try BARE.decodeString(reply.payload) == "HELLO ÜNÏCODE")
+        await node.shutdown()
+    }
+
+    @Test func uppercaseRejectsNonStringPayloadWithoutReplying() async throws {
+        let node = Node()
+        try node.startDefaultServices()
+        await #expect(throws: NodeError.self) {
+            _ = try await node.request(to: [.local("uppercase")], payload: [0x05, 0x41], timeout: .milliseconds(300))
+        }
+        #expect(node.counters.workerErrors == 1)
+        await node.shutdown()
+    }
+
+    @Test func unknownAddressIsAnErrorAndCounted() async throws {
+        let node = Node()
+        await #expect(throws: NodeError.unknownAddress(.local("nobody"))) {
+            try await node.send(LocalMessage(onwardRoute: [.local("nobody")], returnRoute: [], payload: []))
+        }
+        #expect(node.counters.droppedUnknownAddress == 1)
+    }
+
+    @Test func emptyOnwardRouteIsDroppedAsHeartbeat() async throws {
+        let node = Node()
+        await node.deliverFromTransport(LocalMessage(onwardRoute: [], returnRoute: [], payload: []))
+        #expect(node.counters.droppedHeartbeat == 1)
+    }
+
+    @Test func addressesAreExclusive() throws {
+        let node = Node()
+        let (_, continuation) = AsyncStream<LocalMessage>.makeStream()
+        try node.startWorker(CollectorWorker(continuation: continuation), at: .local("a"))
+        #expect(throws: NodeError.addressInUse(.local("a"))) {
+            try node.startWorker(CollectorWorker(continuation: continuation), at: [.local("b"), .local("a")])
+        }
+        #expect(!node.hasWorker(at: .local("b")))
+    }
+
+    @Test func aWorkerHandlesOneMessageAtATimeInOrder() async throws {
+        let node = Node()
+        let (started, startedContinuation) = AsyncStream<Void>.makeStream()
+        let worker = GatedWorker(started: startedContinuation)
+        try node.startWorker(worker, at: .local("gated"), options: WorkerOptions(mailboxCapacity: 64))
+        for i in 0..<20 {
+            try await node.send(LocalMessage(onwardRoute: [.local("gated")], returnRoute: [], payload: [UInt8(i)]))
+        }
+        var startedIterator = started.makeAsyncIterator()
+        for _ in 0..<20 {
+            _ = await startedIterator.next()
+            worker.gateContinuation.yield()
+        }
+        await node.stopWorker(at: .local("gated"))
+        #expect(worker.received.withLock { $0 } == Array(0..<20))
+        #expect(worker.active.withLock { $0.max } == 1)
+    }
+
+    @Test func fullMailboxMakesSendersWaitAndLosesNothing() async throws {
+        let node = Node()
+        let (started, startedContinuation) = AsyncStream<Void>.makeStream()
+        let worker = GatedWorker(started: startedContinuation)
+        let capacity = 2
+        try node.startWorker(worker, at: .local("slow"), options: WorkerOptions(mailboxCapacity: capacity))
+        let total = 12
+        let (sent, sentContinuation) = AsyncStream<Int>.makeStream()
+        let producer = Task {
+            for i in 0..<total {
+                try await node.send(LocalMessage(onwardRoute: [.local("slow")], returnRoute: [], payload: [UInt8(i)]))
+                sentContinuation.yield(i)
+            }
+            sentContinuation.finish()
+        }
+        var startedIterator = started.makeAsyncIterator()
+        var sentIterator = sent.makeAsyncIterator()
+        // The worker holds message 0; the mailbox takes `capacity` more; the producer then blocks on the next one.
+        _ = await startedIterator.next()
+        for expected in 0...capacity {
+            #expect(await sentIterator.next() == expected)
+        }
+        // Everything buffered or waiting is bounded by capacity + the one suspended producer.
+        #expect((node.mailboxDepth(at: .local("slow")) ?? 0) <= capacity + 1)
+        worker.gateContinuation.yield()
+        for _ in 1..<total {
+            _ = await startedIterator.next()
+            worker.gateContinuation.yield()
+        }
+        try await producer.value
+        await node.stopWorker(at: .local("slow"))
+        #expect(worker.received.withLock { $0 } == Array(0..<total))
+    }
+
+    @Test func accessControlRefusesAndCounts() async throws {
+        let node = Node()
+        let (stream, continuation) = AsyncStream<LocalMessage>.makeStream()
+        try node.startWorker(
+            CollectorWorker(continuation: continuation), at: .local("guarded"),
+            options: WorkerOptions(accessControl: { $0.payload.first == 1 }))
+        await #expect(throws: NodeError.accessDenied(.local("guarded"))) {
+            try await node.send(LocalMessage(onwardRoute: [.local("guarded")], returnRoute: [], payload: [0]))
+        }
+        try await node.send(LocalMessage(onwardRoute: [.local("guarded")], returnRoute: [], payload: [1]))
+        var iterator = stream.makeAsyncIterator()
+        #expect(await iterator.next()?.payload == [1])
+        #expect(node.counters.droppedAccessDenied == 1)
+    }
+
+    @Test func stoppedWorkerDrainsThenRefuses() async throws {
+        let node = Node()
+        let (stream, continuation) = AsyncStream<LocalMessage>.makeStream()
+        try node.startWorker(CollectorWorker(continuation: continuation), at: .local("c"))
+        for i in 0..<5 {
+            try await node.send(LocalMessage(onwardRoute: [.local("c")], returnRoute: [], payload: [UInt8(i)]))
+        }
+        await node.stopWorker(at: .local("c"))
+        continuation.finish()
+        var seen: [UInt8] = []
+        for await message in stream { seen.append(message.payload[0]) }
+        #expect(seen == [0, 1, 2, 3, 4])
+        await #expect(throws: NodeError.unknownAddress(.local("c"))) {
+            try await node.send(LocalMessage(onwardRoute: [.local("c")], returnRoute: [], payload: []))
+        }
+    }
+
+    /// A relaying worker pops itself from onward and pushes itself onto return (spec §1.4).
+    struct HopWorker: Worker {
+        func handleMessage(_ message: LocalMessage, context: WorkerContext) async throws {
+            var message = message
+            message.onwardRoute.popFront()
+            message.returnRoute.prepend(context.address)
+            try await context.forward(message)
+        }
+    }
+
+    @Test func hopSemanticsThroughARelayingWorker() async throws {
+        let node = Node()
+        try node.startDefaultServices()
+        try node.startWorker(HopWorker(), at: .local("hop"))
+        let reply = try await node.request(
+            to: [.local("hop"), .local("uppercase")], payload: BARE.encodeString("via hop"), timeout: .seconds(5))
+        #expect(try BARE.decodeString(reply.payload) == "VIA HOP")
+        // The reply went back through the hop, which prepended itself again.
+        #expect(reply.returnRoute == [.local("hop"), .local("uppercase")])
+        await node.shutdown()
+    }
+
+    @Test func remoteHopWithoutTransportIsAnError() async throws {
+        let node = Node()
+        await #expect(throws: NodeError.noTransport(.tcp)) {
+            try await node.send(LocalMessage(onwardRoute: [.tcp("127.0.0.1:1")], returnRoute: [], payload: []))
+        }
+    }
+
+    @Test func forwardingCanBeDisabledForTransportMessages() async throws {
+        let node = Node(options: Node.Options(forwardTransportMessages: false))
+        await node.deliverFromTransport(LocalMessage(onwardRoute: [.tcp("10.0.0.1:4000")], returnRoute: [], payload: []))
+        #expect(node.counters.droppedForwardingDisabled == 1)
+    }
+
+    @Test func requestTimesOut() async throws {
+        let node = Node()
+        let (_, continuation) = AsyncStream<LocalMessage>.makeStream()
+        try node.startWorker(CollectorWorker(continuation: continuation), at: .local("silent"))
+        await #expect(throws: NodeError.timeout(.milliseconds(100))) {
+            _ = try await node.request(to: [.local("silent")], payload: [], timeout: .milliseconds(100))
+        }
+    }
+
+    @Test func shutdownRefusesNewWorkers() async throws {
+        let node = Node()
+        try node.startDefaultServices()
+        await node.shutdown()
+        #expect(node.workerAddresses.isEmpty)
+        #expect(throws: NodeError.shuttingDown) { try node.startDefaultServices() }
+    }
+}

@@ -1,0 +1,272 @@
+import EdgeNode
+import EdgeRouting
+import EdgeWire
+import Logging
+import NIOCore
+import NIOPosix
+import Testing
+
+@testable import EdgeTransportTCP
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A blocking raw TCP client for feeding a listener hostile bytes. Reads time out after 10 s (a guard
+/// against hangs, not a synchronisation device).
+final class RawClient {
+    let fd: Int32
+
+    init(port: Int) throws {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw TCPTransportError.connectionClosed }
+        var timeout = timeval(tv_sec: 10, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        guard result == 0 else {
+            close(fd)
+            throw TCPTransportError.connectionClosed
+        }
+    }
+
+    deinit { close(fd) }
+
+    func send(_ bytes: [UInt8]) {
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes[offset...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if n <= 0 { return }
+            offset += n
+        }
+    }
+
+    /// Reads exactly `count` bytes, or nil on EOF/error/timeout.
+    func read(_ count: Int) -> [UInt8]? {
+        var out = [UInt8](repeating: 0, count: count)
+        var offset = 0
+        while offset < count {
+            let n = out[offset...].withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n <= 0 { return nil }
+            offset += n
+        }
+        return out
+    }
+
+    /// True when the peer closed the connection (EOF or reset) before sending anything more.
+    func readsEOF() -> Bool {
+        var byte: UInt8 = 0
+        let n = recv(fd, &byte, 1, 0)
+        return n == 0 || (n < 0 && errno == ECONNRESET)
+    }
+
+    /// Reads one routing-message frame (after the version byte has been consumed).
+    func readFrame() -> RoutingMessage? {
+        guard let header = read(4) else { return nil }
+        let length = Int(header[0]) << 24 | Int(header[1]) << 16 | Int(header[2]) << 8 | Int(header[3])
+        guard let body = read(length) else { return nil }
+        return try? RoutingMessage(decoding: body)
+    }
+
+    static func frame(_ message: RoutingMessage) -> [UInt8] {
+        let body = message.encode()
+        let n = UInt32(body.count)
+        return [UInt8(n >> 24), UInt8((n >> 16) & 0xff), UInt8((n >> 8) & 0xff), UInt8(n & 0xff)] + body
+    }
+}
+
+/// A node with default services and a TCP listener on an ephemeral loopback port.
+struct TestNode {
+    let node: Node
+    let tcp: TCPTransport
+    let port: Int
+    let address: String
+
+    static func start(name: String, group: any EventLoopGroup, forwarding: Bool = true) async throws -> TestNode {
+        var logger = Logger(label: "test.\(name)")
+        logger.logLevel = .critical
+        let node = Node(logger: logger, options: Node.Options(forwardTransportMessages: forwarding))
+        try node.startDefaultServices()
+        let tcp = TCPTransport(node: node, group: group)
+        let bound = try await tcp.listen(host: "127.0.0.1", port: 0)
+        let port = bound.port!
+        return TestNode(node: node, tcp: tcp, port: port, address: "127.0.0.1:\(port)")
+    }
+
+    func stop() async {
+        await tcp.shutdown()
+        await node.shutdown()
+    }
+}
+
+/// Waits (bounded) until `condition` holds: for state that settles asynchronously after a socket event.
+func eventually(_ what: String, within: Duration = .seconds(10), _ condition: () -> Bool) async throws {
+    let deadline = ContinuousClock.now + within
+    while !condition() {
+        guard ContinuousClock.now < deadline else {
+            Issue.record("timed out waiting for: \(what)")
+            return
+        }
+        try await Task.sleep(for: .milliseconds(5))
+    }
+}
+
+@Suite("TCP transport over loopback", .serialized)
+struct LoopbackTests {
+    let group = MultiThreadedEventLoopGroup.singleton
+
+    @Test func roundTripBetweenTwoNodesWithCorrectReturnRoutes() async throws {
+        let b = try await TestNode.start(name: "b", group: group)
+        let a = try await TestNode.start(name: "a", group: group)
+        let reply = try await a.node.request(
+            to: [.tcp(b.address), .local("uppercase")], payload: BARE.encodeString("hello"), timeout: .seconds(10))
+        #expect(try BARE.decodeString(reply.payload) == "HELLO")
+        let connection = try #require(a.tcp.connections.first)
+        #expect(connection.outgoing)
+        #expect(reply.returnRoute == [connection.senderAddress, .local("uppercase")])
+        // A second message reuses the connection.
+        _ = try await a.node.request(to: [.tcp(b.address), .local("echo")], payload: [1], timeout: .seconds(10))
+        #expect(a.tcp.connections.count == 1)
+        await a.stop()
+        await b.stop()
+    }
+
+    @Test func threeNodesWhereTheMiddleOneOnlyForwards() async throws {
+        let c = try await TestNode.start(name: "c", group: group)
+        let b = try await TestNode.start(name: "b", group: group)
+        let a = try await TestNode.start(name: "a", group: group)
+        for i in 0..<20 {
+            let reply = try await a.node.request(
+                to: [.tcp(b.address), .tcp(c.address), .local("uppercase")],
+                payload: BARE.encodeString("message \(i)"), timeout: .seconds(10))
+            #expect(try BARE.decodeString(reply.payload) == "MESSAGE \(i)")
+            let aToB = try #require(a.tcp.connections.first { $0.outgoing })
+            let bToC = try #require(b.tcp.connections.first { $0.outgoing })
+            // Return route: A's connection to B, B's connection to C, then the service on C.
+            #expect(reply.returnRoute == [aToB.senderAddress, bToC.senderAddress, .local("uppercase")])
+        }
+        // B forwarded 20 requests to C and 20 replies back to A; none reached B's services.
+        #expect(b.tcp.connections.count == 2)
+        #expect(b.node.counters.workerErrors == 0)
+        await a.stop()
+        await b.stop()
+        await c.stop()
+    }
+
+    @Test func nodeWithForwardingDisabledDropsRemoteHops() async throws {
+        let c = try await TestNode.start(name: "c", group: group)
+        let b = try await TestNode.start(name: "b", group: group, forwarding: false)
+        let a = try await TestNode.start(name: "a", group: group)
+        await #expect(throws: NodeError.timeout(.milliseconds(500))) {
+            _ = try await a.node.request(
+                to: [.tcp(b.address), .tcp(c.address), .local("echo")], payload: [1], timeout: .milliseconds(500))
+        }
+        try await eventually("B counted the refused hop") { b.node.counters.droppedForwardingDisabled == 1 }
+        await a.stop()
+        await b.stop()
+        await c.stop()
+    }
+
+    @Test func rawClientSpeaksTheWireFormat() async throws {
+        let b = try await TestNode.start(name: "b", group: group)
+        let client = try RawClient(port: b.port)
+        client.send([0x01])
+        #expect(client.read(1) == [0x01])
+        // A heartbeat is dropped silently and the connection stays usable.
+        client.send([0, 0, 0, 4, 0x83, 0x80, 0x80, 0x40])
+        let request = RoutingMessage(
+            onwardRoute: [.local("uppercase")], returnRoute: [.local("app")], payload: BARE.encodeString("raw"),
+            tracingContext: "{\"traceparent\":\"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\"}")
+        client.send(RawClient.frame(request))
+        let reply = try #require(client.readFrame())
+        #expect(reply.onwardRoute == [.local("app")])
+        #expect(reply.returnRoute == [.local("uppercase")])
+        #expect(try BARE.decodeString(reply.payload) == "RAW")
+        #expect(b.node.counters.droppedHeartbeat == 1)
+        await b.stop()
+    }
+
+    @Test(arguments: [
+        ("wrong version", [0x02, 0, 0, 0, 1, 0x80] as [UInt8]),
+        ("http garbage", Array("GET / HTTP/1.1\r\nHost: x\r\n\r\n".utf8)),
+        ("oversize length", [0x01, 0xff, 0xff, 0xff, 0xff]),
+        ("zero length", [0x01, 0, 0, 0, 0]),
+        ("bad cbor", [0x01, 0, 0, 0, 3, 0x61, 0x62, 0x63]),
+        ("cbor bomb", [0x01, 0, 0, 0, 9, 0x9b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]),
+    ])
+    func hostilePeerIsDisconnectedAndOthersAreServed(name: String, bytes: [UInt8]) async throws {
+        let b = try await TestNode.start(name: "b", group: group)
+        let bad = try RawClient(port: b.port)
+        bad.send(bytes)
+        #expect(bad.read(1) == [0x01], "\(name): version byte first")
+        #expect(bad.readsEOF(), "\(name): connection closed")
+        // The node keeps serving everyone else.
+        let a = try await TestNode.start(name: "a", group: group)
+        let reply = try await a.node.request(to: [.tcp(b.address), .local("echo")], payload: [7], timeout: .seconds(10))
+        #expect(reply.payload == [7])
+        try await eventually("\(name): bad connection removed") { b.tcp.connections.count == 1 }
+        await a.stop()
+        await b.stop()
+    }
+
+    @Test func peerDisappearingMidFrameIsCleanedUp() async throws {
+        let b = try await TestNode.start(name: "b", group: group)
+        do {
+            let client = try RawClient(port: b.port)
+            client.send([0x01, 0, 0, 0, 100, 0x83, 0x81])
+            #expect(client.read(1) == [0x01])
+            try await eventually("connection registered") { b.tcp.connections.count == 1 }
+        }  // RawClient closes its socket here, mid-frame.
+        try await eventually("connection removed") { b.tcp.connections.isEmpty }
+        let a = try await TestNode.start(name: "a", group: group)
+        let reply = try await a.node.request(to: [.tcp(b.address), .local("echo")], payload: [9], timeout: .seconds(10))
+        #expect(reply.payload == [9])
+        await a.stop()
+        await b.stop()
+    }
+
+    @Test func silentPeerIsDisconnectedAfterTheVersionTimeout() async throws {
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let node = Node(logger: logger)
+        var options = TCPTransportOptions()
+        options.versionTimeout = .milliseconds(200)
+        let tcp = TCPTransport(node: node, group: group, options: options)
+        let port = try await tcp.listen(host: "127.0.0.1", port: 0).port!
+        let client = try RawClient(port: port)
+        #expect(client.read(1) == [0x01])
+        #expect(client.readsEOF())
+        await tcp.shutdown()
+    }
+
+    @Test func connectionRefusedIsAnError() async throws {
+        let a = try await TestNode.start(name: "a", group: group)
+        // Bind and close a listener to get a port nobody listens on.
+        let probe = try await TestNode.start(name: "probe", group: group)
+        let deadPort = probe.port
+        await probe.stop()
+        await #expect(throws: (any Error).self) {
+            _ = try await a.node.request(
+                to: [.tcp("127.0.0.1:\(deadPort)"), .local("echo")], payload: [1], timeout: .seconds(5))
+        }
+        await a.stop()
+    }
+
+    @Test func largeMessagesRoundTrip() async throws {
+        let b = try await TestNode.start(name: "b", group: group)
+        let a = try await TestNode.start(name: "a", group: group)
+        var generator = SystemRandomNumberGenerator()
+        let payload = (0..<(4 * 1024 * 1024)).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        let reply = try await a.node.request(to: [.tcp(b.address), .local("echo")], payload: payload, timeout: .seconds(30))
+        #expect(reply.payload == payload)
+        await a.stop()
+        await b.stop()
+    }
+}

@@ -1,0 +1,187 @@
+import EdgeTestSupport
+import Foundation
+import Testing
+
+/// Runs the built `ockam-edge` binary as separate processes.
+struct Binary {
+    static var url: URL { TestData.productsDirectory.appendingPathComponent("ockam-edge") }
+
+    struct Result {
+        var status: Int32
+        var stdout: String
+        var stderr: String
+    }
+
+    /// Runs to completion (bounded by `timeout` as a guard against a hung binary).
+    static func run(_ arguments: [String], environment: [String: String] = [:], timeout: TimeInterval = 60) throws -> Result {
+        let process = Process()
+        process.executableURL = url
+        process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        let out = Pipe()
+        let err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let group = DispatchGroup()
+        let outData = DataBox()
+        let errData = DataBox()
+        group.enter()
+        DispatchQueue.global().async {
+            outData.set(out.fileHandleForReading.readDataToEndOfFile())
+            group.leave()
+        }
+        group.enter()
+        DispatchQueue.global().async {
+            errData.set(err.fileHandleForReading.readDataToEndOfFile())
+            group.leave()
+        }
+        if group.wait(timeout: .now() + timeout) == .timedOut {
+            process.terminate()
+            throw TestDataError("ockam-edge \(arguments.joined(separator: " ")) did not finish in \(timeout)s")
+        }
+        process.waitUntilExit()
+        return Result(
+            status: process.terminationStatus, stdout: String(decoding: outData.get(), as: UTF8.self),
+            stderr: String(decoding: errData.get(), as: UTF8.self))
+    }
+}
+
+/// Data written by one thread and read by another after a DispatchGroup wait.
+final class DataBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var data = Data()
+    func set(_ value: Data) { lock.withLock { data = value } }
+    func get() -> Data { lock.withLock { data } }
+}
+
+/// A `node run` process; its first stdout line tells the bound address.
+final class NodeProcess {
+    let process = Process()
+    let address: String
+    let port: Int
+    private let stderrPipe = Pipe()
+
+    init(name: String, stateDir: String, extra: [String] = []) throws {
+        process.executableURL = Binary.url
+        process.arguments =
+            ["node", "run", "--name", name, "--tcp-listen", "127.0.0.1:0", "--state-dir", stateDir, "--log-level", "warning"]
+            + extra
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardError = stderrPipe
+        try process.run()
+        // Read the first line ("listening host:port"); a dead process gives EOF instead.
+        var line = Data()
+        while true {
+            let byte = out.fileHandleForReading.readData(ofLength: 1)
+            if byte.isEmpty || byte == Data([0x0a]) { break }
+            line.append(byte)
+        }
+        let text = String(decoding: line, as: UTF8.self)
+        guard text.hasPrefix("listening "), let port = Int(text.split(separator: ":").last ?? "") else {
+            process.terminate()
+            throw TestDataError("node \(name) did not start: '\(text)'")
+        }
+        address = String(text.dropFirst("listening ".count))
+        self.port = port
+    }
+
+    /// Sends SIGTERM and waits; returns the exit status.
+    func stop() -> Int32 {
+        process.terminate()
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+
+    deinit {
+        if process.isRunning {
+            process.terminate()
+            process.waitUntilExit()
+        }
+    }
+}
+
+func temporaryDirectory() throws -> String {
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("ockam-edge-test-\(UUID().uuidString)").path
+    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    return path
+}
+
+@Suite("ockam-edge CLI (separate processes)", .serialized)
+struct CLITests {
+    @Test func messageRoundTripAcrossTwoProcesses() throws {
+        let state = try temporaryDirectory()
+        let node = try NodeProcess(name: "n1", stateDir: state)
+        let result = try Binary.run(["message", "send", "/ip4/127.0.0.1/tcp/\(node.port)/service/uppercase", "hello"])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout == "HELLO\n")
+        let echo = try Binary.run(["message", "send", "/node/n1/service/echo", "echo me", "--state-dir", state])
+        #expect(echo.status == 0, "\(echo.stderr)")
+        #expect(echo.stdout == "echo me\n")
+        #expect(node.stop() == 0)
+        // A stopped node removes its record, so /node/n1 no longer resolves.
+        let gone = try Binary.run(["message", "send", "/node/n1/service/echo", "x", "--state-dir", state])
+        #expect(gone.status == 2)
+        #expect(gone.stderr.contains("unknown node \"n1\""))
+    }
+
+    @Test func messageThroughAForwardingMiddleNode() throws {
+        let state = try temporaryDirectory()
+        let c = try NodeProcess(name: "c", stateDir: state)
+        let b = try NodeProcess(name: "b", stateDir: state)
+        let result = try Binary.run([
+            "message", "send", "/ip4/127.0.0.1/tcp/\(b.port)/ip4/127.0.0.1/tcp/\(c.port)/service/uppercase", "via b",
+        ])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout == "VIA B\n")
+        #expect(b.stop() == 0)
+        #expect(c.stop() == 0)
+    }
+
+    @Test func timeoutIsReportedWithNonZeroStatus() throws {
+        let state = try temporaryDirectory()
+        let node = try NodeProcess(name: "t", stateDir: state)
+        let result = try Binary.run([
+            "message", "send", "/ip4/127.0.0.1/tcp/\(node.port)/service/nothing-here", "x", "--timeout", "300ms",
+        ])
+        #expect(result.status == 1)
+        #expect(result.stderr.contains("no reply"))
+        _ = node.stop()
+    }
+
+    @Test func badMultiaddrPointsAtTheBadPart() throws {
+        let result = try Binary.run(["message", "send", "/ip4/300.1.1.1/tcp/4000/service/echo", "x"])
+        #expect(result.status == 2)
+        #expect(result.stderr.contains("bad IPv4 address \"300.1.1.1\""))
+        #expect(result.stderr.contains("       ^^^^^^^^^"))
+    }
+
+    @Test func helpAndVersion() throws {
+        let help = try Binary.run(["--help"])
+        #expect(help.status == 0)
+        #expect(help.stdout.contains("COMMANDS:"))
+        for command in [["node", "run"], ["message", "send"]] {
+            let sub = try Binary.run(command + ["--help"])
+            #expect(sub.status == 0)
+            #expect(sub.stdout.contains("EXAMPLES:"), "\(command)")
+        }
+        let version = try Binary.run(["--version"])
+        #expect(version.status == 0)
+        #expect(version.stdout.hasPrefix("ockam-edge "))
+        let unknown = try Binary.run(["frobnicate"])
+        #expect(unknown.status == 2)
+        #expect(unknown.stderr.contains("unknown command 'frobnicate'"))
+    }
+
+    @Test func listenerConflictIsAClearError() throws {
+        let state = try temporaryDirectory()
+        let node = try NodeProcess(name: "first", stateDir: state)
+        let result = try Binary.run([
+            "node", "run", "--name", "second", "--tcp-listen", "127.0.0.1:\(node.port)", "--state-dir", state,
+        ])
+        #expect(result.status == 1)
+        #expect(result.stderr.contains("cannot listen on 127.0.0.1:\(node.port)"))
+        _ = node.stop()
+    }
+}
