@@ -1,0 +1,91 @@
+// EdgeVaultTests/LockTests: one open Vault per directory, in this process and across processes.
+import EdgeTestSupport
+import Foundation
+import SystemPackage
+import Testing
+
+@testable import EdgeVault
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite("Lock")
+struct LockTests {
+    @Test("a second open in the same process fails with the in-use error naming our pid")
+    func sameProcess() throws {
+        try withVaultPath { path in
+            let first = try Vault.open(at: path)
+            let lockContents = String(decoding: try readBytes(path.appending(".lock")), as: UTF8.self)
+            #expect(lockContents == "\(getpid())\n")
+
+            let error = expectVaultError(.inUse) { try Vault.open(at: path) }
+            #expect(error?.description == "vault '\(path)' is in use by another ockam-edge process (pid \(getpid()))")
+            #expect(error?.lockHolderPID == getpid())
+            // The failed attempt did not disturb the holder.
+            _ = try first.generateKey(.ed25519)
+
+            first.close()
+            let second = try Vault.open(at: path)
+            #expect(try second.listKeys().count == 1)
+            second.close()
+        }
+    }
+
+    @Test("releasing the last reference releases the lock")
+    func deinitReleases() throws {
+        try withVaultPath { path in
+            do {
+                let vault = try Vault.open(at: path)
+                _ = try vault.generateKey(.x25519)
+            }
+            let again = try Vault.open(at: path)
+            #expect(try again.listKeys().count == 1)
+            again.close()
+        }
+    }
+
+    @Test("another process holding the vault makes open fail with its pid; open succeeds once it exits")
+    func crossProcess() async throws {
+        try await blocking { try Self().crossProcessBlocking() }
+    }
+
+    func crossProcessBlocking() throws {
+        try withVaultPath { path in
+            let child = try StressChild(arguments: [path.string, "1", "--hold"])
+            defer {
+                child.kill()
+                child.wait()
+            }
+            let ready = try #require(child.readLine(), "child exited: \(child.errorOutput())")
+            #expect(ready == "ready \(child.pid)")
+
+            let error = expectVaultError(.inUse) { try Vault.open(at: path) }
+            #expect(error?.lockHolderPID == child.pid)
+            #expect(error?.description == "vault '\(path)' is in use by another ockam-edge process (pid \(child.pid))")
+
+            child.closeInput()
+            #expect(child.readLine() == "closed")
+            child.wait()
+            #expect(child.process.terminationStatus == 0)
+            let vault = try Vault.open(at: path)
+            vault.close()
+        }
+    }
+
+    @Test("a process that dies holding the lock (SIGKILL) leaves the vault openable")
+    func killedHolder() async throws {
+        try await blocking { try Self().killedHolderBlocking() }
+    }
+
+    func killedHolderBlocking() throws {
+        try withVaultPath { path in
+            let child = try StressChild(arguments: [path.string, "1", "--hold"])
+            #expect(child.readLine() == "ready \(child.pid)")
+            child.kill()
+            child.wait()
+            let vault = try Vault.open(at: path)
+            vault.close()
+        }
+    }
+}
