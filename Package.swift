@@ -30,6 +30,9 @@ let package = Package(
         .library(name: "EdgeTransportTCP", targets: ["EdgeTransportTCP"]),
         .library(name: "EdgeCrypto", targets: ["EdgeCrypto"]),
         .library(name: "EdgeIdentity", targets: ["EdgeIdentity"]),
+        .library(name: "EdgeNoise", targets: ["EdgeNoise"]),
+        .library(name: "EdgeVault", targets: ["EdgeVault"]),
+        .library(name: "EdgeSecureChannel", targets: ["EdgeSecureChannel"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -64,6 +67,25 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(name: "EdgeIdentity", dependencies: ["EdgeWire", "EdgeCrypto"], swiftSettings: strict),
+        .target(
+            name: "EdgeVault",
+            dependencies: ["EdgeCrypto", .product(name: "SystemPackage", package: "swift-system")],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "EdgeIdentityStore",
+            dependencies: ["EdgeIdentity", "EdgeVault", "EdgeCrypto", "EdgeWire"],
+            swiftSettings: strict
+        ),
+        .target(name: "EdgeNoise", dependencies: ["EdgeCrypto"], swiftSettings: strict),
+        .target(
+            name: "EdgeSecureChannel",
+            dependencies: [
+                "EdgeNode", "EdgeRouting", "EdgeIdentity", "EdgeCrypto", "EdgeWire", "EdgeNoise",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
         .target(name: "EdgeCLI", swiftSettings: strict),
 
         // MARK: - Runtime and transports
@@ -87,11 +109,28 @@ let package = Package(
             swiftSettings: strict
         ),
 
+        .target(
+            name: "EdgeControl",
+            dependencies: [
+                "EdgeWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+
         // MARK: - Executable
         .executableTarget(
             name: "OckamEdge",
             dependencies: [
                 "EdgeCLI",
+                "EdgeControl",
+                "EdgeCrypto",
+                "EdgeIdentity",
+                "EdgeIdentityStore",
+                "EdgeVault",
+                "EdgeWire",
                 "EdgeNode",
                 "EdgeTransportTCP",
                 .product(name: "Logging", package: "swift-log"),
@@ -118,6 +157,19 @@ let package = Package(
         ),
 
         // MARK: - Tests
+        .executableTarget(
+            name: "VaultStressChild",
+            dependencies: ["EdgeVault", .product(name: "SystemPackage", package: "swift-system")],
+            path: "Tests/VaultStressChild",
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "EdgeVaultTests",
+            dependencies: [
+                "EdgeVault", "EdgeCrypto", "EdgeTestSupport",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
+        ),
         .target(name: "EdgeTestSupport", dependencies: ["EdgeWire"], path: "Tests/EdgeTestSupport"),
         .testTarget(name: "EdgeWireTests", dependencies: ["EdgeWire", "EdgeTestSupport"]),
         .testTarget(name: "EdgeRoutingTests", dependencies: ["EdgeRouting", "EdgeTestSupport"]),
@@ -135,6 +187,15 @@ let package = Package(
         .testTarget(name: "EdgeFuzzTests", dependencies: ["EdgeFuzz", "EdgeTestSupport"]),
         .testTarget(name: "EdgeCryptoTests", dependencies: ["EdgeCrypto", "EdgeTestSupport"]),
         .testTarget(name: "EdgeIdentityTests", dependencies: ["EdgeIdentity", "EdgeTestSupport"]),
+        .testTarget(name: "EdgeNoiseTests", dependencies: ["EdgeNoise", "EdgeCrypto", "EdgeTestSupport"]),
+        .testTarget(
+            name: "EdgeSecureChannelTests",
+            dependencies: [
+                "EdgeSecureChannel", "EdgeTransportTCP", "EdgeTestSupport", "EdgeNoise",
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
         .testTarget(name: "OckamEdgeCLITests", dependencies: ["EdgeTestSupport"]),
     ]
 )

@@ -277,6 +277,11 @@ public struct RefreshCredentials: Sendable {
     public var identity: Identity
     public var credentials: [CredentialAndPurposeKey]
 
+    public init(identity: Identity, credentials: [CredentialAndPurposeKey]) {
+        self.identity = identity
+        self.credentials = credentials
+    }
+
     public init(reading reader: inout CBORReader) throws(IdentityError) {
         do {
             let count = try reader.readArrayHeader(limit: 16)
@@ -295,5 +300,31 @@ public struct RefreshCredentials: Sendable {
         writer.writeRaw(identity.encodedHistory)
         writer.writeArrayHeader(credentials.count)
         for credential in credentials { credential.encode(into: &writer) }
+    }
+}
+
+/// What a node presents in secure-channel handshakes: identity, X25519 static key and its attestation, credentials.
+public struct SecureChannelCredentials: Sendable {
+    public var identity: Identity
+    public var staticKey: SecretKey
+    public var attestation: PurposeKeyAttestation
+    public var credentials: [CredentialAndPurposeKey]
+
+    public init(identity: Identity, staticKey: SecretKey, attestation: PurposeKeyAttestation, credentials: [CredentialAndPurposeKey]) {
+        self.identity = identity
+        self.staticKey = staticKey
+        self.attestation = attestation
+        self.credentials = credentials
+    }
+
+    /// A fresh in-memory identity (nothing written anywhere), for one-shot CLI commands without a vault.
+    public static func ephemeral(now: Timestamp = currentTimestamp()) throws -> SecureChannelCredentials {
+        let key = SigningKey.generate()
+        let identity = try Identity.create(key: key, now: now)
+        let staticKey = X25519.generatePrivateKey()
+        let attestation = try PurposeKeyAttestation.create(
+            for: identity, signingKey: key, publicKey: .secureChannelStatic(X25519.publicKey(privateKey: staticKey)),
+            now: now)
+        return SecureChannelCredentials(identity: identity, staticKey: staticKey, attestation: attestation, credentials: [])
     }
 }

@@ -117,10 +117,16 @@ public final class Node: Sendable {
         /// needs this to forward device messages onward; turn it off on nodes that must not relay.
         public var forwardTransportMessages: Bool
         public var defaultMailboxCapacity: Int
+        /// Called with every message just before it is enqueued for a worker (tests, tracing, packet capture).
+        public var observer: (@Sendable (LocalMessage) -> Void)?
 
-        public init(forwardTransportMessages: Bool = true, defaultMailboxCapacity: Int = 256) {
+        public init(
+            forwardTransportMessages: Bool = true, defaultMailboxCapacity: Int = 256,
+            observer: (@Sendable (LocalMessage) -> Void)? = nil
+        ) {
             self.forwardTransportMessages = forwardTransportMessages
             self.defaultMailboxCapacity = defaultMailboxCapacity
+            self.observer = observer
         }
     }
 
@@ -315,6 +321,7 @@ public final class Node: Sendable {
             logger.warning("access denied: message for \(destination) refused by its access control")
             throw NodeError.accessDenied(destination)
         }
+        options.observer?(message)
         do {
             try await entry.mailbox.send(message)
             count { $0.delivered += 1 }

@@ -70,12 +70,18 @@ enum Commands {
         subcommands: [
             CommandSpec("node", abstract: "Run nodes.", subcommands: [nodeRun]),
             CommandSpec("message", abstract: "Send messages along routes.", subcommands: [messageSend]),
+            IdentityCommands.spec,
+            VaultCommands.spec,
+            CredentialCommands.spec,
         ])
 
     static func run(path: [String], arguments: ParsedArguments) async throws -> Int32 {
         switch path {
         case ["node", "run"]: return try await NodeRunCommand(arguments).run()
         case ["message", "send"]: return try await MessageSendCommand(arguments).run()
+        case let p where p.count == 2 && p[0] == "identity": return try IdentityCommands.run(p[1], arguments)
+        case let p where p.count == 2 && p[0] == "vault": return try VaultCommands.run(p[1], arguments)
+        case let p where p.count == 2 && p[0] == "credential": return try CredentialCommands.run(p[1], arguments)
         default: throw CommandFailure("command \(path.joined(separator: " ")) is not implemented", status: 2)
         }
     }

@@ -85,3 +85,14 @@ public struct SeededGenerator: RandomNumberGenerator {
         return z ^ (z >> 31)
     }
 }
+
+/// Runs blocking work (waiting on child processes, pipes, DispatchGroups) on a GCD thread and awaits it, so
+/// the Swift concurrency pool — two threads on a 2-core machine — is never blocked by one test while other
+/// tests' async work (NIO-backed nodes, timers) needs it.
+public func blocking<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        DispatchQueue.global().async {
+            continuation.resume(with: Result { try body() })
+        }
+    }
+}

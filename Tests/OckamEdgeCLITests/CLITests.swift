@@ -6,14 +6,23 @@ import Testing
 struct Binary {
     static var url: URL { TestData.productsDirectory.appendingPathComponent("ockam-edge") }
 
-    struct Result {
+    struct Result: Sendable {
         var status: Int32
         var stdout: String
         var stderr: String
     }
 
+    /// Runs to completion off the concurrency pool (see `blocking`).
+    static func run(_ arguments: [String], environment: [String: String] = [:], timeout: TimeInterval = 60) async throws
+        -> Result
+    {
+        try await blocking { try runBlocking(arguments, environment: environment, timeout: timeout) }
+    }
+
     /// Runs to completion (bounded by `timeout` as a guard against a hung binary).
-    static func run(_ arguments: [String], environment: [String: String] = [:], timeout: TimeInterval = 60) throws -> Result {
+    static func runBlocking(_ arguments: [String], environment: [String: String] = [:], timeout: TimeInterval = 60) throws
+        -> Result
+    {
         let process = Process()
         process.executableURL = url
         process.arguments = arguments
@@ -56,7 +65,11 @@ final class DataBox: @unchecked Sendable {
 }
 
 /// A `node run` process; its first stdout line tells the bound address.
-final class NodeProcess {
+final class NodeProcess: @unchecked Sendable {  // used by one test at a time
+    static func start(name: String, stateDir: String, extra: [String] = []) async throws -> NodeProcess {
+        try await blocking { try NodeProcess(name: name, stateDir: stateDir, extra: extra) }
+    }
+
     let process = Process()
     let address: String
     let port: Int
@@ -110,27 +123,27 @@ func temporaryDirectory() throws -> String {
 
 @Suite("ockam-edge CLI (separate processes)", .serialized)
 struct CLITests {
-    @Test func messageRoundTripAcrossTwoProcesses() throws {
+    @Test func messageRoundTripAcrossTwoProcesses() async throws {
         let state = try temporaryDirectory()
-        let node = try NodeProcess(name: "n1", stateDir: state)
-        let result = try Binary.run(["message", "send", "/ip4/127.0.0.1/tcp/\(node.port)/service/uppercase", "hello"])
+        let node = try await NodeProcess.start(name: "n1", stateDir: state)
+        let result = try await Binary.run(["message", "send", "/ip4/127.0.0.1/tcp/\(node.port)/service/uppercase", "hello"])
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.stdout == "HELLO\n")
-        let echo = try Binary.run(["message", "send", "/node/n1/service/echo", "echo me", "--state-dir", state])
+        let echo = try await Binary.run(["message", "send", "/node/n1/service/echo", "echo me", "--state-dir", state])
         #expect(echo.status == 0, "\(echo.stderr)")
         #expect(echo.stdout == "echo me\n")
         #expect(node.stop() == 0)
         // A stopped node removes its record, so /node/n1 no longer resolves.
-        let gone = try Binary.run(["message", "send", "/node/n1/service/echo", "x", "--state-dir", state])
+        let gone = try await Binary.run(["message", "send", "/node/n1/service/echo", "x", "--state-dir", state])
         #expect(gone.status == 2)
         #expect(gone.stderr.contains("unknown node \"n1\""))
     }
 
-    @Test func messageThroughAForwardingMiddleNode() throws {
+    @Test func messageThroughAForwardingMiddleNode() async throws {
         let state = try temporaryDirectory()
-        let c = try NodeProcess(name: "c", stateDir: state)
-        let b = try NodeProcess(name: "b", stateDir: state)
-        let result = try Binary.run([
+        let c = try await NodeProcess.start(name: "c", stateDir: state)
+        let b = try await NodeProcess.start(name: "b", stateDir: state)
+        let result = try await Binary.run([
             "message", "send", "/ip4/127.0.0.1/tcp/\(b.port)/ip4/127.0.0.1/tcp/\(c.port)/service/uppercase", "via b",
         ])
         #expect(result.status == 0, "\(result.stderr)")
@@ -139,10 +152,10 @@ struct CLITests {
         #expect(c.stop() == 0)
     }
 
-    @Test func timeoutIsReportedWithNonZeroStatus() throws {
+    @Test func timeoutIsReportedWithNonZeroStatus() async throws {
         let state = try temporaryDirectory()
-        let node = try NodeProcess(name: "t", stateDir: state)
-        let result = try Binary.run([
+        let node = try await NodeProcess.start(name: "t", stateDir: state)
+        let result = try await Binary.run([
             "message", "send", "/ip4/127.0.0.1/tcp/\(node.port)/service/nothing-here", "x", "--timeout", "300ms",
         ])
         #expect(result.status == 1)
@@ -150,34 +163,34 @@ struct CLITests {
         _ = node.stop()
     }
 
-    @Test func badMultiaddrPointsAtTheBadPart() throws {
-        let result = try Binary.run(["message", "send", "/ip4/300.1.1.1/tcp/4000/service/echo", "x"])
+    @Test func badMultiaddrPointsAtTheBadPart() async throws {
+        let result = try await Binary.run(["message", "send", "/ip4/300.1.1.1/tcp/4000/service/echo", "x"])
         #expect(result.status == 2)
         #expect(result.stderr.contains("bad IPv4 address \"300.1.1.1\""))
         #expect(result.stderr.contains("       ^^^^^^^^^"))
     }
 
-    @Test func helpAndVersion() throws {
-        let help = try Binary.run(["--help"])
+    @Test func helpAndVersion() async throws {
+        let help = try await Binary.run(["--help"])
         #expect(help.status == 0)
         #expect(help.stdout.contains("COMMANDS:"))
         for command in [["node", "run"], ["message", "send"]] {
-            let sub = try Binary.run(command + ["--help"])
+            let sub = try await Binary.run(command + ["--help"])
             #expect(sub.status == 0)
             #expect(sub.stdout.contains("EXAMPLES:"), "\(command)")
         }
-        let version = try Binary.run(["--version"])
+        let version = try await Binary.run(["--version"])
         #expect(version.status == 0)
         #expect(version.stdout.hasPrefix("ockam-edge "))
-        let unknown = try Binary.run(["frobnicate"])
+        let unknown = try await Binary.run(["frobnicate"])
         #expect(unknown.status == 2)
         #expect(unknown.stderr.contains("unknown command 'frobnicate'"))
     }
 
-    @Test func listenerConflictIsAClearError() throws {
+    @Test func listenerConflictIsAClearError() async throws {
         let state = try temporaryDirectory()
-        let node = try NodeProcess(name: "first", stateDir: state)
-        let result = try Binary.run([
+        let node = try await NodeProcess.start(name: "first", stateDir: state)
+        let result = try await Binary.run([
             "node", "run", "--name", "second", "--tcp-listen", "127.0.0.1:\(node.port)", "--state-dir", state,
         ])
         #expect(result.status == 1)

@@ -1,0 +1,591 @@
+// Secure-channel workers on a node: listener, per-channel decryptor (handshake + decryption), encryptor, registry.
+import EdgeCrypto
+import EdgeIdentity
+import EdgeNode
+import EdgeNoise
+import EdgeRouting
+import EdgeWire
+import Logging
+import Synchronization
+
+/// The LocalInfo tag a decryptor attaches to every message it delivers (Ockam's type id and BARE-string data).
+public enum SecureChannelLocalInfo {
+    public static let typeIdentifier = "IDENTITY_SECURE_CHANNEL_IDENTIFIER"
+
+    public static func make(_ identifier: Identifier) -> LocalInfo {
+        LocalInfo(typeIdentifier: typeIdentifier, data: BARE.encodeString(identifier.description))
+    }
+
+    /// The peer identifier of a message that came out of a secure channel, or nil.
+    public static func identifier(of message: LocalMessage) -> Identifier? {
+        guard let info = message.localInfo(for: typeIdentifier), let text = try? BARE.decodeString(info.data) else {
+            return nil
+        }
+        return try? Identifier(parsing: text)
+    }
+}
+
+/// Options of a listener or an initiated channel.
+public struct SecureChannelOptions: Sendable {
+    public var trust: TrustContext
+    public var suite: ChannelSuite
+    /// Both sides give up on a handshake after this long (Ockam's responder has no limit; we do).
+    public var handshakeTimeout: Duration
+    /// Most handshakes a listener keeps in progress at once; further first messages are dropped and counted.
+    public var maxHalfOpenHandshakes: Int
+
+    public init(
+        trust: TrustContext = TrustContext(), suite: ChannelSuite = .aes256GCM, handshakeTimeout: Duration = .seconds(30),
+        maxHalfOpenHandshakes: Int = 256
+    ) {
+        self.trust = trust
+        self.suite = suite
+        self.handshakeTimeout = handshakeTimeout
+        self.maxHalfOpenHandshakes = maxHalfOpenHandshakes
+    }
+}
+
+/// A channel as shown by `secure-channel list/show`.
+public struct SecureChannelInfo: Sendable, Hashable {
+    public enum Role: String, Sendable { case initiator, responder }
+    public var encryptor: Address
+    public var decryptor: Address
+    public var role: Role
+    public var peer: Identifier
+    public var remoteRoute: Route
+    public var listener: String?
+    public var suite: ChannelSuite
+}
+
+/// Counters for status and metrics.
+public struct SecureChannelCounters: Sendable, Equatable {
+    public var handshakesCompleted: UInt64 = 0
+    public var handshakesFailed: UInt64 = 0
+    public var handshakesRefusedTrust: UInt64 = 0
+    public var handshakesTimedOut: UInt64 = 0
+    public var handshakesDroppedOverCap: UInt64 = 0
+    public var messagesEncrypted: UInt64 = 0
+    public var messagesDecrypted: UInt64 = 0
+    public var decryptionFailures: UInt64 = 0
+    public var closesReceived: UInt64 = 0
+}
+
+/// Secure channels of one node: the local identity, listeners, channels and the attributes learnt from peers.
+public final class SecureChannels: Sendable {
+    public let node: Node
+    public let local: SecureChannelCredentials
+    let logger: Logger
+
+    private struct State: ~Copyable {
+        var channels: [Address: Channel] = [:]  // by encryptor address
+        var halfOpen: [String: Int] = [:]  // per listener
+        var attributes: [Identifier: [Identifier: [String: String]]] = [:]
+        var failures: [Address: SecureChannelError] = [:]  // last failure per decryptor, for tests and status
+    }
+
+    private let state = Mutex(State())
+    private let counterStorage = Mutex(SecureChannelCounters())
+
+    public init(node: Node, local: SecureChannelCredentials, logger: Logger? = nil) {
+        self.node = node
+        self.local = local
+        var logger = logger ?? node.logger
+        logger[metadataKey: "component"] = "secure-channel"
+        self.logger = logger
+    }
+
+    public var counters: SecureChannelCounters { counterStorage.withLock { $0 } }
+    func count(_ update: (inout SecureChannelCounters) -> Void) { counterStorage.withLock { update(&$0) } }
+
+    public var channels: [SecureChannelInfo] {
+        state.withLock { $0.channels.values.compactMap { $0.info } }.sorted { $0.encryptor.description < $1.encryptor.description }
+    }
+
+    public func channel(_ encryptor: Address) -> SecureChannelInfo? { state.withLock { $0.channels[encryptor] }?.info }
+
+    /// The last handshake failure recorded for a decryptor address (nil if none).
+    public func failure(at decryptor: Address) -> SecureChannelError? { state.withLock { $0.failures[decryptor] } }
+
+    /// Verified credential attributes of a peer, by authority.
+    public func attributes(of peer: Identifier) -> [Identifier: [String: String]] {
+        state.withLock { $0.attributes[peer] ?? [:] }
+    }
+
+    // MARK: Access control
+
+    /// An access control for workers: only messages that came out of a secure channel whose peer satisfies `policy`.
+    public func accessControl(_ policy: TrustPolicy) -> IncomingAccessControl {
+        { [self] message in
+            guard let peer = SecureChannelLocalInfo.identifier(of: message) else { return false }
+            return policy.allows(PeerInfo(identifier: peer, attributes: self.attributes(of: peer)))
+        }
+    }
+
+    // MARK: Listener
+
+    /// Starts a listener (Ockam's default name is `api`) that spawns a responder for every first message.
+    public func startListener(name: String = "api", options: SecureChannelOptions = SecureChannelOptions()) throws {
+        try node.startWorker(ListenerWorker(channels: self, name: name, options: options), at: .local(name))
+    }
+
+    func admitHandshake(listener: String, cap: Int) -> Bool {
+        state.withLock { state in
+            let n = state.halfOpen[listener, default: 0]
+            guard n < cap else { return false }
+            state.halfOpen[listener] = n + 1
+            return true
+        }
+    }
+
+    func releaseHandshake(listener: String?) {
+        guard let listener else { return }
+        state.withLock { $0.halfOpen[listener, default: 1] -= 1 }
+    }
+
+    public func halfOpenHandshakes(listener: String) -> Int { state.withLock { $0.halfOpen[listener, default: 0] } }
+
+    // MARK: Initiator
+
+    /// Opens a channel to the listener at the end of `route` (e.g. `[1#host:port, 0#api]`) and returns when the
+    /// handshake is complete (after message 3 is sent).
+    public func createChannel(to route: Route, options: SecureChannelOptions = SecureChannelOptions()) async throws
+        -> SecureChannelInfo
+    {
+        let channel = Channel(
+            owner: self, role: .initiator, listener: nil, options: options, decryptor: .random(), encryptor: .random())
+        let handshake = try SecureChannelHandshake(role: .initiator, suite: options.suite, local: local, trust: options.trust)
+        let worker = DecryptorWorker(channel: channel, handshake: handshake, initialRoute: route)
+        return try await withCheckedThrowingContinuation { continuation in
+            channel.setCompletion(continuation)
+            do {
+                try node.startWorker(worker, at: channel.decryptor)
+            } catch {
+                channel.complete(.failure(error))
+            }
+        }
+    }
+
+    /// Points an initiated channel at a new route to the peer's decryptor (e.g. through another relay). The
+    /// responder follows automatically (route tracking).
+    public func updateRemoteRoute(_ encryptor: Address, to route: Route) throws {
+        guard let channel = state.withLock({ $0.channels[encryptor] }) else { throw SecureChannelError.closed }
+        channel.updateRemoteRoute(route)
+    }
+
+    /// Closes a channel: sends an encrypted Close to the peer and stops both workers.
+    public func close(_ encryptor: Address) async {
+        guard let channel = state.withLock({ $0.channels[encryptor] }) else { return }
+        await channel.close(sendClose: true, reason: "closed locally")
+    }
+
+    // MARK: Registry (used by Channel)
+
+    func register(_ channel: Channel) { state.withLock { $0.channels[channel.encryptor] = channel } }
+    func unregister(_ channel: Channel) { state.withLock { _ = $0.channels.removeValue(forKey: channel.encryptor) } }
+
+    func recordFailure(_ error: SecureChannelError, at decryptor: Address) {
+        state.withLock { state in
+            if state.failures.count > 1024 { state.failures.removeAll() }
+            state.failures[decryptor] = error
+        }
+    }
+
+    func learn(_ peer: PeerInfo) {
+        state.withLock { $0.attributes[peer.identifier] = peer.attributes }
+    }
+
+    /// Closes every channel (sending Close) — used at shutdown.
+    public func closeAll() async {
+        let all = state.withLock { Array($0.channels.values) }
+        for channel in all { await channel.close(sendClose: true, reason: "node shutting down") }
+    }
+}
+
+// MARK: - Channel shared state
+
+/// State shared by one channel's decryptor worker and encryptor worker.
+final class Channel: Sendable {
+    struct Mutable: ~Copyable {
+        var encryptor: OckamEncryptor?
+        var remoteRoute: Route = []
+        var peer: Identifier?
+        var closed = false
+        var completion: CheckedContinuation<SecureChannelInfo, any Error>?
+    }
+
+    unowned let owner: SecureChannels
+    let role: SecureChannelInfo.Role
+    let listener: String?
+    let options: SecureChannelOptions
+    let decryptor: Address
+    let encryptor: Address
+    private let mutable = Mutex(Mutable())
+
+    init(
+        owner: SecureChannels, role: SecureChannelInfo.Role, listener: String?, options: SecureChannelOptions,
+        decryptor: Address, encryptor: Address
+    ) {
+        self.owner = owner
+        self.role = role
+        self.listener = listener
+        self.options = options
+        self.decryptor = decryptor
+        self.encryptor = encryptor
+    }
+
+    var info: SecureChannelInfo? {
+        mutable.withLock { m in
+            guard let peer = m.peer else { return nil }
+            return SecureChannelInfo(
+                encryptor: encryptor, decryptor: decryptor, role: role, peer: peer, remoteRoute: m.remoteRoute,
+                listener: listener, suite: options.suite)
+        }
+    }
+
+    var remoteRoute: Route { mutable.withLock { $0.remoteRoute } }
+    var isClosed: Bool { mutable.withLock { $0.closed } }
+
+    func setCompletion(_ continuation: CheckedContinuation<SecureChannelInfo, any Error>) {
+        mutable.withLock { $0.completion = continuation }
+    }
+
+    func complete(_ result: Result<SecureChannelInfo, any Error>) {
+        let continuation = mutable.withLock { m in
+            defer { m.completion = nil }
+            return m.completion
+        }
+        continuation?.resume(with: result)
+    }
+
+    func establish(_ established: EstablishedChannel, remoteRoute: Route) {
+        mutable.withLock { m in
+            m.encryptor = established.encryptor
+            m.remoteRoute = remoteRoute
+            m.peer = established.peer.identifier
+        }
+    }
+
+    func updateRemoteRoute(_ route: Route) { mutable.withLock { $0.remoteRoute = route } }
+
+    /// Encrypts one plaintext message under the channel's send key (one at a time: nonces never repeat).
+    func encrypt(_ message: SecureChannelMessage) throws -> [UInt8] {
+        let plaintext = message.encode()
+        return try mutable.withLock { (m: inout Mutable) throws -> [UInt8] in
+            guard !m.closed, m.encryptor != nil else { throw SecureChannelError.closed }
+            return try m.encryptor!.encrypt(plaintext)
+        }
+    }
+
+    /// Tears the channel down once: optionally tells the peer, stops both workers, unregisters.
+    func close(sendClose: Bool, reason: String) async {
+        let first: Bool = mutable.withLock { m in
+            if m.closed { return false }
+            if sendClose, m.encryptor != nil {
+                // Encrypt before marking closed.
+                return true
+            }
+            m.closed = true
+            return true
+        }
+        guard first else { return }
+        if sendClose, let ciphertext = try? encrypt(.close) {
+            try? await owner.node.send(
+                LocalMessage(onwardRoute: remoteRoute, returnRoute: [encryptor], payload: ciphertext))
+        }
+        mutable.withLock { $0.closed = true }
+        owner.unregister(self)
+        owner.logger.info("secure channel \(encryptor) closed: \(reason)")
+        owner.node.stopWorkerNoWait(at: encryptor)
+        owner.node.stopWorkerNoWait(at: decryptor)
+        complete(.failure(SecureChannelError.closed))
+    }
+}
+
+// MARK: - Workers
+
+/// `api` (or another name): spawns a responder per first message (spec §5.1).
+struct ListenerWorker: Worker {
+    unowned let channels: SecureChannels
+    let name: String
+    let options: SecureChannelOptions
+
+    func handleMessage(_ message: LocalMessage, context: WorkerContext) async throws {
+        guard channels.admitHandshake(listener: name, cap: options.maxHalfOpenHandshakes) else {
+            channels.count { $0.handshakesDroppedOverCap += 1 }
+            context.logger.warning("listener \(name): \(SecureChannelError.tooManyHandshakes(options.maxHalfOpenHandshakes))")
+            return
+        }
+        let channel = Channel(
+            owner: channels, role: .responder, listener: name, options: options, decryptor: .random(),
+            encryptor: .random())
+        do {
+            let handshake = try SecureChannelHandshake(
+                role: .responder, suite: options.suite, local: channels.local, trust: options.trust)
+            try context.node.startWorker(DecryptorWorker(channel: channel, handshake: handshake, initialRoute: nil), at: channel.decryptor)
+        } catch {
+            channels.releaseHandshake(listener: name)
+            throw error
+        }
+        var forwarded = message
+        forwarded.onwardRoute.replaceFront(with: channel.decryptor)
+        try await context.forward(forwarded)
+    }
+}
+
+/// The per-channel worker at `decryptor_remote`: runs the handshake, then decrypts (Ockam's HandshakeWorker).
+final class DecryptorWorker: Worker {
+    private struct Mutable: ~Copyable {
+        var handshake: SecureChannelHandshake?
+        var decryptor: OckamDecryptor?
+        var peer: PeerInfo?
+        var peerIdentity: Identity?
+        var timeout: Task<Void, Never>?
+    }
+
+    let channel: Channel
+    /// Initiator: the route to the listener.
+    let initialRoute: Route?
+    private let mutable: Mutex<Mutable>
+
+    init(channel: Channel, handshake: SecureChannelHandshake, initialRoute: Route?) {
+        self.channel = channel
+        self.initialRoute = initialRoute
+        mutable = Mutex(Mutable(handshake: handshake))
+    }
+
+    private var owner: SecureChannels { channel.owner }
+
+    func initialize(context: WorkerContext) async throws {
+        let timeout = channel.options.handshakeTimeout
+        let task = Task { [channel, owner] in
+            try? await Task.sleep(for: timeout)
+            guard !Task.isCancelled, !channel.isClosed, channel.info == nil else { return }
+            owner.count { $0.handshakesTimedOut += 1 }
+            owner.recordFailure(.handshakeTimeout, at: channel.decryptor)
+            owner.logger.warning("secure channel handshake at \(channel.decryptor) timed out after \(timeout)")
+            channel.complete(.failure(SecureChannelError.handshakeTimeout))
+            context.node.stopWorkerNoWait(at: channel.decryptor)
+        }
+        mutable.withLock { $0.timeout = task }
+        guard let route = initialRoute else { return }
+        let message1: [UInt8]
+        do {
+            message1 = try mutable.withLock { (m: inout Mutable) throws(SecureChannelError) -> [UInt8] in
+                try m.handshake!.start()
+            }
+        } catch {
+            fail(error, context: context)
+            return
+        }
+        do {
+            try await context.send(to: route, payload: message1)
+        } catch {
+            fail(.handshakeFailed("cannot reach \(route): \(error)"), context: context)
+        }
+    }
+
+    func shutdown(context: WorkerContext) async {
+        let (task, wasHandshaking) = mutable.withLock { m in (m.timeout, m.handshake != nil) }
+        task?.cancel()
+        if channel.role == .responder && wasHandshaking || channel.role == .responder && channel.info == nil {
+            owner.releaseHandshake(listener: channel.listener)
+        }
+        if !channel.isClosed && channel.info != nil {
+            await channel.close(sendClose: false, reason: "decryptor stopped")
+        }
+        channel.complete(.failure(SecureChannelError.closed))
+    }
+
+    private func fail(_ error: SecureChannelError, context: WorkerContext) {
+        owner.count {
+            if case .trustPolicyRefused = error { $0.handshakesRefusedTrust += 1 } else { $0.handshakesFailed += 1 }
+        }
+        owner.recordFailure(error, at: channel.decryptor)
+        context.logger.warning("secure channel handshake failed (\(channel.role.rawValue)): \(error)")
+        channel.complete(.failure(error))
+        context.node.stopWorkerNoWait(at: channel.decryptor)
+    }
+
+    func handleMessage(_ message: LocalMessage, context: WorkerContext) async throws {
+        let handshaking = mutable.withLock { $0.handshake != nil }
+        if handshaking {
+            await handleHandshake(message, context: context)
+        } else {
+            try await handleEncrypted(message, context: context)
+        }
+    }
+
+    private func handleHandshake(_ message: LocalMessage, context: WorkerContext) async {
+        let now = currentTimestamp()
+        let output: SecureChannelHandshake.Output
+        do {
+            output = try mutable.withLock { (m: inout Mutable) throws(SecureChannelError) -> SecureChannelHandshake.Output in
+                try m.handshake!.receive(message.payload, now: now)
+            }
+        } catch {
+            fail(error, context: context)
+            return
+        }
+        switch output {
+        case .send(let reply):
+            // Responder, message 2: back along msg1's return route.
+            do {
+                try await context.send(to: message.returnRoute, payload: reply)
+            } catch {
+                fail(.handshakeFailed("cannot reply: \(error)"), context: context)
+            }
+        case .sendThenEstablished(let message3, let established):
+            do {
+                try await context.send(to: message.returnRoute, payload: message3)
+            } catch {
+                fail(.handshakeFailed("cannot send message 3: \(error)"), context: context)
+                return
+            }
+            await establish(established, remoteRoute: message.returnRoute, context: context)
+        case .established(let established):
+            await establish(established, remoteRoute: message.returnRoute, context: context)
+        case .refused(let error, var encryptor):
+            if let close = try? encryptor.encrypt(SecureChannelMessage.close.encode()) {
+                try? await context.node.send(
+                    LocalMessage(onwardRoute: message.returnRoute, returnRoute: [channel.encryptor], payload: close))
+            }
+            fail(error, context: context)
+        }
+    }
+
+    private func establish(_ established: EstablishedChannel, remoteRoute: Route, context: WorkerContext) async {
+        let timeout = mutable.withLock { m in
+            m.handshake = nil
+            m.decryptor = established.decryptor
+            m.peer = established.peer
+            m.peerIdentity = established.peerIdentity
+            return m.timeout
+        }
+        timeout?.cancel()
+        channel.establish(established, remoteRoute: remoteRoute)
+        owner.learn(established.peer)
+        if channel.role == .responder { owner.releaseHandshake(listener: channel.listener) }
+        for rejected in established.rejectedCredentials {
+            context.logger.notice("peer \(established.peer.identifier) presented a credential that did not verify: \(rejected)")
+        }
+        do {
+            try context.node.startWorker(EncryptorWorker(channel: channel), at: channel.encryptor)
+        } catch {
+            fail(.handshakeFailed("cannot start encryptor: \(error)"), context: context)
+            return
+        }
+        owner.register(channel)
+        owner.count { $0.handshakesCompleted += 1 }
+        context.logger.info(
+            "secure channel \(channel.encryptor) established (\(channel.role.rawValue)) with \(established.peer.identifier)")
+        if let info = channel.info { channel.complete(.success(info)) }
+    }
+
+    private func handleEncrypted(_ message: LocalMessage, context: WorkerContext) async throws {
+        let result: Result<(UInt64, [UInt8], Bool), NoiseError> = mutable.withLock { m in
+            guard m.decryptor != nil else { return .failure(.wrongState("no decryptor")) }
+            let before = m.decryptor!.highestNonce
+            do {
+                let (nonce, plaintext) = try m.decryptor!.decrypt(message.payload)
+                return .success((nonce, plaintext, nonce > before || before == 0 && nonce == 0))
+            } catch let error as NoiseError {
+                return .failure(error)
+            } catch {
+                return .failure(.internalFailure)
+            }
+        }
+        let nonce: UInt64
+        let plaintext: [UInt8]
+        let newest: Bool
+        switch result {
+        case .success(let value): (nonce, plaintext, newest) = value
+        case .failure(let error):
+            owner.count { $0.decryptionFailures += 1 }
+            context.logger.debug("dropped a message on \(channel.encryptor): \(error)")
+            return
+        }
+        _ = nonce
+        owner.count { $0.messagesDecrypted += 1 }
+        let decoded: SecureChannelMessage
+        do {
+            decoded = try SecureChannelMessage(decoding: plaintext)
+        } catch {
+            context.logger.warning("undecodable plaintext on \(channel.encryptor): \(error)")
+            return
+        }
+        let peer = mutable.withLock { $0.peer }!
+        switch decoded {
+        case .payload(let onward, let innerReturn, let payload):
+            if channel.role == .responder && newest {
+                // Responder route tracking (spec §5.5): follow the newest valid message's path.
+                var route = message.returnRoute
+                if let peerDecryptor = channel.remoteRoute.addresses.last { route.append(peerDecryptor) }
+                channel.updateRemoteRoute(route)
+            }
+            var returnRoute = innerReturn
+            returnRoute.prepend(channel.encryptor)
+            do {
+                try await context.node.send(
+                    LocalMessage(
+                        onwardRoute: onward, returnRoute: returnRoute, payload: payload,
+                        localInfo: [SecureChannelLocalInfo.make(peer.identifier)]))
+            } catch {
+                context.logger.debug("decrypted message for \(onward) not delivered: \(error)")
+            }
+        case .refreshCredentials(let refresh):
+            refreshCredentials(refresh, peer: peer, context: context)
+        case .close:
+            owner.count { $0.closesReceived += 1 }
+            await channel.close(sendClose: false, reason: "closed by peer \(peer.identifier)")
+        }
+    }
+
+    private func refreshCredentials(_ refresh: RefreshCredentials, peer: PeerInfo, context: WorkerContext) {
+        guard refresh.identity.identifier == peer.identifier else {
+            context.logger.warning("RefreshCredentials for another identity (\(refresh.identity.identifier)) ignored")
+            return
+        }
+        let now = currentTimestamp()
+        var attributes = peer.attributes
+        for credential in refresh.credentials {
+            do {
+                try credential.verify(subject: peer.identifier, authorities: channel.options.trust.authorities, now: now)
+                attributes[credential.issuer, default: [:]].merge(credential.attributes.strings) { $1 }
+            } catch {
+                context.logger.notice("refreshed credential from \(peer.identifier) did not verify: \(error)")
+            }
+        }
+        let updated = PeerInfo(identifier: peer.identifier, attributes: attributes)
+        mutable.withLock { $0.peer = updated }
+        owner.learn(updated)
+    }
+}
+
+/// The channel's `encryptor` address: local apps send plaintext here (spec §5.5).
+struct EncryptorWorker: Worker {
+    let channel: Channel
+
+    func handleMessage(_ message: LocalMessage, context: WorkerContext) async throws {
+        var onward = message.onwardRoute
+        onward.popFront()
+        let ciphertext = try channel.encrypt(.payload(onwardRoute: onward, returnRoute: message.returnRoute, payload: message.payload))
+        channel.owner.count { $0.messagesEncrypted += 1 }
+        // Payload messages travel with an empty return route; transports on the way prepend their hops.
+        try await context.node.send(LocalMessage(onwardRoute: channel.remoteRoute, returnRoute: [], payload: ciphertext))
+    }
+
+    func shutdown(context: WorkerContext) async {
+        if !channel.isClosed { await channel.close(sendClose: true, reason: "encryptor stopped") }
+    }
+}
+
+extension SecureChannels {
+    /// Sends a RefreshCredentials message with the local identity and `credentials` on a channel.
+    public func refreshCredentials(on encryptor: Address, credentials: [CredentialAndPurposeKey]) async throws {
+        guard let channel = state.withLock({ $0.channels[encryptor] }) else { throw SecureChannelError.closed }
+        let message = SecureChannelMessage.refreshCredentials(
+            RefreshCredentials(identity: local.identity, credentials: credentials))
+        let ciphertext = try channel.encrypt(message)
+        try await node.send(LocalMessage(onwardRoute: channel.remoteRoute, returnRoute: [encryptor], payload: ciphertext))
+    }
+}
