@@ -132,6 +132,7 @@ let package = Package(
                 "EdgeVault",
                 "EdgeWire",
                 "EdgeNode",
+                "EdgeSecureChannel",
                 "EdgeTransportTCP",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -589,3 +589,28 @@ extension SecureChannels {
         try await node.send(LocalMessage(onwardRoute: channel.remoteRoute, returnRoute: [encryptor], payload: ciphertext))
     }
 }
+
+extension SecureChannels {
+    /// Turns multiaddr route segments into a route, opening a secure channel at each `/secure/<listener>` over the
+    /// route so far and continuing through the channel's encryptor (Ockam's `/secure/api` semantics).
+    ///
+    /// - Returns: the route and the channels opened on the way (innermost last).
+    public func route(
+        for segments: [Multiaddr.RouteSegment], options: SecureChannelOptions = SecureChannelOptions()
+    ) async throws -> (route: Route, opened: [SecureChannelInfo]) {
+        var route = Route()
+        var opened: [SecureChannelInfo] = []
+        for segment in segments {
+            switch segment {
+            case .address(let address):
+                route.append(address)
+            case .secureChannel(let listener):
+                route.append(.local(listener))
+                let channel = try await createChannel(to: route, options: options)
+                opened.append(channel)
+                route = [channel.encryptor]
+            }
+        }
+        return (route, opened)
+    }
+}

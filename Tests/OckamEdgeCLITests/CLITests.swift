@@ -79,7 +79,7 @@ final class NodeProcess: @unchecked Sendable {  // used by one test at a time
         process.executableURL = Binary.url
         process.arguments =
             ["node", "run", "--name", name, "--tcp-listen", "127.0.0.1:0", "--state-dir", stateDir, "--log-level", "warning"]
-            + extra
+            + (extra.contains("--vault") ? [] : ["--vault", stateDir + "/vault-" + name]) + extra
         let out = Pipe()
         process.standardOutput = out
         process.standardError = stderrPipe
@@ -192,6 +192,7 @@ struct CLITests {
         let node = try await NodeProcess.start(name: "first", stateDir: state)
         let result = try await Binary.run([
             "node", "run", "--name", "second", "--tcp-listen", "127.0.0.1:\(node.port)", "--state-dir", state,
+            "--vault", state + "/vault-second",
         ])
         #expect(result.status == 1)
         #expect(result.stderr.contains("cannot listen on 127.0.0.1:\(node.port)"))

@@ -1,0 +1,520 @@
+// `node run`, `message send` and `secure-channel …`: a running node, its control socket, and clients of both.
+import EdgeCLI
+import EdgeControl
+import EdgeIdentity
+import EdgeIdentityStore
+import EdgeNode
+import EdgeRouting
+import EdgeSecureChannel
+import EdgeTransportTCP
+import EdgeVault
+import EdgeWire
+import Logging
+import NIOCore
+import NIOPosix
+import SystemPackage
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// MARK: - Trust options shared by node run and message send
+
+enum TrustOptions {
+    static let trust = OptionSpec(
+        "trust", value: "I…|authority:<hex>",
+        help: "Trust this identifier, or holders of credentials from this authority (change history hex). Default: everyone.",
+        repeatable: true)
+    static let requireAttribute = OptionSpec(
+        "require-attribute", value: "key=value", help: "With authority:…, the credential must carry this attribute.",
+        repeatable: true)
+    static let cipher = OptionSpec(
+        "cipher", value: "suite", help: "aes-gcm (Ockam-compatible) or chacha20-poly1305 (ockam-edge peers only).",
+        default: "aes-gcm")
+    static let all = [trust, requireAttribute, cipher]
+
+    /// Builds the trust context from `--trust` / `--require-attribute`, plus authorities stored in the vault.
+    static func context(_ arguments: ParsedArguments, storedAuthorities: [Identity] = []) throws -> TrustContext {
+        var identifiers = Set<Identifier>()
+        var authorities = storedAuthorities
+        var required: [String: String] = [:]
+        for pair in arguments.values("require-attribute") {
+            guard let eq = pair.firstIndex(of: "="), eq != pair.startIndex else {
+                throw CommandFailure("--require-attribute '\(pair)' must be key=value", status: 2)
+            }
+            required[String(pair[..<eq])] = String(pair[pair.index(after: eq)...])
+        }
+        for value in arguments.values("trust") {
+            if value.hasPrefix("authority:") {
+                authorities.append(
+                    try CredentialCommands.decodeIdentity(String(value.dropFirst("authority:".count)), what: "--trust authority:"))
+            } else {
+                do {
+                    identifiers.insert(try Identifier(parsing: value))
+                } catch {
+                    throw CommandFailure("--trust \(value): expected an identifier (I…) or authority:<change history hex>", status: 2)
+                }
+            }
+        }
+        var policies: [TrustPolicy] = []
+        if !identifiers.isEmpty { policies.append(.identifiers(identifiers)) }
+        for authority in authorities where arguments.values("trust").contains(where: { $0.hasPrefix("authority:") }) {
+            policies.append(.credential(authority: authority.identifier, required: required))
+        }
+        let policy: TrustPolicy = policies.isEmpty ? .everyone : (policies.count == 1 ? policies[0] : .any(policies))
+        return TrustContext(policy: policy, authorities: authorities)
+    }
+
+    static func suite(_ arguments: ParsedArguments) throws(CommandFailure) -> ChannelSuite {
+        let text = arguments.value("cipher") ?? "aes-gcm"
+        guard let suite = ChannelSuite(rawValue: text) else {
+            throw CommandFailure("unknown cipher '\(text)' (aes-gcm or chacha20-poly1305)", status: 2)
+        }
+        return suite
+    }
+}
+
+// MARK: - node run
+
+struct NodeRunCommand {
+    static let spec = CommandSpec(
+        "run", abstract: "Run a node in the foreground until SIGINT/SIGTERM.",
+        discussion: """
+            Starts a node with the services a stock Ockam node offers to TCP peers (echo: raw echo; uppercase:
+            upper-cases a BARE string), an Ockam-compatible TCP listener and a secure channel listener 'api'. The node
+            uses the vault's default identity (creating one on first start, as Ockam does). The bound address is
+            printed on stdout as 'listening <host:port>'; logs go to stderr. The node registers its name and a control
+            socket (<state>/nodes/<name>.sock, mode 0600) so that /node/<name> multiaddrs and 'secure-channel'
+            commands reach it.
+            """,
+        examples: [
+            "ockam-edge node run --tcp-listen 127.0.0.1:4000",
+            "ockam-edge node run --name gateway --tcp-listen 0.0.0.0:4000 --trust I923829d0…4819",
+            "ockam-edge node run --name cloud --trust authority:$(cat authority.hex) --require-attribute role=sensor",
+        ],
+        options: [
+            OptionSpec("name", value: "name", help: "Node name, for /node/<name> multiaddrs.", default: "default"),
+            OptionSpec(
+                "tcp-listen", value: "host:port", help: "TCP listener address (port 0 picks a free port).",
+                default: "127.0.0.1:4000"),
+            OptionSpec("identity", value: "name", help: "Vault identity to use (default: the vault's default identity)."),
+            OptionSpec(
+                "secure-listener", value: "name", help: "Secure channel listener address(es).", default: "api",
+                repeatable: true),
+            .flag("no-secure-listener", help: "Do not start a secure channel listener."),
+            OptionSpec(
+                "handshake-timeout", value: "duration", help: "Give up on a handshake after this long.", default: "30s"),
+            .flag("no-forwarding", help: "Do not forward messages from transports to remote hops."),
+        ] + TrustOptions.all + [VaultOptionsCLI.vault, VaultOptionsCLI.vaultKey, Commands.logLevel, Commands.stateDir])
+
+    let arguments: ParsedArguments
+    init(_ arguments: ParsedArguments) { self.arguments = arguments }
+
+    func run() async throws -> Int32 {
+        _ = try Support.bootstrapLogging(level: arguments.value("log-level"))
+        let name = arguments.value("name") ?? "default"
+        try NodeDirectory.validate(name: name)
+        let (host, port) = try Support.parseHostPort(arguments.value("tcp-listen") ?? "127.0.0.1:4000")
+        var logger = Logger(label: "ockam-edge")
+        logger[metadataKey: "node"] = "\(name)"
+        umask(0o077)  // everything the node creates is private to its user
+
+        // Identity: the vault's (created on first start), held for the node's lifetime (the vault is locked).
+        let store = try VaultOptionsCLI.openStore(arguments)
+        defer { store.vault.close() }
+        if try store.defaultName() == nil && arguments.value("identity") == nil {
+            let created = try store.create(name: "default")
+            logger.notice("created identity \(created.identity.identifier) in \(store.vault.path)")
+        }
+        let local = try store.secureChannelCredentials(for: arguments.value("identity"))
+        let trust = try TrustOptions.context(arguments, storedAuthorities: store.authorities().map(\.identity))
+        let options = SecureChannelOptions(
+            trust: trust, suite: try TrustOptions.suite(arguments),
+            handshakeTimeout: try Support.parseDuration(arguments.value("handshake-timeout") ?? "30s"))
+        if case .everyone = trust.policy {
+            logger.notice("secure channels accept every identity that proves itself; restrict with --trust")
+        }
+
+        let group = Commands.makeEventLoopGroup()
+        let node = Node(logger: logger, options: Node.Options(forwardTransportMessages: !arguments.flag("no-forwarding")))
+        try node.startDefaultServices()
+        let tcp = TCPTransport(node: node, group: group)
+        let channels = SecureChannels(node: node, local: local, logger: logger)
+        if !arguments.flag("no-secure-listener") {
+            for listener in arguments.values("secure-listener") {
+                try channels.startListener(name: listener, options: options)
+            }
+        }
+        let bound: String
+        do {
+            let address = try await tcp.listen(host: host, port: port)
+            bound = address.port.map { "\(address.ipAddress.map { $0.contains(":") ? "[\($0)]" : $0 } ?? host):\($0)" }
+                ?? "\(host):\(port)"
+        } catch {
+            throw CommandFailure("cannot listen on \(host):\(port): \(error)")
+        }
+        let directory = NodeDirectory(stateDirectory: Support.stateDirectory(arguments.value("state-dir")))
+        try directory.record(name: name, address: bound)
+        let controller = NodeController(
+            name: name, node: node, tcp: tcp, channels: channels, options: options, listen: bound,
+            directory: directory)
+        let control = try await ControlServer.start(
+            path: directory.socketPath(name: name).string, group: group, logger: logger, handler: controller.handle)
+
+        print("listening \(bound)")
+        fflush(nil)
+        logger.info(
+            "node '\(name)' running as \(local.identity.identifier); workers: \(node.workerAddresses.map(\.description).joined(separator: ", "))")
+
+        let signal = await Support.waitForTerminationSignal()
+        logger.info("received signal \(signal), shutting down")
+        await control.shutdown()
+        await channels.closeAll()
+        await tcp.shutdown()
+        await node.shutdown()
+        directory.remove(name: name)
+        try? await group.shutdownGracefully()
+        return 0
+    }
+}
+
+/// Answers control-socket requests for a running node (see docs/control-socket.md).
+struct NodeController: Sendable {
+    let name: String
+    let node: Node
+    let tcp: TCPTransport
+    let channels: SecureChannels
+    let options: SecureChannelOptions
+    let listen: String
+    let directory: NodeDirectory
+
+    static func json(_ info: SecureChannelInfo) -> JSON {
+        .object([
+            ("address", .string("/service/\(info.encryptor.valueString)")), ("encryptor", .string(info.encryptor.description)),
+            ("decryptor", .string(info.decryptor.description)), ("role", .string(info.role.rawValue)),
+            ("peer", .string(info.peer.description)), ("remote_route", .string(info.remoteRoute.description)),
+            ("listener", info.listener.map { .string($0) } ?? .null), ("cipher", .string(info.suite.rawValue)),
+        ])
+    }
+
+    @Sendable func handle(_ request: ControlRequest) async -> ControlResponse {
+        do {
+            return try await dispatch(request)
+        } catch {
+            return .error("\(error)")
+        }
+    }
+
+    func channelAddress(_ text: String?) throws -> Address {
+        guard var text else { throw CommandFailure("missing channel address") }
+        if text.hasPrefix("/service/") { text = String(text.dropFirst("/service/".count)) }
+        if text.hasPrefix("0#") { text = String(text.dropFirst(2)) }
+        return .local(text)
+    }
+
+    func dispatch(_ request: ControlRequest) async throws -> ControlResponse {
+        switch request.command {
+        case "ping":
+            return .ok("\"pong\"")
+        case "status":
+            let counters = node.counters
+            let sc = channels.counters
+            return .ok(
+                JSON.object([
+                    ("name", .string(name)), ("identifier", .string(channels.local.identity.identifier.description)),
+                    ("tcp_listener", .string(listen)),
+                    ("workers", .array(node.workerAddresses.map { .string($0.description) })),
+                    (
+                        "tcp_connections",
+                        .array(
+                            tcp.connections.map {
+                                .object([
+                                    ("peer", .string($0.peer)), ("sender", .string($0.senderAddress.description)),
+                                    ("outgoing", .bool($0.outgoing)),
+                                ])
+                            })
+                    ),
+                    ("secure_channels", .array(channels.channels.map(Self.json))),
+                    (
+                        "counters",
+                        .object([
+                            ("delivered", .uint(counters.delivered)),
+                            ("dropped_unknown_address", .uint(counters.droppedUnknownAddress)),
+                            ("dropped_access_denied", .uint(counters.droppedAccessDenied)),
+                            ("dropped_worker_stopped", .uint(counters.droppedWorkerStopped)),
+                            ("dropped_heartbeat", .uint(counters.droppedHeartbeat)),
+                            ("dropped_forwarding_disabled", .uint(counters.droppedForwardingDisabled)),
+                            ("worker_errors", .uint(counters.workerErrors)),
+                            ("handshakes_completed", .uint(sc.handshakesCompleted)),
+                            ("handshakes_failed", .uint(sc.handshakesFailed)),
+                            ("handshakes_refused_trust", .uint(sc.handshakesRefusedTrust)),
+                            ("handshakes_timed_out", .uint(sc.handshakesTimedOut)),
+                            ("handshakes_dropped_over_cap", .uint(sc.handshakesDroppedOverCap)),
+                            ("messages_encrypted", .uint(sc.messagesEncrypted)),
+                            ("messages_decrypted", .uint(sc.messagesDecrypted)),
+                            ("decryption_failures", .uint(sc.decryptionFailures)),
+                        ])
+                    ),
+                ]).serialized())
+        case "secure-channel/create":
+            guard let to = request.arguments["to"] else { return .error("missing 'to'") }
+            var segments = try Multiaddr(parsing: to).routeSegments(resolveNode: { directory.lookup(name: $0) })
+            if !segments.contains(where: { if case .secureChannel = $0 { return true } else { return false } }) {
+                segments.append(.secureChannel(listener: "api"))  // `--to /ip4/…/tcp/…` means its `api` listener
+            }
+            var options = self.options
+            if let timeout = request.arguments["timeout"] { options.handshakeTimeout = try Support.parseDuration(timeout) }
+            let (_, opened) = try await channels.route(for: segments, options: options)
+            guard let channel = opened.last else { return .error("no secure channel in \(to)") }
+            return .ok(Self.json(channel).serialized())
+        case "secure-channel/list":
+            return .ok(JSON.array(channels.channels.map(Self.json)).serialized())
+        case "secure-channel/show":
+            let address = try channelAddress(request.arguments["address"])
+            guard let info = channels.channel(address) else { return .error("no secure channel \(address)") }
+            return .ok(Self.json(info).serialized())
+        case "secure-channel/delete":
+            let address = try channelAddress(request.arguments["address"])
+            guard channels.channel(address) != nil else { return .error("no secure channel \(address)") }
+            await channels.close(address)
+            return .ok(JSON.object([("deleted", .string("/service/\(address.valueString)"))]).serialized())
+        case "message/send":
+            guard let to = request.arguments["to"], let text = request.arguments["message"] else {
+                return .error("missing 'to' or 'message'")
+            }
+            let timeout = try Support.parseDuration(request.arguments["timeout"] ?? "10s")
+            let segments = try Multiaddr(parsing: to).routeSegments(resolveNode: { directory.lookup(name: $0) })
+            let (route, _) = try await channels.route(for: segments, options: options)
+            let raw = request.arguments["raw"] == "true"
+            let reply = try await node.request(
+                to: route, payload: raw ? Array(text.utf8) : BARE.encodeString(text), timeout: timeout)
+            let body = (!raw ? try? BARE.decodeString(reply.payload) : nil) ?? String(decoding: reply.payload, as: UTF8.self)
+            return .ok(JSON.object([("reply", .string(body))]).serialized())
+        default:
+            return .error("unknown command '\(request.command)'")
+        }
+    }
+}
+
+extension NodeDirectory {
+    func socketPath(name: String) -> FilePath { directory.appending("\(name).sock") }
+}
+
+// MARK: - message send
+
+struct MessageSendCommand {
+    static let spec = CommandSpec(
+        "send", abstract: "Send a message to a route and print the reply.",
+        discussion: """
+            The message is sent as a BARE string (what Ockam's 'message send' sends) from a temporary address; the
+            first reply is printed. Routes are multiaddrs: /ip4/<a>/tcp/<port>, /dnsaddr/<host>/tcp/<port>,
+            /ip6/<a>/tcp/<port>, /node/<name>, /service/<name>, /worker/<address>, and /secure/<listener>, which opens
+            an end-to-end secure channel to that listener over the route so far and continues through it. Several TCP
+            hops are allowed; each node on the way forwards to the next.
+
+            Without --from, the command runs its own short-lived node with a fresh identity (or --identity from the
+            vault). With --from <node>, the running node sends it (using its identity and existing channels).
+            """,
+        examples: [
+            "ockam-edge message send /ip4/127.0.0.1/tcp/4000/service/uppercase hello",
+            "ockam-edge message send /ip4/127.0.0.1/tcp/4000/secure/api/service/uppercase hello",
+            "ockam-edge message send /node/gateway/node/cloud/secure/api/service/echo hi --timeout 3s",
+            "ockam-edge message send --from n1 /service/<channel>/service/uppercase over-an-existing-channel",
+        ],
+        options: [
+            OptionSpec("timeout", value: "duration", help: "How long to wait for the reply.", default: "10s"),
+            .flag("raw", help: "Send the text as raw bytes and print the reply's raw bytes (for 'echo')."),
+            OptionSpec("from", value: "node", help: "Send through this running node (via its control socket)."),
+            OptionSpec("identity", value: "name", help: "Use this vault identity instead of a fresh one."),
+        ] + TrustOptions.all + [VaultOptionsCLI.vault, VaultOptionsCLI.vaultKey, Commands.logLevel, Commands.stateDir],
+        arguments: [
+            ArgumentSpec("to", help: "Destination multiaddr."),
+            ArgumentSpec("message", help: "Text to send."),
+        ])
+
+    let arguments: ParsedArguments
+    init(_ arguments: ParsedArguments) { self.arguments = arguments }
+
+    func run() async throws -> Int32 {
+        _ = try Support.bootstrapLogging(level: arguments.value("log-level") ?? "warning")
+        let timeout = try Support.parseDuration(arguments.value("timeout") ?? "10s")
+        let to = arguments.value("to") ?? ""
+        let text = arguments.value("message") ?? ""
+        let raw = arguments.flag("raw")
+        let directory = NodeDirectory(stateDirectory: Support.stateDirectory(arguments.value("state-dir")))
+
+        let segments: [Multiaddr.RouteSegment]
+        do {
+            segments = try Multiaddr(parsing: to).routeSegments(resolveNode: { directory.lookup(name: $0) })
+        } catch {
+            throw CommandFailure("\(error)", status: 2)
+        }
+
+        if let from = arguments.value("from") {
+            var request = ControlRequest(
+                command: "message/send", arguments: ["to": to, "message": text, "timeout": "\(timeout.components.seconds)"])
+            if raw { request.arguments["raw"] = "true" }
+            let body = try await SecureChannelCommands.call(request, node: from, directory: directory)
+            print(JSONText.field("reply", in: body) ?? body)
+            return 0
+        }
+
+        let local: SecureChannelCredentials
+        var trust = TrustContext()
+        if let identity = arguments.value("identity") {
+            let store = try VaultOptionsCLI.openStore(arguments)
+            defer { store.vault.close() }
+            local = try store.secureChannelCredentials(for: identity)
+            trust = try TrustOptions.context(arguments, storedAuthorities: store.authorities().map(\.identity))
+        } else {
+            local = try SecureChannelCredentials.ephemeral()
+            trust = try TrustOptions.context(arguments)
+        }
+        let options = SecureChannelOptions(
+            trust: trust, suite: try TrustOptions.suite(arguments), handshakeTimeout: timeout)
+
+        let group = Commands.makeEventLoopGroup()
+        let node = Node(logger: Logger(label: "ockam-edge"))
+        let tcp = TCPTransport(node: node, group: group)
+        let channels = SecureChannels(node: node, local: local)
+        let payload = raw ? Array(text.utf8) : BARE.encodeString(text)
+        let result: Result<LocalMessage, any Error>
+        do {
+            let (route, _) = try await channels.route(for: segments, options: options)
+            result = .success(try await node.request(to: route, payload: payload, timeout: timeout))
+        } catch {
+            result = .failure(error)
+        }
+        await channels.closeAll()
+        await tcp.shutdown()
+        await node.shutdown()
+        try? await group.shutdownGracefully()
+
+        switch result {
+        case .success(let reply):
+            if !raw, let decoded = try? BARE.decodeString(reply.payload) {
+                print(decoded)
+            } else {
+                print(String(decoding: reply.payload, as: UTF8.self))
+            }
+            return 0
+        case .failure(let error):
+            let counters = channels.counters
+            if counters.closesReceived > 0 && counters.messagesDecrypted == counters.closesReceived {
+                throw CommandFailure(
+                    "the peer closed the secure channel right after the handshake: its trust policy refused "
+                        + "this identity (\(local.identity.identifier))")
+            }
+            if case NodeError.timeout = error { throw CommandFailure("no reply from \(to) within \(timeout)") }
+            throw CommandFailure("cannot send to \(to): \(error)")
+        }
+    }
+}
+
+// MARK: - secure-channel
+
+enum SecureChannelCommands {
+    static let from = OptionSpec("from", value: "node", help: "The running node to act on.", default: "default")
+
+    static let spec = CommandSpec(
+        "secure-channel", abstract: "Create, inspect and delete secure channels of a running node.",
+        discussion: "These commands talk to the node through its control socket (see 'node run').",
+        subcommands: [
+            CommandSpec(
+                "create", abstract: "Open a secure channel from a node (prints its address, /service/<hex>).",
+                discussion: "Without /secure/ in --to, the channel goes to the 'api' listener at the end of the route.",
+                examples: [
+                    "ockam-edge secure-channel create --from n1 --to /ip4/127.0.0.1/tcp/4001/secure/api",
+                    "ockam-edge message send --from n1 $(ockam-edge secure-channel create --from n1 --to /node/n2)/service/echo hi",
+                ],
+                options: [
+                    from, OptionSpec("to", value: "multiaddr", help: "Route to the listener."),
+                    OptionSpec("timeout", value: "duration", help: "Handshake timeout.", default: "30s"),
+                    VaultOptionsCLI.json, Commands.stateDir,
+                ]),
+            CommandSpec(
+                "list", abstract: "List a node's secure channels.", examples: ["ockam-edge secure-channel list --from n1 --json"],
+                options: [from, VaultOptionsCLI.json, Commands.stateDir]),
+            CommandSpec(
+                "show", abstract: "Show one channel.", examples: ["ockam-edge secure-channel show --from n1 /service/8f3c…"],
+                options: [from, VaultOptionsCLI.json, Commands.stateDir],
+                arguments: [ArgumentSpec("address", help: "Channel address (/service/<hex>).")]),
+            CommandSpec(
+                "delete", abstract: "Close a channel (both sides).",
+                examples: ["ockam-edge secure-channel delete --from n1 /service/8f3c…"],
+                options: [from, VaultOptionsCLI.json, Commands.stateDir],
+                arguments: [ArgumentSpec("address", help: "Channel address (/service/<hex>).")]),
+        ])
+
+    static let statusSpec = CommandSpec(
+        "status", abstract: "Show a running node's identity, transports, channels and counters.",
+        examples: ["ockam-edge status --from gateway --json"], options: [from, VaultOptionsCLI.json, Commands.stateDir])
+
+    /// Sends a request to a node's control socket; returns the body of an `ok` response.
+    static func call(_ request: ControlRequest, node: String, directory: NodeDirectory) async throws -> String {
+        try NodeDirectory.validate(name: node)
+        let group = Commands.makeEventLoopGroup()
+        let response: ControlResponse
+        do {
+            defer { group.shutdownGracefully { _ in } }
+            response = try await ControlClient.send(
+                request, path: directory.socketPath(name: node).string, group: group, timeout: .seconds(120))
+        } catch let error as ControlError {
+            if case .notRunning = error {
+                throw CommandFailure("node '\(node)' is not running (no control socket in \(directory.directory))")
+            }
+            throw CommandFailure("\(error)")
+        }
+        guard response.status == .ok else { throw CommandFailure(response.body) }
+        return response.body
+    }
+
+    static func run(_ sub: String, _ arguments: ParsedArguments) async throws -> Int32 {
+        let directory = NodeDirectory(stateDirectory: Support.stateDirectory(arguments.value("state-dir")))
+        let node = arguments.value("from") ?? "default"
+        let asJSON = arguments.flag("json")
+        switch sub {
+        case "create":
+            guard let to = arguments.value("to") else { throw CommandFailure("missing --to <multiaddr>", status: 2) }
+            let body = try await call(
+                ControlRequest(command: "secure-channel/create", arguments: ["to": to, "timeout": arguments.value("timeout") ?? "30s"]),
+                node: node, directory: directory)
+            print(asJSON ? body : JSONText.field("address", in: body) ?? body)
+        case "list":
+            let body = try await call(ControlRequest(command: "secure-channel/list"), node: node, directory: directory)
+            print(body)
+        case "show", "delete":
+            let body = try await call(
+                ControlRequest(command: "secure-channel/\(sub)", arguments: ["address": arguments.value("address") ?? ""]),
+                node: node, directory: directory)
+            print(body)
+        case "status":
+            print(try await call(ControlRequest(command: "status"), node: node, directory: directory))
+        default:
+            throw CommandFailure("unknown secure-channel command \(sub)", status: 2)
+        }
+        return 0
+    }
+}
+
+/// Pulls one string field out of our own JSON output (no parser needed for the few places the CLI prints one).
+enum JSONText {
+    static func field(_ name: String, in json: String) -> String? {
+        guard let range = json.firstRange(of: "\"\(name)\": \"") else { return nil }
+        var out = ""
+        var escaped = false
+        for c in json[range.upperBound...] {
+            if escaped {
+                out.append(c == "n" ? "\n" : c)
+                escaped = false
+            } else if c == "\\" {
+                escaped = true
+            } else if c == "\"" {
+                return out
+            } else {
+                out.append(c)
+            }
+        }
+        return nil
+    }
+}
