@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The `make demo` story on embedded defaults: two ockam-edge nodes on loopback, a message routed
-# client → gateway (forwards only) → cloud node's `uppercase` service and back, over Ockam TCP.
+# The `make demo` story on embedded defaults: two ockam-edge nodes on loopback; a client routes a message
+# through the gateway (which only forwards) to the cloud node's `uppercase` service over Ockam TCP, first in the
+# clear and then inside an end-to-end secure channel the gateway cannot read.
 set -euo pipefail
 BIN=${1:?usage: demo.sh path/to/ockam-edge}
 STATE=$(mktemp -d)
@@ -15,7 +16,8 @@ trap cleanup EXIT
 
 start_node() {  # name -> prints host:port
   local name=$1 out="$STATE/$1.out"
-  "$BIN" node run --name "$name" --tcp-listen 127.0.0.1:0 --log-level info >"$out" 2>"$STATE/$name.log" &
+  "$BIN" node run --name "$name" --tcp-listen 127.0.0.1:0 --vault "$STATE/vault-$name" --log-level info \
+    >"$out" 2>"$STATE/$name.log" &
   pids+=($!)
   for _ in $(seq 1 100); do
     if grep -q '^listening ' "$out" 2>/dev/null; then sed -n 's/^listening //p' "$out"; return; fi
@@ -39,8 +41,22 @@ echo "$REPLY"
 [ "$REPLY" = "HELLO FROM THE EDGE" ] || { echo "unexpected reply: $REPLY" >&2; exit 1; }
 
 echo
-echo "\$ ockam-edge message send /node/cloud/service/echo 'direct to the cloud'"
-"$BIN" message send /node/cloud/service/echo 'direct to the cloud'
+SECURE="$ROUTE"
+SECURE="${SECURE%/service/uppercase}/secure/api/service/uppercase"
+echo "\$ ockam-edge message send $SECURE 'sealed end to end'"
+REPLY=$("$BIN" message send "$SECURE" 'sealed end to end')
+echo "$REPLY"
+[ "$REPLY" = "SEALED END TO END" ] || { echo "unexpected reply: $REPLY" >&2; exit 1; }
+
+echo
+echo "\$ ockam-edge secure-channel create --from gateway --to /node/cloud"
+CHANNEL=$("$BIN" secure-channel create --from gateway --to /node/cloud)
+echo "$CHANNEL"
+echo "\$ ockam-edge message send --from gateway $CHANNEL/service/echo 'through a channel the gateway owns'"
+"$BIN" message send --from gateway "$CHANNEL/service/echo" 'through a channel the gateway owns'
+echo
+echo "\$ ockam-edge status --from cloud   (identities and channels, abridged)"
+"$BIN" status --from cloud | grep -E '"(name|identifier|peer|role)"' | sed 's/^/  /'
 echo
 echo "gateway log:"
 sed 's/^/  /' "$STATE/gateway.log"
