@@ -87,6 +87,7 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(name: "EdgeCLI", swiftSettings: strict),
+        .target(name: "EdgeConfig", swiftSettings: strict),
 
         // MARK: - Runtime and transports
         .target(
@@ -125,6 +126,7 @@ let package = Package(
             name: "OckamEdge",
             dependencies: [
                 "EdgeCLI",
+                "EdgeConfig",
                 "EdgeControl",
                 "EdgeCrypto",
                 "EdgeIdentity",
@@ -185,6 +187,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "EdgeCLITests", dependencies: ["EdgeCLI"]),
+        .testTarget(name: "EdgeConfigTests", dependencies: ["EdgeConfig"]),
         .testTarget(name: "EdgeFuzzTests", dependencies: ["EdgeFuzz", "EdgeTestSupport"]),
         .testTarget(name: "EdgeCryptoTests", dependencies: ["EdgeCrypto", "EdgeTestSupport"]),
         .testTarget(name: "EdgeIdentityTests", dependencies: ["EdgeIdentity", "EdgeTestSupport"]),

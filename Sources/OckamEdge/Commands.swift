@@ -30,6 +30,7 @@ enum Commands {
             CommandSpec("message", abstract: "Send messages along routes.", subcommands: [MessageSendCommand.spec]),
             SecureChannelCommands.spec,
             SecureChannelCommands.statusSpec,
+            AgentCommand.spec,
             IdentityCommands.spec,
             VaultCommands.spec,
             CredentialCommands.spec,
@@ -40,6 +41,7 @@ enum Commands {
         case ["node", "run"]: return try await NodeRunCommand(arguments).run()
         case ["message", "send"]: return try await MessageSendCommand(arguments).run()
         case ["status"]: return try await SecureChannelCommands.run("status", arguments)
+        case ["agent"]: return try await AgentCommand(arguments).run()
         case let p where p.count == 2 && p[0] == "secure-channel": return try await SecureChannelCommands.run(p[1], arguments)
         case let p where p.count == 2 && p[0] == "identity": return try IdentityCommands.run(p[1], arguments)
         case let p where p.count == 2 && p[0] == "vault": return try VaultCommands.run(p[1], arguments)

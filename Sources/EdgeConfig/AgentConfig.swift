@@ -1,0 +1,329 @@
+// The agent configuration model (docs/configuration.md), decoded from YAML with errors naming file, line and key.
+
+/// A configuration error: `file:line: key.path: message`.
+public struct ConfigError: Error, Equatable, Sendable, CustomStringConvertible {
+    public var file: String
+    public var line: Int
+    public var key: String
+    public var message: String
+    public var description: String { "\(file):\(line): \(key.isEmpty ? "" : key + ": ")\(message)" }
+}
+
+/// `ockam-edge agent` configuration. Every key is documented in docs/configuration.md.
+public struct AgentConfig: Equatable, Sendable {
+    public struct Node: Equatable, Sendable {
+        public var name = "agent"
+        public var stateDirectory: String?
+        public var logLevel = "info"
+        public var forwarding = true
+    }
+
+    public struct VaultSettings: Equatable, Sendable {
+        public var path: String?
+        public var keyFile: String?
+    }
+
+    public struct Authority: Equatable, Sendable {
+        public var name: String
+        /// Change history, hex.
+        public var identity: String
+    }
+
+    public struct Trust: Equatable, Sendable {
+        public var identities: [String] = []
+        public var authorities: [Authority] = []
+        public var requireAttributes: [String: String] = [:]
+    }
+
+    public struct SecureChannelListener: Equatable, Sendable {
+        public var name = "api"
+        public var cipher = "aes-gcm"
+        public var handshakeTimeout = "30s"
+        public var maxHalfOpen = 256
+        public init() {}
+    }
+
+    public struct Relay: Equatable, Sendable {
+        public var name: String
+        /// Multiaddr of the hub (e.g. `/ip4/10.0.0.5/tcp/4000/secure/api`).
+        public var hub: String
+    }
+
+    public struct Outlet: Equatable, Sendable {
+        public var address = "outlet"
+        public var target: String
+        /// Identifiers allowed to use it (empty = any peer the node's trust policy admits).
+        public var allow: [String] = []
+    }
+
+    public struct Inlet: Equatable, Sendable {
+        public var listen: String
+        /// Multiaddr of the outlet, e.g. `/ip4/10.0.0.5/tcp/4000/secure/api/service/outlet`.
+        public var to: String
+    }
+
+    public var node = Node()
+    public var vault = VaultSettings()
+    public var identity: String?
+    public var trust = Trust()
+    public var tcpListen: [String] = []
+    public var secureChannelListeners: [SecureChannelListener] = [SecureChannelListener()]
+    public var relayService = false
+    public var relays: [Relay] = []
+    public var outlets: [Outlet] = []
+    public var inlets: [Inlet] = []
+    public var metricsListen: String?
+
+    public init() {}
+
+    // MARK: Decoding
+
+    /// Parses and validates a configuration file's text. `file` is used in error messages.
+    public static func parse(_ text: String, file: String) throws(ConfigError) -> AgentConfig {
+        let root: YAMLNode
+        do {
+            root = try YAML.parse(text)
+        } catch {
+            throw ConfigError(file: file, line: error.line, key: "", message: error.message)
+        }
+        var decoder = Decoder(file: file)
+        return try decoder.decode(root)
+    }
+
+    struct Decoder {
+        let file: String
+
+        func fail(_ node: YAMLNode, _ key: String, _ message: String) -> ConfigError {
+            ConfigError(file: file, line: node.line, key: key, message: message)
+        }
+
+        func mapping(_ node: YAMLNode, _ key: String, allowed: [String]) throws(ConfigError) -> [(key: String, value: YAMLNode, line: Int)] {
+            guard case .mapping(let entries, _) = node else { throw fail(node, key, "expected a mapping") }
+            for entry in entries where !allowed.contains(entry.key) {
+                let path = key.isEmpty ? entry.key : "\(key).\(entry.key)"
+                throw ConfigError(
+                    file: file, line: entry.line, key: path,
+                    message: "unknown key (expected one of: \(allowed.joined(separator: ", ")))")
+            }
+            return entries
+        }
+
+        func string(_ node: YAMLNode, _ key: String) throws(ConfigError) -> String {
+            guard case .scalar(let value, _) = node else { throw fail(node, key, "expected a single value") }
+            return value
+        }
+
+        func nonEmpty(_ node: YAMLNode, _ key: String) throws(ConfigError) -> String {
+            let value = try string(node, key)
+            guard !value.isEmpty else { throw fail(node, key, "must not be empty") }
+            return value
+        }
+
+        func bool(_ node: YAMLNode, _ key: String) throws(ConfigError) -> Bool {
+            switch try string(node, key) {
+            case "true", "yes", "on": return true
+            case "false", "no", "off": return false
+            default: throw fail(node, key, "expected true or false")
+            }
+        }
+
+        func int(_ node: YAMLNode, _ key: String, range: ClosedRange<Int>) throws(ConfigError) -> Int {
+            guard let value = Int(try string(node, key)), range.contains(value) else {
+                throw fail(node, key, "expected a whole number in \(range.lowerBound)...\(range.upperBound)")
+            }
+            return value
+        }
+
+        func list(_ node: YAMLNode, _ key: String) throws(ConfigError) -> [YAMLNode] {
+            switch node {
+            case .sequence(let items, _): return items
+            case .scalar(let s, _) where s.isEmpty: return []
+            default: throw fail(node, key, "expected a list")
+            }
+        }
+
+        func hostPort(_ node: YAMLNode, _ key: String) throws(ConfigError) -> String {
+            let value = try nonEmpty(node, key)
+            guard let colon = value.lastIndex(of: ":"), let port = Int(value[value.index(after: colon)...]),
+                (0...65535).contains(port), colon != value.startIndex
+            else { throw fail(node, key, "expected host:port (e.g. 0.0.0.0:4000)") }
+            return value
+        }
+
+        func duration(_ node: YAMLNode, _ key: String) throws(ConfigError) -> String {
+            let value = try nonEmpty(node, key)
+            let number = value.hasSuffix("ms") ? value.dropLast(2) : (value.hasSuffix("s") || value.hasSuffix("m") ? value.dropLast() : value[...])
+            guard let n = Double(number), n > 0 else { throw fail(node, key, "expected a duration (e.g. 30s, 500ms, 2m)") }
+            return value
+        }
+
+        func identifier(_ node: YAMLNode, _ key: String) throws(ConfigError) -> String {
+            let value = try nonEmpty(node, key)
+            guard value.hasPrefix("I"), value.utf8.count == 65, value.dropFirst().allSatisfy(\.isHexDigit) else {
+                throw fail(node, key, "expected an identifier (I followed by 64 hex characters)")
+            }
+            return value
+        }
+
+        func multiaddr(_ node: YAMLNode, _ key: String) throws(ConfigError) -> String {
+            let value = try nonEmpty(node, key)
+            guard value.hasPrefix("/") else { throw fail(node, key, "expected a multiaddr such as /ip4/10.0.0.5/tcp/4000/secure/api") }
+            return value
+        }
+
+        mutating func decode(_ root: YAMLNode) throws(ConfigError) -> AgentConfig {
+            var config = AgentConfig()
+            let top = try mapping(
+                root, "",
+                allowed: ["node", "vault", "identity", "trust", "transports", "secure_channels", "relays", "portals", "metrics"])
+            for (key, value, _) in top {
+                switch key {
+                case "node":
+                    for (k, v, _) in try mapping(value, "node", allowed: ["name", "state_dir", "log_level", "forwarding"]) {
+                        switch k {
+                        case "name":
+                            let name = try nonEmpty(v, "node.name")
+                            guard name.utf8.count <= 64, name.allSatisfy({ $0.isLetter || $0.isNumber || "-_.".contains($0) }) else {
+                                throw fail(v, "node.name", "letters, digits, '-', '_', '.'; at most 64")
+                            }
+                            config.node.name = name
+                        case "state_dir": config.node.stateDirectory = try nonEmpty(v, "node.state_dir")
+                        case "log_level":
+                            let level = try nonEmpty(v, "node.log_level")
+                            guard ["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(level) else {
+                                throw fail(v, "node.log_level", "expected trace, debug, info, notice, warning, error or critical")
+                            }
+                            config.node.logLevel = level
+                        default: config.node.forwarding = try bool(v, "node.forwarding")
+                        }
+                    }
+                case "vault":
+                    for (k, v, _) in try mapping(value, "vault", allowed: ["path", "key_file"]) {
+                        if k == "path" { config.vault.path = try nonEmpty(v, "vault.path") } else { config.vault.keyFile = try nonEmpty(v, "vault.key_file") }
+                    }
+                case "identity":
+                    config.identity = try nonEmpty(value, "identity")
+                case "trust":
+                    for (k, v, _) in try mapping(value, "trust", allowed: ["identities", "authorities", "require_attributes"]) {
+                        switch k {
+                        case "identities":
+                            config.trust.identities = try list(v, "trust.identities").map { (item) throws(ConfigError) -> String in
+                                try identifier(item, "trust.identities")
+                            }
+                        case "authorities":
+                            for item in try list(v, "trust.authorities") {
+                                var name: String?
+                                var identity: String?
+                                for (ak, av, _) in try mapping(item, "trust.authorities[]", allowed: ["name", "identity"]) {
+                                    if ak == "name" { name = try nonEmpty(av, "trust.authorities[].name") } else {
+                                        let hex = try nonEmpty(av, "trust.authorities[].identity")
+                                        guard hex.count % 2 == 0, hex.allSatisfy(\.isHexDigit) else {
+                                            throw fail(av, "trust.authorities[].identity", "expected a change history in hex ('identity show --full')")
+                                        }
+                                        identity = hex
+                                    }
+                                }
+                                guard let name, let identity else {
+                                    throw fail(item, "trust.authorities[]", "needs both name and identity")
+                                }
+                                config.trust.authorities.append(Authority(name: name, identity: identity))
+                            }
+                        default:
+                            guard case .mapping(let entries, _) = v else { throw fail(v, "trust.require_attributes", "expected a mapping") }
+                            for entry in entries {
+                                config.trust.requireAttributes[entry.key] = try string(entry.value, "trust.require_attributes.\(entry.key)")
+                            }
+                        }
+                    }
+                case "transports":
+                    for (k, v, _) in try mapping(value, "transports", allowed: ["tcp"]) where k == "tcp" {
+                        for (tk, tv, _) in try mapping(v, "transports.tcp", allowed: ["listen"]) where tk == "listen" {
+                            if case .scalar = tv {
+                                config.tcpListen = [try hostPort(tv, "transports.tcp.listen")]
+                            } else {
+                                config.tcpListen = try list(tv, "transports.tcp.listen").map { (item) throws(ConfigError) -> String in
+                                    try hostPort(item, "transports.tcp.listen")
+                                }
+                            }
+                        }
+                    }
+                case "secure_channels":
+                    for (k, v, _) in try mapping(value, "secure_channels", allowed: ["listeners"]) where k == "listeners" {
+                        config.secureChannelListeners = []
+                        for item in try list(v, "secure_channels.listeners") {
+                            var listener = SecureChannelListener()
+                            for (lk, lv, _) in try mapping(
+                                item, "secure_channels.listeners[]", allowed: ["name", "cipher", "handshake_timeout", "max_half_open"])
+                            {
+                                switch lk {
+                                case "name": listener.name = try nonEmpty(lv, "secure_channels.listeners[].name")
+                                case "cipher":
+                                    let cipher = try nonEmpty(lv, "secure_channels.listeners[].cipher")
+                                    guard ["aes-gcm", "chacha20-poly1305"].contains(cipher) else {
+                                        throw fail(lv, "secure_channels.listeners[].cipher", "expected aes-gcm or chacha20-poly1305")
+                                    }
+                                    listener.cipher = cipher
+                                case "handshake_timeout":
+                                    listener.handshakeTimeout = try duration(lv, "secure_channels.listeners[].handshake_timeout")
+                                default:
+                                    listener.maxHalfOpen = try int(lv, "secure_channels.listeners[].max_half_open", range: 1...100_000)
+                                }
+                            }
+                            config.secureChannelListeners.append(listener)
+                        }
+                    }
+                case "relays":
+                    for (k, v, _) in try mapping(value, "relays", allowed: ["serve", "register"]) {
+                        if k == "serve" {
+                            config.relayService = try bool(v, "relays.serve")
+                            continue
+                        }
+                        for item in try list(v, "relays.register") {
+                            var name: String?
+                            var hub: String?
+                            for (rk, rv, _) in try mapping(item, "relays.register[]", allowed: ["name", "hub"]) {
+                                if rk == "name" { name = try nonEmpty(rv, "relays.register[].name") } else { hub = try multiaddr(rv, "relays.register[].hub") }
+                            }
+                            guard let name, let hub else { throw fail(item, "relays.register[]", "needs both name and hub") }
+                            config.relays.append(Relay(name: name, hub: hub))
+                        }
+                    }
+                case "portals":
+                    for (k, v, _) in try mapping(value, "portals", allowed: ["outlets", "inlets"]) {
+                        for item in try list(v, "portals.\(k)") {
+                            if k == "outlets" {
+                                var outlet = Outlet(target: "")
+                                for (ok, ov, _) in try mapping(item, "portals.outlets[]", allowed: ["address", "target", "allow"]) {
+                                    switch ok {
+                                    case "address": outlet.address = try nonEmpty(ov, "portals.outlets[].address")
+                                    case "target": outlet.target = try hostPort(ov, "portals.outlets[].target")
+                                    default:
+                                        outlet.allow = try list(ov, "portals.outlets[].allow").map { (i) throws(ConfigError) -> String in
+                                            try identifier(i, "portals.outlets[].allow")
+                                        }
+                                    }
+                                }
+                                guard !outlet.target.isEmpty else { throw fail(item, "portals.outlets[]", "needs a target host:port") }
+                                config.outlets.append(outlet)
+                            } else {
+                                var listen: String?
+                                var to: String?
+                                for (ik, iv, _) in try mapping(item, "portals.inlets[]", allowed: ["listen", "to"]) {
+                                    if ik == "listen" { listen = try hostPort(iv, "portals.inlets[].listen") } else { to = try multiaddr(iv, "portals.inlets[].to") }
+                                }
+                                guard let listen, let to else { throw fail(item, "portals.inlets[]", "needs listen and to") }
+                                config.inlets.append(Inlet(listen: listen, to: to))
+                            }
+                        }
+                    }
+                default:  // metrics
+                    for (k, v, _) in try mapping(value, "metrics", allowed: ["listen"]) where k == "listen" {
+                        config.metricsListen = try hostPort(v, "metrics.listen")
+                    }
+                }
+            }
+            if config.tcpListen.isEmpty { config.tcpListen = ["127.0.0.1:4000"] }
+            return config
+        }
+    }
+}

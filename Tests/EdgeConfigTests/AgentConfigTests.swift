@@ -1,0 +1,114 @@
+import Testing
+
+@testable import EdgeConfig
+
+@Suite("Agent configuration")
+struct AgentConfigTests {
+    static let complete = """
+        node:
+          name: gateway
+          state_dir: /var/lib/ockam-edge
+          log_level: debug
+          forwarding: true
+        vault:
+          path: /var/lib/ockam-edge/vault
+          key_file: /run/credentials/ockam-edge.service/vault-key
+        identity: gateway
+        trust:
+          identities:
+            - I923829d0397a06fa862be5a87b7966959b8ef99ab6455b843ca9131a747b4819
+          authorities:
+            - name: acme
+              identity: 8182583783010158
+          require_attributes:
+            role: sensor
+        transports:
+          tcp:
+            listen: [0.0.0.0:4000, "[::]:4000"]
+        secure_channels:
+          listeners:
+            - name: api
+              handshake_timeout: 20s
+            - name: api-chacha
+              cipher: chacha20-poly1305
+              max_half_open: 64
+        relays:
+          serve: true
+          register:
+            - name: gateway-1
+              hub: /ip4/10.0.0.5/tcp/4000/secure/api
+        portals:
+          outlets:
+            - target: 127.0.0.1:8080
+              allow: [I923829d0397a06fa862be5a87b7966959b8ef99ab6455b843ca9131a747b4819]
+          inlets:
+            - listen: 127.0.0.1:7000
+              to: /ip4/10.0.0.5/tcp/4000/secure/api/service/outlet
+        metrics:
+          listen: 127.0.0.1:9464
+        """
+
+    @Test func completeExampleDecodes() throws {
+        let config = try AgentConfig.parse(Self.complete, file: "agent.yaml")
+        #expect(config.node.name == "gateway")
+        #expect(config.node.logLevel == "debug")
+        #expect(config.vault.keyFile == "/run/credentials/ockam-edge.service/vault-key")
+        #expect(config.trust.identities.count == 1)
+        #expect(config.trust.authorities == [AgentConfig.Authority(name: "acme", identity: "8182583783010158")])
+        #expect(config.trust.requireAttributes == ["role": "sensor"])
+        #expect(config.tcpListen == ["0.0.0.0:4000", "[::]:4000"])
+        #expect(config.secureChannelListeners.map(\.name) == ["api", "api-chacha"])
+        #expect(config.secureChannelListeners[1].cipher == "chacha20-poly1305")
+        #expect(config.secureChannelListeners[1].maxHalfOpen == 64)
+        #expect(config.relayService)
+        #expect(config.relays == [AgentConfig.Relay(name: "gateway-1", hub: "/ip4/10.0.0.5/tcp/4000/secure/api")])
+        #expect(config.outlets.first?.target == "127.0.0.1:8080")
+        #expect(config.outlets.first?.address == "outlet")
+        #expect(config.inlets.first?.listen == "127.0.0.1:7000")
+        #expect(config.metricsListen == "127.0.0.1:9464")
+    }
+
+    @Test func theDocumentedExampleFileIsValid() throws {
+        let path = #filePath.split(separator: "/").dropLast(3).joined(separator: "/")
+        let file = "/" + path + "/docs/agent.example.yaml"
+        var text = ""
+        if let handle = fopen(file, "r") {
+            defer { fclose(handle) }
+            var buffer = [CChar](repeating: 0, count: 4096)
+            while fgets(&buffer, 4096, handle) != nil { text += String(cString: buffer) }
+        }
+        #expect(!text.isEmpty, "docs/agent.example.yaml missing")
+        _ = try AgentConfig.parse(text, file: "agent.example.yaml")
+    }
+
+    @Test func defaults() throws {
+        let config = try AgentConfig.parse("", file: "empty.yaml")
+        #expect(config.tcpListen == ["127.0.0.1:4000"])
+        #expect(config.secureChannelListeners.map(\.name) == ["api"])
+        #expect(!config.relayService)
+    }
+
+    @Test(arguments: [
+        ("nodes:\n  name: x", "agent.yaml:1: nodes: unknown key"),
+        ("node:\n  name: x\n  colour: blue", "agent.yaml:3: node.colour: unknown key"),
+        ("transports:\n  tcp:\n    listen: [4000]", "agent.yaml:3: transports.tcp.listen: expected host:port"),
+        ("trust:\n  identities: [Iabc]", "agent.yaml:2: trust.identities: expected an identifier"),
+        ("secure_channels:\n  listeners:\n    - cipher: rot13", "agent.yaml:3: secure_channels.listeners[].cipher: expected aes-gcm"),
+        ("relays:\n  register:\n    - name: x", "agent.yaml:3: relays.register[]: needs both name and hub"),
+        ("node:\n  forwarding: maybe", "agent.yaml:2: node.forwarding: expected true or false"),
+        ("node:\n\tname: x", "agent.yaml:2: tab in indentation"),
+        ("portals:\n  inlets:\n    - listen: 127.0.0.1:7000\n      to: outlet", "agent.yaml:4: portals.inlets[].to: expected a multiaddr"),
+    ])
+    func errorsNameFileLineAndKey(text: String, expected: String) {
+        do {
+            _ = try AgentConfig.parse(text, file: "agent.yaml")
+            Issue.record("accepted: \(text)")
+        } catch {
+            #expect(error.description.hasPrefix(expected), "\(error.description)")
+        }
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif

@@ -1,0 +1,276 @@
+import EdgeTestSupport
+import Foundation
+import Testing
+
+/// An `ockam-edge agent` process; the first stdout line says where it listens.
+final class AgentProcess: @unchecked Sendable {  // used by one test at a time
+    let process = Process()
+    let port: Int
+    let stderr = Pipe()
+
+    static func start(config: String, dir: String) async throws -> AgentProcess {
+        try await blocking { try AgentProcess(config: config, dir: dir) }
+    }
+
+    init(config: String, dir: String) throws {
+        let path = dir + "/agent-\(UUID().uuidString.prefix(8)).yaml"
+        try config.write(toFile: path, atomically: true, encoding: .utf8)
+        self.path = path
+        process.executableURL = Binary.url
+        process.arguments = ["agent", "--config", path]
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardError = stderr
+        try process.run()
+        var line = Data()
+        while true {
+            let byte = out.fileHandleForReading.readData(ofLength: 1)
+            if byte.isEmpty || byte == Data([0x0a]) { break }
+            line.append(byte)
+        }
+        let text = String(decoding: line, as: UTF8.self)
+        guard text.hasPrefix("listening "), let port = Int(text.split(separator: ":").last ?? "") else {
+            process.terminate()
+            throw TestDataError("agent did not start: '\(text)' \(String(decoding: stderr.fileHandleForReading.availableData, as: UTF8.self))")
+        }
+        self.port = port
+    }
+
+    let path: String
+
+    func rewrite(_ config: String) throws { try config.write(toFile: path, atomically: true, encoding: .utf8) }
+    func signal(_ number: Int32) { kill(process.processIdentifier, number) }
+
+    func stop() -> Int32 {
+        process.terminate()
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+
+    deinit {
+        if process.isRunning {
+            process.terminate()
+            process.waitUntilExit()
+        }
+    }
+}
+
+/// A TCP echo server in a python3 child process (the portal's target).
+final class EchoServer: @unchecked Sendable {
+    let process = Process()
+    let port: Int
+    init() throws {
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = [
+            "python3", "-c",
+            """
+            import socket, threading
+            s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(16)
+            print(s.getsockname()[1], flush=True)
+            def serve(c):
+                while True:
+                    d = c.recv(65536)
+                    if not d: break
+                    c.sendall(d)
+                c.close()
+            while True:
+                c, _ = s.accept(); threading.Thread(target=serve, args=(c,), daemon=True).start()
+            """,
+        ]
+        let out = Pipe()
+        process.standardOutput = out
+        try process.run()
+        var line = Data()
+        while true {
+            let byte = out.fileHandleForReading.readData(ofLength: 1)
+            if byte.isEmpty || byte == Data([0x0a]) { break }
+            line.append(byte)
+        }
+        guard let port = Int(String(decoding: line, as: UTF8.self)) else { throw TestDataError("echo server did not start") }
+        self.port = port
+    }
+    deinit { process.terminate() }
+}
+
+/// Sends bytes to a TCP port and reads the same number back (bounded by a 10 s receive timeout).
+func tcpRoundTrip(port: Int, bytes: [UInt8]) throws -> [UInt8] {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var timeout = timeval(tv_sec: 10, tv_usec: 0)
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = in_port_t(UInt16(port).bigEndian)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    let ok = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    guard ok == 0 else { throw TestDataError("connect failed") }
+    _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+    var received: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 65536)
+    while received.count < bytes.count {
+        let n = recv(fd, &buffer, buffer.count, 0)
+        if n <= 0 { break }
+        received += buffer[..<n]
+    }
+    return received
+}
+
+func httpGet(port: Int, path: String) throws -> String {
+    let request = Array("GET \(path) HTTP/1.1\r\nHost: localhost\r\n\r\n".utf8)
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var timeout = timeval(tv_sec: 10, tv_usec: 0)
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = in_port_t(UInt16(port).bigEndian)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    let ok = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    guard ok == 0 else { throw TestDataError("connect failed") }
+    _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+    var received: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = recv(fd, &buffer, buffer.count, 0)
+        if n <= 0 { break }
+        received += buffer[..<n]
+    }
+    return String(decoding: received, as: UTF8.self)
+}
+
+func freePort() throws -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    _ = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+    }
+    return Int(UInt16(bigEndian: address.sin_port))
+}
+
+func waitFor(_ what: String, within seconds: Double = 20, _ condition: () throws -> Bool) async throws {
+    let deadline = Date().addingTimeInterval(seconds)
+    while try !condition() {
+        guard Date() < deadline else { throw TestDataError("timed out waiting for \(what)") }
+        try await Task.sleep(for: .milliseconds(50))
+    }
+}
+
+@Suite("ockam-edge agent (separate processes)", .serialized)
+struct AgentTests {
+    @Test func checkConfigAcceptsTheExampleAndNamesFileLineAndKeyOnErrors() async throws {
+        let example = TestData.packageRoot.appendingPathComponent("docs/agent.example.yaml").path
+        let ok = try await Binary.run(["agent", "--config", example, "--check-config"])
+        #expect(ok.status == 0, "\(ok.stderr)")
+        #expect(ok.stdout.contains(": ok"))
+        let dir = try temporaryDirectory()
+        let bad = dir + "/bad.yaml"
+        try "node:\n  name: x\ntransports:\n  tcp:\n    listen: [nowhere]\n".write(toFile: bad, atomically: true, encoding: .utf8)
+        let failed = try await Binary.run(["agent", "--config", bad, "--check-config"])
+        #expect(failed.status == 1)
+        #expect(failed.stderr.contains("\(bad):5: transports.tcp.listen: expected host:port"), "\(failed.stderr)")
+    }
+
+    @Test func portalThroughSecureChannelRelayMetricsReloadAndRevocation() async throws {
+        let dir = try temporaryDirectory()
+        let echo = try await blocking { try EchoServer() }
+        let metricsPort = try freePort()
+        // The "cloud" agent: relay hub and an outlet to the echo service, metrics on.
+        let cloudConfig = """
+            node:
+              name: cloud
+              state_dir: \(dir)/state
+              log_level: warning
+            vault:
+              path: \(dir)/cloud-vault
+            transports:
+              tcp:
+                listen: 127.0.0.1:0
+            relays:
+              serve: true
+            portals:
+              outlets:
+                - target: 127.0.0.1:\(echo.port)
+            metrics:
+              listen: 127.0.0.1:\(metricsPort)
+            """
+        let cloud = try await AgentProcess.start(config: cloudConfig, dir: dir)
+        // The "gateway" agent: registers a relay with the cloud, and an inlet to the cloud's outlet.
+        let inletPort = try freePort()
+        let gatewayConfig = """
+            node:
+              name: gateway
+              state_dir: \(dir)/state
+              log_level: warning
+            vault:
+              path: \(dir)/gateway-vault
+            transports:
+              tcp:
+                listen: 127.0.0.1:0
+            relays:
+              register:
+                - name: gw
+                  hub: /ip4/127.0.0.1/tcp/\(cloud.port)/secure/api
+            portals:
+              inlets:
+                - listen: 127.0.0.1:\(inletPort)
+                  to: /ip4/127.0.0.1/tcp/\(cloud.port)/secure/api/service/outlet
+            """
+        let gateway = try await AgentProcess.start(config: gatewayConfig, dir: dir)
+
+        // Portal: bytes through the gateway's inlet come back from the echo server behind the cloud's outlet.
+        let payload = Array("through the portal".utf8)
+        try await waitFor("portal up") { (try? tcpRoundTrip(port: inletPort, bytes: payload)) == payload }
+
+        // Relay: the gateway is reachable through the cloud's forward_to_gw.
+        try await waitFor("relay registered") {
+            let r = try Binary.runBlocking([
+                "message", "send", "/ip4/127.0.0.1/tcp/\(cloud.port)/service/forward_to_gw/service/uppercase", "x",
+                "--timeout", "2s",
+            ])
+            return r.stdout == "X\n"
+        }
+        let viaRelay = try await Binary.run([
+            "message", "send", "/ip4/127.0.0.1/tcp/\(cloud.port)/service/forward_to_gw/secure/api/service/echo", "e2e",
+        ])
+        #expect(viaRelay.stdout == "e2e\n", "\(viaRelay.stderr)")
+
+        // Metrics reflect reality.
+        let metrics = try await blocking { try httpGet(port: metricsPort, path: "/metrics") }
+        #expect(metrics.contains("HTTP/1.1 200 OK"))
+        #expect(metrics.contains("# TYPE ockam_edge_secure_channels_open gauge"))
+        #expect(metrics.contains("ockam_edge_handshakes_total{result=\"ok\"}"))
+        let open = metrics.split(separator: "\n").first { $0.hasPrefix("ockam_edge_secure_channels_open ") }
+        #expect(open.flatMap { Int($0.split(separator: " ").last ?? "") }.map { $0 >= 2 } == true, "\(String(describing: open))")
+        #expect(try await blocking { try httpGet(port: metricsPort, path: "/nope") }.contains("404"))
+
+        // SIGHUP with an invalid file: the agent keeps running and counts the failure.
+        try cloud.rewrite(cloudConfig + "\nbogus: 1\n")
+        cloud.signal(SIGHUP)
+        try await waitFor("reload failure counted") {
+            (try? httpGet(port: metricsPort, path: "/metrics"))?.contains("ockam_edge_config_reload_failures_total 1") == true
+        }
+        #expect((try? tcpRoundTrip(port: inletPort, bytes: payload)) == payload)
+
+        // SIGHUP that trusts only someone else: existing channels from the gateway are closed (revocation).
+        let stranger = "I" + String(repeating: "cd", count: 32)
+        try cloud.rewrite(cloudConfig.replacingOccurrences(of: "relays:", with: "trust:\n  identities: [\(stranger)]\nrelays:"))
+        cloud.signal(SIGHUP)
+        try await waitFor("channels revoked") {
+            let text = (try? httpGet(port: metricsPort, path: "/metrics")) ?? ""
+            return text.contains("ockam_edge_config_reloads_total 1") && text.contains("ockam_edge_secure_channels_open 0")
+        }
+        #expect(gateway.stop() == 0)
+        #expect(cloud.stop() == 0)
+    }
+}
