@@ -32,6 +32,7 @@ let package = Package(
         .library(name: "EdgeIdentity", targets: ["EdgeIdentity"]),
         .library(name: "EdgeNoise", targets: ["EdgeNoise"]),
         .library(name: "EdgeVault", targets: ["EdgeVault"]),
+        .library(name: "EdgeTransportSerial", targets: ["EdgeTransportSerial"]),
         .library(name: "EdgeSecureChannel", targets: ["EdgeSecureChannel"]),
     ],
     dependencies: [
@@ -110,6 +111,18 @@ let package = Package(
             swiftSettings: strict
         ),
 
+        .target(name: "CPty"),
+        .target(
+            name: "EdgeTransportSerial",
+            dependencies: [
+                "EdgeNode", "EdgeRouting", "EdgeWire", "CPty",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: strict
+        ),
         .target(
             name: "EdgeControl",
             dependencies: [
@@ -135,6 +148,7 @@ let package = Package(
                 "EdgeWire",
                 "EdgeNode",
                 "EdgeSecureChannel",
+                "EdgeTransportSerial",
                 "EdgeTransportTCP",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -188,6 +202,14 @@ let package = Package(
         ),
         .testTarget(name: "EdgeCLITests", dependencies: ["EdgeCLI"]),
         .testTarget(name: "EdgeConfigTests", dependencies: ["EdgeConfig"]),
+        .testTarget(
+            name: "EdgeTransportSerialTests",
+            dependencies: [
+                "EdgeTransportSerial", "CPty", "EdgeTestSupport", "EdgeNode", "EdgeRouting", "EdgeWire",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
+        ),
         .testTarget(name: "EdgeFuzzTests", dependencies: ["EdgeFuzz", "EdgeTestSupport"]),
         .testTarget(name: "EdgeCryptoTests", dependencies: ["EdgeCrypto", "EdgeTestSupport"]),
         .testTarget(name: "EdgeIdentityTests", dependencies: ["EdgeIdentity", "EdgeTestSupport"]),

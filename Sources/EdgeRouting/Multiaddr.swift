@@ -21,10 +21,12 @@ public enum MultiaddrComponent: Hashable, Sendable, CustomStringConvertible {
     case space(String)
     case secure(String)
     case worker(String)
+    /// ockam-edge extension: the serial link configured under this name (route hop `64#<name>`).
+    case serial(String)
 
     /// Protocol names as users type them.
     public static let protocolNames = [
-        "ip4", "ip6", "tcp", "dnsaddr", "service", "node", "project", "space", "secure", "worker",
+        "ip4", "ip6", "tcp", "dnsaddr", "service", "node", "project", "space", "secure", "worker", "serial",
     ]
 
     public var protocolName: String {
@@ -39,6 +41,7 @@ public enum MultiaddrComponent: Hashable, Sendable, CustomStringConvertible {
         case .space: return "space"
         case .secure: return "secure"
         case .worker: return "worker"
+        case .serial: return "serial"
         }
     }
 
@@ -55,6 +58,7 @@ public enum MultiaddrComponent: Hashable, Sendable, CustomStringConvertible {
         case .space: return 92526
         case .secure: return 99526
         case .worker: return 102526
+        case .serial: return 0x30_0040  // multiformats private-use range: an ockam-edge extension
         }
     }
 
@@ -64,7 +68,7 @@ public enum MultiaddrComponent: Hashable, Sendable, CustomStringConvertible {
         case .ip6(let b): return IPText.format(b, family: AF_INET6) ?? "?"
         case .tcp(let port): return String(port)
         case .dnsaddr(let s), .service(let s), .node(let s), .project(let s), .space(let s), .secure(let s),
-            .worker(let s):
+            .worker(let s), .serial(let s):
             return s
         }
     }
@@ -165,6 +169,7 @@ public struct Multiaddr: Hashable, Sendable, CustomStringConvertible {
                 case "project": result.append(.project(value))
                 case "space": result.append(.space(value))
                 case "secure": result.append(.secure(value))
+                case "serial": result.append(.serial(value))
                 default: result.append(.worker(value))
                 }
             }
@@ -209,7 +214,7 @@ public struct Multiaddr: Hashable, Sendable, CustomStringConvertible {
             case .ip4(let b), .ip6(let b): out.append(contentsOf: b)
             case .tcp(let port): out.append(contentsOf: [UInt8(port >> 8), UInt8(port & 0xff)])
             case .dnsaddr(let s), .service(let s), .node(let s), .project(let s), .space(let s), .secure(let s),
-                .worker(let s):
+                .worker(let s), .serial(let s):
                 BARE.writeString(s, into: &out)
             }
         }
@@ -243,6 +248,7 @@ public struct Multiaddr: Hashable, Sendable, CustomStringConvertible {
                 case 92526: result.append(.space(s))
                 case 99526: result.append(.secure(s))
                 case 102526: result.append(.worker(s))
+                case 0x30_0040: result.append(.serial(s))
                 default: throw .unsupported("multiaddr protocol code \(code)")
                 }
             }
@@ -299,6 +305,8 @@ public struct Multiaddr: Hashable, Sendable, CustomStringConvertible {
                 out.append(.address(.tcp(hostPort)))
             case .secure(let listener):
                 out.append(.secureChannel(listener: listener))
+            case .serial(let name):
+                out.append(.address(Address(TransportType(64), name)))
             case .project, .space:
                 throw fail(i, "/\(component.protocolName) needs Ockam Orchestrator, which ockam-edge does not use")
             }

@@ -31,6 +31,7 @@ enum Commands {
             SecureChannelCommands.spec,
             SecureChannelCommands.statusSpec,
             AgentCommand.spec,
+            SerialCommands.spec,
             IdentityCommands.spec,
             VaultCommands.spec,
             CredentialCommands.spec,
@@ -42,6 +43,7 @@ enum Commands {
         case ["message", "send"]: return try await MessageSendCommand(arguments).run()
         case ["status"]: return try await SecureChannelCommands.run("status", arguments)
         case ["agent"]: return try await AgentCommand(arguments).run()
+        case ["serial", "list"]: return SerialCommands.run(arguments)
         case let p where p.count == 2 && p[0] == "secure-channel": return try await SecureChannelCommands.run(p[1], arguments)
         case let p where p.count == 2 && p[0] == "identity": return try IdentityCommands.run(p[1], arguments)
         case let p where p.count == 2 && p[0] == "vault": return try VaultCommands.run(p[1], arguments)

@@ -6,6 +6,7 @@ import EdgeIdentityStore
 import EdgeNode
 import EdgeRouting
 import EdgeSecureChannel
+import EdgeTransportSerial
 import EdgeTransportTCP
 import EdgeVault
 import EdgeWire
@@ -105,6 +106,10 @@ struct NodeRunCommand {
             OptionSpec(
                 "handshake-timeout", value: "duration", help: "Give up on a handshake after this long.", default: "30s"),
             .flag("no-forwarding", help: "Do not forward messages from transports to remote hops."),
+            OptionSpec(
+                "serial", value: "path[,baud=…][,mode=listen|connect][,name=…]",
+                help: "Attach a serial port (docs/serial-framing.md); route to the device with /serial/<name>.",
+                repeatable: true),
         ] + TrustOptions.all + [VaultOptionsCLI.vault, VaultOptionsCLI.vaultKey, Commands.logLevel, Commands.stateDir])
 
     let arguments: ParsedArguments
@@ -145,6 +150,17 @@ struct NodeRunCommand {
                 try channels.startListener(name: listener, options: options)
             }
         }
+        let serial = SerialTransport(node: node, group: group, logger: logger)
+        for spec in arguments.values("serial") {
+            let configuration: SerialConfiguration
+            do {
+                configuration = try SerialConfiguration(parsing: spec)
+            } catch {
+                throw CommandFailure("--serial \(spec): \(error)", status: 2)
+            }
+            let address = try serial.open(configuration)
+            logger.info("serial port \(configuration.path) attached as \(address)")
+        }
         let bound: String
         do {
             let address = try await tcp.listen(host: host, port: port)
@@ -170,10 +186,65 @@ struct NodeRunCommand {
         logger.info("received signal \(signal), shutting down")
         await control.shutdown()
         await channels.closeAll()
+        await serial.shutdown()
         await tcp.shutdown()
         await node.shutdown()
         directory.remove(name: name)
         try? await group.shutdownGracefully()
+        return 0
+    }
+}
+
+/// `ockam-edge serial list`.
+enum SerialCommands {
+    static let spec = CommandSpec(
+        "serial", abstract: "Serial ports.",
+        subcommands: [
+            CommandSpec(
+                "list", abstract: "List candidate serial ports with their stable names and USB identities.",
+                discussion: "Prefer the stable names (/dev/ockam-edge/…, /dev/serial/by-id/…) in configuration: they survive re-plugging.",
+                examples: ["ockam-edge serial list", "ockam-edge serial list --json"], options: [VaultOptionsCLI.json])
+        ])
+
+    static func run(_ arguments: ParsedArguments) -> Int32 {
+        let ports = SerialPorts.list()
+        if arguments.flag("json") {
+            print(
+                JSON.array(
+                    ports.map { port in
+                        var members: [(String, JSON)] = [
+                            ("path", .string(port.path.string)), ("aliases", .array(port.aliases.map { .string($0.string) })),
+                            ("driver", port.driver.map { .string($0) } ?? .null),
+                        ]
+                        if let usb = port.usb {
+                            members.append(
+                                (
+                                    "usb",
+                                    .object([
+                                        ("vendor_id", .string(Hex.encode([UInt8(usb.vendorID >> 8), UInt8(usb.vendorID & 0xff)]))),
+                                        ("product_id", .string(Hex.encode([UInt8(usb.productID >> 8), UInt8(usb.productID & 0xff)]))),
+                                        ("manufacturer", usb.manufacturer.map { .string($0) } ?? .null),
+                                        ("product", usb.product.map { .string($0) } ?? .null),
+                                        ("serial", usb.serialNumber.map { .string($0) } ?? .null),
+                                    ])
+                                ))
+                        }
+                        return .object(members)
+                    }
+                ).serialized())
+        } else if ports.isEmpty {
+            print("no serial ports found")
+        } else {
+            for port in ports {
+                var line = port.path.string
+                if let driver = port.driver { line += "  (\(driver))" }
+                if let usb = port.usb {
+                    line += "  \(usb.manufacturer ?? "") \(usb.product ?? "")"
+                }
+                print(line)
+                for alias in port.aliases { print("    \(alias)") }
+            }
+        }
         return 0
     }
 }

@@ -1,0 +1,76 @@
+import EdgeTestSupport
+import Foundation
+import Testing
+
+/// Two pseudo-terminals whose masters a python3 child cross-connects: a null-modem cable between `<dir>/ttyA`
+/// and `<dir>/ttyB`, so two ockam-edge processes can each open "their" serial port.
+final class NullModem: @unchecked Sendable {
+    let process = Process()
+    init(directory: String) throws {
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = [
+            "python3", "-c",
+            """
+            import os, pty, select, sys, tty
+            m1, s1 = pty.openpty(); m2, s2 = pty.openpty()
+            for fd in (s1, s2): tty.setraw(fd)
+            d = sys.argv[1]
+            os.symlink(os.ttyname(s1), d + "/ttyA"); os.symlink(os.ttyname(s2), d + "/ttyB")
+            print("ready", flush=True)
+            while True:
+                r, _, _ = select.select([m1, m2], [], [])
+                for fd in r:
+                    try: data = os.read(fd, 65536)
+                    except OSError: continue
+                    os.write(m2 if fd == m1 else m1, data)
+            """,
+            directory,
+        ]
+        let out = Pipe()
+        process.standardOutput = out
+        try process.run()
+        let line = out.fileHandleForReading.readData(ofLength: 6)
+        guard String(decoding: line, as: UTF8.self).hasPrefix("ready") else { throw TestDataError("null modem did not start") }
+    }
+    deinit { process.terminate() }
+}
+
+@Suite("serial link between two ockam-edge processes", .serialized)
+struct SerialCLITests {
+    @Test func messagesAndASecureChannelOverASerialLink() async throws {
+        let dir = try temporaryDirectory()
+        let modem = try await blocking { try NullModem(directory: dir) }
+        let state = dir + "/state"
+        let gateway = try await NodeProcess.start(
+            name: "gw", stateDir: state, extra: ["--serial", dir + "/ttyA,mode=listen,name=device"])
+        let sensor = try await NodeProcess.start(
+            name: "sensor", stateDir: state, extra: ["--serial", dir + "/ttyB,mode=connect,name=uplink"])
+        // The sensor reaches the gateway's services over the serial line…
+        let plain = try await Binary.run([
+            "message", "send", "--from", "sensor", "/serial/uplink/service/uppercase", "over serial", "--state-dir", state,
+        ])
+        #expect(plain.status == 0, "\(plain.stderr)")
+        #expect(plain.stdout == "OVER SERIAL\n")
+        // …and through an end-to-end secure channel carried by it.
+        let sealed = try await Binary.run([
+            "message", "send", "--from", "sensor", "/serial/uplink/secure/api/service/echo", "sealed over serial",
+            "--state-dir", state,
+        ])
+        #expect(sealed.status == 0, "\(sealed.stderr)")
+        #expect(sealed.stdout == "sealed over serial\n")
+        // The gateway reaches the sensor the other way round.
+        let back = try await Binary.run([
+            "message", "send", "--from", "gw", "/serial/device/service/uppercase", "downlink", "--state-dir", state,
+        ])
+        #expect(back.stdout == "DOWNLINK\n", "\(back.stderr)")
+        #expect(sensor.stop() == 0)
+        #expect(gateway.stop() == 0)
+        _ = modem
+    }
+
+    @Test func serialListRuns() async throws {
+        let list = try await Binary.run(["serial", "list", "--json"])
+        #expect(list.status == 0)
+        #expect(list.stdout.hasPrefix("["))
+    }
+}
