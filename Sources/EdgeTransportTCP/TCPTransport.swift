@@ -284,11 +284,26 @@ public final class TCPTransport: TransportResolver, Sendable {
     }
 }
 
+/// Bytes handed to NIO but not yet written to the socket, per connection.
+final class WriteWindow: Sendable {
+    /// Above this, the sender waits for its write to complete before taking the next message.
+    static let limit = 1 << 20
+    private let outstanding = Mutex(0)
+    func add(_ n: Int) -> Int { outstanding.withLock { $0 += n; return $0 } }
+    func remove(_ n: Int) { outstanding.withLock { $0 -= n } }
+}
+
 /// The per-connection sender worker: pops itself from onward and writes one frame per message.
+///
+/// Writes are pipelined, but at most ``WriteWindow/limit`` bytes may be in flight: past that the worker awaits
+/// its write, so a slow peer slows the worker (and, through its mailbox, every sender) instead of growing NIO's
+/// queue without bound. (`channel.isWritable` is not used: read off the event loop it lags behind writes that are
+/// still being submitted, which let a fast producer queue everything.)
 struct TCPSenderWorker: Worker {
     let channel: any Channel
     let peer: String
     let routingLimits: RoutingLimits
+    let window = WriteWindow()
 
     func handleMessage(_ message: LocalMessage, context: WorkerContext) async throws {
         var onward = message.onwardRoute
@@ -300,15 +315,16 @@ struct TCPSenderWorker: Worker {
         }
         let buffer = channel.allocator.buffer(bytes: bytes)
         let promise = channel.eventLoop.makePromise(of: Void.self)
+        let inFlight = window.add(bytes.count)
+        let window = self.window
+        let size = bytes.count
+        promise.futureResult.whenComplete { [logger = context.logger, peer] result in
+            window.remove(size)
+            if case .failure(let error) = result { logger.debug("write to \(peer) failed: \(error)") }
+        }
         channel.writeAndFlush(OckamTCPOutbound.frame(buffer), promise: promise)
-        let write = promise.futureResult
-        if channel.isWritable {
-            write.whenFailure { [logger = context.logger, peer] error in
-                logger.debug("write to \(peer) failed: \(error)")
-            }
-        } else {
-            // Backpressure: wait for the socket to drain before taking the next message.
-            try await write.get()
+        if inFlight > WriteWindow.limit {
+            try await promise.futureResult.get()
         }
     }
 
