@@ -31,13 +31,15 @@ build-release: deps
 
 test: test-debug test-release
 
+# --no-parallel: the suite drives real ptys, sockets and child processes; running tests one at a time keeps them
+# from competing for the machine's two cores (timeouts are guards, not synchronisation) and for ptys.
 test-debug: deps
 	$(SWIFT) build --build-tests
-	$(SWIFT) test --skip-build
+	$(SWIFT) test --skip-build --no-parallel
 
 # `swift test` enables testable imports; `swift build --build-tests -c release` would not.
 test-release: deps
-	$(SWIFT) test -c release
+	$(SWIFT) test -c release --no-parallel
 
 demo: build-release
 	./scripts/demo.sh "$$($(SWIFT) build -c release --show-bin-path)/ockam-edge"

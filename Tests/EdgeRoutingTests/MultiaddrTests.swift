@@ -54,6 +54,7 @@ struct MultiaddrTests {
             (.dnsaddr("h"), 56, "38"), (.service("s"), 62526, "bee803"), (.node("n"), 72526, "ceb604"),
             (.project("p"), 82526, "de8405"), (.space("s"), 92526, "eed205"), (.secure("s"), 99526, "c68906"),
             (.worker("w"), 102526, "fea006"),
+            (.serial("d"), 0x30_0040, "c080c001"),  // ockam-edge extension (private-use code)
         ]
         for (component, code, varint) in expected {
             #expect(component.code == code, "\(component.protocolName)")

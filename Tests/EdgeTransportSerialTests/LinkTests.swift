@@ -61,12 +61,12 @@ struct LinkedPair {
     func exchange(_ text: String) async throws {
         let reply = try await gateway.node.request(
             to: [.serial(Self.gatewayPort), .local("uppercase")], payload: BARE.encodeString(text),
-            timeout: .seconds(10))
+            timeout: .seconds(30))
         #expect(try BARE.decodeString(reply.payload) == text.uppercased())
         let gatewaySender = try #require(self.gatewaySender)
         #expect(reply.returnRoute == [gatewaySender, .local("uppercase")])
         let echo = try await device.node.request(
-            to: [.serial(Self.devicePort), .local("echo")], payload: Array(text.utf8), timeout: .seconds(10))
+            to: [.serial(Self.devicePort), .local("echo")], payload: Array(text.utf8), timeout: .seconds(30))
         #expect(echo.payload == Array(text.utf8))
         let deviceSender = try #require(self.deviceSender)
         #expect(echo.returnRoute == [deviceSender, .local("echo")])
@@ -96,7 +96,7 @@ struct LinkTests {
         // The stable route and the per-session sender address both work.
         let sender = try #require(pair.gatewaySender)
         let direct = try await pair.gateway.node.request(
-            to: [sender, .local("echo")], payload: [1, 2, 3], timeout: .seconds(10))
+            to: [sender, .local("echo")], payload: [1, 2, 3], timeout: .seconds(30))
         #expect(direct.payload == [1, 2, 3])
         await pair.stop()
     }
@@ -113,7 +113,7 @@ struct LinkTests {
         try gateway.serial.open(SerialConfiguration(path: FilePath(modem.path(.a)), name: "dev", role: .listener))
         try await eventually("link up") { device.recorder.ups("gw") == 1 && gateway.recorder.ups("dev") == 1 }
         let reply = try await device.node.request(
-            to: [.serial("gw"), .local("echo")], payload: [42], timeout: .seconds(10))
+            to: [.serial("gw"), .local("echo")], payload: [42], timeout: .seconds(30))
         #expect(reply.payload == [42])
         await device.stop()
         await gateway.stop()
@@ -154,7 +154,7 @@ struct LinkTests {
         // In the other direction the gateway's 16 KiB limit applies; a 16 KiB echo round trip works.
         let echoPayload = [UInt8](repeating: 0x7E, count: 16 * 1024 - 200)
         let reply = try await pair.gateway.node.request(
-            to: [.serial("dev"), .local("echo")], payload: echoPayload, timeout: .seconds(10))
+            to: [.serial("dev"), .local("echo")], payload: echoPayload, timeout: .seconds(30))
         #expect(reply.payload == echoPayload)
         #expect(pair.deviceCounters.droppedTotal == 0 && pair.gatewayCounters.droppedTotal == 0)
         await pair.stop()
@@ -285,7 +285,7 @@ struct LinkTests {
         // A request while unplugged waits for the link (resolve timeout) and succeeds after the replug.
         let pending = Task {
             try await pair.gateway.node.request(
-                to: [.serial("dev"), .local("echo")], payload: [5], timeout: .seconds(10))
+                to: [.serial("dev"), .local("echo")], payload: [5], timeout: .seconds(30))
         }
         try pair.modem.replug(.a)
         try await eventually("both links up again") {
@@ -328,7 +328,7 @@ struct LinkTests {
                     && pair.device.serial.status(port: "gw")?.phase == .linked
             }
             let reply = try await pair.gateway.node.request(
-                to: [.serial("dev"), .local("echo")], payload: Array("ping \(i)".utf8), timeout: .seconds(10))
+                to: [.serial("dev"), .local("echo")], payload: Array("ping \(i)".utf8), timeout: .seconds(30))
             #expect(reply.payload == Array("ping \(i)".utf8))
         }
         let elapsed = ContinuousClock.now - start

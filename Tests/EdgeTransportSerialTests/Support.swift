@@ -324,7 +324,7 @@ final class EventBox: Sendable {
 
 /// Waits (bounded) until `condition` holds: for state that settles asynchronously after I/O.
 func eventually(
-    _ what: @autoclosure () -> String, within: Duration = .seconds(10), _ condition: () -> Bool,
+    _ what: @autoclosure () -> String, within: Duration = .seconds(30), _ condition: () -> Bool,
     sourceLocation: SourceLocation = #_sourceLocation
 ) async throws {
     let deadline = ContinuousClock.now + within
