@@ -60,5 +60,11 @@ fuzz: deps
 fuzz-smoke:
 	@for t in $$(ls Tests/Fuzz/Corpus); do $(MAKE) --no-print-directory fuzz TARGET=$$t SECONDS=$(SECONDS) || exit 1; done
 
+# Virtual BLE hardware-in-the-loop suite (QEMU/TCG + btvirt, hardware/virtual/). Fails loudly if QEMU cannot run
+# here; not part of `make test`.
+.PHONY: test-rig
+test-rig: deps
+	hardware/virtual/rig-suite.sh
+
 clean:
 	rm -rf .build

@@ -33,6 +33,8 @@ let package = Package(
         .library(name: "EdgeNoise", targets: ["EdgeNoise"]),
         .library(name: "EdgeVault", targets: ["EdgeVault"]),
         .library(name: "EdgeTransportSerial", targets: ["EdgeTransportSerial"]),
+        .library(name: "EdgeTransportBLE", targets: ["EdgeTransportBLE"]),
+        .executable(name: "ble-rig-driver", targets: ["BLERigDriver"]),
         .library(name: "EdgeSecureChannel", targets: ["EdgeSecureChannel"]),
     ],
     dependencies: [
@@ -124,6 +126,25 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(
+            name: "EdgeTransportBLE",
+            dependencies: [
+                "EdgeNode", "EdgeRouting", "EdgeWire", "CBlueZ",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "BLERigDriver",
+            dependencies: [
+                "EdgeTransportBLE", "EdgeNode", "EdgeRouting", "EdgeWire",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "hardware/virtual/driver",
+            swiftSettings: strict
+        ),
+        .target(
             name: "EdgeControl",
             dependencies: [
                 "EdgeWire",
@@ -148,6 +169,7 @@ let package = Package(
                 "EdgeWire",
                 "EdgeNode",
                 "EdgeSecureChannel",
+                "EdgeTransportBLE",
                 "EdgeTransportSerial",
                 "EdgeTransportTCP",
                 .product(name: "Logging", package: "swift-log"),
@@ -202,6 +224,15 @@ let package = Package(
         ),
         .testTarget(name: "EdgeCLITests", dependencies: ["EdgeCLI"]),
         .testTarget(name: "EdgeConfigTests", dependencies: ["EdgeConfig"]),
+        .testTarget(
+            name: "EdgeTransportBLETests",
+            dependencies: [
+                "EdgeTransportBLE", "EdgeTestSupport", "EdgeNode", "EdgeRouting", "EdgeWire", "CBlueZ",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ]
+        ),
         .testTarget(
             name: "EdgeTransportSerialTests",
             dependencies: [

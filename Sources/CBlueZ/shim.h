@@ -6,6 +6,7 @@
 #define OCKAM_EDGE_CBLUEZ_SHIM_H
 #include <sys/socket.h>
 #include <sys/ioctl.h>
+#include <sys/eventfd.h>
 #include <bluetooth/bluetooth.h>
 #include <bluetooth/l2cap.h>
 #include <bluetooth/hci.h>
@@ -26,6 +27,10 @@ static inline int cbluez_hci_get_dev_list(int fd, struct cbluez_hci_dev_list *li
 static inline int cbluez_hci_get_dev_info(int fd, struct hci_dev_info *info) {
     return ioctl(fd, HCIGETDEVINFO, (void *)info);
 }
+
+/// glibc's accept4(2), which <sys/socket.h> declares only under _GNU_SOURCE (bound by symbol name, so it is
+/// libc's own function).
+extern int cbluez_accept4(int fd, struct sockaddr *address, socklen_t *length, int flags) __asm__("accept4");
 
 /// The `HCI_UP` bit of `hci_dev_info.flags` (an enum bit index in hci.h).
 static inline uint32_t cbluez_hci_flag_up(void) { return 1u << HCI_UP; }

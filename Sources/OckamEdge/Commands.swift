@@ -32,6 +32,7 @@ enum Commands {
             SecureChannelCommands.statusSpec,
             AgentCommand.spec,
             SerialCommands.spec,
+            BLECommands.spec,
             IdentityCommands.spec,
             VaultCommands.spec,
             CredentialCommands.spec,
@@ -44,6 +45,7 @@ enum Commands {
         case ["status"]: return try await SecureChannelCommands.run("status", arguments)
         case ["agent"]: return try await AgentCommand(arguments).run()
         case ["serial", "list"]: return SerialCommands.run(arguments)
+        case ["ble", "list"]: return try BLECommands.run(arguments)
         case let p where p.count == 2 && p[0] == "secure-channel": return try await SecureChannelCommands.run(p[1], arguments)
         case let p where p.count == 2 && p[0] == "identity": return try IdentityCommands.run(p[1], arguments)
         case let p where p.count == 2 && p[0] == "vault": return try VaultCommands.run(p[1], arguments)

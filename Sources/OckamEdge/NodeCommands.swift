@@ -6,6 +6,7 @@ import EdgeIdentityStore
 import EdgeNode
 import EdgeRouting
 import EdgeSecureChannel
+import EdgeTransportBLE
 import EdgeTransportSerial
 import EdgeTransportTCP
 import EdgeVault
@@ -110,6 +111,13 @@ struct NodeRunCommand {
                 "serial", value: "path[,baud=…][,mode=listen|connect][,name=…]",
                 help: "Attach a serial port (docs/serial-framing.md); route to the device with /serial/<name>.",
                 repeatable: true),
+            OptionSpec(
+                "ble-listen", value: "[hciN,]psm=0x81[,mtu=…][,security=…]",
+                help: "Accept BLE L2CAP LE credit-based channels (docs/ble.md).", repeatable: true),
+            OptionSpec(
+                "ble-connect", value: "<bdaddr>[/public|/random],psm=0x81[,…]",
+                help: "Keep a BLE link to a device (reconnects with backoff); route to it with 4#<bdaddr>/…,psm=….",
+                repeatable: true),
         ] + TrustOptions.all + [VaultOptionsCLI.vault, VaultOptionsCLI.vaultKey, Commands.logLevel, Commands.stateDir])
 
     let arguments: ParsedArguments
@@ -161,6 +169,26 @@ struct NodeRunCommand {
             let address = try serial.open(configuration)
             logger.info("serial port \(configuration.path) attached as \(address)")
         }
+        var ble: BLETransport?
+        if !arguments.values("ble-listen").isEmpty || !arguments.values("ble-connect").isEmpty {
+            let transport = BLETransport(node: node, group: group, logger: logger)
+            ble = transport
+            for spec in arguments.values("ble-listen") {
+                let configuration: BLEListenConfiguration
+                do { configuration = try BLEListenConfiguration(parsing: spec) } catch {
+                    throw CommandFailure("--ble-listen \(spec): \(error)", status: 2)
+                }
+                let psm = try await transport.listen(configuration)
+                logger.info("BLE listener on PSM \(psm)")
+            }
+            for spec in arguments.values("ble-connect") {
+                let configuration: BLEConnectConfiguration
+                do { configuration = try BLEConnectConfiguration(parsing: spec) } catch {
+                    throw CommandFailure("--ble-connect \(spec): \(error)", status: 2)
+                }
+                transport.maintain(configuration)
+            }
+        }
         let bound: String
         do {
             let address = try await tcp.listen(host: host, port: port)
@@ -187,10 +215,47 @@ struct NodeRunCommand {
         await control.shutdown()
         await channels.closeAll()
         await serial.shutdown()
+        await ble?.shutdown()
         await tcp.shutdown()
         await node.shutdown()
         directory.remove(name: name)
         try? await group.shutdownGracefully()
+        return 0
+    }
+}
+
+/// `ockam-edge ble list`.
+enum BLECommands {
+    static let spec = CommandSpec(
+        "ble", abstract: "Bluetooth LE adapters.",
+        subcommands: [
+            CommandSpec(
+                "list", abstract: "List Bluetooth adapters and their addresses (kernel HCI interface).",
+                examples: ["ockam-edge ble list", "ockam-edge ble list --json"], options: [VaultOptionsCLI.json])
+        ])
+
+    static func run(_ arguments: ParsedArguments) throws -> Int32 {
+        let adapters: [BLEAdapterInfo]
+        do {
+            adapters = try BLEAdapters.list()
+        } catch {
+            throw CommandFailure("\(error)")
+        }
+        if arguments.flag("json") {
+            print(
+                JSON.array(
+                    adapters.map {
+                        .object([
+                            ("index", .int(Int64($0.index))), ("name", .string($0.name)),
+                            ("address", .string($0.address.description)), ("up", .bool($0.isUp)),
+                        ])
+                    }
+                ).serialized())
+        } else if adapters.isEmpty {
+            print("no Bluetooth adapters")
+        } else {
+            for adapter in adapters { print("\(adapter.name)\t\(adapter.address)\t\(adapter.isUp ? "up" : "down")") }
+        }
         return 0
     }
 }

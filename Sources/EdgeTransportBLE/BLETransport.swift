@@ -1,0 +1,687 @@
+// EdgeTransportBLE: Ockam routing over Bluetooth LE credit-based L2CAP channels (BlueZ kernel sockets) on swift-nio.
+import EdgeNode
+import EdgeRouting
+import Logging
+import NIOCore
+import NIOPosix
+import CBlueZ
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// Options of the BLE transport.
+public struct BLETransportOptions: Sendable {
+    /// How long an outgoing L2CAP connect may take (the kernel's own limit is 40 s).
+    public var connectTimeout: Duration = .seconds(20)
+    /// Largest routing message sent or reassembled (docs/ble.md §3). Secure-channel handshakes need ~1 KiB.
+    public var maxMessageSize: Int = 256 * 1024
+    /// Limits for decoding routing messages.
+    public var routingLimits: RoutingLimits = .default
+    /// Send buffer requested for every link (`SO_SNDBUFFORCE`, else `SO_SNDBUF`); see ``LinkMTUs``.
+    public var sendBufferSize: Int = 2 * 1024 * 1024
+    /// Optional cap on the SDU size below the peer's MTU.
+    public var maxSDUSize: Int?
+    /// Backoff of connectors between reconnect attempts.
+    public var reconnectBackoff = BLEBackoff()
+    /// Backoff of listeners re-binding after their socket failed.
+    public var listenerBackoff = BLEBackoff(initial: .milliseconds(500), maximum: .seconds(30))
+    /// A link that stayed up this long resets the reconnect backoff; shorter ones keep escalating it, so a flapping
+    /// link cannot cause a retry storm.
+    public var stableLinkTime: Duration = .seconds(10)
+    /// PSMs accepted in `4#…` hops.
+    public var allowedPSMs: ClosedRange<UInt16> = L2CAPPSM.dynamicRange
+    /// Adapter, receive MTU and security of links the resolver opens for `4#…` hops.
+    public var resolverAdapter: BLEAdapterSelector = .any
+    public var resolverReceiveMTU: Int?
+    public var resolverSecurity: BLESecurityLevel = .low
+
+    public init() {}
+}
+
+/// Ockam's BLE transport (transport type 4) over L2CAP LE credit-based channels.
+///
+/// Mirrors the TCP transport: each link gets a sender worker at a random local address that pops itself from the
+/// onward route and writes the message as SDUs; the receive loop reassembles SDUs, decodes the routing message,
+/// prepends the link's sender address to the return route and hands it to the node. `4#AA:BB:CC:DD:EE:FF/random,psm=0x81`
+/// hops are resolved by connecting (or reusing the live link to that peer). See docs/ble.md.
+public final class BLETransport: TransportResolver, Sendable {
+    public var transportType: TransportType { .ble }
+
+    public let node: Node
+    public let group: any EventLoopGroup
+    public let options: BLETransportOptions
+    let logger: Logger
+
+    struct Link: Sendable {
+        let info: BLELinkInfo
+        let channel: any Channel
+        /// Ends when the link is down and cleaned up.
+        let done: Task<Void, Never>
+    }
+
+    private struct State: ~Copyable {
+        var links: [Int: Link] = [:]
+        var outgoing: [BLEPeerAddress: Int] = [:]
+        var dialing: [BLEPeerAddress: Task<Link, any Error>] = [:]
+        var maintained: [BLEPeerAddress: Int] = [:]
+        var tasks: [Int: Task<Void, Never>] = [:]
+        var nextTaskID = 0
+        var nextLinkID = 1
+        var subscribers: [Int: AsyncStream<BLELinkEvent>.Continuation] = [:]
+        var nextSubscriberID = 0
+        /// Tests: peers reached over AF_UNIX instead of L2CAP.
+        var endpointOverrides: [BLEPeerAddress: SocketEndpoint] = [:]
+        var closed = false
+    }
+
+    private let state = Mutex(State())
+    let counterBox = CounterBox()
+
+    public init(
+        node: Node, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        options: BLETransportOptions = BLETransportOptions(), logger: Logger? = nil
+    ) {
+        self.node = node
+        self.group = group
+        self.options = options
+        var logger = logger ?? node.logger
+        logger[metadataKey: "transport"] = "ble"
+        self.logger = logger
+        node.registerTransport(self)
+    }
+
+    // MARK: Status
+
+    public var links: [BLELinkInfo] { state.withLock { $0.links.values.map(\.info) }.sorted { $0.id < $1.id } }
+
+    public var counters: BLECounters { counterBox.snapshot }
+
+    /// A new subscription to link and listener events (each subscriber gets every event after it subscribed;
+    /// the newest 256 are kept if it falls behind). The stream finishes at ``shutdown()``.
+    public func events() -> AsyncStream<BLELinkEvent> {
+        let (stream, continuation) = AsyncStream.makeStream(of: BLELinkEvent.self, bufferingPolicy: .bufferingNewest(256))
+        let id: Int? = state.withLock { state in
+            if state.closed { return nil }
+            let id = state.nextSubscriberID
+            state.nextSubscriberID += 1
+            state.subscribers[id] = continuation
+            return id
+        }
+        guard let id else {
+            continuation.finish()
+            return stream
+        }
+        continuation.onTermination = { [weak self] _ in
+            _ = self?.state.withLock { $0.subscribers.removeValue(forKey: id) }
+        }
+        return stream
+    }
+
+    private func emit(_ event: BLELinkEvent) {
+        logger.info("\(event)")
+        let subscribers = state.withLock { Array($0.subscribers.values) }
+        for subscriber in subscribers { subscriber.yield(event) }
+    }
+
+    // MARK: Resolving
+
+    /// Resolves `4#AA:BB:CC:DD:EE:FF[/random],psm=0x81` to the sender address of the live link to that peer,
+    /// connecting first if there is none.
+    public func resolve(_ address: Address) async throws -> Address {
+        let peer: BLEPeerAddress
+        do {
+            peer = try BLEPeerAddress(address, allowedPSMs: options.allowedPSMs)
+        } catch {
+            throw BLETransportError.invalidAddress(error)
+        }
+        let config = BLEConnectConfiguration(
+            peer: peer, adapter: options.resolverAdapter, receiveMTU: options.resolverReceiveMTU,
+            security: options.resolverSecurity, reconnect: false)
+        return try await dialShared(config).info.senderAddress
+    }
+
+    // MARK: Connecting
+
+    /// Connects to a peer once and returns the link's sender address. With `config.reconnect`, the link is then
+    /// kept up: when it drops, the transport reconnects with ``BLETransportOptions/reconnectBackoff`` and emits
+    /// ``BLELinkEvent/linkUp(_:)`` with the new sender address.
+    /// - Throws: ``BLETransportError`` if the first attempt fails (nothing is retried then; see ``maintain(_:)``).
+    @discardableResult
+    public func connect(_ config: BLEConnectConfiguration) async throws -> BLELinkInfo {
+        let link = try await dialShared(config)
+        if config.reconnect { startMaintaining(config, initial: link) }
+        return link.info
+    }
+
+    /// Keeps a link to `config.peer` up in the background, starting now, whatever the first attempts give (for
+    /// devices that boot before their gateway). Follow it through ``events()``.
+    public func maintain(_ config: BLEConnectConfiguration) {
+        startMaintaining(config, initial: nil)
+    }
+
+    /// Stops maintaining the link to `peer` and closes it.
+    public func disconnect(_ peer: BLEPeerAddress) async {
+        let (task, channel): (Task<Void, Never>?, (any Channel)?) = state.withLock { state in
+            let task = state.maintained.removeValue(forKey: peer).flatMap { state.tasks[$0] }
+            let channel = state.outgoing[peer].flatMap { state.links[$0]?.channel }
+            return (task, channel)
+        }
+        task?.cancel()
+        try? await channel?.close()
+        await task?.value
+    }
+
+    private func startMaintaining(_ config: BLEConnectConfiguration, initial: Link?) {
+        let previous: Task<Void, Never>? = state.withLock { state in
+            state.maintained[config.peer].flatMap { state.tasks[$0] }
+        }
+        previous?.cancel()
+        let id = spawn { await self.maintainLoop(config, initial: initial) }
+        if let id { state.withLock { $0.maintained[config.peer] = id } }
+    }
+
+    private func maintainLoop(_ config: BLEConnectConfiguration, initial: Link?) async {
+        var current = initial
+        var attempt = 0
+        var reason = "not connected"
+        var first = initial == nil
+        while !Task.isCancelled && !isClosed {
+            if let link = current {
+                let upSince = ContinuousClock.now
+                await link.done.value
+                if ContinuousClock.now - upSince >= options.stableLinkTime { attempt = 0 }
+                reason = "link down"
+                current = nil
+                if Task.isCancelled || isClosed { break }
+            }
+            if first {
+                first = false
+            } else {
+                let delay = options.reconnectBackoff.delay(attempt: attempt)
+                attempt += 1
+                counterBox.update { $0.reconnectAttempts += 1 }
+                emit(.reconnectScheduled(peer: config.peer, attempt: attempt, delay: delay, reason: reason))
+                do { try await Task.sleep(for: delay) } catch { break }
+            }
+            do {
+                current = try await dialShared(config)
+            } catch {
+                reason = "\(error)"
+                logger.debug("connect to \(config.peer) failed: \(error)")
+            }
+        }
+    }
+
+    private var isClosed: Bool { state.withLock { $0.closed } }
+
+    /// Returns the live outgoing link to the peer, joins a dial in progress, or dials.
+    private func dialShared(_ config: BLEConnectConfiguration) async throws -> Link {
+        let peer = config.peer
+        let task: Task<Link, any Error> = try state.withLock { (state) throws(BLETransportError) in
+            if state.closed { throw .shutDown }
+            if let id = state.outgoing[peer], let link = state.links[id] { return Task { link } }
+            if let pending = state.dialing[peer] { return pending }
+            let task = Task { try await self.dial(config) }
+            state.dialing[peer] = task
+            return task
+        }
+        defer {
+            state.withLock { state in
+                if state.dialing[peer] == task { state.dialing[peer] = nil }
+            }
+        }
+        return try await task.value
+    }
+
+    private func endpoint(for peer: BLEPeerAddress) -> SocketEndpoint {
+        state.withLock { $0.endpointOverrides[peer] } ?? .l2cap(L2CAPSocketAddress(peer: peer))
+    }
+
+    /// One connect attempt following ``SocketSetupPlan/connector(_:sendBuffer:)``.
+    private func dial(_ config: BLEConnectConfiguration) async throws(BLETransportError) -> Link {
+        let endpoint = endpoint(for: config.peer)
+        let fd: Int32
+        do {
+            fd = try SeqPacketSocket.open(for: endpoint)
+        } catch {
+            counterBox.update { $0.connectFailures += 1 }
+            throw error
+        }
+        var sendBuffer: Int?
+        var mtus: (send: Int, receive: Int) = (BLEMTU.kernelDefault, BLEMTU.kernelDefault)
+        do {
+            for step in SocketSetupPlan.connector(config, sendBuffer: options.sendBufferSize) {
+                switch (step, endpoint) {
+                case (.open, _), (.listen, _): break
+                case (.bind, .l2cap):
+                    let source = try BLEAdapters.address(of: config.adapter)
+                    try SeqPacketSocket.bind(fd, to: .l2cap(L2CAPSocketAddress(device: source, addressType: .public, psm: 0)))
+                case (.setReceiveMTU(let mtu), .l2cap): try SeqPacketSocket.setReceiveMTU(fd, mtu)
+                case (.setSecurity(let level), .l2cap): try SeqPacketSocket.setSecurity(fd, level)
+                case (.raiseSendBuffer(let bytes), _): sendBuffer = SeqPacketSocket.raiseSendBuffer(fd, to: bytes)
+                case (.connect, _): try await connectSocket(fd, to: endpoint, peer: config.peer)
+                case (.readMTUs, .l2cap):
+                    mtus = (
+                        try SeqPacketSocket.getMTU(fd, option: BT_SNDMTU, call: "getsockopt(BT_SNDMTU)"),
+                        try SeqPacketSocket.getMTU(fd, option: BT_RCVMTU, call: "getsockopt(BT_RCVMTU)")
+                    )
+                case (.readMTUs, .unix(_, let send, let receive)): mtus = (send, receive)
+                case (.bind, .unix), (.setReceiveMTU, .unix), (.setSecurity, .unix): break
+                }
+            }
+        } catch {
+            SeqPacketSocket.close(fd)
+            counterBox.update { $0.connectFailures += 1 }
+            throw error
+        }
+        let linkMTUs = makeMTUs(send: mtus.send, receive: mtus.receive, sendBuffer: sendBuffer)
+        logger.debug("connected to \(config.peer) mtu=\(linkMTUs.send)/\(linkMTUs.receive) sdu=\(linkMTUs.sduLimit)")
+        return try await attach(fd: fd, peer: config.peer, outgoing: true, mtus: linkMTUs)
+    }
+
+    private func connectSocket(_ fd: Int32, to endpoint: SocketEndpoint, peer: BLEPeerAddress) async throws(BLETransportError) {
+        if try SeqPacketSocket.startConnect(fd, to: endpoint) { return }
+        switch try await FDWait.wait(fd: fd, events: Int16(POLLOUT), timeout: options.connectTimeout) {
+        case .timedOut:
+            throw .connectTimeout(peer: "\(peer)", options.connectTimeout)
+        case .ready:
+            let code = try SeqPacketSocket.socketError(fd)
+            guard code == 0 else { throw .connectFailed(peer: "\(peer)", errno: code) }
+        }
+    }
+
+    func makeMTUs(send: Int, receive: Int, sendBuffer: Int?) -> LinkMTUs {
+        // A send MTU the kernel does not know yet reads as 0: fall back to the LE minimum, which always works.
+        let send = send >= BLEMTU.minimum ? send : BLEMTU.minimum
+        let receive = receive >= BLEMTU.minimum ? receive : BLEMTU.kernelDefault
+        return LinkMTUs(
+            send: send, receive: receive,
+            sduLimit: LinkMTUs.sduLimit(sendMTU: send, sendBuffer: sendBuffer, cap: options.maxSDUSize))
+    }
+
+    // MARK: Listening
+
+    /// Binds and listens, then serves every accepted link until ``shutdown()``. If the listening socket fails
+    /// (adapter removed, power cycled), it is re-bound with ``BLETransportOptions/listenerBackoff``.
+    /// - Returns: the PSM listened on (the kernel's choice for ``L2CAPPSM/automatic``).
+    /// - Throws: ``BLETransportError`` if the first bind/listen fails (e.g. ``BLETransportError/bluetoothUnsupported``).
+    @discardableResult
+    public func listen(_ config: BLEListenConfiguration) async throws -> L2CAPPSM {
+        try await listen(config, endpoint: nil)
+    }
+
+    /// `endpoint` replaces the L2CAP address (tests listen on AF_UNIX).
+    func listen(_ config: BLEListenConfiguration, endpoint: SocketEndpoint?) async throws(BLETransportError) -> L2CAPPSM {
+        if isClosed { throw .shutDown }
+        let (fd, psm, bound) = try openListener(config, endpoint: endpoint)
+        guard spawn({ await self.acceptLoop(config, fd: fd, endpoint: bound) }) != nil else {
+            SeqPacketSocket.close(fd)
+            throw .shutDown
+        }
+        emit(.listenerUp(config, psm: psm))
+        return psm
+    }
+
+    /// Follows ``SocketSetupPlan/listener(_:)``. Returns the socket, the PSM, and the endpoint actually bound.
+    private func openListener(
+        _ config: BLEListenConfiguration, endpoint override: SocketEndpoint?
+    ) throws(BLETransportError) -> (Int32, L2CAPPSM, SocketEndpoint) {
+        var endpoint = override ?? .l2cap(L2CAPSocketAddress(device: .any, addressType: .public, psm: config.psm.rawValue))
+        let fd = try SeqPacketSocket.open(for: endpoint)
+        var psm = config.psm
+        do {
+            for step in SocketSetupPlan.listener(config) {
+                switch (step, endpoint) {
+                case (.bind, .l2cap(var address)):
+                    address.device = try BLEAdapters.address(of: config.adapter)
+                    try SeqPacketSocket.bind(fd, to: .l2cap(address))
+                    if psm == .automatic, let local = try SeqPacketSocket.localAddress(fd) {
+                        psm = L2CAPPSM(local.psm)
+                        address.psm = local.psm  // a re-bind after a failure keeps the PSM the kernel chose
+                    }
+                    endpoint = .l2cap(address)
+                case (.bind, .unix): try SeqPacketSocket.bind(fd, to: endpoint)
+                case (.setReceiveMTU(let mtu), .l2cap): try SeqPacketSocket.setReceiveMTU(fd, mtu)
+                case (.setSecurity(let level), .l2cap): try SeqPacketSocket.setSecurity(fd, level)
+                case (.listen(let backlog), _): try SeqPacketSocket.listen(fd, backlog: backlog)
+                default: break
+                }
+            }
+        } catch {
+            SeqPacketSocket.close(fd)
+            throw error
+        }
+        return (fd, psm, endpoint)
+    }
+
+    private func acceptLoop(_ config: BLEListenConfiguration, fd initialFD: Int32, endpoint: SocketEndpoint) async {
+        var fd = initialFD
+        defer { if fd >= 0 { SeqPacketSocket.close(fd) } }
+        let listenerPSM = endpoint.psm ?? config.psm
+        while !Task.isCancelled && !isClosed {
+            do {
+                let outcome = try await FDWait.wait(fd: fd, events: Int16(POLLIN), timeout: nil)
+                guard case .ready(let revents) = outcome else { continue }
+                if revents & Int16(POLLERR | POLLHUP | POLLNVAL) != 0 {
+                    let code = (try? SeqPacketSocket.socketError(fd)) ?? 0
+                    throw BLETransportError.system(call: "poll(listening socket)", errno: code == 0 ? EIO : code)
+                }
+                while let child = try SeqPacketSocket.accept(fd) {
+                    await accepted(child, endpoint: endpoint, psm: listenerPSM)
+                }
+            } catch let error as BLETransportError {
+                if error == .cancelled { break }
+                if case .system(_, let code) = error, [ECONNABORTED, EPROTO, EPERM, EINTR].contains(code) {
+                    logger.debug("transient accept error: \(error)")
+                    continue
+                }
+                if case .system(_, let code) = error, [EMFILE, ENFILE, ENOBUFS, ENOMEM].contains(code) {
+                    // Out of resources: wait instead of spinning, keep the socket.
+                    logger.warning("accept on psm \(listenerPSM) failed: \(error); retrying")
+                    do { try await Task.sleep(for: options.listenerBackoff.maximum / 10) } catch { break }
+                    continue
+                }
+                emit(.listenerDown(config, reason: "\(error)"))
+                counterBox.update { $0.listenerRestarts += 1 }
+                SeqPacketSocket.close(fd)
+                fd = -1
+                guard let reopened = await rebind(config, endpoint: endpoint) else { break }
+                fd = reopened
+                emit(.listenerUp(config, psm: listenerPSM))
+            } catch {
+                break
+            }
+        }
+    }
+
+    /// Re-binds a failed listener with backoff until it works or the transport shuts down.
+    private func rebind(_ config: BLEListenConfiguration, endpoint: SocketEndpoint) async -> Int32? {
+        var attempt = 0
+        while !Task.isCancelled && !isClosed {
+            let delay = options.listenerBackoff.delay(attempt: attempt)
+            attempt += 1
+            do { try await Task.sleep(for: delay) } catch { return nil }
+            do {
+                var fixed = config
+                if let psm = endpoint.psm { fixed.psm = psm }  // keep the PSM the kernel chose first
+                let (fd, _, _) = try openListener(fixed, endpoint: endpoint.isUnix ? endpoint : nil)
+                return fd
+            } catch {
+                logger.debug("re-binding listener psm \(config.psm) failed: \(error)")
+            }
+        }
+        return nil
+    }
+
+    private func accepted(_ fd: Int32, endpoint: SocketEndpoint, psm: L2CAPPSM) async {
+        var sendBuffer: Int?
+        var mtus: (send: Int, receive: Int) = (BLEMTU.kernelDefault, BLEMTU.kernelDefault)
+        var peer: BLEPeerAddress?
+        do {
+            for step in SocketSetupPlan.accepted(sendBuffer: options.sendBufferSize) {
+                switch (step, endpoint) {
+                case (.raiseSendBuffer(let bytes), _): sendBuffer = SeqPacketSocket.raiseSendBuffer(fd, to: bytes)
+                case (.readMTUs, .l2cap):
+                    mtus = (
+                        try SeqPacketSocket.getMTU(fd, option: BT_SNDMTU, call: "getsockopt(BT_SNDMTU)"),
+                        try SeqPacketSocket.getMTU(fd, option: BT_RCVMTU, call: "getsockopt(BT_RCVMTU)")
+                    )
+                    peer = SeqPacketSocket.peerAddress(fd).map {
+                        BLEPeerAddress(device: $0.device, addressType: $0.addressType, psm: psm)
+                    }
+                case (.readMTUs, .unix(_, let send, let receive)): mtus = (send, receive)
+                default: break
+                }
+            }
+        } catch {
+            SeqPacketSocket.close(fd)
+            logger.warning("could not set up accepted link: \(error)")
+            return
+        }
+        do {
+            // attach owns (and on failure closes) the descriptor.
+            _ = try await attach(
+                fd: fd, peer: peer, outgoing: false,
+                mtus: makeMTUs(send: mtus.send, receive: mtus.receive, sendBuffer: sendBuffer))
+        } catch {
+            logger.warning("could not set up accepted link: \(error)")
+        }
+    }
+
+    // MARK: Links
+
+    /// Hands a connected SEQPACKET descriptor to NIO, starts its sender worker and receive loop.
+    /// Takes ownership of `fd` (closed on failure).
+    func attach(fd: Int32, peer: BLEPeerAddress?, outgoing: Bool, mtus: LinkMTUs) async throws(BLETransportError) -> Link {
+        let output = dup(fd)
+        guard output >= 0 else {
+            let code = errno
+            SeqPacketSocket.close(fd)
+            throw .system(call: "dup", errno: code)
+        }
+        let counters = counterBox
+        let channel: NIOAsyncChannel<ByteBuffer, BLEOutboundMessage>
+        do {
+            channel = try await NIOPipeBootstrap(group: group)
+                .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: mtus.receive + 1))
+                .channelOption(.maxMessagesPerRead, value: 16)
+                .takingOwnershipOfDescriptors(input: fd, output: output) { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(
+                            BLESDUWriter(sduLimit: mtus.sduLimit) { size in
+                                counters.update {
+                                    $0.sdusOut += 1
+                                    $0.bytesOut += UInt64(size)
+                                }
+                            })
+                        return try NIOAsyncChannel<ByteBuffer, BLEOutboundMessage>(wrappingChannelSynchronously: channel)
+                    }
+                }
+        } catch {
+            SeqPacketSocket.close(fd)
+            SeqPacketSocket.close(output)
+            throw .system(call: "NIOPipeBootstrap(\(error))", errno: EIO)
+        }
+        let sender = Address.random()
+        let (id, closed) = state.withLock { state -> (Int, Bool) in
+            let id = state.nextLinkID
+            state.nextLinkID += 1
+            return (id, state.closed)
+        }
+        let info = BLELinkInfo(
+            id: id, peer: peer, senderAddress: sender, outgoing: outgoing, sendMTU: mtus.send,
+            receiveMTU: mtus.receive, sduLimit: mtus.sduLimit)
+        if closed {
+            try? await channel.channel.close()
+            throw .shutDown
+        }
+        let worker = BLESenderWorker(
+            channel: channel.channel, sduLimit: mtus.sduLimit, maxMessageSize: options.maxMessageSize,
+            counters: counters)
+        do {
+            try node.startWorker(worker, at: sender)
+        } catch {
+            try? await channel.channel.close()
+            throw .shutDown
+        }
+        // The receive loop waits for registration so that a fast peer close cannot unregister before we register.
+        let (registered, registeredContinuation) = AsyncStream.makeStream(of: Void.self)
+        guard let taskID = spawn({
+            for await _ in registered {}
+            await self.receive(channel, info: info)
+        }) else {
+            node.stopWorkerNoWait(at: sender)
+            try? await channel.channel.close()
+            throw .shutDown
+        }
+        let link: Link? = state.withLock { state in
+            guard !state.closed, let task = state.tasks[taskID] else { return nil }
+            let link = Link(info: info, channel: channel.channel, done: task)
+            state.links[id] = link
+            if outgoing, let peer { state.outgoing[peer] = id }
+            return link
+        }
+        registeredContinuation.finish()
+        guard let link else {
+            channel.channel.close(promise: nil)
+            throw .shutDown
+        }
+        counterBox.update { $0.linkUps += 1 }
+        emit(.linkUp(info))
+        return link
+    }
+
+    private func receive(_ channel: NIOAsyncChannel<ByteBuffer, BLEOutboundMessage>, info: BLELinkInfo) async {
+        var reason = "closed by peer"
+        let sender = info.senderAddress
+        do {
+            try await channel.executeThenClose { inbound, _ in
+                var decoder = BLESDUDecoder(maxMessageSize: options.maxMessageSize, routingLimits: options.routingLimits)
+                for try await sdu in inbound {
+                    let size = sdu.readableBytes
+                    counterBox.update {
+                        $0.sdusIn += 1
+                        $0.bytesIn += UInt64(size)
+                    }
+                    guard size <= info.receiveMTU else {
+                        // The kernel disconnects a channel whose peer exceeds our MTU; do the same.
+                        counterBox.update { $0.drops[.oversizeSDU, default: 0] += 1 }
+                        throw BLETransportError.sduTooLarge(size: size, limit: info.receiveMTU)
+                    }
+                    let result: BLESDUDecoder.Result
+                    do {
+                        result = try decoder.decode(Array(sdu.readableBytesView)[...])
+                    } catch {
+                        counterBox.update { $0.drops[.framingViolation, default: 0] += 1 }
+                        throw error
+                    }
+                    switch result {
+                    case .incomplete:
+                        continue
+                    case .oversize(let declared):
+                        counterBox.update { $0.drops[.oversizeMessage, default: 0] += 1 }
+                        logger.warning("dropping \(declared)-byte message from \(info.peer.map { "\($0)" } ?? "?"): over \(options.maxMessageSize)")
+                    case .malformed(let error):
+                        counterBox.update { $0.drops[.malformedMessage, default: 0] += 1 }
+                        logger.warning("dropping malformed message: \(error)")
+                    case .message(let decoded):
+                        counterBox.update { $0.messagesIn += 1 }
+                        var returnRoute = decoded.returnRoute
+                        returnRoute.prepend(sender)
+                        await node.deliverFromTransport(
+                            LocalMessage(onwardRoute: decoded.onwardRoute, returnRoute: returnRoute, payload: decoded.payload))
+                    }
+                }
+            }
+        } catch {
+            reason = isClosed ? "transport shut down" : "\(error)"
+        }
+        state.withLock { state in
+            state.links[info.id] = nil
+            if let peer = info.peer, state.outgoing[peer] == info.id { state.outgoing[peer] = nil }
+        }
+        await node.stopWorker(at: sender)
+        counterBox.update { $0.linkDowns += 1 }
+        emit(.linkDown(info, reason: reason))
+    }
+
+    // MARK: Shutdown
+
+    /// Stops listeners and connectors, closes every link, waits for their tasks, and finishes event streams.
+    public func shutdown() async {
+        let (channels, tasks, dials): ([any Channel], [Task<Void, Never>], [Task<Link, any Error>]) =
+            state.withLock { state in
+                state.closed = true
+                return (state.links.values.map(\.channel), Array(state.tasks.values), Array(state.dialing.values))
+            }
+        for dial in dials { dial.cancel() }  // wakes a connect waiting for writability
+        for task in tasks { task.cancel() }
+        for channel in channels { try? await channel.close() }
+        for task in tasks { await task.value }
+        let subscribers = state.withLock { state in
+            defer { state.subscribers = [:] }
+            return Array(state.subscribers.values)
+        }
+        for subscriber in subscribers { subscriber.finish() }
+    }
+
+    @discardableResult
+    private func spawn(_ body: @escaping @Sendable () async -> Void) -> Int? {
+        state.withLock { state -> Int? in
+            if state.closed { return nil }
+            let id = state.nextTaskID
+            state.nextTaskID += 1
+            state.tasks[id] = Task {
+                await body()
+                _ = self.state.withLock { $0.tasks.removeValue(forKey: id) }
+            }
+            return id
+        }
+    }
+
+    // MARK: Tests
+
+    /// Routes connections to `peer` to an AF_UNIX SEQPACKET endpoint (the L2CAP stand-in of the tests).
+    func overrideEndpoint(for peer: BLEPeerAddress, with endpoint: SocketEndpoint) {
+        state.withLock { $0.endpointOverrides[peer] = endpoint }
+    }
+}
+
+extension SocketEndpoint {
+    var psm: L2CAPPSM? {
+        if case .l2cap(let address) = self, address.psm != 0 { return L2CAPPSM(address.psm) }
+        return nil
+    }
+
+    var isUnix: Bool {
+        if case .unix = self { return true }
+        return false
+    }
+}
+
+/// The counters, shared by the transport, its workers and handlers.
+final class CounterBox: Sendable {
+    private let storage = Mutex(BLECounters())
+    var snapshot: BLECounters { storage.withLock { $0 } }
+    func update(_ body: (inout BLECounters) -> Void) { storage.withLock { body(&$0) } }
+}
+
+/// The per-link sender worker: pops itself from the onward route, fragments the message and writes its SDUs.
+struct BLESenderWorker: Worker {
+    let channel: any Channel
+    let sduLimit: Int
+    let maxMessageSize: Int
+    let counters: CounterBox
+
+    func handleMessage(_ message: LocalMessage, context: WorkerContext) async throws {
+        var onward = message.onwardRoute
+        onward.popFront()
+        let bytes = RoutingMessage(onwardRoute: onward, returnRoute: message.returnRoute, payload: message.payload)
+            .encode()
+        let sdus: [[UInt8]]
+        do {
+            sdus = try BLEFraming.fragment(bytes, maxSDUSize: sduLimit, maxMessageSize: maxMessageSize)
+        } catch {
+            counters.update { $0.drops[.oversizeMessage, default: 0] += 1 }
+            throw error
+        }
+        let buffers = sdus.map { channel.allocator.buffer(bytes: $0) }
+        let promise = channel.eventLoop.makePromise(of: Void.self)
+        channel.writeAndFlush(BLEOutboundMessage(sdus: buffers), promise: promise)
+        do {
+            try await promise.futureResult.get()
+            counters.update { $0.messagesOut += 1 }
+        } catch {
+            counters.update { $0.drops[.sendFailed, default: 0] += 1 }
+            throw error
+        }
+    }
+
+    func shutdown(context: WorkerContext) async {
+        channel.close(promise: nil)
+    }
+}
