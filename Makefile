@@ -1,7 +1,7 @@
 # ockam-edge: build, test and demo entry points. Every target installs missing Debian packages first.
 SHELL := /bin/bash
 SWIFT ?= swift
-SYSTEM_PACKAGES := libsodium-dev libssl-dev libbluetooth-dev pkg-config
+SYSTEM_PACKAGES := libsodium-dev libssl-dev libbluetooth-dev pkg-config python3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all deps build build-release test test-debug test-release demo fuzz fuzz-smoke clean help
