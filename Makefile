@@ -32,13 +32,15 @@ build-release: deps
 test: test-debug test-release
 
 # (Not --no-parallel: with Swift 6.3.1 `swift test --no-parallel` hangs after the XCTest phase here.)
+# scripts/test-watchdog.py: a hung run fails after TEST_TIME_LIMIT seconds and names the unfinished tests.
+TEST_TIME_LIMIT ?= 900
 test-debug: deps
 	$(SWIFT) build --build-tests
-	$(SWIFT) test --skip-build
+	TEST_TIME_LIMIT=$(TEST_TIME_LIMIT) scripts/test-watchdog.py -- $(SWIFT) test --skip-build
 
-# `swift test` enables testable imports; `swift build --build-tests -c release` would not.
+# (Build included in the limit: `swift test` enables testable imports in release, `swift build --build-tests` would not.)
 test-release: deps
-	$(SWIFT) test -c release
+	TEST_TIME_LIMIT=$$(( $(TEST_TIME_LIMIT) + 1200 )) scripts/test-watchdog.py -- $(SWIFT) test -c release
 
 demo: build-release
 	./scripts/demo.sh "$$($(SWIFT) build -c release --show-bin-path)/ockam-edge"

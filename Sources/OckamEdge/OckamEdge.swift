@@ -11,6 +11,11 @@ let ockamEdgeVersion = "0.1.0"
 @main
 struct OckamEdgeMain {
     static func main() async {
+        // A parent (a test runner, some process supervisors) may hand us a mask with SIGTERM/SIGHUP blocked; the
+        // agent's shutdown and reload depend on them, so start from an empty mask.
+        var none = sigset_t()
+        sigemptyset(&none)
+        pthread_sigmask(SIG_SETMASK, &none, nil)
         let argv = Array(CommandLine.arguments.dropFirst())
         let status: Int32
         switch CommandLineParser.parse(argv, root: Commands.root, programName: "ockam-edge") {

@@ -30,7 +30,7 @@ final class AgentProcess: @unchecked Sendable {  // used by one test at a time
         }
         let text = String(decoding: line, as: UTF8.self)
         guard text.hasPrefix("listening "), let port = Int(text.split(separator: ":").last ?? "") else {
-            process.terminate()
+            terminateAndWait(process)
             throw TestDataError("agent did not start: '\(text)' \(String(decoding: stderr.fileHandleForReading.availableData, as: UTF8.self))")
         }
         self.port = port
@@ -41,55 +41,34 @@ final class AgentProcess: @unchecked Sendable {  // used by one test at a time
     func rewrite(_ config: String) throws { try config.write(toFile: path, atomically: true, encoding: .utf8) }
     func signal(_ number: Int32) { kill(process.processIdentifier, number) }
 
-    func stop() -> Int32 {
-        process.terminate()
-        process.waitUntilExit()
-        return process.terminationStatus
-    }
+    func stop() -> Int32 { terminateAndWait(process) }
 
-    deinit {
-        if process.isRunning {
-            process.terminate()
-            process.waitUntilExit()
-        }
-    }
+    deinit { terminateAndWait(process) }
 }
 
 /// A TCP echo server in a python3 child process (the portal's target).
 final class EchoServer: @unchecked Sendable {
-    let process = Process()
+    private let helper: HelperProcess
     let port: Int
     init() throws {
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = [
-            "python3", "-c",
-            """
-            import socket, threading
-            s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(16)
-            print(s.getsockname()[1], flush=True)
-            def serve(c):
+        helper = try HelperProcess(
+            script: """
+                import socket
+                s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(16)
+                print(s.getsockname()[1], flush=True)
+                def serve(c):
+                    while True:
+                        d = c.recv(65536)
+                        if not d: break
+                        c.sendall(d)
+                    c.close()
                 while True:
-                    d = c.recv(65536)
-                    if not d: break
-                    c.sendall(d)
-                c.close()
-            while True:
-                c, _ = s.accept(); threading.Thread(target=serve, args=(c,), daemon=True).start()
-            """,
-        ]
-        let out = Pipe()
-        process.standardOutput = out
-        try process.run()
-        var line = Data()
-        while true {
-            let byte = out.fileHandleForReading.readData(ofLength: 1)
-            if byte.isEmpty || byte == Data([0x0a]) { break }
-            line.append(byte)
-        }
-        guard let port = Int(String(decoding: line, as: UTF8.self)) else { throw TestDataError("echo server did not start") }
+                    c, _ = s.accept(); threading.Thread(target=serve, args=(c,), daemon=True).start()
+                """)
+        guard let port = Int(helper.firstLine) else { throw TestDataError("echo server did not start") }
         self.port = port
     }
-    deinit { process.terminate() }
+    func stop() { helper.stop() }
 }
 
 /// Sends bytes to a TCP port and reads the same number back (bounded by a 10 s receive timeout).
@@ -272,5 +251,6 @@ struct AgentTests {
         }
         #expect(gateway.stop() == 0)
         #expect(cloud.stop() == 0)
+        echo.stop()
     }
 }

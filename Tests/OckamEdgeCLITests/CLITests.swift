@@ -46,7 +46,7 @@ struct Binary {
             group.leave()
         }
         if group.wait(timeout: .now() + timeout) == .timedOut {
-            process.terminate()
+            kill(process.processIdentifier, SIGKILL); process.waitUntilExit()
             throw TestDataError("ockam-edge \(arguments.joined(separator: " ")) did not finish in \(timeout)s")
         }
         process.waitUntilExit()
@@ -93,7 +93,7 @@ final class NodeProcess: @unchecked Sendable {  // used by one test at a time
         }
         let text = String(decoding: line, as: UTF8.self)
         guard text.hasPrefix("listening "), let port = Int(text.split(separator: ":").last ?? "") else {
-            process.terminate()
+            terminateAndWait(process)
             throw TestDataError("node \(name) did not start: '\(text)'")
         }
         address = String(text.dropFirst("listening ".count))
@@ -101,18 +101,9 @@ final class NodeProcess: @unchecked Sendable {  // used by one test at a time
     }
 
     /// Sends SIGTERM and waits; returns the exit status.
-    func stop() -> Int32 {
-        process.terminate()
-        process.waitUntilExit()
-        return process.terminationStatus
-    }
+    func stop() -> Int32 { terminateAndWait(process) }
 
-    deinit {
-        if process.isRunning {
-            process.terminate()
-            process.waitUntilExit()
-        }
-    }
+    deinit { terminateAndWait(process) }
 }
 
 func temporaryDirectory() throws -> String {

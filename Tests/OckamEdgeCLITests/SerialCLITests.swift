@@ -5,34 +5,27 @@ import Testing
 /// Two pseudo-terminals whose masters a python3 child cross-connects: a null-modem cable between `<dir>/ttyA`
 /// and `<dir>/ttyB`, so two ockam-edge processes can each open "their" serial port.
 final class NullModem: @unchecked Sendable {
-    let process = Process()
+    private let helper: HelperProcess
     init(directory: String) throws {
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = [
-            "python3", "-c",
-            """
-            import os, pty, select, sys, tty
-            m1, s1 = pty.openpty(); m2, s2 = pty.openpty()
-            for fd in (s1, s2): tty.setraw(fd)
-            d = sys.argv[1]
-            os.symlink(os.ttyname(s1), d + "/ttyA"); os.symlink(os.ttyname(s2), d + "/ttyB")
-            print("ready", flush=True)
-            while True:
-                r, _, _ = select.select([m1, m2], [], [])
-                for fd in r:
-                    try: data = os.read(fd, 65536)
-                    except OSError: continue
-                    os.write(m2 if fd == m1 else m1, data)
-            """,
-            directory,
-        ]
-        let out = Pipe()
-        process.standardOutput = out
-        try process.run()
-        let line = out.fileHandleForReading.readData(ofLength: 6)
-        guard String(decoding: line, as: UTF8.self).hasPrefix("ready") else { throw TestDataError("null modem did not start") }
+        helper = try HelperProcess(
+            script: """
+                import pty, select, tty
+                m1, s1 = pty.openpty(); m2, s2 = pty.openpty()
+                for fd in (s1, s2): tty.setraw(fd)
+                d = sys.argv[1]
+                os.symlink(os.ttyname(s1), d + "/ttyA"); os.symlink(os.ttyname(s2), d + "/ttyB")
+                print("ready", flush=True)
+                while True:
+                    r, _, _ = select.select([m1, m2], [], [])
+                    for fd in r:
+                        try: data = os.read(fd, 65536)
+                        except OSError: continue
+                        os.write(m2 if fd == m1 else m1, data)
+                """,
+            arguments: [directory])
+        guard helper.firstLine == "ready" else { throw TestDataError("null modem did not start") }
     }
-    deinit { process.terminate() }
+    func stop() { helper.stop() }
 }
 
 @Suite("serial link between two ockam-edge processes", .serialized)
@@ -65,7 +58,7 @@ struct SerialCLITests {
         #expect(back.stdout == "DOWNLINK\n", "\(back.stderr)")
         #expect(sensor.stop() == 0)
         #expect(gateway.stop() == 0)
-        _ = modem
+        modem.stop()
     }
 
     @Test func serialListRuns() async throws {
