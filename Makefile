@@ -45,21 +45,54 @@ test-release: deps
 demo: build-release
 	./scripts/demo.sh "$$($(SWIFT) build -c release --show-bin-path)/ockam-edge"
 
-# libFuzzer: make fuzz TARGET=routing-message SECONDS=60   (targets: see Sources/EdgeFuzz/FuzzTargets.swift)
+# libFuzzer: make fuzz TARGET=routing-message SECONDS=60   (targets and invariants: Tests/Fuzz/README.md)
+# The -Xswiftc flags reach Swift modules only: C targets and the system libsodium/libcrypto stay uninstrumented.
+# FuzzMain.swift defines the OckamEdgeFuzz_main symbol SwiftPM's link expects and hands it to libFuzzer.
+# SWIFT_BACKTRACE=enable=no leaves crashes to libFuzzer, which saves the input under $(FUZZ_SCRATCH)/artifacts/<target>/.
+# Tests/Fuzz/lsan.supp silences LeakSanitizer false positives on Swift globals (see the file).
+# New corpus entries go to $(FUZZ_SCRATCH)/corpus/<target> (not committed); the log to $(FUZZ_SCRATCH)/logs/<target>.log.
 FUZZ_SCRATCH := .build-fuzz
 TARGET ?= routing-message
 SECONDS ?= 30
+FUZZ_FLAGS ?=
+# release: 3-4x the executions of debug under ASan (bounds and overflow checks stay on); FUZZ_CONFIG=debug for
+# unoptimised stack traces.
+FUZZ_CONFIG ?= release
 fuzz: deps
-	$(SWIFT) build --scratch-path $(FUZZ_SCRATCH) --product OckamEdgeFuzz \
+	$(SWIFT) build -c $(FUZZ_CONFIG) --scratch-path $(FUZZ_SCRATCH) --product OckamEdgeFuzz \
 	  -Xswiftc -sanitize=fuzzer,address -Xswiftc -DFUZZING -Xswiftc -parse-as-library
-	mkdir -p $(FUZZ_SCRATCH)/corpus/$(TARGET)
-	SWIFT_BACKTRACE=enable=no OCKAM_EDGE_FUZZ_TARGET=$(TARGET) \
-	  $(FUZZ_SCRATCH)/debug/OckamEdgeFuzz -max_total_time=$(SECONDS) -max_len=65536 -print_final_stats=1 \
-	  -artifact_prefix=$(FUZZ_SCRATCH)/ $(FUZZ_SCRATCH)/corpus/$(TARGET) Tests/Fuzz/Corpus/$(TARGET)
+	@test -d Tests/Fuzz/Corpus/$(TARGET) || { echo "no fuzz target '$(TARGET)' (see Tests/Fuzz/Corpus)"; exit 2; }
+	mkdir -p $(FUZZ_SCRATCH)/corpus/$(TARGET) $(FUZZ_SCRATCH)/artifacts/$(TARGET) $(FUZZ_SCRATCH)/logs
+	set -o pipefail; SWIFT_BACKTRACE=enable=no LSAN_OPTIONS=suppressions=$(CURDIR)/Tests/Fuzz/lsan.supp:print_suppressions=0 \
+	  OCKAM_EDGE_FUZZ_TARGET=$(TARGET) \
+	  $(FUZZ_SCRATCH)/$(FUZZ_CONFIG)/OckamEdgeFuzz -max_total_time=$(SECONDS) -max_len=65536 -timeout=30 \
+	  -print_final_stats=1 -artifact_prefix=$(FUZZ_SCRATCH)/artifacts/$(TARGET)/ $(FUZZ_FLAGS) \
+	  $(FUZZ_SCRATCH)/corpus/$(TARGET) Tests/Fuzz/Corpus/$(TARGET) 2>&1 | tee $(FUZZ_SCRATCH)/logs/$(TARGET).log
 
-# Every fuzz target for SECONDS each (CI's short run).
+# Every fuzz target for SECONDS each (CI: make fuzz-smoke SECONDS=30). Runs all targets even after a crash, then
+# prints executions and final coverage per target and fails if any target crashed.
 fuzz-smoke:
-	@for t in $$(ls Tests/Fuzz/Corpus); do $(MAKE) --no-print-directory fuzz TARGET=$$t SECONDS=$(SECONDS) || exit 1; done
+	@failed=""; \
+	for t in $$(ls Tests/Fuzz/Corpus); do \
+	  echo "== fuzz $$t ($(SECONDS) s)"; \
+	  mkdir -p $(FUZZ_SCRATCH)/logs; rm -f $(FUZZ_SCRATCH)/logs/$$t.log; \
+	  $(MAKE) --no-print-directory fuzz TARGET=$$t SECONDS=$(SECONDS) > $(FUZZ_SCRATCH)/logs/$$t.make.log 2>&1 \
+	    || failed="$$failed $$t"; \
+	  grep -E '(error:|Build complete|INFO: Seed|^Done [0-9]|^stat::number_of_executed_units|^==[0-9]+==|^SUMMARY|Test unit written|Fatal error|invariant violated|deadly signal)' \
+	    $(FUZZ_SCRATCH)/logs/$$t.make.log; \
+	done; \
+	echo; printf '%-24s %12s %8s %8s  %s\n' target executions cov ft result; \
+	for t in $$(ls Tests/Fuzz/Corpus); do \
+	  log=$(FUZZ_SCRATCH)/logs/$$t.log; \
+	  execs=$$(sed -n 's/^stat::number_of_executed_units: *//p' $$log 2>/dev/null); \
+	  last=$$(grep -E '^#[0-9]+.* cov: ' $$log 2>/dev/null | tail -1); \
+	  cov=$$(echo "$$last" | sed -n 's/.* cov: \([0-9]*\).*/\1/p'); \
+	  ft=$$(echo "$$last" | sed -n 's/.* ft: \([0-9]*\).*/\1/p'); \
+	  case " $$failed " in *" $$t "*) result=FAILED;; *) result=ok;; esac; \
+	  grep -q 'libFuzzer: run interrupted' $$log 2>/dev/null && result="$$result (interrupted)"; \
+	  printf '%-24s %12s %8s %8s  %s\n' $$t "$${execs:--}" "$${cov:--}" "$${ft:--}" $$result; \
+	done; \
+	test -z "$$failed" || { echo "fuzz targets failed:$$failed (inputs: $(FUZZ_SCRATCH)/artifacts/<target>/)"; exit 1; }
 
 # Virtual BLE hardware-in-the-loop suite (QEMU/TCG + btvirt, hardware/virtual/). Fails loudly if QEMU cannot run
 # here; not part of `make test`.
@@ -69,3 +102,4 @@ test-rig: deps
 
 clean:
 	rm -rf .build
+

@@ -184,7 +184,8 @@ let package = Package(
         .target(
             name: "EdgeFuzz",
             dependencies: [
-                "EdgeRouting", "EdgeTransportTCP",
+                "EdgeRouting", "EdgeTransportTCP", "EdgeWire",
+                "EdgeCrypto", "EdgeIdentity", "EdgeNoise", "EdgeSecureChannel", "EdgeControl",
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: strict

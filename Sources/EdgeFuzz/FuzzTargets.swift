@@ -1,5 +1,8 @@
 // EdgeFuzz: fuzz entry points for every decoder, with invariants beyond "did not crash".
+import EdgeControl
+import EdgeIdentity
 import EdgeRouting
+import EdgeSecureChannel
 import EdgeTransportTCP
 import EdgeWire
 import NIOCore
@@ -18,9 +21,32 @@ public enum FuzzTargets {
         "multiaddr-text": multiaddrText,
         "multiaddr-binary": multiaddrBinary,
         "tcp-frames": tcpFrames,
+        "identity": identity,
+        "attestation": attestation,
+        "credential": credential,
+        "identity-payload": identityPayload,
+        "secure-channel-message": secureChannelMessage,
+        "handshake-responder": handshakeResponder,
+        "handshake-initiator": handshakeInitiator,
+        "encrypted-message": encryptedMessage,
+        "control-request": controlRequest,
+        "control-response": controlResponse,
     ]
 
     public static var names: [String] { all.keys.sorted() }
+
+    /// For the decoder targets: whether the decoder accepts an input. Lets the replay tests pin that the `kat-*`
+    /// and `gen-*` seeds are valid, so fuzzing starts from inputs that reach the accepting paths.
+    public static let accepts: [String: @Sendable ([UInt8]) -> Bool] = [
+        "routing-message": { (try? RoutingMessage(decoding: $0, limits: RoutingLimits(maxMessageSize: 1 << 20))) != nil },
+        "identity": { (try? Identity(decoding: $0)) != nil },
+        "attestation": { (try? PurposeKeyAttestation(decoding: $0)) != nil },
+        "credential": { (try? CredentialAndPurposeKey(decoding: $0)) != nil },
+        "identity-payload": { (try? IdentityAndCredentials(decoding: $0)) != nil },
+        "secure-channel-message": { (try? SecureChannelMessage(decoding: $0)) != nil },
+        "control-request": { (try? ControlRequest(decoding: $0)) != nil },
+        "control-response": { (try? ControlResponse(decoding: $0)) != nil },
+    ]
 
     static func check(_ condition: Bool, _ message: @autoclosure () -> String) throws(FuzzInvariantViolation) {
         if !condition { throw FuzzInvariantViolation(description: message()) }

@@ -2,8 +2,12 @@
 """Writes the seed corpora under Tests/Fuzz/Corpus/<target>/ from the wire spec's byte examples.
 
 Run from the repository root; the outputs are committed (small). Each seed is named after what it is.
+Sources: the spec's examples, the Ockam known-answer vectors (/work/shared/vectors/ockam/ockam-kat.json, or
+$OCKAM_KAT), hand-written CBOR, and -- unless --no-swift -- the seeds that need the fuzz fixtures' keys (genuine
+handshake messages, signed objects, ciphertexts), written by `OckamEdgeFuzz --write-seeds` as gen-* files.
+Crash regressions (regress-* files) are never touched.
 """
-import os, struct
+import json, os, subprocess, struct, sys
 
 def cbor_head(major, n):
     m = major << 5
@@ -71,6 +75,124 @@ seeds = {
     },
 }
 
+# --- Ockam known-answer vectors -------------------------------------------------------------------------------
+KAT = os.environ.get("OCKAM_KAT", "/work/shared/vectors/ockam/ockam-kat.json")
+with open(KAT) as f:
+    kat = json.load(f)
+hx = bytes.fromhex
+
+def item_end(b, i):
+    """End offset of the CBOR item starting at b[i] (definite lengths only, as our decoders)."""
+    ib = b[i]; major, info = ib >> 5, ib & 0x1f
+    if major == 7: return i + 1
+    if info < 24: n, j = info, i + 1
+    else:
+        w = {24: 1, 25: 2, 26: 4, 27: 8}[info]
+        n, j = int.from_bytes(b[i + 1:i + 1 + w], "big"), i + 1 + w
+    if major in (0, 1): return j
+    if major in (2, 3): return j + n
+    if major == 4:
+        for _ in range(n): j = item_end(b, j)
+        return j
+    if major == 5:
+        for _ in range(2 * n): j = item_end(b, j)
+        return j
+    raise ValueError("tag")
+
+def children(b, i):
+    """Offsets and raw bytes of the elements of the array starting at b[i]."""
+    ib = b[i]; info = ib & 0x1f
+    if info < 24: n, j = info, i + 1
+    else:
+        w = {24: 1, 25: 2, 26: 4, 27: 8}[info]
+        n, j = int.from_bytes(b[i + 1:i + 1 + w], "big"), i + 1 + w
+    out = []
+    for _ in range(n):
+        e = item_end(b, j); out.append((j, b[j:e])); j = e
+    return out
+
+ed25519_history, p256_history, elixir_history = [hx(i["change_history"]) for i in kat["identities"]]
+close = hx(kat["secure_channel_plaintexts"]["close"])
+refresh = hx(kat["secure_channel_plaintexts"]["refresh_credentials_from_rust"])
+# refresh = [[1, [[history, [[credential, issuer_attestation]]]]], padding]
+enum = children(refresh, 0)[0]
+fields = children(refresh, enum[0])[1]
+body = children(refresh, fields[0])[0]
+(_, refresh_history), (creds_off, _) = children(refresh, body[0])
+cred_and_pk_off, cred_and_pk_raw = children(refresh, creds_off)[0]
+credential_raw, issuer_pka = [raw for _, raw in children(refresh, cred_and_pk_off)]
+noise = kat["noise_xx_core"]["runs"]
+
+def change_elements(history):
+    """The raw (data, signature) of the single change of a one-change history."""
+    (off, _), = children(history, 0)
+    return [raw for _, raw in children(history, off)]
+
+d0, s0 = change_elements(ed25519_history)
+
+seeds["identity"] = {
+    "kat-ed25519": ed25519_history,
+    "kat-p256": p256_history,
+    "kat-elixir-ed25519": elixir_history,
+    "kat-rust-refresh": refresh_history,
+    # Non-canonical but valid: explicit null previous signature; an ignored extra element.
+    "first-change-null-previous": b"\x81\x83" + d0 + s0 + b"\xf6",
+    "change-extra-element": b"\x81\x84" + d0 + s0 + b"\xf6\x00",
+    "two-ed25519-histories-concatenated": b"\x82" + ed25519_history[1:] + elixir_history[1:],
+}
+seeds["attestation"] = {
+    "kat-issuer-credential-key": issuer_pka,
+    "kat-issuer-extra-element": b"\x83" + issuer_pka[1:] + b"\x00",
+}
+seeds["credential"] = {
+    "kat-rust-credential": cred_and_pk_raw,
+    "kat-extra-elements": b"\x83" + credential_raw + issuer_pka + b"\xf6",
+}
+seeds["identity-payload"] = {
+    # Decodes (verification of the attestation against the identity is the handshake's job, not the decoder's).
+    "kat-history-issuer-pka-credential": carr([ed25519_history, issuer_pka, carr([cred_and_pk_raw])]),
+    "kat-refresh-history-no-credentials": carr([refresh_history, issuer_pka, carr([])]),
+}
+seeds["secure-channel-message"] = {
+    "kat-close": close,
+    "kat-refresh-credentials": refresh,
+    "close-with-padding": hx("828202804400000000"),
+    "payload-echo": hx("82 82 00 81 83 81 82 00 44 6563686f 81 82 00 43 617070 42 0102 40".replace(" ", "")),
+    "payload-empty-routes": hx("8282008183808040" + "40"),
+}
+seeds["handshake-responder"] = {
+    "kat-noise-msg1": hx(noise[0]["msg1"]),
+    "kat-noise-msg3": hx(noise[0]["msg3"]),
+    "kat-noise-msg3-payload": hx(noise[1]["msg3"]),
+    "low-order-ephemeral": bytes(32),
+}
+seeds["handshake-initiator"] = {
+    "kat-noise-msg2": hx(noise[0]["msg2"]),
+}
+# encrypted-message, mode 2 (first byte % 3 == 2): a script of ops, see Sources/EdgeFuzz/TransportTargets.swift.
+#   0 len bytes… = send plaintext   1 k = send and drop k messages   2 i = deliver i-th newest
+#   3 i pos mask = deliver tampered (mask 0 = truncate at pos)
+def send(p): return bytes([0, len(p)]) + p
+seeds["encrypted-message"] = {
+    "script-send-deliver-replay": bytes([2]) + send(b"hello") + bytes([2, 0, 2, 0]),
+    "script-rekey": bytes([2, 1, 31]) + send(b"k1") + bytes([2, 0, 2, 5, 1, 33]) + send(b"k2") + bytes([2, 0, 2, 1]),
+    "script-tamper-truncate": bytes([2]) + send(b"abc") + bytes([3, 0, 9, 1, 3, 0, 7, 0, 2, 0]),
+    "script-out-of-window": bytes([2, 1, 40]) + send(b"late") + bytes([2, 0, 2, 40, 2, 34]),
+}
+seeds["control-request"] = {
+    "status": hx("8301667374617475" + "73a0"),
+    "with-arguments": carr([cbor_head(0, 1), ctext("secure-channel"),
+                            cbor_head(5, 2) + ctext("to") + ctext("/ip4/127.0.0.1/tcp/4000/secure/api")
+                            + ctext("authorized") + ctext("I" + "ab" * 32)]),
+    "wrong-version": carr([cbor_head(0, 2), ctext("status"), cbor_head(5, 0)]),
+    "extra-element": carr([cbor_head(0, 1), ctext("stop"), cbor_head(5, 0), b"\xf6"]),
+}
+seeds["control-response"] = {
+    "ok-json": carr([cbor_head(0, 0), ctext('{"identifier":"I' + "ab" * 32 + '","channels":[]}')]),
+    "error": carr([cbor_head(0, 1), ctext("no such secure channel")]),
+    "unknown-status": carr([cbor_head(0, 2), ctext("")]),
+}
+
 root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "Corpus")
 for target, files in seeds.items():
     os.makedirs(os.path.join(root, target), exist_ok=True)
@@ -78,3 +200,8 @@ for target, files in seeds.items():
         with open(os.path.join(root, target, name), "wb") as f:
             f.write(data)
 print("wrote", sum(len(f) for f in seeds.values()), "seeds")
+
+# Seeds that need the fixtures' keys come from the Swift side (deterministic; checked by CorpusReplayTests).
+if "--no-swift" not in sys.argv:
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    subprocess.run(["swift", "run", "OckamEdgeFuzz", "--write-seeds", root], cwd=repo, check=True)
