@@ -103,3 +103,8 @@ test-rig: deps
 clean:
 	rm -rf .build
 
+# Benchmarks (bench/README.md): `make bench` runs every suite in full; `make bench QUICK=1` is the short version CI
+# runs to prove the harness works (never to judge speed). Results: bench/results/latest.{json,md}, throughput.svg.
+.PHONY: bench
+bench: deps
+	QUICK=$(QUICK) SWIFT=$(SWIFT) ./bench/run.sh

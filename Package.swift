@@ -196,6 +196,19 @@ let package = Package(
             swiftSettings: strict  // `make fuzz` adds -sanitize=fuzzer,address and -DFUZZING
         ),
 
+        // MARK: - Benchmarks (see `make bench` and bench/README.md)
+        .executableTarget(
+            name: "OckamEdgeBench",
+            dependencies: [
+                "CSodium", "EdgeCrypto", "EdgeIdentity", "EdgeNoise", "EdgeNode", "EdgeRouting", "EdgeSecureChannel",
+                "EdgeTransportTCP",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
+
         // MARK: - Tests
         .executableTarget(
             name: "VaultStressChild",

@@ -1,0 +1,312 @@
+// Suites through the real runtime: a node with the TCP transport and secure channels on each side.
+//
+//   serve            the receiving node: TCP listener, secure channel listener `api`, worker `sink`
+//   send             bulk throughput: N-byte messages initiator → responder (secure channel or plain routing)
+//   latency          paced small messages with timestamps; the sink reports one-way latency percentiles
+//   channels-open    opens N secure channels from one process against a node, reading the node's RSS as it goes
+import EdgeCrypto
+import EdgeIdentity
+import EdgeNode
+import EdgeRouting
+import EdgeSecureChannel
+import EdgeTransportTCP
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// First byte of every payload sent to the sink.
+enum SinkKind: UInt8 {
+    /// Counted, nothing else.
+    case data = 0
+    /// Resets the counters and latency samples; answered with `{}`.
+    case reset = 1
+    /// Answered with the counters (and latency percentiles) since the last reset.
+    case end = 2
+    /// `[3, intended send time (u64 BE ns), actual send time (u64 BE ns), …]`: counted and timed.
+    case timed = 3
+}
+
+/// The receiving end of every node suite: counts messages and bytes, records one-way latencies.
+final class SinkWorker: Worker {
+    struct State: ~Copyable {
+        var messages: UInt64 = 0
+        var bytes: UInt64 = 0
+        var fromIntended: [UInt64] = []
+        var fromActual: [UInt64] = []
+        var first: UInt64 = 0
+        var last: UInt64 = 0
+    }
+
+    private let state = Mutex(State())
+
+    func handleMessage(_ message: LocalMessage, context: WorkerContext) async throws {
+        guard let first = message.payload.first, let kind = SinkKind(rawValue: first) else { return }
+        switch kind {
+        case .data:
+            let now = monotonicNanos()
+            state.withLock {
+                if $0.messages == 0 { $0.first = now }
+                $0.messages += 1
+                $0.bytes += UInt64(message.payload.count)
+                $0.last = now
+            }
+        case .timed:
+            let now = monotonicNanos()
+            guard message.payload.count >= 17 else { return }
+            let intended = readUInt64(message.payload, at: 1)
+            let actual = readUInt64(message.payload, at: 9)
+            state.withLock {
+                if $0.messages == 0 { $0.first = now }
+                $0.messages += 1
+                $0.bytes += UInt64(message.payload.count)
+                $0.last = now
+                $0.fromIntended.append(now &- intended)
+                $0.fromActual.append(now &- actual)
+            }
+        case .reset:
+            state.withLock { $0 = State() }
+            try await context.send(to: message.returnRoute, payload: Array("{}".utf8))
+        case .end:
+            let summary: JSONValue = state.withLock { s in
+                .object([
+                    ("messages", .int(Int(s.messages))), ("bytes", .int(Int(s.bytes))),
+                    ("receive_span_s", .double(Double(s.last &- s.first) / 1e9)),
+                    ("latency_from_send", latencySummary(s.fromActual)),
+                    ("latency_from_schedule", latencySummary(s.fromIntended)),
+                ])
+            }
+            try await context.send(to: message.returnRoute, payload: Array(summary.serialized().utf8))
+        }
+    }
+}
+
+/// A node with a TCP transport and secure channels, as both ends of the node suites build it.
+struct BenchNode {
+    let group: MultiThreadedEventLoopGroup
+    let node: Node
+    let tcp: TCPTransport
+    let channels: SecureChannels
+
+    /// One event-loop thread, as the agent (`ockam-edge node run`) uses.
+    init(cipher: ChannelSuite = .aes256GCM) throws {
+        group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        node = Node(logger: Logger(label: "ockam-edge-bench"))
+        tcp = TCPTransport(node: node, group: group)
+        channels = SecureChannels(node: node, local: try SecureChannelCredentials.ephemeral())
+    }
+
+    static func options(_ arguments: Arguments) -> SecureChannelOptions {
+        let suite: ChannelSuite = arguments.string("cipher", default: "aes-gcm") == "chacha20-poly1305" ? .chaCha20Poly1305 : .aes256GCM
+        return SecureChannelOptions(suite: suite, handshakeTimeout: .seconds(60))
+    }
+
+    /// The route to the sink behind `connect` (optionally through `via` gateways), through a new secure channel
+    /// unless `plain`. Returns the route and the time the handshake took.
+    func sinkRoute(_ arguments: Arguments) async throws -> (Route, Double?) {
+        guard let connect = arguments.string("connect") else { throw BenchFailure("missing --connect host:port") }
+        var hops: Route = []
+        if let via = arguments.string("via") {
+            for gateway in via.split(separator: ",") { hops.append(.tcp(String(gateway))) }
+        }
+        hops.append(.tcp(connect))
+        if arguments.flag("plain") {
+            hops.append(.local("sink"))
+            return (hops, nil)
+        }
+        hops.append(.local("api"))
+        let start = monotonicNanos()
+        let channel = try await channels.createChannel(to: hops, options: Self.options(arguments))
+        return ([channel.encryptor, .local("sink")], Double(monotonicNanos() - start) / 1e9)
+    }
+
+    func request(_ route: Route, _ kind: SinkKind, timeout: Duration = .seconds(120)) async throws -> String {
+        let reply = try await node.request(to: route, payload: [kind.rawValue], timeout: timeout)
+        return String(decoding: reply.payload, as: UTF8.self)
+    }
+}
+
+enum NodeSuites {
+    /// `serve --listen 127.0.0.1:0`: prints `listening host:port`, then serves until killed (or --max-seconds).
+    static func serve(_ arguments: Arguments) async throws {
+        let listen = arguments.string("listen", default: "127.0.0.1:0")
+        let (host, port) = try TCPTransport.splitHostPortAllowingZero(listen)
+        let bench = try BenchNode()
+        try bench.channels.startListener(name: "api", options: BenchNode.options(arguments))
+        try bench.node.startWorker(SinkWorker(), at: .local("sink"), options: WorkerOptions())
+        try bench.node.startDefaultServices()
+        let bound = try await bench.tcp.listen(host: host, port: port)
+        print("listening \(host):\(bound.port ?? port)")
+        fflush(nil)
+        while true { try await Task.sleep(for: .seconds(3600)) }
+    }
+
+    /// `send --connect host:port [--via gw] [--plain] --size N (--seconds S | --count N)`: bulk messages to the sink.
+    static func send(_ arguments: Arguments) async throws {
+        let size = try arguments.int("size", default: 16384)
+        let seconds = try arguments.double("seconds", default: 2)
+        let count = try arguments.int("count", default: 0)
+        let warmup = try arguments.int("warmup", default: 200)
+        guard size >= 1 else { throw BenchFailure("--size must be at least 1") }
+        let bench = try BenchNode()
+        let (route, handshake) = try await bench.sinkRoute(arguments)
+        var payload = fillerBytes(count: size)
+        payload[0] = SinkKind.data.rawValue
+
+        func message() -> LocalMessage { LocalMessage(onwardRoute: route, returnRoute: [], payload: payload) }
+        for _ in 0..<warmup { try await bench.node.send(message()) }
+        _ = try await bench.request(route, .end)
+        _ = try await bench.request(route, .reset)
+
+        let cpu0 = processCPUSeconds()
+        let start = monotonicNanos()
+        var sent = 0
+        if count > 0 {
+            for _ in 0..<count { try await bench.node.send(message()) }
+            sent = count
+        } else {
+            let budget = UInt64(seconds * 1e9)
+            while monotonicNanos() - start < budget {
+                for _ in 0..<16 { try await bench.node.send(message()) }
+                sent += 16
+            }
+        }
+        let sendDone = monotonicNanos()
+        let reply = try await bench.request(route, .end)
+        let end = monotonicNanos()
+        let cpu1 = processCPUSeconds()
+        let received = JSONScan.int("messages", in: reply) ?? -1
+        let elapsed = Double(end - start) / 1e9
+        emit([
+            ("suite", .string("throughput")), ("system", .string(arguments.string("system", default: "ockam-edge"))),
+            ("size", .int(size)), ("sent", .int(sent)), ("messages", .int(received)), ("lost", .int(sent - received)),
+            ("seconds", .double(elapsed)), ("send_seconds", .double(Double(sendDone - start) / 1e9)),
+            ("msgs_per_s", .double(Double(received) / elapsed)), ("bytes_per_s", .double(Double(received * size) / elapsed)),
+            ("handshake_s", handshake.map { .double($0) } ?? .null),
+            ("client_cpu_user_s", .double(cpu1.user - cpu0.user)), ("client_cpu_sys_s", .double(cpu1.system - cpu0.system)),
+            ("aes_backend", .string(AES256GCM.activeBackend.rawValue)),
+        ])
+    }
+
+    /// `latency --connect host:port [--via gw] --rate R --seconds S --size 64`: open-loop paced sends, each carrying
+    /// its scheduled and its actual send time; the sink reports one-way latency percentiles for both.
+    static func latency(_ arguments: Arguments) async throws {
+        let size = max(17, try arguments.int("size", default: 64))
+        let rate = try arguments.double("rate", default: 1000)
+        let seconds = try arguments.double("seconds", default: 2)
+        guard rate > 0 else { throw BenchFailure("--rate must be positive") }
+        tightenTimerSlack()
+        let bench = try BenchNode()
+        let (route, handshake) = try await bench.sinkRoute(arguments)
+        var payload = fillerBytes(count: size)
+        payload[0] = SinkKind.timed.rawValue
+        // Warm-up at the same rate for a short while, then reset.
+        try await paced(bench, route, &payload, rate: rate, seconds: min(0.5, seconds / 4))
+        _ = try await bench.request(route, .end)
+        _ = try await bench.request(route, .reset)
+        let cpu0 = processCPUSeconds()
+        let sent = try await paced(bench, route, &payload, rate: rate, seconds: seconds)
+        let reply = try await bench.request(route, .end)
+        let cpu1 = processCPUSeconds()
+        emit([
+            ("suite", .string("latency")), ("system", .string(arguments.string("system", default: "ockam-edge"))),
+            ("size", .int(size)), ("rate", .double(rate)), ("seconds", .double(seconds)), ("sent", .int(sent)),
+            ("achieved_rate", .double(Double(sent) / seconds)), ("handshake_s", handshake.map { .double($0) } ?? .null),
+            ("client_cpu_s", .double(cpu1.user + cpu1.system - cpu0.user - cpu0.system)),
+            ("sink", .string(reply)),
+        ])
+    }
+
+    /// Sends at `rate` for `seconds`, each message stamped with its scheduled time (the open-loop schedule, so a
+    /// stall shows up as latency instead of silently lowering the rate) and its actual send time.
+    @discardableResult
+    static func paced(_ bench: BenchNode, _ route: Route, _ payload: inout [UInt8], rate: Double, seconds: Double) async throws -> Int {
+        let interval = 1e9 / rate
+        let start = monotonicNanos() + 1_000_000
+        let total = Int(rate * seconds)
+        var index = 0
+        while index < total {
+            let due = start + UInt64(Double(index) * interval)
+            let now = monotonicNanos()
+            if now < due {
+                try await Task.sleep(for: .nanoseconds(Int64(due - now)))
+                continue
+            }
+            // Everything due by now goes out back to back.
+            while index < total {
+                let scheduled = start + UInt64(Double(index) * interval)
+                let actual = monotonicNanos()
+                if scheduled > actual { break }
+                writeUInt64(scheduled, into: &payload, at: 1)
+                writeUInt64(actual, into: &payload, at: 9)
+                try await bench.node.send(LocalMessage(onwardRoute: route, returnRoute: [], payload: payload))
+                index += 1
+            }
+        }
+        return total
+    }
+
+    /// `channels-open --connect host:port --counts 1,100,1000 --node-pid PID [--concurrency 8]`: opens secure channels
+    /// from this process over one TCP connection; after each count, waits for the node to settle and reports its
+    /// RSS and threads (and this process's).
+    static func channelsOpen(_ arguments: Arguments) async throws {
+        guard let connect = arguments.string("connect") else { throw BenchFailure("missing --connect host:port") }
+        let counts = try arguments.ints("counts", default: [1, 100, 1000])
+        let pid = Int32(try arguments.int("node-pid", default: 0))
+        let concurrency = max(1, try arguments.int("concurrency", default: 8))
+        let settle = try arguments.double("settle", default: 1)
+        let bench = try BenchNode()
+        let route: Route = [.tcp(connect), .local("api")]
+        let options = BenchNode.options(arguments)
+        var opened = 0
+        for target in counts {
+            let start = monotonicNanos()
+            let before = opened
+            while opened < target {
+                let batch = min(concurrency, target - opened)
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    for _ in 0..<batch {
+                        group.addTask { _ = try await bench.channels.createChannel(to: route, options: options) }
+                    }
+                    try await group.waitForAll()
+                }
+                opened += batch
+            }
+            let elapsed = Double(monotonicNanos() - start) / 1e9
+            try await Task.sleep(for: .milliseconds(Int64(settle * 1000)))
+            emit([
+                ("suite", .string("channels-open")), ("channels", .int(opened)),
+                ("opened_now", .int(opened - before)), ("seconds", .double(elapsed)),
+                ("handshakes_per_s", .double(Double(opened - before) / max(elapsed, 1e-9))),
+                ("node", pid > 0 ? (ProcessStatus(pid: pid)?.json ?? .null) : .null),
+                ("client", ProcessStatus(pid: 0)?.json ?? .null),
+                ("client_channels", .int(bench.channels.channels.count)),
+            ])
+        }
+    }
+}
+
+extension TCPTransport {
+    /// `host:port` where port 0 (any free port) is allowed, for listeners.
+    static func splitHostPortAllowingZero(_ text: String) throws -> (String, Int) {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port)
+        else { throw BenchFailure("invalid listen address '\(text)'") }
+        return (String(text[..<colon]), port)
+    }
+}
+
+/// Pulls integers out of the sink's one-line JSON replies.
+enum JSONScan {
+    static func int(_ key: String, in json: String) -> Int? {
+        guard let range = json.firstRange(of: "\"\(key)\":") else { return nil }
+        var digits = ""
+        for c in json[range.upperBound...] {
+            if c.isNumber || c == "-" { digits.append(c) } else if !digits.isEmpty || c != " " { break }
+        }
+        return Int(digits)
+    }
+}

@@ -1,0 +1,283 @@
+#!/usr/bin/env python3
+"""Markdown summary and chart data for bench/results/latest.json (python3 standard library only).
+
+    python3 bench/report.py bench/results/latest.json   # re-renders latest.md, throughput.dat and throughput.gp
+"""
+import json
+import os
+import sys
+
+CHART_SYSTEMS = [
+    ("ockam-edge secure channel", "ockam-edge secure channel"),
+    ("ockam-edge routing, no channel", "ockam-edge routing, no channel"),
+    ("stunnel TLS 1.3", "stunnel TLS 1.3 (AES-256-GCM)"),
+    ("raw TCP", "raw TCP"),
+    ("libsodium AES-256-GCM seal+open (1 core)", "limit: libsodium AES-256-GCM seal+open, 1 core"),
+]
+
+
+def mb(value):
+    return "–" if value is None else f"{value / 1e6:,.1f}"
+
+
+def num(value, digits=0):
+    if value is None:
+        return "–"
+    return f"{value:,.{digits}f}"
+
+
+def ratio(entry):
+    if not entry or entry.get("median") is None:
+        return "–" if not entry or "skipped" not in entry else "skipped"
+    return f"{entry['median']:.2f}"
+
+
+def ratio_spread(entry):
+    rounds = [r for r in (entry or {}).get("rounds", []) if r is not None]
+    if len(rounds) < 2:
+        return ""
+    return f"{min(rounds):.2f}–{max(rounds):.2f}"
+
+
+def kib(kb):
+    return "–" if kb is None else f"{kb / 1024:,.1f} MiB"
+
+
+def measured(suite):
+    return f"_Measured {suite['measured_at']}._\n" if suite.get("measured_at") else ""
+
+
+def status_line(suite):
+    if suite.get("measured_at") and suite.get("status") == "ok":
+        return None
+    if suite.get("status") == "skipped":
+        return f"**{suite['reason'] if suite['reason'].startswith('skipped') else 'skipped: ' + suite['reason']}**\n"
+    if suite.get("status") == "failed":
+        return f"**failed:** `{suite.get('error', '?')[:400]}`\n"
+    return None
+
+
+def render(report):
+    meta, suites = report["meta"], report["suites"]
+    out = []
+    w = out.append
+    w(f"# ockam-edge benchmarks — {meta['date']}\n")
+    w(f"{meta['mode']} run, commit `{meta['git_commit']}`. Machine: {meta['nproc']} CPUs ({meta['cpu_model']}, "
+      f"AES-NI {'yes' if meta.get('aes_ni') else 'no'}), kernel {meta['kernel']}, {meta['memory_gb']} GiB. "
+      f"Pinning: {meta['pinning']}. Load average at start {', '.join(f'{x:.2f}' for x in meta['load_average_start'])}"
+      + (f", at end {', '.join(f'{x:.2f}' for x in meta['load_average_end'])}" if meta.get("load_average_end") else "")
+      + f". Run took {meta.get('duration_s', '?')} s.\n")
+    if meta.get("partial_rerun"):
+        w(f"**Partial re-run:** {meta['partial_rerun']}.\n")
+    versions = report.get("versions", {})
+    w("Versions: " + "; ".join(f"{k} {v}" for k, v in versions.items()) + ".\n")
+    w("Every ratio is measured side by side in the same run (median of the per-round ratios; the spread is the "
+      "lowest and highest round). Absolute numbers are for context only: the machine is shared and noisy. "
+      "See bench/README.md for what each figure means.\n")
+
+    # Suite 1
+    s = suites.get("1_bulk_throughput", {})
+    w("## 1. Bulk throughput: 16 KiB messages, initiator → responder over loopback TCP\n")
+    w(measured(s))
+    line = status_line(s)
+    if line:
+        w(line)
+    else:
+        w(f"{s['rounds']} rounds of {s['seconds_per_run']} s per system.\n")
+        w("| system | MB/s | msgs/s | receiver CPU µs/msg | sender CPU µs/msg | receiver cores busy | sender cores busy |")
+        w("|---|---:|---:|---:|---:|---:|---:|")
+        for name, e in s["systems"].items():
+            w(f"| {name} | {mb(e.get('bytes_per_s'))} | {num(e.get('msgs_per_s'))} | "
+              f"{num(e.get('server_cpu_us_per_msg'), 1)} | {num(e.get('client_cpu_us_per_msg'), 1)} | "
+              f"{num(e.get('server_cores'), 2)} | {num(e.get('client_cores'), 2)} |")
+        w("")
+        w("| ratio (bytes/s) | median | rounds |")
+        w("|---|---:|---:|")
+        for name, e in s["ratios"].items():
+            w(f"| {name} | {ratio(e)} | {ratio_spread(e)} |")
+        w("")
+
+    # Suite 2
+    s = suites.get("2_size_sweep", {})
+    w("## 2. Message-size sweep (same path)\n")
+    w(measured(s))
+    line = status_line(s)
+    if line:
+        w(line)
+    else:
+        w(f"{s['rounds']} rounds of {s['seconds_per_run']} s per system and size. MB/s (msgs/s).\n")
+        w("| size | secure channel | routing, no channel | stunnel TLS 1.3 | raw TCP | limit (AES-GCM, 1 core) "
+          "| secure / limit | secure / stunnel | secure / no channel |")
+        w("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for size, e in s["sizes"].items():
+            sy = e["systems"]
+
+            def cell(name):
+                x = sy.get(name, {})
+                return f"{mb(x.get('bytes_per_s'))} ({num(x.get('msgs_per_s'))})" if x else "–"
+
+            r = e["ratios"]
+            w(f"| {int(size):,} B | {cell('ockam-edge secure channel')} | {cell('ockam-edge routing, no channel')} | "
+              f"{cell('stunnel TLS 1.3')} | {cell('raw TCP')} | {cell('libsodium AES-256-GCM seal+open (1 core)')} | "
+              f"{ratio(r.get('secure / limit'))} | {ratio(r.get('secure / stunnel'))} | "
+              f"{ratio(r.get('secure / routing, no channel'))} |")
+        w("\nChart: [throughput.svg](throughput.svg).\n")
+
+    # Suite 3
+    s = suites.get("3_gateway_hop", {})
+    w("## 3. Small sensor messages (64 B) through a gateway hop, end-to-end channel\n")
+    w(measured(s))
+    line = status_line(s)
+    if line:
+        w(line)
+    else:
+        w(f"Device link: {s['device_link']} (serial over a pty: TODO once EdgeTransportSerial lands). "
+          f"{s['rounds']} rounds.\n")
+        mr = s["max_rate"]
+        w("| unpaced | msgs/s |")
+        w("|---|---:|")
+        w(f"| direct (device → cloud) | {num(mr['direct']['msgs_per_s'])} |")
+        w(f"| via gateway (device → gateway → cloud) | {num(mr['via gateway']['msgs_per_s'])} |")
+        w(f"| ratio via gateway / direct | {ratio(mr['via gateway / direct'])} |\n")
+        w("One-way latency, µs, from the moment the device handed the message to its node until the cloud sink got "
+          "it (CLOCK_MONOTONIC stamps in the payload):\n")
+        w("| rate | path | p50 | p99 | p99.9 | max | received/sent |")
+        w("|---:|---|---:|---:|---:|---:|---:|")
+        for rate, e in s["latency"].items():
+            for path in ("direct", "via gateway"):
+                x = e[path]
+                w(f"| {int(rate):,}/s | {path} | {num(x['p50_us'], 1)} | {num(x['p99_us'], 1)} | {num(x['p999_us'], 1)} "
+                  f"| {num(x['max_us'], 0)} | {num(x['received'])}/{num(x['sent'])} |")
+            a = e["added by gateway"]
+            w(f"| {int(rate):,}/s | **added by the gateway** | {num(a['p50_us'], 1)} (×{num(a['p50_ratio'], 2)}) | "
+              f"{num(a['p99_us'], 1)} (×{num(a['p99_ratio'], 2)}) | {num(a['p999_us'], 1)} (×{num(a['p999_ratio'], 2)}) | | |")
+        w("")
+
+    # Suite 4
+    s = suites.get("4_handshakes", {})
+    w("## 4. Handshakes on one core (Ockam XX, identities and attestations verified)\n")
+    w(measured(s))
+    line = status_line(s)
+    if line:
+        w(line)
+    elif "bound" in s and isinstance(s["bound"], dict) and "skipped" in s["bound"]:
+        w(f"Bound skipped: {s['bound']['skipped']}\n")
+    else:
+        w(f"| figure | value |")
+        w("|---|---:|")
+        w(f"| full handshakes/s (both sides on one core) | {num(s['handshakes_per_s'])} |")
+        w(f"| µs per handshake: initiator + responder | {num(s['initiator_us'], 0)} + {num(s['responder_us'], 0)} |")
+        w(f"| primitive bound, handshakes/s | {num(s['bound_handshakes_per_s'])} |")
+        w(f"| **ratio to the bound** | **{ratio(s['ratio_to_bound'])}** ({ratio_spread(s['ratio_to_bound'])}) |")
+        w(f"| SecretKey life (sodium_malloc + mprotect + sodium_free), µs each | {num(s['secretkey_lifecycle_us'], 1)} |")
+        w("")
+        w(f"Operations per full handshake (identity payload {s['identity_payload_bytes']} B):\n")
+        w("| operation | bytes | count | ns each | µs per handshake |")
+        w("|---|---:|---:|---:|---:|")
+        for op in s["operations"]:
+            w(f"| {op['op']} | {op['bytes']} | {op['per_handshake']} | {num(op['ns_each'])} | {num(op['us_per_handshake'], 1)} |")
+        w(f"| **sum** | | | | **{num(s['bound_us_sum_of_parts'], 1)}** (replayed back to back: {num(s['bound_us'], 1)}) |")
+        w("")
+
+    # Suite 5
+    s = suites.get("5_footprint", {})
+    w("## 5. Footprint\n")
+    w(measured(s))
+    line = status_line(s)
+    if line:
+        w(line)
+    else:
+        b = s["binary"]
+        w("| binary | size |")
+        w("|---|---:|")
+        if "dynamic" in b:
+            d = b["dynamic"]
+            w(f"| `ockam-edge`, default release build (dynamic Swift runtime) | {d['bytes'] / 2**20:.1f} MiB "
+              f"({d['stripped_bytes'] / 2**20:.1f} MiB stripped; + {d['swift_shared_libraries_bytes'] / 2**20:.1f} MiB "
+              f"of Swift shared libraries) |")
+        st = b.get("static", {})
+        if "stripped_bytes" in st:
+            w(f"| `ockam-edge`, `--static-swift-stdlib -Xlinker -s` | {st['stripped_bytes'] / 2**20:.1f} MiB |")
+        else:
+            w(f"| `ockam-edge`, static | {st.get('skipped', '–')} |")
+        w("")
+        w("| node (`ockam-edge node run`) | RSS | threads |")
+        w("|---|---:|---:|")
+        w(f"| idle | {kib(s['idle_node']['rss_kb'])} | {num(s['idle_node']['threads'])} |")
+        for n, e in s["channels"].items():
+            w(f"| {int(n):,} secure channel{'s' if int(n) != 1 else ''} open | {kib(e['node_rss_kb'])} | {num(e['node_threads'])} |")
+        if "per_channel_kb" in s:
+            w(f"\nPer channel: **{num(s['per_channel_kb']['median'], 1)} KiB** on the responder (node), "
+              f"{num(s['per_channel_kb_initiator']['median'], 1)} KiB on the initiator (the driver process), "
+              f"measured {s['per_channel_kb']['between']}. Handshakes over TCP while opening: "
+              + ", ".join(f"{num(e['handshakes_per_s_over_tcp'])}/s opening up to {int(n):,}"
+                          for n, e in s["channels"].items() if int(n) >= 100) + " (8 in flight, one TCP connection).\n")
+        w("Bridging the same 16 KiB stream (RSS idle → peak while carrying; threads):\n")
+        w("| bridge | idle RSS | peak RSS | threads | MB/s carried |")
+        w("|---|---:|---:|---:|---:|")
+        for name, e in s["bridges"].items():
+            if "skipped" in e:
+                w(f"| {name} | {e['skipped']} | | | |")
+                continue
+            w(f"| {name} | {kib((e.get('idle') or {}).get('rss_kb'))} | {kib(e['carrying'].get('peak_rss_kb'))} | "
+              f"{num(e['carrying'].get('threads'))} | {mb(e.get('bytes_per_s'))} |")
+        w("")
+
+    w("## 6. Serial\n")
+    w(status_line(suites.get("6_serial", {"status": "skipped", "reason": "skipped"})) or "")
+    w("## 7. BLE\n")
+    w(status_line(suites.get("7_ble", {"status": "skipped", "reason": "skipped"})) or "")
+
+    p = report.get("profile")
+    if p:
+        w("## Profile of suite 1 (callgrind)\n")
+        w(p.get("summary_markdown", ""))
+    return "\n".join(out) + "\n"
+
+
+def write_chart_data(report, directory):
+    """throughput.dat (size, MB/s per system) and throughput.gp (gnuplot → throughput.svg)."""
+    sweep = report["suites"].get("2_size_sweep", {})
+    if sweep.get("status") != "ok":
+        return False
+    rows = []
+    for size, entry in sweep["sizes"].items():
+        cells = [size]
+        for key, _ in CHART_SYSTEMS:
+            value = entry["systems"].get(key, {}).get("bytes_per_s")
+            cells.append(f"{value / 1e6:.3f}" if value else "NaN")
+        rows.append(" ".join(cells))
+    with open(os.path.join(directory, "throughput.dat"), "w") as f:
+        f.write("# size_bytes " + " ".join(f'"{label}"' for _, label in CHART_SYSTEMS) + "  (MB/s)\n")
+        f.write("\n".join(rows) + "\n")
+    meta = report["meta"]
+    title = (f"ockam-edge throughput vs message size — {meta['date']}, {meta['nproc']} CPUs {meta['cpu_model']}, "
+             f"{meta['mode']} run")
+    plots = ", \\\n     ".join(
+        f"'throughput.dat' using 1:{i + 2} with linespoints pt 7 ps 0.6 lw 1.5 title '{label}'" for i, (_, label) in enumerate(CHART_SYSTEMS))
+    with open(os.path.join(directory, "throughput.gp"), "w") as f:
+        f.write(f"""# gnuplot throughput.gp (run in bench/results) → throughput.svg
+set terminal svg size 960,600 dynamic font 'sans,12'
+set output 'throughput.svg'
+set title "{title}" font 'sans,11'
+set logscale x 2
+set logscale y 10
+set xlabel 'message size (bytes)'
+set ylabel 'throughput (MB/s, payload bytes)'
+set key right bottom
+set xrange [45:92000]
+set grid
+set xtics ("64" 64, "256" 256, "1K" 1024, "4K" 4096, "16K" 16384, "64K" 65536)
+plot {plots}
+""")
+    return True
+
+
+if __name__ == "__main__":
+    path = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "results", "latest.json")
+    data = json.load(open(path))
+    text = render(data)
+    directory = os.path.dirname(os.path.abspath(path))
+    open(os.path.join(directory, "latest.md"), "w").write(text)
+    write_chart_data(data, directory)
+    print(text)
