@@ -11,6 +11,7 @@
 //     │                 └── EdgeWire      CBOR / BARE / hex codecs (pure)
 //     └── EdgeCrypto         libsodium (+ OpenSSL libcrypto fallback) primitives
 //   CSodium, COpenSSL, CBlueZ: system-library targets (CBlueZ is header-only, never linked)
+//   EdgeQueue: store-and-forward queue (bounded memory + crash-safe segment files; SystemPackage only)
 import PackageDescription
 
 let strict: [SwiftSetting] = [
@@ -32,6 +33,7 @@ let package = Package(
         .library(name: "EdgeIdentity", targets: ["EdgeIdentity"]),
         .library(name: "EdgeNoise", targets: ["EdgeNoise"]),
         .library(name: "EdgeVault", targets: ["EdgeVault"]),
+        .library(name: "EdgeQueue", targets: ["EdgeQueue"]),
         .library(name: "EdgeTransportSerial", targets: ["EdgeTransportSerial"]),
         .library(name: "EdgeTransportBLE", targets: ["EdgeTransportBLE"]),
         .executable(name: "ble-rig-driver", targets: ["BLERigDriver"]),
@@ -73,6 +75,11 @@ let package = Package(
         .target(
             name: "EdgeVault",
             dependencies: ["EdgeCrypto", .product(name: "SystemPackage", package: "swift-system")],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "EdgeQueue",
+            dependencies: [.product(name: "SystemPackage", package: "swift-system")],
             swiftSettings: strict
         ),
         .target(
@@ -220,6 +227,19 @@ let package = Package(
             name: "EdgeVaultTests",
             dependencies: [
                 "EdgeVault", "EdgeCrypto", "EdgeTestSupport",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
+        ),
+        .executableTarget(
+            name: "QueueStressChild",
+            dependencies: ["EdgeQueue", .product(name: "SystemPackage", package: "swift-system")],
+            path: "Tests/QueueStressChild",
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "EdgeQueueTests",
+            dependencies: [
+                "EdgeQueue", "EdgeTestSupport",
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),

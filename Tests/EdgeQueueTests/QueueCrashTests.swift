@@ -1,0 +1,129 @@
+// EdgeQueueTests/QueueCrashTests: SIGKILL an `.always` writer at random points; every acknowledged append survives.
+import EdgeTestSupport
+import Foundation
+import SystemPackage
+import Testing
+
+@testable import EdgeQueue
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite("Store-and-forward queue crash safety")
+struct QueueCrashTests {
+    /// Fixed for reproducible CI runs; override with `OCKAM_EDGE_QUEUE_CRASH_SEED=<n>` to explore.
+    static let seed: UInt64 =
+        ProcessInfo.processInfo.environment["OCKAM_EDGE_QUEUE_CRASH_SEED"].flatMap { UInt64($0) } ?? 0x0C0F_FEE5
+
+    /// The child's limits (`QueueStressChild.limits`).
+    static let limits = QueueLimits(
+        memoryMessages: 64, memoryBytes: 8192, diskBytes: 4 << 20, segmentBytes: 8192, maxRecordBytes: 4096,
+        durability: .always)
+
+    @Test("SIGKILL at random points: every printed sequence is recovered, in order, once (20 runs)")
+    func killAtRandomPoints() async throws {
+        try await blocking { try Self().killAtRandomPointsBlocking() }
+    }
+
+    func killAtRandomPointsBlocking() throws {
+        var random = SeededGenerator(seed: Self.seed)
+        try withQueuePath { path in
+            var highest: UInt64?
+            var total = 0
+            for run in 0..<20 {
+                let context = "seed \(Self.seed), run \(run)"
+                // Synchronisation, not timing: kill after `target` printed appends (run 0: straight after spawning).
+                let target = run == 0 ? 0 : Int.random(in: 1...150, using: &random)
+                let child = try QueueChild(arguments: [path.string, String(random.next() >> 1)])
+                var printed: [UInt64] = []
+                while printed.count < target, let line = child.readLine() {
+                    guard line.hasPrefix("a "), let sequence = UInt64(line.dropFirst(2)) else {
+                        Issue.record("\(context): unexpected line \(line)")
+                        break
+                    }
+                    printed.append(sequence)
+                }
+                child.kill()
+                child.wait()
+                #expect(printed.count == target, "\(context): child exited early: \(child.errorOutput())")
+                // Lines the child printed before it died but we had not read yet: those appends returned too.
+                while let line = child.readLine(), line.hasPrefix("a "), let sequence = UInt64(line.dropFirst(2)) {
+                    printed.append(sequence)
+                }
+                #expect(child.process.terminationReason == .uncaughtSignal, "\(context)")
+                total += printed.count
+
+                let queue = try StoreAndForwardQueue.open(directory: path, limits: Self.limits)
+                let recovered = try queue.all()
+                let sequences = recovered.map(\.sequence)
+                #expect(zip(sequences, sequences.dropFirst()).allSatisfy { $0 < $1 }, "\(context): order")
+                // Every printed append is there, in order; at most one more (appended, killed before printing).
+                #expect(Array(sequences.prefix(printed.count)) == printed, "\(context): lost or reordered")
+                #expect(sequences.count <= printed.count + 1, "\(context): unexpected records")
+                if let highest, let first = sequences.first { #expect(first > highest, "\(context): reused") }
+                for record in recovered { #expect(isQueuePattern(record.bytes), "\(context): torn payload") }
+                highest = sequences.last ?? highest
+                if let last = sequences.last { try queue.acknowledge(through: last) }
+                #expect(queue.depth.messages == 0)
+                try queue.close()
+            }
+            #expect(total >= 20 * 40)
+        }
+    }
+}
+
+/// `QueueStressChild`'s payload pattern: 8 bytes of little-endian tag, then byte j = low byte of (tag + j · 0x9E).
+func isQueuePattern(_ bytes: [UInt8]) -> Bool {
+    guard bytes.count >= 8 else { return false }
+    var tag: UInt64 = 0
+    for index in 0..<8 { tag |= UInt64(bytes[index]) << (8 * UInt64(index)) }
+    return bytes.indices.dropFirst(8).allSatisfy { bytes[$0] == UInt8(truncatingIfNeeded: tag &+ UInt64($0) &* 0x9E) }
+}
+
+/// A running `QueueStressChild` whose stdout is read line by line.
+final class QueueChild {
+    let process = Process()
+    private let output = Pipe()
+    private let errors = Pipe()
+    private var buffered = Data()
+
+    init(arguments: [String]) throws {
+        let url = TestData.productsDirectory.appendingPathComponent("QueueStressChild")
+        guard FileManager.default.isExecutableFile(atPath: url.path) else {
+            throw TestDataError("QueueStressChild not found at \(url.path): build the package's executables first")
+        }
+        process.executableURL = url
+        process.arguments = arguments
+        process.standardOutput = output
+        process.standardInput = FileHandle.nullDevice
+        process.standardError = errors
+        try process.run()
+    }
+
+    /// The next line of output, or `nil` at end of file (the child exited).
+    func readLine() -> String? {
+        while true {
+            if let newline = buffered.firstIndex(of: 0x0a) {
+                let line = String(decoding: buffered[buffered.startIndex..<newline], as: UTF8.self)
+                buffered.removeSubrange(buffered.startIndex...newline)
+                return line
+            }
+            let chunk = output.fileHandleForReading.availableData
+            if chunk.isEmpty { return nil }
+            buffered.append(chunk)
+        }
+    }
+
+    func errorOutput() -> String {
+        String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    }
+
+    /// Sends SIGKILL, unless the child has already been reaped.
+    func kill() {
+        guard process.isRunning else { return }
+        _ = Glibc.kill(process.processIdentifier, SIGKILL)
+    }
+
+    func wait() { process.waitUntilExit() }
+}
