@@ -192,8 +192,9 @@ let package = Package(
             name: "EdgeFuzz",
             dependencies: [
                 "EdgeRouting", "EdgeTransportTCP", "EdgeWire",
-                "EdgeCrypto", "EdgeIdentity", "EdgeNoise", "EdgeSecureChannel", "EdgeControl",
+                "EdgeCrypto", "EdgeIdentity", "EdgeNoise", "EdgeSecureChannel", "EdgeControl", "EdgeQueue",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: strict
         ),

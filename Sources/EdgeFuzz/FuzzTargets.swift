@@ -31,6 +31,8 @@ public enum FuzzTargets {
         "encrypted-message": encryptedMessage,
         "control-request": controlRequest,
         "control-response": controlResponse,
+        "queue-record": queueRecord,
+        "queue-recovery": queueRecovery,
     ]
 
     public static var names: [String] { all.keys.sorted() }
@@ -46,6 +48,7 @@ public enum FuzzTargets {
         "secure-channel-message": { (try? SecureChannelMessage(decoding: $0)) != nil },
         "control-request": { (try? ControlRequest(decoding: $0)) != nil },
         "control-response": { (try? ControlResponse(decoding: $0)) != nil },
+        "queue-record": queueRecordAccepts,
     ]
 
     static func check(_ condition: Bool, _ message: @autoclosure () -> String) throws(FuzzInvariantViolation) {

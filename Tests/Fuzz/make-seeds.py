@@ -193,6 +193,40 @@ seeds["control-response"] = {
     "unknown-status": carr([cbor_head(0, 2), ctext("")]),
 }
 
+# Store-and-forward queue records (docs/store-and-forward.md §4): magic 0x51, u64 sequence, u32 length, payload,
+# CRC-32C over header+payload, all little-endian. queue-recovery seeds are whole segment files.
+def crc32c(data):
+    crc = 0xFFFFFFFF
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
+    return crc ^ 0xFFFFFFFF
+def qrec(seq, payload):
+    h = bytes([0x51]) + struct.pack("<QI", seq, len(payload)) + payload
+    return h + struct.pack("<I", crc32c(h))
+def flip(b, i, mask): b = bytearray(b); b[i] ^= mask; return bytes(b)
+_big = qrec(5, b"x" * 10)
+seeds["queue-record"] = {
+    "kat-worked-example": qrec(1, b"hi"),
+    "kat-empty-payload": qrec(0, b""),
+    "kat-two-records": qrec(7, b"abc") + qrec(8, bytes(range(40))),
+    "length-over-limit": _big[:9] + struct.pack("<I", 1025) + _big[13:],
+    "bad-crc": flip(qrec(2, b"hello"), 14, 1),
+    "torn": qrec(3, b"torn record")[:-2],
+    "bad-magic": b"\x52" + qrec(1, b"hi")[1:],
+}
+seeds["queue-recovery"] = {
+    "kat-three-records": qrec(1, b"one") + qrec(2, b"two") + qrec(5, b"five" * 20),
+    "torn-tail": qrec(1, b"one") + qrec(2, b"two")[:-1],
+    "flipped-middle": flip(qrec(1, b"one") + qrec(2, b"two") + qrec(3, b"three"), 19 + 13, 0x40),
+    "decreasing-sequence": qrec(9, b"a") + qrec(4, b"b"),
+    "duplicate-sequence": qrec(9, b"a") + qrec(9, b"a"),
+    "huge-sequence": qrec(2**64 - 1, b"end"),
+    "spans-windows": b"".join(qrec(i, bytes([i]) * 1000) for i in range(1, 6)),
+    "garbage": b"not a segment file at all\n",
+}
+
 root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "Corpus")
 for target, files in seeds.items():
     os.makedirs(os.path.join(root, target), exist_ok=True)
