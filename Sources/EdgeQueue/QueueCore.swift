@@ -2,6 +2,7 @@
 //
 // Not thread-safe: `StoreAndForwardQueue` keeps it behind a `Mutex`. All durable writes go through
 // `QueueWritePath`, so tests can inject `ENOSPC`/`EIO`.
+import Synchronization
 import SystemPackage
 
 /// A FIFO of records with O(1) amortised `popFirst` that frees popped payloads.
@@ -59,7 +60,17 @@ struct HeadWindow {
     var nextOffset: Int64 = 0
 }
 
+/// A directory's identity, for the in-process registry of open queues.
+struct DirectoryIdentity: Hashable, Sendable {
+    let device: UInt64
+    let inode: UInt64
+}
+
 struct QueueCore {
+    /// Queue directories open in this process. The `lock` file's POSIX lock excludes other processes only (and
+    /// opening and closing the lock file a second time would release it), so this is checked first.
+    static let openDirectories = Mutex<Set<DirectoryIdentity>>([])
+
     /// Sequence numbers are reserved (in the `next` file) this many at a time.
     static let reservationBlock: UInt64 = 4096
     /// The `head` file is rewritten after this many acknowledged disk records (and on close).
@@ -71,6 +82,7 @@ struct QueueCore {
     let writePath: any QueueWritePath
     private(set) var directory: FileDescriptor
     private var lock: FileDescriptor
+    private let identity: DirectoryIdentity
 
     private var memory = RecordFIFO()
     private var memoryBytes = 0  // encoded
@@ -110,27 +122,35 @@ struct QueueCore {
     static func open(path: FilePath, limits: QueueLimits, writePath: any QueueWritePath) throws(QueueError) -> QueueCore
     {
         if let problem = limits.problem { throw .invalidLimits(problem) }
-        let directory = try openDirectory(path)
+        let (directory, identity) = try openDirectory(path)
+        guard openDirectories.withLock({ $0.insert(identity).inserted }) else {
+            try? directory.close()
+            throw .inUse(path)
+        }
+        func abandon(_ lock: FileDescriptor?) {
+            if let lock { try? lock.close() }
+            try? directory.close()
+            _ = openDirectories.withLock { $0.remove(identity) }
+        }
         let lock: FileDescriptor
         do throws(Errno) {
             lock = try directory.openAt(
                 lockFileName, .readWrite, options: [.create, .noFollow], permissions: .ownerReadWrite)
         } catch {
-            try? directory.close()
+            abandon(nil)
             throw .io("open the lock file in", path, error)
         }
         let locked: Bool
         do throws(Errno) { locked = try lock.tryLockExclusive() } catch {
-            try? lock.close()
-            try? directory.close()
+            abandon(lock)
             throw .io("lock", path.appending(lockFileName), error)
         }
         guard locked else {
-            try? lock.close()
-            try? directory.close()
+            abandon(lock)
             throw .inUse(path)
         }
-        var core = QueueCore(path: path, limits: limits, writePath: writePath, directory: directory, lock: lock)
+        var core = QueueCore(
+            path: path, limits: limits, writePath: writePath, directory: directory, lock: lock, identity: identity)
         do throws(QueueError) {
             try core.recover()
         } catch {
@@ -142,8 +162,9 @@ struct QueueCore {
 
     private init(
         path: FilePath, limits: QueueLimits, writePath: any QueueWritePath, directory: FileDescriptor,
-        lock: FileDescriptor
+        lock: FileDescriptor, identity: DirectoryIdentity
     ) {
+        self.identity = identity
         self.path = path
         self.limits = limits
         self.writePath = writePath
@@ -152,7 +173,7 @@ struct QueueCore {
     }
 
     /// Opens (creating with mode 0700 if missing) the queue directory and refuses an insecure one.
-    private static func openDirectory(_ path: FilePath) throws(QueueError) -> FileDescriptor {
+    private static func openDirectory(_ path: FilePath) throws(QueueError) -> (FileDescriptor, DirectoryIdentity) {
         do throws(Errno) {
             _ = try Stat(path, followTargetSymlink: false)
         } catch .noSuchFileOrDirectory {
@@ -193,7 +214,7 @@ struct QueueCore {
                 "has permissions 0\(String(mode, radix: 8)): it must not be accessible by group or others "
                     + "(run: chmod 700 '\(path)')")
         }
-        return fd
+        return (fd, DirectoryIdentity(device: UInt64(stat.deviceID.rawValue), inode: UInt64(stat.inode.rawValue)))
     }
 
     /// Reads the state files, scans and repairs the segments, and reserves a fresh block of sequence numbers.
@@ -787,8 +808,9 @@ struct QueueCore {
         isClosed = true
         if let fd = tail { try? fd.close() }
         tail = nil
-        try? lock.close()
+        try? lock.close()  // releases the POSIX lock before the registry entry
         try? directory.close()
+        _ = Self.openDirectories.withLock { $0.remove(identity) }
         memory.removeAll()
         window = HeadWindow()
     }

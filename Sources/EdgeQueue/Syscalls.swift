@@ -139,12 +139,23 @@ extension FileDescriptor {
         }
     }
 
-    /// `flock(LOCK_EX | LOCK_NB)`; `false` if another open file description holds the lock.
+    /// Tries to take an exclusive POSIX record lock on the whole file without blocking (`fcntl(F_SETLK)`);
+    /// `false` if another process holds it.
+    ///
+    /// Unlike `flock`, the lock belongs to the process, not to the open file description: a child that another
+    /// thread forks (and that holds copies of our descriptors until its `exec`) never holds it, and it is released
+    /// when the process dies. Caveat: closing *any* descriptor of the file in this process releases it, and it
+    /// does not exclude the same process, so the queue checks an in-process registry before opening the file.
     func tryLockExclusive() throws(Errno) -> Bool {
+        var description = flock()
+        description.l_type = Int16(F_WRLCK)
+        description.l_whence = Int16(SEEK_SET)
+        description.l_start = 0
+        description.l_len = 0
         do throws(Errno) {
-            _ = try valueOrErrno { flock(rawValue, LOCK_EX | LOCK_NB) }
+            _ = try valueOrErrno { fcntl(rawValue, F_SETLK, &description) }
             return true
-        } catch where error == .wouldBlock || error == .resourceTemporarilyUnavailable {
+        } catch where error == .permissionDenied || error == .resourceTemporarilyUnavailable {
             return false
         }
     }

@@ -73,6 +73,30 @@ struct QueueCrashTests {
     }
 }
 
+extension QueueCrashTests {
+    @Test("another process cannot open a queue this process has open, and can once it is closed")
+    func exclusiveAcrossProcesses() async throws {
+        try await blocking {
+            try withQueuePath { path in
+                let queue = try StoreAndForwardQueue.open(directory: path, limits: Self.limits)
+                let refused = try QueueChild(arguments: [path.string, "1"])
+                #expect(refused.readLine() == nil)
+                refused.wait()
+                #expect(refused.process.terminationStatus == 2)
+                #expect(refused.errorOutput().contains("in use by another queue"))
+                try queue.close()
+
+                let child = try QueueChild(arguments: [path.string, "1"])
+                #expect(child.readLine()?.hasPrefix("a ") == true)
+                child.kill()
+                child.wait()
+                // Killed while holding the directory: the kernel released its lock.
+                try StoreAndForwardQueue.open(directory: path, limits: Self.limits).close()
+            }
+        }
+    }
+}
+
 /// `QueueStressChild`'s payload pattern: 8 bytes of little-endian tag, then byte j = low byte of (tag + j · 0x9E).
 func isQueuePattern(_ bytes: [UInt8]) -> Bool {
     guard bytes.count >= 8 else { return false }
