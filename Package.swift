@@ -96,6 +96,15 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        .target(
+            name: "EdgeBridge",
+            dependencies: [
+                "EdgeIdentity", "EdgeNode", "EdgeRouting", "EdgeSecureChannel", "EdgeWire",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: strict
+        ),
         .target(name: "EdgeCLI", swiftSettings: strict),
         .target(name: "EdgeConfig", swiftSettings: strict),
 
@@ -166,8 +175,10 @@ let package = Package(
         .executableTarget(
             name: "OckamEdge",
             dependencies: [
+                "EdgeBridge",
                 "EdgeCLI",
                 "EdgeConfig",
+                "EdgeQueue",
                 "EdgeControl",
                 "EdgeCrypto",
                 "EdgeIdentity",
@@ -192,7 +203,7 @@ let package = Package(
             name: "EdgeFuzz",
             dependencies: [
                 "EdgeRouting", "EdgeTransportTCP", "EdgeWire",
-                "EdgeCrypto", "EdgeIdentity", "EdgeNoise", "EdgeSecureChannel", "EdgeControl", "EdgeQueue",
+                "EdgeCrypto", "EdgeIdentity", "EdgeNoise", "EdgeSecureChannel", "EdgeControl", "EdgeQueue", "EdgeBridge",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
@@ -286,6 +297,13 @@ let package = Package(
                 "EdgeSecureChannel", "EdgeTransportTCP", "EdgeTestSupport", "EdgeNoise",
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(
+            name: "EdgeBridgeTests",
+            dependencies: [
+                "EdgeBridge", "EdgeTransportTCP", "EdgeTestSupport",
+                .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
         .testTarget(name: "OckamEdgeCLITests", dependencies: ["EdgeTestSupport"]),

@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
-"""Static checks of udev/70-ockam-edge-serial.rules and udev/ockam-edge-serial@.service (stdlib only).
+"""Static checks of udev/70-ockam-edge-serial.rules, udev/ockam-edge-serial@.service and udev/ockam-edge-agent.service
+(stdlib only).
 
 Checks rule syntax (keys, operators, attribute braces, quoting, line continuations, GOTO/LABEL pairs) against
 udev(7), and the policy of this project: every adapter rule sets GROUP="ockam-edge" and MODE="0660", no rule makes
 a device world-accessible, every required vendor:product is listed, the systemd hook names the unit that exists
 next to the rules. Exit status 0 if everything holds; problems are printed as `file:line: message`.
 
-Usage: check_rules.py [--tools] [--strict] [RULES_FILE [UNIT_FILE]]
+Usage: check_rules.py [--tools] [--strict] [RULES_FILE [UNIT_FILE [AGENT_UNIT_FILE]]]
   --tools    also use the real tools where present: `udevadm test` on a tty (root; isolated in a private mount
              namespace so nothing is created in /dev or /run), the same with umockdev fake FTDI, CH340, RP2040 and
              unlisted adapters, and `systemd-analyze verify` of an instance of the unit
@@ -187,8 +188,8 @@ def check_rules(path):
     return problems, sorted(listed)
 
 
-def check_unit(path):
-    problems = []
+def parse_unit(path, problems):
+    """{(section, key): [values]} of a systemd unit; malformed lines are reported in `problems`."""
     with open(path, encoding="utf-8") as handle:
         lines = handle.read().splitlines()
     section, settings = None, {}
@@ -204,6 +205,19 @@ def check_unit(path):
             problems.append(f"{path}:{number}: not a Key=value line in a section")
             continue
         settings.setdefault((section, match.group(1)), []).append(match.group(2))
+    return settings
+
+
+HARDENING = {
+    ("Service", "User"): "ockam-edge", ("Service", "Group"): "ockam-edge", ("Service", "NoNewPrivileges"): "yes",
+    ("Service", "ProtectSystem"): "strict", ("Service", "PrivateTmp"): "yes", ("Service", "DevicePolicy"): "closed",
+    ("Service", "ProtectHome"): "yes", ("Service", "UMask"): "0077", ("Service", "CapabilityBoundingSet"): "",
+}
+
+
+def check_unit(path):
+    problems = []
+    settings = parse_unit(path, problems)
     required = {
         ("Service", "User"): "ockam-edge", ("Service", "Group"): "ockam-edge", ("Service", "NoNewPrivileges"): "yes",
         ("Service", "ProtectSystem"): "strict", ("Service", "PrivateTmp"): "yes", ("Service", "DevicePolicy"): "closed",
@@ -234,6 +248,30 @@ FAKE_DEVICES = [
      "ockam-edge/2e8a_000a-E6614C311B2D6A39-if00"),
     ("unlisted adapter", "1234", "5678", "X1", "ttyUSB2", "5", "ftdi_sio", None),
 ]
+
+
+def check_agent_unit(path):
+    """The gateway agent's unit: the same hardening, plus what the agent needs (BLE sockets, reload, config check)."""
+    problems = []
+    settings = parse_unit(path, problems)
+    for key, value in HARDENING.items():
+        if value not in settings.get(key, []):
+            problems.append(f"{path}: [{key[0]}] {key[1]}={value} missing")
+    if not any(v.split()[0] == "ockam-edge" for v in settings.get(("Service", "StateDirectory"), [])):
+        problems.append(f"{path}: StateDirectory=ockam-edge missing")
+    families = " ".join(settings.get(("Service", "RestrictAddressFamilies"), [])).split()
+    if "AF_BLUETOOTH" not in families or not set(families) <= {"AF_UNIX", "AF_INET", "AF_INET6", "AF_BLUETOOTH"}:
+        problems.append(f"{path}: RestrictAddressFamilies must be AF_UNIX AF_INET AF_INET6 AF_BLUETOOTH")
+    if " agent --config " not in settings.get(("Service", "ExecStart"), [""])[0]:
+        problems.append(f"{path}: ExecStart does not run `ockam-edge agent --config …`")
+    if not any("--check-config" in v for v in settings.get(("Service", "ExecStartPre"), [])):
+        problems.append(f"{path}: ExecStartPre should validate the configuration (--check-config)")
+    if not any("-HUP" in v for v in settings.get(("Service", "ExecReload"), [])):
+        problems.append(f"{path}: ExecReload should send SIGHUP (reload without dropping links)")
+    for allow in settings.get(("Service", "DeviceAllow"), []):
+        if not allow.startswith("char-tty") or not allow.endswith(" rw"):
+            problems.append(f"{path}: DeviceAllow={allow}: only tty character devices")
+    return problems
 
 
 def umockdev_description(vendor, product, serial, kernel, port, driver):
@@ -369,7 +407,7 @@ def verify_unit(unit):
     try:
         name = os.path.basename(unit)
         with open(unit, encoding="utf-8") as source:
-            text = re.sub(r"^ExecStart=\S+", "ExecStart=/bin/true", source.read(), flags=re.M)
+            text = re.sub(r"^(ExecStart|ExecStartPre)=\S+", r"\1=/bin/true", source.read(), flags=re.M)
         with open(os.path.join(work, name), "w", encoding="utf-8") as target:
             target.write(text)
         instance = name.replace("@.service", "@ttyUSB0.service")
@@ -398,13 +436,16 @@ def main(argv):
     strict = "--strict" in argv
     rules = arguments[0] if arguments else os.path.join(HERE, "70-ockam-edge-serial.rules")
     unit = arguments[1] if len(arguments) > 1 else os.path.join(HERE, "ockam-edge-serial@.service")
+    agent = arguments[2] if len(arguments) > 2 else os.path.join(HERE, "ockam-edge-agent.service")
     problems, listed = check_rules(rules)
     problems += check_unit(unit)
+    problems += check_agent_unit(agent)
     verified = [f"{os.path.basename(rules)}: syntax and policy ({len(listed)} adapters)",
-                f"{os.path.basename(unit)}: hardening settings"]
+                f"{os.path.basename(unit)}: hardening settings",
+                f"{os.path.basename(agent)}: hardening settings"]
     skipped = []
     if dynamic and not problems:
-        for more, done, missing in (dynamic_checks(rules), verify_unit(unit)):
+        for more, done, missing in (dynamic_checks(rules), verify_unit(unit), verify_unit(agent)):
             problems += more
             verified += done
             skipped += missing

@@ -9,6 +9,11 @@ public struct ConfigError: Error, Equatable, Sendable, CustomStringConvertible {
     public var description: String { "\(file):\(line): \(key.isEmpty ? "" : key + ": ")\(message)" }
 }
 
+extension String {
+    /// `max_frame` → `max-frame` (YAML keys use underscores, CLI specs hyphens).
+    var replacingUnderscores: String { String(map { $0 == "_" ? "-" : $0 }) }
+}
+
 /// `ockam-edge agent` configuration. Every key is documented in docs/configuration.md.
 public struct AgentConfig: Equatable, Sendable {
     public struct Node: Equatable, Sendable {
@@ -62,6 +67,41 @@ public struct AgentConfig: Equatable, Sendable {
         public var to: String
     }
 
+    /// A device link in the CLI's spec form (`--serial`, `--ble-listen`, `--ble-connect`), with the line it came
+    /// from; the agent validates it with the transport's own parser.
+    public struct DeviceLink: Equatable, Sendable {
+        public var spec: String
+        public var line: Int
+        public var key: String
+    }
+
+    public struct QueueSettings: Equatable, Sendable {
+        public var memoryMessages = 1024
+        public var memoryBytes = 1 << 20
+        public var diskBytes = 64 << 20
+        /// `spill` (memory first, disk when full or the uplink stays down) or `always` (every message on disk first).
+        public var durability = "spill"
+        public init() {}
+    }
+
+    /// A bridge: devices send to `/service/<name>` on the gateway; messages go, queued, to `to`.
+    public struct Bridge: Equatable, Sendable {
+        public var name: String
+        public var to: String
+        public var ackTimeout = "5s"
+        public var reply = true
+        public var queue = QueueSettings()
+    }
+
+    /// An ingest service: acknowledges bridge envelopes and writes each once as a JSON line.
+    public struct Ingest: Equatable, Sendable {
+        public var address = "ingest"
+        /// A file (appended to, 0600) or `-` for standard output.
+        public var output = "-"
+        public var sync = false
+        public var allow: [String] = []
+    }
+
     public var node = Node()
     public var vault = VaultSettings()
     public var identity: String?
@@ -73,6 +113,11 @@ public struct AgentConfig: Equatable, Sendable {
     public var outlets: [Outlet] = []
     public var inlets: [Inlet] = []
     public var metricsListen: String?
+    public var serialPorts: [DeviceLink] = []
+    public var bleListen: [DeviceLink] = []
+    public var bleConnect: [DeviceLink] = []
+    public var bridges: [Bridge] = []
+    public var ingest: [Ingest] = []
 
     public init() {}
 
@@ -165,6 +210,28 @@ public struct AgentConfig: Equatable, Sendable {
             return value
         }
 
+        /// A device link: either the CLI spec as one string, or a mapping whose `first` key (path, address, adapter)
+        /// leads and whose other keys become `,key=value` options.
+        func deviceLink(_ node: YAMLNode, _ key: String, first: String) throws(ConfigError) -> DeviceLink {
+            switch node {
+            case .scalar:
+                return DeviceLink(spec: try nonEmpty(node, key), line: node.line, key: key)
+            case .mapping(let entries, _):
+                var head: String?
+                var options: [String] = []
+                for entry in entries {
+                    let value = try string(entry.value, "\(key).\(entry.key)")
+                    if entry.key == first { head = value } else { options.append("\(entry.key.replacingUnderscores)=\(value)") }
+                }
+                if head == nil && first == "adapter" { head = "" }
+                guard let head else { throw fail(node, key, "needs \(first)") }
+                let spec = ([head].filter { !$0.isEmpty } + options).joined(separator: ",")
+                return DeviceLink(spec: spec, line: node.line, key: key)
+            default:
+                throw fail(node, key, "expected a spec string or a mapping")
+            }
+        }
+
         func multiaddr(_ node: YAMLNode, _ key: String) throws(ConfigError) -> String {
             let value = try nonEmpty(node, key)
             guard value.hasPrefix("/") else { throw fail(node, key, "expected a multiaddr such as /ip4/10.0.0.5/tcp/4000/secure/api") }
@@ -175,7 +242,10 @@ public struct AgentConfig: Equatable, Sendable {
             var config = AgentConfig()
             let top = try mapping(
                 root, "",
-                allowed: ["node", "vault", "identity", "trust", "transports", "secure_channels", "relays", "portals", "metrics"])
+                allowed: [
+                    "node", "vault", "identity", "trust", "transports", "secure_channels", "relays", "portals", "bridges",
+                    "ingest", "metrics",
+                ])
             for (key, value, _) in top {
                 switch key {
                 case "node":
@@ -236,7 +306,22 @@ public struct AgentConfig: Equatable, Sendable {
                         }
                     }
                 case "transports":
-                    for (k, v, _) in try mapping(value, "transports", allowed: ["tcp"]) where k == "tcp" {
+                    for (k, v, _) in try mapping(value, "transports", allowed: ["tcp", "serial", "ble"]) {
+                        if k == "serial" {
+                            config.serialPorts = try list(v, "transports.serial").map { (item) throws(ConfigError) -> DeviceLink in
+                                try deviceLink(item, "transports.serial[]", first: "path")
+                            }
+                            continue
+                        }
+                        if k == "ble" {
+                            for (bk, bv, _) in try mapping(v, "transports.ble", allowed: ["listen", "connect"]) {
+                                let links = try list(bv, "transports.ble.\(bk)").map { (item) throws(ConfigError) -> DeviceLink in
+                                    try deviceLink(item, "transports.ble.\(bk)[]", first: bk == "connect" ? "address" : "adapter")
+                                }
+                                if bk == "listen" { config.bleListen = links } else { config.bleConnect = links }
+                            }
+                            continue
+                        }
                         for (tk, tv, _) in try mapping(v, "transports.tcp", allowed: ["listen"]) where tk == "listen" {
                             if case .scalar = tv {
                                 config.tcpListen = [try hostPort(tv, "transports.tcp.listen")]
@@ -315,6 +400,67 @@ public struct AgentConfig: Equatable, Sendable {
                                 config.inlets.append(Inlet(listen: listen, to: to))
                             }
                         }
+                    }
+                case "bridges":
+                    for item in try list(value, "bridges") {
+                        var name: String?
+                        var to: String?
+                        var bridge = Bridge(name: "", to: "")
+                        for (bk, bv, _) in try mapping(item, "bridges[]", allowed: ["name", "to", "ack_timeout", "reply", "queue"]) {
+                            switch bk {
+                            case "name":
+                                let value = try nonEmpty(bv, "bridges[].name")
+                                guard value.utf8.count <= 64, value.allSatisfy({ $0.isLetter || $0.isNumber || "-_.".contains($0) }) else {
+                                    throw fail(bv, "bridges[].name", "letters, digits, '-', '_', '.'; at most 64")
+                                }
+                                name = value
+                            case "to": to = try multiaddr(bv, "bridges[].to")
+                            case "ack_timeout": bridge.ackTimeout = try duration(bv, "bridges[].ack_timeout")
+                            case "reply": bridge.reply = try bool(bv, "bridges[].reply")
+                            default:
+                                for (qk, qv, _) in try mapping(
+                                    bv, "bridges[].queue", allowed: ["memory_messages", "memory_bytes", "disk_bytes", "durability"])
+                                {
+                                    switch qk {
+                                    case "memory_messages":
+                                        bridge.queue.memoryMessages = try int(qv, "bridges[].queue.memory_messages", range: 1...1_000_000)
+                                    case "memory_bytes":
+                                        bridge.queue.memoryBytes = try int(qv, "bridges[].queue.memory_bytes", range: 65_536...1 << 30)
+                                    case "disk_bytes":
+                                        bridge.queue.diskBytes = try int(qv, "bridges[].queue.disk_bytes", range: 1 << 20...1 << 40)
+                                    default:
+                                        let value = try nonEmpty(qv, "bridges[].queue.durability")
+                                        guard value == "spill" || value == "always" else {
+                                            throw fail(qv, "bridges[].queue.durability", "expected spill or always")
+                                        }
+                                        bridge.queue.durability = value
+                                    }
+                                }
+                            }
+                        }
+                        guard let name, let to else { throw fail(item, "bridges[]", "needs a name and a destination (to)") }
+                        guard !config.bridges.contains(where: { $0.name == name }) else {
+                            throw fail(item, "bridges[].name", "'\(name)' is used twice")
+                        }
+                        bridge.name = name
+                        bridge.to = to
+                        config.bridges.append(bridge)
+                    }
+                case "ingest":
+                    for item in try list(value, "ingest") {
+                        var ingest = Ingest()
+                        for (ik, iv, _) in try mapping(item, "ingest[]", allowed: ["address", "output", "sync", "allow"]) {
+                            switch ik {
+                            case "address": ingest.address = try nonEmpty(iv, "ingest[].address")
+                            case "output": ingest.output = try nonEmpty(iv, "ingest[].output")
+                            case "sync": ingest.sync = try bool(iv, "ingest[].sync")
+                            default:
+                                ingest.allow = try list(iv, "ingest[].allow").map { (i) throws(ConfigError) -> String in
+                                    try identifier(i, "ingest[].allow")
+                                }
+                            }
+                        }
+                        config.ingest.append(ingest)
                     }
                 default:  // metrics
                     for (k, v, _) in try mapping(value, "metrics", allowed: ["listen"]) where k == "listen" {

@@ -1,4 +1,5 @@
 // EdgeFuzz: fuzz entry points for every decoder, with invariants beyond "did not crash".
+import EdgeBridge
 import EdgeControl
 import EdgeIdentity
 import EdgeRouting
@@ -32,6 +33,7 @@ public enum FuzzTargets {
         "control-request": controlRequest,
         "control-response": controlResponse,
         "queue-record": queueRecord,
+        "bridge-envelope": bridgeEnvelope,
         "queue-recovery": queueRecovery,
     ]
 
@@ -49,6 +51,15 @@ public enum FuzzTargets {
         "control-request": { (try? ControlRequest(decoding: $0)) != nil },
         "control-response": { (try? ControlResponse(decoding: $0)) != nil },
         "queue-record": queueRecordAccepts,
+        "bridge-envelope": { input in
+            guard let selector = input.first else { return false }
+            let body = Array(input.dropFirst())
+            switch selector % 3 {
+            case 0: return (try? BridgeEnvelope(decoding: body)) != nil
+            case 1: return (try? BridgeRecord(decoding: body)) != nil
+            default: return (try? BridgeAck(decoding: body)) != nil
+            }
+        },
     ]
 
     static func check(_ condition: Bool, _ message: @autoclosure () -> String) throws(FuzzInvariantViolation) {

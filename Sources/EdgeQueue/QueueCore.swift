@@ -798,6 +798,16 @@ struct QueueCore {
         if !segments.isEmpty && head != persistedHead {
             do throws(QueueError) { try persistHead() } catch { failure = failure ?? error }
         }
+        // Hand the unused part of the reservation back: after a clean close the next open continues at the true
+        // next number, so sequences have gaps only after a crash.
+        if nextSequence < reservedUpTo {
+            do throws(Errno) {
+                try writeStateFile(.next, nextSequence)
+                reservedUpTo = nextSequence
+            } catch {
+                failure = failure ?? .io("write", path.appending(StateFile.next.fileName), error)
+            }
+        }
         closeDescriptors()
         if let failure { throw failure }
     }

@@ -1,11 +1,13 @@
 // `ockam-edge agent`: the gateway agent driven by a YAML configuration, with reload, drain and metrics.
 import Dispatch
+import EdgeBridge
 import EdgeCLI
 import EdgeConfig
 import EdgeControl
 import EdgeIdentity
 import EdgeIdentityStore
 import EdgeNode
+import EdgeQueue
 import EdgeRouting
 import EdgeSecureChannel
 import EdgeTransportTCP
@@ -59,7 +61,24 @@ struct AgentCommand {
         for inlet in config.inlets {
             do { _ = try Multiaddr(parsing: inlet.to) } catch { throw CommandFailure("\(path): portals.inlets \(inlet.listen).to: \(error)") }
         }
+        for bridge in config.bridges {
+            do { _ = try Multiaddr(parsing: bridge.to) } catch { throw CommandFailure("\(path): bridges \(bridge.name).to: \(error)") }
+            _ = try Support.parseDuration(bridge.ackTimeout)
+            let limits = BridgeQueueStore.limits(bridge.queue)
+            let minimum = 2 * (limits.segmentBytes + limits.maxRecordBytes + 17)
+            if bridge.queue.diskBytes < minimum {
+                throw CommandFailure(
+                    "\(path): bridges \(bridge.name).queue.disk_bytes: at least \(minimum) with memory_bytes \(bridge.queue.memoryBytes) (two segments)")
+            }
+        }
+        try DeviceLinks.validate(
+            serial: deviceLinks(config.serialPorts, path), bleListen: deviceLinks(config.bleListen, path),
+            bleConnect: deviceLinks(config.bleConnect, path))
         return config
+    }
+
+    static func deviceLinks(_ links: [AgentConfig.DeviceLink], _ path: String) -> [DeviceLinkSpec] {
+        links.map { DeviceLinkSpec(spec: $0.spec, origin: "\(path):\($0.line): \($0.key)") }
     }
 
     func run() async throws -> Int32 {
@@ -87,6 +106,8 @@ final class Agent: Sendable {
     let channels: SecureChannels
     let store: IdentityStore
     let directory: NodeDirectory
+    let links: DeviceLinks
+    let stateDirectory: FilePath
     let name: String
     private let trustState: Mutex<TrustContext>
     private let live = Mutex(Live())
@@ -98,13 +119,16 @@ final class Agent: Sendable {
         var relaySessions: [String: Session] = [:]  // by relay name
         var inlets: [String: (Inlet, Session)] = [:]  // by listen address
         var outlets: [String: AgentConfig.Outlet] = [:]  // by address
+        var bridges: [String: (Bridge, BridgeQueueStore)] = [:]  // by name
+        var ingest: [String: IngestService] = [:]  // by address
         var reloads: UInt64 = 0
         var reloadFailures: UInt64 = 0
     }
 
     private init(
         logger: Logger, configPath: String, group: MultiThreadedEventLoopGroup, node: Node, tcp: TCPTransport,
-        channels: SecureChannels, store: IdentityStore, directory: NodeDirectory, name: String, trust: TrustContext
+        channels: SecureChannels, store: IdentityStore, directory: NodeDirectory, links: DeviceLinks,
+        stateDirectory: FilePath, name: String, trust: TrustContext
     ) {
         self.logger = logger
         self.configPath = configPath
@@ -114,6 +138,8 @@ final class Agent: Sendable {
         self.channels = channels
         self.store = store
         self.directory = directory
+        self.links = links
+        self.stateDirectory = stateDirectory
         self.name = name
         trustState = Mutex(trust)
     }
@@ -157,10 +183,15 @@ final class Agent: Sendable {
         try node.startDefaultServices()
         let tcp = TCPTransport(node: node, group: group)
         let channels = SecureChannels(node: node, local: local, logger: logger)
-        let directory = NodeDirectory(stateDirectory: Support.stateDirectory(config.node.stateDirectory))
+        let stateDirectory = Support.stateDirectory(config.node.stateDirectory)
+        let directory = NodeDirectory(stateDirectory: stateDirectory)
+        let links = try await DeviceLinks.attach(
+            node: node, group: group, logger: logger, serial: AgentCommand.deviceLinks(config.serialPorts, configPath),
+            bleListen: AgentCommand.deviceLinks(config.bleListen, configPath),
+            bleConnect: AgentCommand.deviceLinks(config.bleConnect, configPath))
         let agent = Agent(
             logger: logger, configPath: configPath, group: group, node: node, tcp: tcp, channels: channels, store: store,
-            directory: directory, name: config.node.name, trust: trust)
+            directory: directory, links: links, stateDirectory: stateDirectory, name: config.node.name, trust: trust)
 
         for listener in config.secureChannelListeners {
             try channels.startListener(name: listener.name, options: try agent.listenerOptions(listener))
@@ -176,7 +207,7 @@ final class Agent: Sendable {
         let controller = NodeController(
             name: config.node.name, node: node, tcp: tcp, channels: channels,
             options: try agent.listenerOptions(config.secureChannelListeners.first ?? AgentConfig.SecureChannelListener()),
-            listen: bound.first ?? "", directory: directory)
+            listen: bound.first ?? "", directory: directory, statusExtras: { agent.statusFields() })
         let control = try await ControlServer.start(
             path: directory.socketPath(name: config.node.name).string, group: group, logger: logger,
             handler: { request in
@@ -194,6 +225,7 @@ final class Agent: Sendable {
             $0.metrics = metrics
         }
         try await agent.apply(config)
+        try agent.startBridgesAndIngest(config)
         print("listening \(bound.joined(separator: " "))")
         fflush(nil)
         logger.info("agent '\(config.node.name)' running as \(local.identity.identifier) (config \(configPath))")
@@ -204,6 +236,87 @@ final class Agent: Sendable {
         SecureChannelOptions(
             trust: trustState.withLock { $0 }, suite: ChannelSuite(rawValue: listener.cipher) ?? .aes256GCM,
             handshakeTimeout: try Support.parseDuration(listener.handshakeTimeout), maxHalfOpenHandshakes: listener.maxHalfOpen)
+    }
+
+    // MARK: Bridges and ingest (started once; changing them needs a restart)
+
+    func startBridgesAndIngest(_ config: AgentConfig) throws {
+        for settings in config.bridges {
+            let directory = stateDirectory.appending("queues").appending(settings.name)
+            let queue = try BridgeQueueStore.open(directory: directory, settings: settings.queue)
+            if queue.pending > 0 { logger.notice("bridge \(settings.name): \(queue.pending) message(s) from before the restart") }
+            var options = Bridge.Options()
+            options.ackTimeout = try Support.parseDuration(settings.ackTimeout)
+            options.replyToDevices = settings.reply
+            let bridge = Bridge(
+                name: settings.name, store: queue, node: node, logger: logger, options: options,
+                describeLink: { [links] in links.describe($0) },
+                resolve: { [self] in try await resolve(settings.to) },
+                discard: { [self] route in await discard(route) })
+            // Devices reach the bridge over their link (serial, BLE) or through a secure channel the trust policy
+            // admits; a TCP peer cannot inject readings in a device's name.
+            let links = links
+            try node.startWorker(
+                bridge.worker, at: .local(settings.name),
+                options: WorkerOptions(accessControl: { [self] message in
+                    if let peer = SecureChannelLocalInfo.identifier(of: message) {
+                        let info = PeerInfo(identifier: peer, attributes: channels.attributes(of: peer))
+                        return trustState.withLock { $0.policy }.allows(info)
+                    }
+                    guard let first = message.returnRoute.addresses.first else { return false }
+                    return links.describe(first) != nil
+                }))
+            live.withLock { $0.bridges[settings.name] = (bridge, queue) }
+            bridge.start()
+            logger.info("bridge \(settings.name): devices send to /service/\(settings.name); delivering to \(settings.to)")
+        }
+        for settings in config.ingest {
+            let sink = try LineSink(path: settings.output, sync: settings.sync)
+            let service = IngestService(sink: sink, logger: logger)
+            let allowed = Set(try settings.allow.map { try Identifier(parsing: $0) })
+            let policy: TrustPolicy = allowed.isEmpty ? trustState.withLock { $0.policy } : .identifiers(allowed)
+            try node.startWorker(
+                service, at: .local(settings.address), options: WorkerOptions(accessControl: channels.accessControl(policy)))
+            live.withLock { $0.ingest[settings.address] = service }
+            logger.info("ingest service at \(settings.address) writing to \(settings.output)")
+        }
+    }
+
+    /// Closes the secure channels a broken route went through, so the next resolve builds fresh ones.
+    func discard(_ route: Route) async {
+        for address in route.addresses where channels.channel(address) != nil { await channels.close(address) }
+    }
+
+    func statusFields() -> [(String, JSON)] {
+        let (bridges, ingest) = live.withLock { l in (Array(l.bridges.values), Array(l.ingest)) }
+        return links.statusFields + [
+            (
+                "bridges",
+                .array(
+                    bridges.sorted { $0.0.name < $1.0.name }.map { bridge, queue in
+                        let c = bridge.counters
+                        return .object([
+                            ("name", .string(bridge.name)), ("uplink_up", .bool(bridge.uplinkUp)),
+                            ("queued", .uint(UInt64(queue.pending))), ("queued_bytes", .uint(UInt64(queue.pendingBytes))),
+                            ("accepted", .uint(c.accepted)), ("delivered", .uint(c.delivered)), ("refused", .uint(c.refused)),
+                            ("dropped_oldest", .uint(c.droppedOldest)), ("dropped_corrupt", .uint(c.droppedCorrupt)),
+                            ("delivery_failures", .uint(c.deliveryFailures)),
+                            ("last_error", bridge.lastError.map { .string($0) } ?? .null),
+                        ])
+                    })
+            ),
+            (
+                "ingest",
+                .array(
+                    ingest.sorted { $0.key < $1.key }.map { address, service in
+                        let c = service.counters
+                        return .object([
+                            ("address", .string(address)), ("accepted", .uint(c.accepted)), ("duplicates", .uint(c.duplicates)),
+                            ("skipped", .uint(c.skipped)), ("malformed", .uint(c.malformed)),
+                        ])
+                    })
+            ),
+        ]
     }
 
     // MARK: Applying (start and SIGHUP)
@@ -291,9 +404,12 @@ final class Agent: Sendable {
             let old = live.withLock { $0.config }
             if config.tcpListen != old.tcpListen || config.secureChannelListeners != old.secureChannelListeners
                 || config.vault != old.vault || config.identity != old.identity || config.node != old.node
-                || config.metricsListen != old.metricsListen
+                || config.metricsListen != old.metricsListen || config.serialPorts.map(\.spec) != old.serialPorts.map(\.spec)
+                || config.bleListen.map(\.spec) != old.bleListen.map(\.spec) || config.bleConnect.map(\.spec) != old.bleConnect.map(\.spec)
+                || config.bridges != old.bridges || config.ingest != old.ingest
             {
-                logger.warning("reload: node, vault, identity, listener and metrics settings need a restart; applying the rest")
+                logger.warning(
+                    "reload: node, vault, identity, listener, metrics, device link, bridge and ingest settings need a restart; applying the rest")
             }
             let trust = try Agent.trustContext(config, store: store)
             trustState.withLock { $0 = trust }
@@ -348,6 +464,13 @@ final class Agent: Sendable {
             (l.control, l.metrics, Array(l.relaySessions.values), Array(l.inlets.values))
         }
         for session in sessions { await session.stop() }
+        // Bridges stop delivering first; their queues then keep (on disk) whatever was not acknowledged.
+        let bridges = live.withLock { Array($0.bridges.values) }
+        for (bridge, queue) in bridges {
+            await bridge.stop()
+            do { try queue.close() } catch { logger.error("bridge \(bridge.name): closing its queue failed: \(error)") }
+        }
+        await links.shutdown()
         for (inlet, session) in inlets {
             await session.stop()
             await inlet.stop()
@@ -384,9 +507,40 @@ final class Agent: Sendable {
                 ([("reason", "forwarding_disabled")], Double(counters.droppedForwardingDisabled)),
             ])
         p.metric("ockam_edge_worker_errors_total", help: "Messages a worker failed to handle.", value: Double(counters.workerErrors))
+        let (serialUp, bleUp) = links.linksUp
         p.metric(
             "ockam_edge_link_up", type: "gauge", help: "Transport links currently up, by transport.",
-            samples: [([("transport", "tcp")], Double(tcp.connections.count))])
+            samples: [
+                ([("transport", "tcp")], Double(tcp.connections.count)), ([("transport", "serial")], Double(serialUp)),
+                ([("transport", "ble")], Double(bleUp)),
+            ])
+        let (bridges, ingest) = live.withLock { l in (Array(l.bridges.values), Array(l.ingest)) }
+        p.metric(
+            "ockam_edge_bridge_queue_depth", type: "gauge", help: "Device messages waiting for delivery, by bridge.",
+            samples: bridges.map { ([("bridge", $0.0.name)], Double($0.1.pending)) })
+        p.metric(
+            "ockam_edge_bridge_queue_bytes", type: "gauge", help: "Bytes of device messages waiting, by bridge.",
+            samples: bridges.map { ([("bridge", $0.0.name)], Double($0.1.pendingBytes)) })
+        p.metric(
+            "ockam_edge_bridge_uplink_up", type: "gauge", help: "Whether each bridge's uplink route works (1) or not (0).",
+            samples: bridges.map { ([("bridge", $0.0.name)], $0.0.uplinkUp ? 1 : 0) })
+        p.metric(
+            "ockam_edge_bridge_messages_total", help: "Device messages through each bridge, by outcome.",
+            samples: bridges.flatMap { bridge, _ -> [([(String, String)], Double)] in
+                let c = bridge.counters
+                return [
+                    ("accepted", c.accepted), ("delivered", c.delivered), ("refused", c.refused),
+                    ("dropped_oldest", c.droppedOldest), ("dropped_corrupt", c.droppedCorrupt),
+                    ("delivery_failed", c.deliveryFailures),
+                ].map { ([("bridge", bridge.name), ("outcome", $0.0)], Double($0.1)) }
+            })
+        p.metric(
+            "ockam_edge_ingest_messages_total", help: "Bridge envelopes received by each ingest service, by outcome.",
+            samples: ingest.flatMap { address, service -> [([(String, String)], Double)] in
+                let c = service.counters
+                return [("accepted", c.accepted), ("duplicate", c.duplicates), ("skipped", c.skipped), ("malformed", c.malformed)]
+                    .map { ([("service", address), ("outcome", $0.0)], Double($0.1)) }
+            })
         p.metric(
             "ockam_edge_handshakes_total", help: "Secure channel handshakes, by result.",
             samples: [

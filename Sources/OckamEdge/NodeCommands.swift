@@ -158,37 +158,11 @@ struct NodeRunCommand {
                 try channels.startListener(name: listener, options: options)
             }
         }
-        let serial = SerialTransport(node: node, group: group, logger: logger)
-        for spec in arguments.values("serial") {
-            let configuration: SerialConfiguration
-            do {
-                configuration = try SerialConfiguration(parsing: spec)
-            } catch {
-                throw CommandFailure("--serial \(spec): \(error)", status: 2)
-            }
-            let address = try serial.open(configuration)
-            logger.info("serial port \(configuration.path) attached as \(address)")
-        }
-        var ble: BLETransport?
-        if !arguments.values("ble-listen").isEmpty || !arguments.values("ble-connect").isEmpty {
-            let transport = BLETransport(node: node, group: group, logger: logger)
-            ble = transport
-            for spec in arguments.values("ble-listen") {
-                let configuration: BLEListenConfiguration
-                do { configuration = try BLEListenConfiguration(parsing: spec) } catch {
-                    throw CommandFailure("--ble-listen \(spec): \(error)", status: 2)
-                }
-                let psm = try await transport.listen(configuration)
-                logger.info("BLE listener on PSM \(psm)")
-            }
-            for spec in arguments.values("ble-connect") {
-                let configuration: BLEConnectConfiguration
-                do { configuration = try BLEConnectConfiguration(parsing: spec) } catch {
-                    throw CommandFailure("--ble-connect \(spec): \(error)", status: 2)
-                }
-                transport.maintain(configuration)
-            }
-        }
+        let links = try await DeviceLinks.attach(
+            node: node, group: group, logger: logger,
+            serial: arguments.values("serial").map { DeviceLinkSpec(spec: $0, origin: "--serial") },
+            bleListen: arguments.values("ble-listen").map { DeviceLinkSpec(spec: $0, origin: "--ble-listen") },
+            bleConnect: arguments.values("ble-connect").map { DeviceLinkSpec(spec: $0, origin: "--ble-connect") })
         let bound: String
         do {
             let address = try await tcp.listen(host: host, port: port)
@@ -201,7 +175,7 @@ struct NodeRunCommand {
         try directory.record(name: name, address: bound)
         let controller = NodeController(
             name: name, node: node, tcp: tcp, channels: channels, options: options, listen: bound,
-            directory: directory)
+            directory: directory, statusExtras: { links.statusFields })
         let control = try await ControlServer.start(
             path: directory.socketPath(name: name).string, group: group, logger: logger, handler: controller.handle)
 
@@ -214,8 +188,7 @@ struct NodeRunCommand {
         logger.info("received signal \(signal), shutting down")
         await control.shutdown()
         await channels.closeAll()
-        await serial.shutdown()
-        await ble?.shutdown()
+        await links.shutdown()
         await tcp.shutdown()
         await node.shutdown()
         directory.remove(name: name)
@@ -323,6 +296,8 @@ struct NodeController: Sendable {
     let options: SecureChannelOptions
     let listen: String
     let directory: NodeDirectory
+    /// More fields for `status` (device links, bridges, queues).
+    var statusExtras: @Sendable () -> [(String, JSON)] = { [] }
 
     static func json(_ info: SecureChannelInfo) -> JSON {
         .object([
@@ -371,6 +346,7 @@ struct NodeController: Sendable {
                             })
                     ),
                     ("secure_channels", .array(channels.channels.map(Self.json))),
+                ] + statusExtras() + [
                     (
                         "counters",
                         .object([
@@ -456,12 +432,15 @@ struct MessageSendCommand {
             "ockam-edge message send /ip4/127.0.0.1/tcp/4000/secure/api/service/uppercase hello",
             "ockam-edge message send /node/gateway/node/cloud/secure/api/service/echo hi --timeout 3s",
             "ockam-edge message send --from n1 /service/<channel>/service/uppercase over-an-existing-channel",
+            "ockam-edge message send --from sensor /serial/uplink/service/sensors 't=21.5 n={n}' --count 600 --interval 100ms",
         ],
         options: [
             OptionSpec("timeout", value: "duration", help: "How long to wait for the reply.", default: "10s"),
             .flag("raw", help: "Send the text as raw bytes and print the reply's raw bytes (for 'echo')."),
             OptionSpec("from", value: "node", help: "Send through this running node (via its control socket)."),
             OptionSpec("identity", value: "name", help: "Use this vault identity instead of a fresh one."),
+            OptionSpec("count", value: "n", help: "Send n messages ({n} in the text becomes 0, 1, …); print every reply.", default: "1"),
+            OptionSpec("interval", value: "duration", help: "Pause between messages when --count > 1.", default: "0s"),
         ] + TrustOptions.all + [VaultOptionsCLI.vault, VaultOptionsCLI.vaultKey, Commands.logLevel, Commands.stateDir],
         arguments: [
             ArgumentSpec("to", help: "Destination multiaddr."),
@@ -478,6 +457,13 @@ struct MessageSendCommand {
         let text = arguments.value("message") ?? ""
         let raw = arguments.flag("raw")
         let directory = NodeDirectory(stateDirectory: Support.stateDirectory(arguments.value("state-dir")))
+        guard let count = Int(arguments.value("count") ?? "1"), count >= 1 else {
+            throw CommandFailure("--count: expected a whole number ≥ 1", status: 2)
+        }
+        let interval = try Support.parseDuration(arguments.value("interval") ?? "0s")
+        /// The i-th message's text and the pause before it.
+        func message(_ i: Int) -> String { text.replacing("{n}", with: String(i)) }
+        func pause(before i: Int) async throws { if i > 0 && interval > .zero { try await Task.sleep(for: interval) } }
 
         let segments: [Multiaddr.RouteSegment]
         do {
@@ -490,8 +476,13 @@ struct MessageSendCommand {
             var request = ControlRequest(
                 command: "message/send", arguments: ["to": to, "message": text, "timeout": "\(timeout.components.seconds)"])
             if raw { request.arguments["raw"] = "true" }
-            let body = try await SecureChannelCommands.call(request, node: from, directory: directory)
-            print(JSONText.field("reply", in: body) ?? body)
+            for i in 0..<count {
+                try await pause(before: i)
+                request.arguments["message"] = message(i)
+                let body = try await SecureChannelCommands.call(request, node: from, directory: directory)
+                print(JSONText.field("reply", in: body) ?? body)
+                fflush(nil)
+            }
             return 0
         }
 
@@ -513,11 +504,24 @@ struct MessageSendCommand {
         let node = Node(logger: Logger(label: "ockam-edge"))
         let tcp = TCPTransport(node: node, group: group)
         let channels = SecureChannels(node: node, local: local)
-        let payload = raw ? Array(text.utf8) : BARE.encodeString(text)
+        func payload(_ i: Int) -> [UInt8] { raw ? Array(message(i).utf8) : BARE.encodeString(message(i)) }
+        func show(_ reply: LocalMessage) {
+            if !raw, let decoded = try? BARE.decodeString(reply.payload) {
+                print(decoded)
+            } else {
+                print(String(decoding: reply.payload, as: UTF8.self))
+            }
+            fflush(nil)
+        }
         let result: Result<LocalMessage, any Error>
         do {
             let (route, _) = try await channels.route(for: segments, options: options)
-            result = .success(try await node.request(to: route, payload: payload, timeout: timeout))
+            for i in 0..<count - 1 {
+                try await pause(before: i)
+                show(try await node.request(to: route, payload: payload(i), timeout: timeout))
+            }
+            try await pause(before: count - 1)
+            result = .success(try await node.request(to: route, payload: payload(count - 1), timeout: timeout))
         } catch {
             result = .failure(error)
         }
@@ -528,11 +532,7 @@ struct MessageSendCommand {
 
         switch result {
         case .success(let reply):
-            if !raw, let decoded = try? BARE.decodeString(reply.payload) {
-                print(decoded)
-            } else {
-                print(String(decoding: reply.payload, as: UTF8.self))
-            }
+            show(reply)
             return 0
         case .failure(let error):
             let counters = channels.counters

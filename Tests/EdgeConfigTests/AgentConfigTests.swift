@@ -112,3 +112,66 @@ struct AgentConfigTests {
 #if canImport(Glibc)
 import Glibc
 #endif
+
+@Suite("Agent configuration: device links, bridges, ingest")
+struct BridgeConfigTests {
+    @Test func deviceLinksBecomeTransportSpecsWithTheirLines() throws {
+        let config = try AgentConfig.parse(
+            """
+            transports:
+              serial:
+                - /dev/ttyUSB0,mode=listen,name=a
+                - path: /dev/ttyAMA0
+                  name: b
+                  max_frame: 4096
+              ble:
+                listen:
+                  - adapter: hci0
+                    psm: "0x81"
+                  - psm: auto
+                connect:
+                  - address: C0:FF:EE:00:00:01/random
+                    psm: "0x81"
+            """, file: "a.yaml")
+        #expect(config.serialPorts.map(\.spec) == ["/dev/ttyUSB0,mode=listen,name=a", "/dev/ttyAMA0,name=b,max-frame=4096"])
+        #expect(config.serialPorts.map(\.line) == [3, 4])
+        #expect(config.bleListen.map(\.spec) == ["hci0,psm=0x81", "psm=auto"])
+        #expect(config.bleConnect.map(\.spec) == ["C0:FF:EE:00:00:01/random,psm=0x81"])
+        #expect(throws: ConfigError(file: "a.yaml", line: 3, key: "transports.serial[]", message: "needs path")) {
+            try AgentConfig.parse("transports:\n  serial:\n    - name: x\n", file: "a.yaml")
+        }
+    }
+
+    @Test func bridgesAndIngestWithDefaultsAndErrors() throws {
+        let config = try AgentConfig.parse(
+            """
+            bridges:
+              - name: sensors
+                to: /ip4/10.0.0.5/tcp/4000/secure/api/service/ingest
+              - name: meters
+                to: /node/cloud/secure/api/service/ingest
+                ack_timeout: 2s
+                reply: false
+                queue:
+                  memory_messages: 10
+                  disk_bytes: 10485760
+                  durability: always
+            ingest:
+              - output: /var/lib/ockam-edge/ingest.jsonl
+                sync: true
+            """, file: "b.yaml")
+        #expect(config.bridges.count == 2)
+        #expect(config.bridges[0].queue == AgentConfig.QueueSettings())
+        #expect(config.bridges[0].reply && config.bridges[0].ackTimeout == "5s")
+        #expect(config.bridges[1].queue.durability == "always" && config.bridges[1].queue.memoryMessages == 10)
+        #expect(!config.bridges[1].reply)
+        #expect(config.ingest == [AgentConfig.Ingest(address: "ingest", output: "/var/lib/ockam-edge/ingest.jsonl", sync: true)])
+        #expect(throws: ConfigError(file: "b.yaml", line: 5, key: "bridges[].queue.durability", message: "expected spill or always")) {
+            try AgentConfig.parse("bridges:\n  - name: s\n    to: /node/x\n    queue:\n      durability: never\n", file: "b.yaml")
+        }
+        #expect(throws: ConfigError.self) { try AgentConfig.parse("bridges:\n  - name: s\n", file: "b.yaml") }
+        #expect(throws: ConfigError.self) {
+            try AgentConfig.parse("bridges:\n  - name: s\n    to: /node/x\n  - name: s\n    to: /node/y\n", file: "b.yaml")
+        }
+    }
+}

@@ -23,5 +23,6 @@ struct UdevRulesTests {
         print(output)
         #expect(status == 0, "udev/check-rules.sh failed:\n\(output)")
         #expect(output.contains("verified: 70-ockam-edge-serial.rules: syntax and policy"))
+        #expect(output.contains("verified: ockam-edge-agent.service: hardening settings"))
     }
 }

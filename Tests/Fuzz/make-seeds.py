@@ -227,6 +227,18 @@ seeds["queue-recovery"] = {
     "garbage": b"not a segment file at all\n",
 }
 
+# Bridge envelopes (docs/bridge.md): selector byte (0 envelope, 1 record, 2 ack) ‖ CBOR.
+_envelope = hx("8601076173687365726961" + "6c3a61" + "1903e8" + "426869")  # the documented worked example
+seeds["bridge-envelope"] = {
+    "kat-envelope": b"\x00" + _envelope,
+    "envelope-extra-field": b"\x00" + b"\x87" + _envelope[1:] + b"\xf6",
+    "envelope-version-2": b"\x00" + b"\x86\x02" + _envelope[2:],
+    "record": b"\x01" + carr([cbor_head(0, 1), ctext("ble:C0:FF:EE:00:00:01"), cbor_head(0, 1000),
+                               cbor_head(2, 2) + b"hi"]),
+    "ack": b"\x02" + hx("820107"),
+    "ack-truncated": b"\x02" + hx("8201"),
+}
+
 root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "Corpus")
 for target, files in seeds.items():
     os.makedirs(os.path.join(root, target), exist_ok=True)

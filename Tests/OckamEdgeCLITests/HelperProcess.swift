@@ -23,6 +23,12 @@ final class HelperProcess: @unchecked Sendable {  // used by one test at a time
 
         """
 
+    /// Starts `scripts/<name>` from the package and returns once it printed its first line.
+    convenience init(packageScript name: String, arguments: [String] = []) throws {
+        let path = TestData.packageRoot.appendingPathComponent("scripts/\(name)").path
+        try self.init(script: try String(contentsOfFile: path, encoding: .utf8), arguments: arguments)
+    }
+
     /// Starts `script` and returns once it printed its first line, which is returned too.
     init(script: String, arguments: [String] = []) throws {
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")

@@ -7,22 +7,7 @@ import Testing
 final class NullModem: @unchecked Sendable {
     private let helper: HelperProcess
     init(directory: String) throws {
-        helper = try HelperProcess(
-            script: """
-                import pty, select, tty
-                m1, s1 = pty.openpty(); m2, s2 = pty.openpty()
-                for fd in (s1, s2): tty.setraw(fd)
-                d = sys.argv[1]
-                os.symlink(os.ttyname(s1), d + "/ttyA"); os.symlink(os.ttyname(s2), d + "/ttyB")
-                print("ready", flush=True)
-                while True:
-                    r, _, _ = select.select([m1, m2], [], [])
-                    for fd in r:
-                        try: data = os.read(fd, 65536)
-                        except OSError: continue
-                        os.write(m2 if fd == m1 else m1, data)
-                """,
-            arguments: [directory])
+        helper = try HelperProcess(packageScript: "nullmodem.py", arguments: [directory])
         guard helper.firstLine == "ready" else { throw TestDataError("null modem did not start") }
     }
     func stop() { helper.stop() }

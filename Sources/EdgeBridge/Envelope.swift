@@ -1,0 +1,160 @@
+// EdgeBridge: the gateway's device bridge — tags device messages, keeps them in a store-and-forward queue and
+// delivers them in order through a secure channel; and the ingest service that acknowledges and de-duplicates them.
+// Wire formats: docs/bridge.md.
+import EdgeWire
+
+/// A bridge format error.
+public enum BridgeError: Error, Hashable, Sendable, CustomStringConvertible {
+    case malformed(String)
+    case unsupportedVersion(UInt64)
+    case tooLarge(size: Int, limit: Int)
+
+    public var description: String {
+        switch self {
+        case .malformed(let why): "malformed bridge message: \(why)"
+        case .unsupportedVersion(let v): "unsupported bridge message version \(v) (this build speaks 1)"
+        case .tooLarge(let size, let limit): "bridge payload of \(size) bytes exceeds the limit of \(limit)"
+        }
+    }
+}
+
+/// Size limits shared by every bridge decoder.
+public enum BridgeLimits {
+    /// Largest device payload carried (one Ockam routing message body from a device link).
+    public static let maxPayload = 65_536
+    /// Longest bridge name or device tag.
+    public static let maxText = 256
+    /// Largest encoded envelope or record: payload plus fixed fields.
+    public static var maxEncoded: Int { maxPayload + 2 * maxText + 64 }
+}
+
+/// What the bridge keeps in its queue for one device message (the queue assigns the sequence number).
+///
+/// CBOR: `[1, device: text, received_at_ms: uint, payload: bytes]`.
+public struct BridgeRecord: Hashable, Sendable {
+    /// Who sent it: the device's identifier (secure channel to the gateway) or its link (`serial:<name>`,
+    /// `ble:<bdaddr>`), or `route:<address>` when neither is known.
+    public var device: String
+    /// When the gateway accepted it, milliseconds since the Unix epoch (gateway clock).
+    public var receivedAt: UInt64
+    public var payload: [UInt8]
+
+    public init(device: String, receivedAt: UInt64, payload: [UInt8]) {
+        self.device = device
+        self.receivedAt = receivedAt
+        self.payload = payload
+    }
+
+    public func encoded() -> [UInt8] {
+        var w = CBORWriter(capacity: payload.count + device.utf8.count + 16)
+        w.writeArrayHeader(4)
+        w.writeUnsigned(1)
+        w.writeText(device)
+        w.writeUnsigned(receivedAt)
+        w.writeBytes(payload)
+        return w.bytes
+    }
+
+    public init(decoding bytes: [UInt8]) throws(BridgeError) {
+        guard bytes.count <= BridgeLimits.maxEncoded else { throw .tooLarge(size: bytes.count, limit: BridgeLimits.maxEncoded) }
+        do {
+            var r = CBORReader(bytes)
+            guard try r.readArrayHeader(limit: 16) >= 4 else { throw BridgeError.malformed("record needs 4 fields") }
+            let version = try r.readUnsigned()
+            guard version == 1 else { throw BridgeError.unsupportedVersion(version) }
+            device = try r.readText(limit: BridgeLimits.maxText)
+            receivedAt = try r.readUnsigned()
+            payload = Array(try r.readBytes(limit: BridgeLimits.maxPayload))
+        } catch let error as BridgeError {
+            throw error
+        } catch {
+            throw .malformed("\(error)")
+        }
+    }
+}
+
+/// One device message on its way from a gateway bridge to an ingest service.
+///
+/// CBOR: `[1, sequence: uint, bridge: text, device: text, received_at_ms: uint, payload: bytes]`. Decoders accept
+/// (and ignore) extra trailing elements, so later versions can add fields.
+public struct BridgeEnvelope: Hashable, Sendable {
+    /// Strictly increasing per bridge queue, for the life of its directory (gaps mean dropped messages).
+    public var sequence: UInt64
+    public var bridge: String
+    public var record: BridgeRecord
+
+    public init(sequence: UInt64, bridge: String, record: BridgeRecord) {
+        self.sequence = sequence
+        self.bridge = bridge
+        self.record = record
+    }
+
+    public func encoded() -> [UInt8] {
+        var w = CBORWriter(capacity: record.payload.count + bridge.utf8.count + record.device.utf8.count + 32)
+        w.writeArrayHeader(6)
+        w.writeUnsigned(1)
+        w.writeUnsigned(sequence)
+        w.writeText(bridge)
+        w.writeText(record.device)
+        w.writeUnsigned(record.receivedAt)
+        w.writeBytes(record.payload)
+        return w.bytes
+    }
+
+    public init(decoding bytes: [UInt8]) throws(BridgeError) {
+        guard bytes.count <= BridgeLimits.maxEncoded else { throw .tooLarge(size: bytes.count, limit: BridgeLimits.maxEncoded) }
+        do {
+            var r = CBORReader(bytes)
+            let count = try r.readArrayHeader(limit: 64)
+            guard count >= 6 else { throw BridgeError.malformed("envelope needs 6 fields, has \(count)") }
+            let version = try r.readUnsigned()
+            guard version == 1 else { throw BridgeError.unsupportedVersion(version) }
+            sequence = try r.readUnsigned()
+            bridge = try r.readText(limit: BridgeLimits.maxText)
+            let device = try r.readText(limit: BridgeLimits.maxText)
+            let receivedAt = try r.readUnsigned()
+            let payload = Array(try r.readBytes(limit: BridgeLimits.maxPayload))
+            try r.skipValues(count - 6)
+            try r.expectEnd()
+            record = BridgeRecord(device: device, receivedAt: receivedAt, payload: payload)
+        } catch let error as BridgeError {
+            throw error
+        } catch {
+            throw .malformed("\(error)")
+        }
+    }
+}
+
+/// The ingest service's answer to an envelope: everything up to `sequence` from this bridge is stored.
+///
+/// CBOR: `[1, sequence: uint]`.
+public struct BridgeAck: Hashable, Sendable {
+    public var sequence: UInt64
+    public init(sequence: UInt64) { self.sequence = sequence }
+
+    public func encoded() -> [UInt8] {
+        var w = CBORWriter(capacity: 12)
+        w.writeArrayHeader(2)
+        w.writeUnsigned(1)
+        w.writeUnsigned(sequence)
+        return w.bytes
+    }
+
+    public init(decoding bytes: [UInt8]) throws(BridgeError) {
+        guard bytes.count <= 64 else { throw .tooLarge(size: bytes.count, limit: 64) }
+        do {
+            var r = CBORReader(bytes)
+            let count = try r.readArrayHeader(limit: 8)
+            guard count >= 2 else { throw BridgeError.malformed("ack needs 2 fields") }
+            let version = try r.readUnsigned()
+            guard version == 1 else { throw BridgeError.unsupportedVersion(version) }
+            sequence = try r.readUnsigned()
+            try r.skipValues(count - 2)
+            try r.expectEnd()
+        } catch let error as BridgeError {
+            throw error
+        } catch {
+            throw .malformed("\(error)")
+        }
+    }
+}

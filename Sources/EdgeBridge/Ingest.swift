@@ -1,0 +1,154 @@
+// The ingest service: receives bridge envelopes, writes each new one once (JSON lines), acknowledges every one.
+import EdgeIdentity
+import EdgeNode
+import EdgeRouting
+import EdgeSecureChannel
+import EdgeWire
+import Logging
+import Synchronization
+import SystemPackage
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Where the ingest service writes what it accepted: one line per message.
+public protocol IngestSink: Sendable {
+    /// Writes one line (no trailing newline in `line`). Throwing leaves the message unacknowledged.
+    func write(_ line: String) throws
+}
+
+/// Appends lines to a file (created 0600) or to standard output (`-`), each with one `write(2)`.
+public final class LineSink: IngestSink {
+    private let fd: FileDescriptor
+    private let owned: Bool
+    private let sync: Bool
+    private let lock = Mutex(())
+
+    /// - Parameter sync: `fsync` after every line (the acknowledgement then means "on disk").
+    public init(path: String, sync: Bool = false) throws {
+        if path == "-" {
+            fd = .standardOutput
+            owned = false
+        } else {
+            fd = try FileDescriptor.open(
+                FilePath(path), .writeOnly, options: [.append, .create, .closeOnExec], permissions: [.ownerReadWrite])
+            owned = true
+        }
+        self.sync = sync && path != "-"
+    }
+
+    deinit { if owned { try? fd.close() } }
+
+    public func write(_ line: String) throws {
+        try lock.withLock { _ in
+            _ = try fd.writeAll(Array((line + "\n").utf8))
+            if sync && fsync(fd.rawValue) != 0 { throw Errno(rawValue: errno) }
+        }
+    }
+}
+
+/// Acknowledges envelopes and passes each new one to the sink exactly once (per sender identity and bridge, for the
+/// life of this process): a redelivered envelope (its acknowledgement was lost) is acknowledged again, not rewritten.
+/// Gaps in the sequence (messages the gateway had to drop, or numbers a crashed gateway never used) are counted.
+public final class IngestService: Worker {
+    public struct Counters: Sendable, Equatable {
+        public var accepted: UInt64 = 0
+        public var duplicates: UInt64 = 0
+        /// Sequence numbers skipped between two accepted ones: messages the gateway dropped because its queue was
+        /// full, or numbers a gateway that crashed never used (its `dropped_oldest` counter tells which).
+        public var skipped: UInt64 = 0
+        public var malformed: UInt64 = 0
+        public var sinkFailures: UInt64 = 0
+    }
+
+    let sink: any IngestSink
+    let logger: Logger
+    private let state = Mutex(State())
+
+    struct State {
+        var last: [String: UInt64] = [:]
+        var counters = Counters()
+    }
+
+    public init(sink: any IngestSink, logger: Logger) {
+        self.sink = sink
+        self.logger = logger
+    }
+
+    public var counters: Counters { state.withLock { $0.counters } }
+
+    public func handleMessage(_ message: LocalMessage, context: WorkerContext) async throws {
+        let envelope: BridgeEnvelope
+        do {
+            envelope = try BridgeEnvelope(decoding: message.payload)
+        } catch {
+            state.withLock { $0.counters.malformed += 1 }
+            logger.warning("ingest: dropping a message from \(message.returnRoute): \(error)")
+            return
+        }
+        let sender = SecureChannelLocalInfo.identifier(of: message)?.description ?? "-"
+        let key = sender + "/" + envelope.bridge
+        let last = state.withLock { $0.last[key] }
+        if let last, envelope.sequence <= last {
+            state.withLock { $0.counters.duplicates += 1 }
+        } else {
+            if let last, envelope.sequence > last + 1 {
+                let gap = envelope.sequence - last - 1
+                state.withLock { $0.counters.skipped += gap }
+                logger.notice(
+                    "ingest: \(key) skipped \(gap) sequence number(s) before \(envelope.sequence): dropped at the gateway (queue full) or unused after a gateway crash")
+            }
+            do {
+                try sink.write(Self.line(envelope, from: sender))
+            } catch {
+                state.withLock { $0.counters.sinkFailures += 1 }
+                logger.error("ingest: cannot write message \(envelope.sequence) from \(key): \(error); not acknowledged")
+                return
+            }
+            state.withLock {
+                $0.last[key] = envelope.sequence
+                $0.counters.accepted += 1
+            }
+        }
+        try await context.node.send(
+            LocalMessage(
+                onwardRoute: message.returnRoute, returnRoute: [context.address],
+                payload: BridgeAck(sequence: envelope.sequence).encoded()))
+    }
+
+    /// `{"from":…,"bridge":…,"device":…,"sequence":…,"received_at_ms":…,"text":…,"hex":…}` — `text` only when the
+    /// payload is UTF-8 (or a BARE string, as `ockam-edge message send` sends), `hex` always.
+    static func line(_ envelope: BridgeEnvelope, from sender: String) -> String {
+        let payload = envelope.record.payload
+        var text: String?
+        if let decoded = try? BARE.decodeString(payload) {
+            text = decoded
+        } else if let utf8 = String(validating: payload, as: UTF8.self) {
+            text = utf8
+        }
+        var out = "{\"from\":\(quote(sender)),\"bridge\":\(quote(envelope.bridge)),\"device\":\(quote(envelope.record.device))"
+        out += ",\"sequence\":\(envelope.sequence),\"received_at_ms\":\(envelope.record.receivedAt)"
+        if let text { out += ",\"text\":\(quote(text))" }
+        out += ",\"hex\":\"\(Hex.encode(payload))\"}"
+        return out
+    }
+
+    static func quote(_ s: String) -> String {
+        var out = "\""
+        for scalar in s.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case _ where scalar.value < 0x20 || scalar.value == 0x7f:
+                let hex = String(scalar.value, radix: 16)
+                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out + "\""
+    }
+}

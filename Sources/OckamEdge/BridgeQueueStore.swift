@@ -1,0 +1,44 @@
+// The agent's bridge store: EdgeQueue's crash-safe store-and-forward queue behind EdgeBridge's store protocol.
+import EdgeBridge
+import EdgeConfig
+import EdgeQueue
+import SystemPackage
+
+/// A ``StoreAndForwardQueue`` configured from a bridge's `queue:` settings (docs/configuration.md).
+final class BridgeQueueStore: BridgeStore {
+    let queue: StoreAndForwardQueue
+
+    private init(queue: StoreAndForwardQueue) { self.queue = queue }
+
+    static func limits(_ settings: AgentConfig.QueueSettings) -> QueueLimits {
+        QueueLimits(
+            memoryMessages: settings.memoryMessages, memoryBytes: settings.memoryBytes, diskBytes: settings.diskBytes,
+            segmentBytes: max(1 << 20, settings.memoryBytes), maxRecordBytes: BridgeLimits.maxEncoded,
+            durability: settings.durability == "always" ? .always : .spill)
+    }
+
+    static func open(directory: FilePath, settings: AgentConfig.QueueSettings) throws -> BridgeQueueStore {
+        try Support.makeDirectories(directory.removingLastComponent())
+        do {
+            return BridgeQueueStore(queue: try StoreAndForwardQueue.open(directory: directory, limits: limits(settings)))
+        } catch {
+            throw CommandFailure("bridge queue \(directory): \(error)")
+        }
+    }
+
+    func store(_ record: [UInt8]) throws -> (sequence: UInt64, droppedOldest: Int) {
+        let result = try queue.append(record)
+        return (result.sequence, result.dropped?.count ?? 0)
+    }
+
+    func oldest(max: Int) throws -> [(sequence: UInt64, bytes: [UInt8])] {
+        try queue.peek(max: max).map { (sequence: $0.sequence, bytes: $0.bytes) }
+    }
+
+    func acknowledge(through sequence: UInt64) throws { try queue.acknowledge(through: sequence) }
+
+    var pending: Int { queue.depth.messages }
+    var pendingBytes: Int { queue.depth.bytes }
+
+    func close() throws { try queue.close() }
+}

@@ -1,0 +1,287 @@
+import EdgeIdentity
+import EdgeNode
+import EdgeRouting
+import EdgeSecureChannel
+import EdgeTransportTCP
+import EdgeWire
+import Logging
+import NIOPosix
+import Synchronization
+import Testing
+
+@testable import EdgeBridge
+
+/// A bounded in-memory store: the bridge's logic without the disk (EdgeQueue has its own tests).
+final class MemoryStore: BridgeStore {
+    private let state: Mutex<(next: UInt64, records: [(UInt64, [UInt8])])> = Mutex((1, []))
+    let capacity: Int
+    init(capacity: Int = 10_000) { self.capacity = capacity }
+    func store(_ record: [UInt8]) throws -> (sequence: UInt64, droppedOldest: Int) {
+        state.withLock { s in
+            var dropped = 0
+            while s.records.count >= capacity {
+                s.records.removeFirst()
+                dropped += 1
+            }
+            defer { s.next += 1 }
+            s.records.append((s.next, record))
+            return (s.next, dropped)
+        }
+    }
+    func oldest(max: Int) throws -> [(sequence: UInt64, bytes: [UInt8])] {
+        state.withLock { s in s.records.prefix(max).map { (sequence: $0.0, bytes: $0.1) } }
+    }
+    func acknowledge(through sequence: UInt64) throws {
+        state.withLock { s in s.records.removeAll { $0.0 <= sequence } }
+    }
+    var pending: Int { state.withLock { $0.records.count } }
+}
+
+/// Collects ingest lines in memory.
+final class MemorySink: IngestSink {
+    let lines = Mutex<[String]>([])
+    func write(_ line: String) throws { lines.withLock { $0.append(line) } }
+    var all: [String] { lines.withLock { $0 } }
+}
+
+/// A local hop that drops everything while closed: the gateway's uplink, cut and restored on demand.
+final class Gate: Worker {
+    let open = Atomic<Bool>(true)
+    func handleMessage(_ message: LocalMessage, context: WorkerContext) async throws {
+        guard open.load(ordering: .acquiring) else { return }
+        var message = message
+        message.onwardRoute.popFront()
+        message.returnRoute.prepend(context.address)
+        try await context.forward(message)
+    }
+}
+
+func quietLogger(_ label: String) -> Logger {
+    var logger = Logger(label: label)
+    logger.logLevel = .critical
+    return logger
+}
+
+func eventually(_ what: String, within: Duration = .seconds(60), _ condition: () -> Bool) async throws {
+    let deadline = ContinuousClock.now + within
+    while !condition() {
+        guard ContinuousClock.now < deadline else {
+            Issue.record("timed out waiting for: \(what)")
+            return
+        }
+        try await Task.sleep(for: .milliseconds(5))
+    }
+}
+
+/// A cloud node (TCP listener, secure channel listener, ingest service) and a gateway node with a bridge whose
+/// uplink runs through a gate.
+struct Rig {
+    let cloud: Node
+    let cloudTCP: TCPTransport
+    let cloudChannels: SecureChannels
+    let gateway: Node
+    let gatewayTCP: TCPTransport
+    let gatewayChannels: SecureChannels
+    let gate = Gate()
+    let sink = MemorySink()
+    let ingest: IngestService
+    let bridge: Bridge
+
+    init(store: any BridgeStore = MemoryStore(), options: Bridge.Options = Rig.fastOptions) async throws {
+        cloud = Node(logger: quietLogger("cloud"))
+        cloudTCP = TCPTransport(node: cloud, group: MultiThreadedEventLoopGroup.singleton)
+        let port = try await cloudTCP.listen(host: "127.0.0.1", port: 0).port!
+        cloudChannels = SecureChannels(node: cloud, local: try SecureChannelCredentials.ephemeral())
+        try cloudChannels.startListener(options: SecureChannelOptions())
+        ingest = IngestService(sink: sink, logger: quietLogger("ingest"))
+        try cloud.startWorker(ingest, at: .local("ingest"))
+
+        gateway = Node(logger: quietLogger("gateway"))
+        gatewayTCP = TCPTransport(node: gateway, group: MultiThreadedEventLoopGroup.singleton)
+        gatewayChannels = SecureChannels(node: gateway, local: try SecureChannelCredentials.ephemeral())
+        try gateway.startWorker(gate, at: .local("gate"))
+        let channels = gatewayChannels
+        let uplink = Route([.local("gate"), .tcp("127.0.0.1:\(port)"), .local("api")])
+        bridge = Bridge(
+            name: "sensors", store: store, node: gateway, logger: quietLogger("bridge"), options: options,
+            describeLink: { $0 == .local("link-7") ? "serial:bench" : nil },
+            resolve: {
+                let channel = try await channels.createChannel(
+                    to: uplink, options: SecureChannelOptions(handshakeTimeout: .seconds(3)))
+                return Route([channel.encryptor, .local("ingest")])
+            },
+            discard: { route in if let first = route.addresses.first { await channels.close(first) } })
+        try gateway.startWorker(bridge.worker, at: .local("sensors"))
+        bridge.start()
+    }
+
+    static var fastOptions: Bridge.Options {
+        var options = Bridge.Options()
+        options.ackTimeout = .seconds(2)  // generous: a loaded CI machine must not look like a broken uplink
+        options.retryInitial = .milliseconds(20)
+        options.retryMax = .milliseconds(200)
+        options.replyToDevices = false
+        return options
+    }
+
+    /// A device message as the serial transport would hand it over (sender link address first in the return route).
+    func deviceSends(_ text: String) async throws {
+        try await gateway.send(
+            LocalMessage(onwardRoute: [.local("sensors")], returnRoute: [.local("link-7")], payload: Array(text.utf8)))
+    }
+
+    func stop() async {
+        await bridge.stop()
+        await gatewayChannels.closeAll()
+        await cloudChannels.closeAll()
+        await gatewayTCP.shutdown()
+        await cloudTCP.shutdown()
+        await gateway.shutdown()
+        await cloud.shutdown()
+    }
+
+    /// The `text` field of every ingested line, in order.
+    var ingestedTexts: [String] {
+        sink.all.compactMap { line in
+            guard let field = line.split(separator: "\"text\":\"", maxSplits: 1).dropFirst().first,
+                let end = field.firstIndex(of: "\"")
+            else { return nil }
+            return String(field[..<end])
+        }
+    }
+}
+
+@Suite("Bridge envelopes")
+struct EnvelopeTests {
+    @Test func recordEnvelopeAndAckRoundTrip() throws {
+        let record = BridgeRecord(device: "serial:bench", receivedAt: 1_764_000_000_123, payload: Array("t=21.5".utf8))
+        #expect(try BridgeRecord(decoding: record.encoded()) == record)
+        let envelope = BridgeEnvelope(sequence: 42, bridge: "sensors", record: record)
+        #expect(try BridgeEnvelope(decoding: envelope.encoded()) == envelope)
+        #expect(try BridgeAck(decoding: BridgeAck(sequence: 42).encoded()) == BridgeAck(sequence: 42))
+    }
+
+    /// The worked example in docs/bridge.md.
+    @Test func envelopeBytesMatchTheDocumentation() throws {
+        let envelope = BridgeEnvelope(
+            sequence: 7, bridge: "s", record: BridgeRecord(device: "serial:a", receivedAt: 1000, payload: [0x68, 0x69]))
+        #expect(Hex.encode(envelope.encoded()) == "8601076173687365726961" + "6c3a61" + "1903e8" + "426869")
+        #expect(Hex.encode(BridgeAck(sequence: 7).encoded()) == "820107")
+    }
+
+    @Test func malformedInputIsRejectedWithATypedError() {
+        #expect(throws: BridgeError.self) { try BridgeEnvelope(decoding: []) }
+        #expect(throws: BridgeError.unsupportedVersion(2)) { try BridgeEnvelope(decoding: [0x86, 0x02, 0, 0x60, 0x60, 0, 0x40]) }
+        #expect(throws: BridgeError.self) { try BridgeEnvelope(decoding: [0x85, 0x01, 0, 0x60, 0x60, 0]) }  // 5 fields
+        #expect(throws: BridgeError.self) { try BridgeAck(decoding: [0x82, 0x01]) }  // truncated
+        #expect(throws: BridgeError.self) { try BridgeEnvelope(decoding: BridgeAck(sequence: 1).encoded() + [0]) }
+        let huge = [UInt8](repeating: 0, count: BridgeLimits.maxEncoded + 1)
+        #expect(throws: BridgeError.tooLarge(size: huge.count, limit: BridgeLimits.maxEncoded)) { try BridgeEnvelope(decoding: huge) }
+    }
+
+    @Test func laterVersionsMayAppendFields() throws {
+        var bytes = BridgeEnvelope(sequence: 1, bridge: "b", record: BridgeRecord(device: "d", receivedAt: 0, payload: [])).encoded()
+        bytes[0] = 0x87  // 7 elements
+        bytes.append(0xf6)  // null
+        #expect(try BridgeEnvelope(decoding: bytes).sequence == 1)
+    }
+}
+
+@Suite("Bridge delivery")
+struct BridgeDeliveryTests {
+    @Test func messagesArriveOnceInOrderTaggedWithTheirLink() async throws {
+        let rig = try await Rig()
+        for i in 0..<50 { try await rig.deviceSends("m\(i)") }
+        try await eventually("50 ingested") { rig.sink.all.count == 50 }
+        #expect(rig.ingestedTexts == (0..<50).map { "m\($0)" })
+        #expect(rig.sink.all.allSatisfy { $0.contains("\"device\":\"serial:bench\"") && $0.contains("\"bridge\":\"sensors\"") })
+        #expect(rig.sink.all.first?.contains("\"from\":\"\(rig.gatewayChannels.local.identity.identifier)\"") == true)
+        // (The ingest writes before it acknowledges: the bridge counts a delivery when the acknowledgement is back.)
+        try await eventually("50 acknowledged") { rig.bridge.counters.delivered == 50 }
+        #expect(rig.bridge.pending == 0)
+        await rig.stop()
+    }
+
+    @Test func uplinkCutQueuesAndRecoveryDeliversEverythingOnceInOrder() async throws {
+        let rig = try await Rig()
+        try await rig.deviceSends("before")
+        try await eventually("first delivered") { rig.sink.all.count == 1 }
+        rig.gate.open.store(false, ordering: .releasing)
+        for i in 0..<100 { try await rig.deviceSends("m\(i)") }
+        // While the uplink is down nothing more arrives, everything waits, and the bridge notices.
+        try await eventually("all accepted") { rig.bridge.counters.accepted == 101 }
+        try await eventually("uplink reported down") { !rig.bridge.uplinkUp }
+        #expect(rig.sink.all.count == 1)
+        #expect(rig.bridge.pending >= 100)  // (101 if the gate also swallowed the acknowledgement of "before")
+        rig.gate.open.store(true, ordering: .releasing)
+        try await eventually("all delivered after recovery") { rig.sink.all.count == 101 }
+        #expect(rig.ingestedTexts == ["before"] + (0..<100).map { "m\($0)" })
+        #expect(rig.ingest.counters.skipped == 0)
+        #expect(rig.bridge.counters.deliveryFailures >= 1)
+        #expect(rig.bridge.counters.routeBuilds >= 2)
+        await rig.stop()
+    }
+
+    @Test func aFullStoreDropsTheOldestAndCountsThem() async throws {
+        let store = MemoryStore(capacity: 10)
+        let rig = try await Rig(store: store)
+        rig.gate.open.store(false, ordering: .releasing)
+        try await rig.deviceSends("first")
+        try await eventually("uplink reported down") { !rig.bridge.uplinkUp && rig.bridge.lastError != nil }
+        for i in 0..<30 { try await rig.deviceSends("m\(i)") }
+        try await eventually("31 accepted") { rig.bridge.counters.accepted == 31 }
+        #expect(rig.bridge.counters.droppedOldest == 21)
+        rig.gate.open.store(true, ordering: .releasing)
+        try await eventually("the newest 10 delivered") { rig.sink.all.count == 10 }
+        #expect(rig.ingestedTexts == (20..<30).map { "m\($0)" })
+        #expect(rig.ingest.counters.skipped == 0)  // nothing acknowledged before the gap was ever seen by ingest
+        await rig.stop()
+    }
+
+    @Test func devicesGetAnAcknowledgementWithTheSequence() async throws {
+        var options = Rig.fastOptions
+        options.replyToDevices = true
+        let rig = try await Rig(options: options)
+        let reply = try await rig.gateway.request(to: [.local("sensors")], payload: Array("x".utf8), timeout: .seconds(5))
+        #expect(try BARE.decodeString(reply.payload) == "ok 1")
+        await rig.stop()
+    }
+}
+
+@Suite("Ingest service")
+struct IngestTests {
+    @Test func redeliveryIsAcknowledgedButWrittenOnceAndGapsAreCounted() async throws {
+        let node = Node(logger: quietLogger("ingest-node"))
+        let sink = MemorySink()
+        let ingest = IngestService(sink: sink, logger: quietLogger("ingest"))
+        try node.startWorker(ingest, at: .local("ingest"))
+        func send(_ sequence: UInt64) async throws -> BridgeAck {
+            let envelope = BridgeEnvelope(
+                sequence: sequence, bridge: "b", record: BridgeRecord(device: "d", receivedAt: 1, payload: Array("p\(sequence)".utf8)))
+            let reply = try await node.request(to: [.local("ingest")], payload: envelope.encoded(), timeout: .seconds(5))
+            return try BridgeAck(decoding: reply.payload)
+        }
+        #expect(try await send(1).sequence == 1)
+        #expect(try await send(2).sequence == 2)
+        #expect(try await send(2).sequence == 2)  // the ack was lost: redelivered, acked again
+        #expect(try await send(5).sequence == 5)  // 3 and 4 were dropped at the gateway
+        #expect(sink.all.count == 3)
+        #expect(ingest.counters == IngestService.Counters(accepted: 3, duplicates: 1, skipped: 2, malformed: 0, sinkFailures: 0))
+        // Garbage is dropped without an answer and counted.
+        await #expect(throws: NodeError.self) {
+            _ = try await node.request(to: [.local("ingest")], payload: [0xff, 0x00], timeout: .milliseconds(200))
+        }
+        #expect(ingest.counters.malformed == 1)
+        await node.shutdown()
+    }
+
+    @Test func linesAreJSONWithTextWhenThePayloadIsText() {
+        let envelope = BridgeEnvelope(
+            sequence: 3, bridge: "sensors", record: BridgeRecord(device: "ble:AA", receivedAt: 5, payload: BARE.encodeString("t=\"1\"")))
+        #expect(
+            IngestService.line(envelope, from: "I00")
+                == #"{"from":"I00","bridge":"sensors","device":"ble:AA","sequence":3,"received_at_ms":5,"text":"t=\"1\"","hex":"05743d223122"}"#)
+        let binary = BridgeEnvelope(sequence: 4, bridge: "s", record: BridgeRecord(device: "d", receivedAt: 0, payload: [0xff, 0x01]))
+        #expect(!IngestService.line(binary, from: "-").contains("\"text\""))
+    }
+}
