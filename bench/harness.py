@@ -25,7 +25,7 @@ import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RESULTS = os.path.join(ROOT, "bench", "results")
+RESULTS = os.environ.get("BENCH_RESULTS") or os.path.join(ROOT, "bench", "results")
 QUICK = os.environ.get("QUICK", "") not in ("", "0")
 BENCH = os.environ.get("BENCH_BIN") or os.path.join(ROOT, ".build", "release", "OckamEdgeBench")
 AGENT = os.environ.get("AGENT_BIN") or os.path.join(ROOT, ".build", "release", "ockam-edge")

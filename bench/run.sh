@@ -7,6 +7,10 @@
 #   STATIC=0|1     the --static-swift-stdlib build for the footprint suite (default: on in full runs)
 #   BENCH_SUITES=… only these suites (e.g. 3,5); the others are kept from the previous latest.json
 #   SWIFT=…        the swift driver (default: swift)
+#   BENCH_CONFIG=debug  use the debug build (CI's QUICK run proves the harness works without a second, ~8-minute
+#                  release build; such numbers mean nothing). Default: release.
+#   BENCH_RESULTS=dir   write results there instead of bench/results (QUICK runs default to bench/results/quick,
+#                  so they never overwrite the committed full-run results)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -16,7 +20,9 @@ QUICK=${QUICK:-}
 if [ -n "$QUICK" ]; then DEFAULT_HEAVY=0; else DEFAULT_HEAVY=1; fi
 PROFILE=${PROFILE:-$DEFAULT_HEAVY}
 STATIC=${STATIC:-$DEFAULT_HEAVY}
-RESULTS=$ROOT/bench/results
+CONFIG=${BENCH_CONFIG:-release}
+if [ -n "$QUICK" ]; then RESULTS=${BENCH_RESULTS:-$ROOT/bench/results/quick}; else RESULTS=${BENCH_RESULTS:-$ROOT/bench/results}; fi
+export BENCH_RESULTS=$RESULTS
 mkdir -p "$RESULTS"
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -50,10 +56,10 @@ if [ -n "${need// /}" ]; then
 fi
 
 # --- Builds (release) ---------------------------------------------------------------------------------------------
-log "building ockam-edge and OckamEdgeBench (release)"
-"$SWIFT" build -c release --product ockam-edge
-"$SWIFT" build -c release --product OckamEdgeBench
-BIN=$("$SWIFT" build -c release --show-bin-path)
+log "building ockam-edge and OckamEdgeBench ($CONFIG)"
+"$SWIFT" build -c "$CONFIG" --product ockam-edge
+"$SWIFT" build -c "$CONFIG" --product OckamEdgeBench
+BIN=$("$SWIFT" build -c "$CONFIG" --show-bin-path)
 export BENCH_BIN=$BIN/OckamEdgeBench AGENT_BIN=$BIN/ockam-edge SWIFT
 
 if [ "$STATIC" = 1 ]; then
@@ -88,10 +94,10 @@ wait $! || status=$?
 
 # --- Chart ----------------------------------------------------------------------------------------------------------
 if command -v gnuplot >/dev/null && [ -f "$RESULTS/throughput.gp" ]; then
-  (cd "$RESULTS" && gnuplot throughput.gp) && log "chart: bench/results/throughput.svg"
+  (cd "$RESULTS" && gnuplot throughput.gp) && log "chart: $RESULTS/throughput.svg"
 else
   log "warning: no chart (gnuplot missing or the sweep did not run)"
 fi
-log "results: bench/results/latest.json, bench/results/latest.md"
+log "results: $RESULTS/latest.json, $RESULTS/latest.md"
 [ "$status" = 0 ] || log "some suites failed (see latest.md)"
 exit "$status"
