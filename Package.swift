@@ -258,6 +258,13 @@ let package = Package(
         .testTarget(name: "EdgeFuzzTests", dependencies: ["EdgeFuzz", "EdgeTestSupport"]),
         .testTarget(name: "EdgeCryptoTests", dependencies: ["EdgeCrypto", "EdgeTestSupport"]),
         .testTarget(name: "EdgeIdentityTests", dependencies: ["EdgeIdentity", "EdgeTestSupport"]),
+        .testTarget(
+            name: "EdgeIdentityStoreTests",
+            dependencies: [
+                "EdgeIdentityStore", "EdgeIdentity", "EdgeVault", "EdgeWire", "EdgeTestSupport",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
+        ),
         .testTarget(name: "EdgeNoiseTests", dependencies: ["EdgeNoise", "EdgeCrypto", "EdgeTestSupport"]),
         .testTarget(
             name: "EdgeSecureChannelTests",
