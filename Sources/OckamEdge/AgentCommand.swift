@@ -88,6 +88,7 @@ final class Agent: Sendable {
     let store: IdentityStore
     let directory: NodeDirectory
     let name: String
+    let pairing: PairingService
     private let trustState: Mutex<TrustContext>
     private let live = Mutex(Live())
 
@@ -115,6 +116,7 @@ final class Agent: Sendable {
         self.store = store
         self.directory = directory
         self.name = name
+        pairing = PairingService(store: store, channels: channels, logger: logger)
         trustState = Mutex(trust)
     }
 
@@ -161,6 +163,7 @@ final class Agent: Sendable {
         let agent = Agent(
             logger: logger, configPath: configPath, group: group, node: node, tcp: tcp, channels: channels, store: store,
             directory: directory, name: config.node.name, trust: trust)
+        try agent.pairing.load()
 
         for listener in config.secureChannelListeners {
             try channels.startListener(name: listener.name, options: try agent.listenerOptions(listener))
@@ -176,7 +179,7 @@ final class Agent: Sendable {
         let controller = NodeController(
             name: config.node.name, node: node, tcp: tcp, channels: channels,
             options: try agent.listenerOptions(config.secureChannelListeners.first ?? AgentConfig.SecureChannelListener()),
-            listen: bound.first ?? "", directory: directory)
+            listen: bound.first ?? "", directory: directory, pairing: agent.pairing)
         let control = try await ControlServer.start(
             path: directory.socketPath(name: config.node.name).string, group: group, logger: logger,
             handler: { request in
@@ -201,9 +204,11 @@ final class Agent: Sendable {
     }
 
     func listenerOptions(_ listener: AgentConfig.SecureChannelListener) throws -> SecureChannelOptions {
-        SecureChannelOptions(
+        var options = SecureChannelOptions(
             trust: trustState.withLock { $0 }, suite: ChannelSuite(rawValue: listener.cipher) ?? .aes256GCM,
             handshakeTimeout: try Support.parseDuration(listener.handshakeTimeout), maxHalfOpenHandshakes: listener.maxHalfOpen)
+        options.trustProvider = { [self] in pairing.trust(trustState.withLock { $0 }) }  // paired devices, live
+        return options
     }
 
     // MARK: Applying (start and SIGHUP)
@@ -300,7 +305,7 @@ final class Agent: Sendable {
             // Revocation: channels whose peer the new policy no longer admits are closed at once.
             for channel in channels.channels {
                 let peer = PeerInfo(identifier: channel.peer, attributes: channels.attributes(of: channel.peer))
-                if !trust.policy.allows(peer) {
+                if !pairing.trust(trust).policy.allows(peer) {
                     logger.notice("reload: closing channel \(channel.encryptor) with \(channel.peer) (no longer trusted)")
                     await channels.close(channel.encryptor)
                 }
