@@ -122,14 +122,15 @@ enum PairCommands {
         print("device \(identifier)")
         print("channel \(channel)")
         print("verification code \(code)")
-        if let other = JSONText.field("already_paired_as", in: started) { print("(already paired as '\(other)')") }
-
         func cancel(_ reason: String) async throws -> Never {
             _ = try? await SecureChannelCommands.call(
                 ControlRequest(command: "pair/cancel", arguments: ["channel": channel]), node: node, directory: directory)
             throw CommandFailure("\(reason); pairing cancelled, nothing stored")
         }
 
+        if let other = JSONText.field("already_paired_as", in: started) {
+            try await cancel("this device is already paired as '\(other)' (unpair it first to pair it again)")
+        }
         if arguments.flag("yes") {
             Console.error("warning: --yes: the verification code was not compared (no protection against a man in the middle)")
         } else if let expect, expect != "-" {

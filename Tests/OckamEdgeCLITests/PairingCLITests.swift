@@ -56,7 +56,7 @@ private func objects(_ text: String) -> [[String: Any]] { (json(text) as? [[Stri
 
 @Suite("pairing a serial sensor (separate processes)", .serialized)
 struct PairingCLITests {
-    @Test func pairWithTheDeviceCodeRefuseAWrongCodeAndUnpairClosesChannels() async throws {
+    @Test func pairWithTheDeviceCodeUnpairClosesItsChannelsAndAWrongCodeIsRefused() async throws {
         let dir = try temporaryDirectory()
         let modem = try await blocking { try NullModem(directory: dir) }
         defer { modem.stop() }
@@ -101,27 +101,20 @@ struct PairingCLITests {
         #expect(after.status == 0, "\(after.stderr)")
         #expect(after.stdout == "hi\n")
 
-        // 2. A code that differs from the handshake's: refused, nothing stored, the pairing channel closed.
-        let wrong = try InteractiveProcess(
-            ["pair", "serial", "sensor1", "--from", "gw", "--name", "intruder", "--expect-code", "-"] + s)
-        let wrongOutput = try await blocking { wrong.line(startingWith: "verification code ") }
-        let wrongLine = try #require(wrongOutput)
-        let wrongChannel = try #require(wrong.lines.first { $0.hasPrefix("channel ") }).dropFirst("channel ".count)
-        let code = Int(wrongLine.dropFirst("verification code ".count).replacingOccurrences(of: " ", with: ""))!
-        try wrong.type(String(format: "%06d", (code + 1) % 1_000_000))
-        let refused = try await blocking { wrong.finish() }
-        #expect(refused.status == 1)
-        #expect(refused.stderr.contains("verification code mismatch"), "\(refused.stderr)")
-        let stillOne = objects(try await Binary.run(["devices", "list", "--from", "gw", "--json"] + s).stdout)
-        #expect(stillOne.map { $0["name"] as? String } == ["thermo-1"])
-        let gwChannels = try await Binary.run(["secure-channel", "list", "--from", "gw", "--json"] + s)
-        #expect(!gwChannels.stdout.contains(String(wrongChannel)))
-        // A malformed --expect-code is a usage error, before the node is asked anything.
-        let literal = try await Binary.run(
-            ["pair", "serial", "sensor1", "--from", "gw", "--name", "intruder", "--expect-code", "1234567"] + s)
-        #expect(literal.status == 2)
+        // The same device again: refused before any question, since it is already paired.
+        let again = try await Binary.run(["pair", "serial", "sensor1", "--from", "gw", "--name", "other", "--yes"] + s)
+        #expect(again.status == 1)
+        #expect(again.stderr.contains("already paired as 'thermo-1'"), "\(again.stderr)")
+        // Links the node does not have.
+        let noLink = try await Binary.run(["pair", "serial", "nosuch", "--from", "gw", "--name", "x", "--yes"] + s)
+        #expect(noLink.status == 1)
+        #expect(noLink.stderr.contains("no serial link named 'nosuch' on this node (configured: sensor1)"))
+        let noBLE = try await Binary.run(["pair", "ble", "AA:BB:CC:DD:EE:FF,psm=0x81", "--from", "gw", "--name", "x"] + s)
+        #expect(noBLE.status == 1)
+        #expect(noBLE.stderr.contains("no BLE transport"))
 
-        // 3. Unpair: the record goes and every channel with the sensor is closed before the command returns.
+        // 2. Unpair: the record goes and every channel with the sensor is closed before the command returns.
+        let gwChannels = try await Binary.run(["secure-channel", "list", "--from", "gw", "--json"] + s)
         let open = objects(gwChannels.stdout).filter { $0["peer"] as? String == sensorID }
         #expect(open.count >= 2, "the pairing channel and the sensor's own channel: \(gwChannels.stdout)")
         let unpaired = try await Binary.run(["unpair", "thermo-1", "--from", "gw", "--json"] + s)
@@ -135,6 +128,35 @@ struct PairingCLITests {
         let missing = try await Binary.run(["unpair", "thermo-1", "--from", "gw"] + s)
         #expect(missing.status == 1)
         #expect(missing.stderr.contains("no paired device named 'thermo-1'"))
+
+        // 3. A code that differs from the handshake's: refused, nothing stored, the pairing channel closed.
+        let wrong = try InteractiveProcess(
+            ["pair", "serial", "sensor1", "--from", "gw", "--name", "intruder", "--expect-code", "-"] + s)
+        let wrongOutput = try await blocking { wrong.line(startingWith: "verification code ") }
+        let wrongLine = try #require(wrongOutput)
+        let wrongChannel = try #require(wrong.lines.first { $0.hasPrefix("channel ") }).dropFirst("channel ".count)
+        let code = Int(wrongLine.dropFirst("verification code ".count).replacingOccurrences(of: " ", with: ""))!
+        try wrong.type(String(format: "%06d", (code + 1) % 1_000_000))
+        let refused = try await blocking { wrong.finish() }
+        #expect(refused.status == 1)
+        #expect(refused.stderr.contains("verification code mismatch"), "\(refused.stderr)")
+        #expect(objects(try await Binary.run(["devices", "list", "--from", "gw", "--json"] + s).stdout).isEmpty)
+        let gwAfterRefusal = try await Binary.run(["secure-channel", "list", "--from", "gw", "--json"] + s)
+        #expect(!gwAfterRefusal.stdout.contains(String(wrongChannel)))
+        #expect(try await Binary.run(sealed).status == 1, "a refused pairing must not admit the sensor")
+        // Answering anything but y to "Does the device show …? [y/N]" refuses the same way.
+        let asked = try InteractiveProcess(["pair", "serial", "sensor1", "--from", "gw", "--name", "intruder"] + s)
+        _ = try await blocking { asked.line(startingWith: "verification code ") }
+        try asked.type("n")
+        let declined = try await blocking { asked.finish() }
+        #expect(declined.status == 1)
+        #expect(declined.stdout.contains("[y/N]"))
+        #expect(declined.stderr.contains("not confirmed; pairing cancelled, nothing stored"), "\(declined.stderr)")
+        #expect(objects(try await Binary.run(["devices", "list", "--from", "gw", "--json"] + s).stdout).isEmpty)
+        // A malformed --expect-code is a usage error, before the node is asked anything.
+        let literal = try await Binary.run(
+            ["pair", "serial", "sensor1", "--from", "gw", "--name", "intruder", "--expect-code", "1234567"] + s)
+        #expect(literal.status == 2)
 
         #expect(sensor.stop() == 0)
         #expect(gateway.stop() == 0)
