@@ -185,7 +185,7 @@ let package = Package(
             name: "EdgeFuzz",
             dependencies: [
                 "EdgeRouting", "EdgeTransportTCP", "EdgeWire",
-                "EdgeCrypto", "EdgeIdentity", "EdgeNoise", "EdgeSecureChannel", "EdgeControl",
+                "EdgeCrypto", "EdgeIdentity", "EdgeNoise", "EdgeSecureChannel", "EdgeControl", "EdgeIdentityStore",
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: strict

@@ -1,6 +1,7 @@
 // EdgeFuzz: fuzz entry points for every decoder, with invariants beyond "did not crash".
 import EdgeControl
 import EdgeIdentity
+import EdgeIdentityStore
 import EdgeRouting
 import EdgeSecureChannel
 import EdgeTransportTCP
@@ -31,6 +32,7 @@ public enum FuzzTargets {
         "encrypted-message": encryptedMessage,
         "control-request": controlRequest,
         "control-response": controlResponse,
+        "device-record": deviceRecord,
     ]
 
     public static var names: [String] { all.keys.sorted() }
@@ -46,6 +48,7 @@ public enum FuzzTargets {
         "secure-channel-message": { (try? SecureChannelMessage(decoding: $0)) != nil },
         "control-request": { (try? ControlRequest(decoding: $0)) != nil },
         "control-response": { (try? ControlResponse(decoding: $0)) != nil },
+        "device-record": { (try? DeviceRecord(name: "fuzz", decoding: $0)) != nil },
     ]
 
     static func check(_ condition: Bool, _ message: @autoclosure () -> String) throws(FuzzInvariantViolation) {
