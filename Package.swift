@@ -203,7 +203,7 @@ let package = Package(
             name: "EdgeFuzz",
             dependencies: [
                 "EdgeRouting", "EdgeTransportTCP", "EdgeWire",
-                "EdgeCrypto", "EdgeIdentity", "EdgeNoise", "EdgeSecureChannel", "EdgeControl", "EdgeQueue", "EdgeBridge",
+                "EdgeCrypto", "EdgeIdentity", "EdgeNoise", "EdgeSecureChannel", "EdgeControl", "EdgeQueue", "EdgeBridge", "EdgeIdentityStore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
@@ -290,6 +290,13 @@ let package = Package(
         .testTarget(name: "EdgeFuzzTests", dependencies: ["EdgeFuzz", "EdgeTestSupport"]),
         .testTarget(name: "EdgeCryptoTests", dependencies: ["EdgeCrypto", "EdgeTestSupport"]),
         .testTarget(name: "EdgeIdentityTests", dependencies: ["EdgeIdentity", "EdgeTestSupport"]),
+        .testTarget(
+            name: "EdgeIdentityStoreTests",
+            dependencies: [
+                "EdgeIdentityStore", "EdgeIdentity", "EdgeVault", "EdgeWire", "EdgeTestSupport",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
+        ),
         .testTarget(name: "EdgeNoiseTests", dependencies: ["EdgeNoise", "EdgeCrypto", "EdgeTestSupport"]),
         .testTarget(
             name: "EdgeSecureChannelTests",

@@ -2,6 +2,7 @@
 import EdgeBridge
 import EdgeControl
 import EdgeIdentity
+import EdgeIdentityStore
 import EdgeRouting
 import EdgeSecureChannel
 import EdgeTransportTCP
@@ -35,6 +36,7 @@ public enum FuzzTargets {
         "queue-record": queueRecord,
         "bridge-envelope": bridgeEnvelope,
         "queue-recovery": queueRecovery,
+        "device-record": deviceRecord,
     ]
 
     public static var names: [String] { all.keys.sorted() }
@@ -60,6 +62,7 @@ public enum FuzzTargets {
             default: return (try? BridgeAck(decoding: body)) != nil
             }
         },
+        "device-record": { (try? DeviceRecord(name: "fuzz", decoding: $0)) != nil },
     ]
 
     static func check(_ condition: Bool, _ message: @autoclosure () -> String) throws(FuzzInvariantViolation) {

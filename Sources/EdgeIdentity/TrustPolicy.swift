@@ -48,3 +48,13 @@ public indirect enum TrustPolicy: Sendable, Hashable, CustomStringConvertible {
         }
     }
 }
+
+extension TrustPolicy {
+    /// This policy, widened to also admit the identifiers of paired devices (docs/pairing.md): `.any([self,
+    /// .identifiers(paired)])`. Unchanged when `paired` is empty or the policy already admits everyone.
+    public func admitting(paired: Set<Identifier>) -> TrustPolicy {
+        if paired.isEmpty { return self }
+        if case .everyone = self { return self }
+        return .any([self, .identifiers(paired)])
+    }
+}

@@ -33,6 +33,12 @@ public struct SecureChannelOptions: Sendable {
     public var handshakeTimeout: Duration
     /// Most handshakes a listener keeps in progress at once; further first messages are dropped and counted.
     public var maxHalfOpenHandshakes: Int
+    /// When set, consulted for every new handshake instead of ``trust``: lets the trust policy change while
+    /// listeners run (paired devices are added and removed live; see docs/pairing.md).
+    public var trustProvider: (@Sendable () -> TrustContext)?
+
+    /// The trust context a handshake starting now uses.
+    public var currentTrust: TrustContext { trustProvider?() ?? trust }
 
     public init(
         trust: TrustContext = TrustContext(), suite: ChannelSuite = .aes256GCM, handshakeTimeout: Duration = .seconds(30),
@@ -55,6 +61,8 @@ public struct SecureChannelInfo: Sendable, Hashable {
     public var remoteRoute: Route
     public var listener: String?
     public var suite: ChannelSuite
+    /// The code derived from the handshake hash; the same on both ends (docs/pairing.md).
+    public var verificationCode: VerificationCode
 }
 
 /// Counters for status and metrics.
@@ -153,7 +161,8 @@ public final class SecureChannels: Sendable {
     {
         let channel = Channel(
             owner: self, role: .initiator, listener: nil, options: options, decryptor: .random(), encryptor: .random())
-        let handshake = try SecureChannelHandshake(role: .initiator, suite: options.suite, local: local, trust: options.trust)
+        let handshake = try SecureChannelHandshake(
+            role: .initiator, suite: options.suite, local: local, trust: options.currentTrust)
         let worker = DecryptorWorker(channel: channel, handshake: handshake, initialRoute: route)
         return try await withCheckedThrowingContinuation { continuation in
             channel.setCompletion(continuation)
@@ -194,6 +203,16 @@ public final class SecureChannels: Sendable {
         state.withLock { $0.attributes[peer.identifier] = peer.attributes }
     }
 
+    /// Closes every channel whose peer is `peer` (sending Close), at once — revocation.
+    ///
+    /// - Returns: the encryptor addresses of the channels closed.
+    @discardableResult
+    public func closeChannels(withPeer peer: Identifier, reason: String = "peer revoked") async -> [Address] {
+        let matching = state.withLock { $0.channels.values.filter { $0.info?.peer == peer } }
+        for channel in matching { await channel.close(sendClose: true, reason: reason) }
+        return matching.map(\.encryptor).sorted { $0.description < $1.description }
+    }
+
     /// Closes every channel (sending Close) — used at shutdown.
     public func closeAll() async {
         let all = state.withLock { Array($0.channels.values) }
@@ -209,6 +228,7 @@ final class Channel: Sendable {
         var encryptor: OckamEncryptor?
         var remoteRoute: Route = []
         var peer: Identifier?
+        var verificationCode: VerificationCode?
         var closed = false
         var completion: CheckedContinuation<SecureChannelInfo, any Error>?
     }
@@ -235,10 +255,10 @@ final class Channel: Sendable {
 
     var info: SecureChannelInfo? {
         mutable.withLock { m in
-            guard let peer = m.peer else { return nil }
+            guard let peer = m.peer, let code = m.verificationCode else { return nil }
             return SecureChannelInfo(
                 encryptor: encryptor, decryptor: decryptor, role: role, peer: peer, remoteRoute: m.remoteRoute,
-                listener: listener, suite: options.suite)
+                listener: listener, suite: options.suite, verificationCode: code)
         }
     }
 
@@ -262,6 +282,7 @@ final class Channel: Sendable {
             m.encryptor = established.encryptor
             m.remoteRoute = remoteRoute
             m.peer = established.peer.identifier
+            m.verificationCode = VerificationCode(handshakeHash: established.handshakeHash)
         }
     }
 
@@ -320,7 +341,7 @@ struct ListenerWorker: Worker {
             encryptor: .random())
         do {
             let handshake = try SecureChannelHandshake(
-                role: .responder, suite: options.suite, local: channels.local, trust: options.trust)
+                role: .responder, suite: options.suite, local: channels.local, trust: options.currentTrust)
             try context.node.startWorker(DecryptorWorker(channel: channel, handshake: handshake, initialRoute: nil), at: channel.decryptor)
         } catch {
             channels.releaseHandshake(listener: name)
@@ -478,6 +499,11 @@ final class DecryptorWorker: Worker {
         owner.count { $0.handshakesCompleted += 1 }
         context.logger.info(
             "secure channel \(channel.encryptor) established (\(channel.role.rawValue)) with \(established.peer.identifier)")
+        if channel.role == .responder {
+            // What a device with a display shows when it is being paired (docs/pairing.md); never the raw hash.
+            context.logger.info(
+                "secure channel from \(established.peer.identifier) (verification code \(VerificationCode(handshakeHash: established.handshakeHash)))")
+        }
         if let info = channel.info { channel.complete(.success(info)) }
     }
 
@@ -549,7 +575,7 @@ final class DecryptorWorker: Worker {
         var attributes = peer.attributes
         for credential in refresh.credentials {
             do {
-                try credential.verify(subject: peer.identifier, authorities: channel.options.trust.authorities, now: now)
+                try credential.verify(subject: peer.identifier, authorities: channel.options.currentTrust.authorities, now: now)
                 attributes[credential.issuer, default: [:]].merge(credential.attributes.strings) { $1 }
             } catch {
                 context.logger.notice("refreshed credential from \(peer.identifier) did not verify: \(error)")

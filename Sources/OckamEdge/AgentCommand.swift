@@ -109,6 +109,7 @@ final class Agent: Sendable {
     let links: DeviceLinks
     let stateDirectory: FilePath
     let name: String
+    let pairing: PairingService
     private let trustState: Mutex<TrustContext>
     private let live = Mutex(Live())
 
@@ -141,6 +142,7 @@ final class Agent: Sendable {
         self.links = links
         self.stateDirectory = stateDirectory
         self.name = name
+        pairing = PairingService(store: store, channels: channels, logger: logger)
         trustState = Mutex(trust)
     }
 
@@ -192,6 +194,8 @@ final class Agent: Sendable {
         let agent = Agent(
             logger: logger, configPath: configPath, group: group, node: node, tcp: tcp, channels: channels, store: store,
             directory: directory, links: links, stateDirectory: stateDirectory, name: config.node.name, trust: trust)
+        try agent.pairing.load()
+        agent.pairing.attach(serial: links.serial, ble: links.ble)
 
         for listener in config.secureChannelListeners {
             try channels.startListener(name: listener.name, options: try agent.listenerOptions(listener))
@@ -207,7 +211,8 @@ final class Agent: Sendable {
         let controller = NodeController(
             name: config.node.name, node: node, tcp: tcp, channels: channels,
             options: try agent.listenerOptions(config.secureChannelListeners.first ?? AgentConfig.SecureChannelListener()),
-            listen: bound.first ?? "", directory: directory, statusExtras: { agent.statusFields() })
+            listen: bound.first ?? "", directory: directory, statusExtras: { agent.statusFields() },
+            pairing: agent.pairing)
         let control = try await ControlServer.start(
             path: directory.socketPath(name: config.node.name).string, group: group, logger: logger,
             handler: { request in
@@ -233,9 +238,11 @@ final class Agent: Sendable {
     }
 
     func listenerOptions(_ listener: AgentConfig.SecureChannelListener) throws -> SecureChannelOptions {
-        SecureChannelOptions(
+        var options = SecureChannelOptions(
             trust: trustState.withLock { $0 }, suite: ChannelSuite(rawValue: listener.cipher) ?? .aes256GCM,
             handshakeTimeout: try Support.parseDuration(listener.handshakeTimeout), maxHalfOpenHandshakes: listener.maxHalfOpen)
+        options.trustProvider = { [self] in pairing.trust(trustState.withLock { $0 }) }  // paired devices, live
+        return options
     }
 
     // MARK: Bridges and ingest (started once; changing them needs a restart)
@@ -416,7 +423,7 @@ final class Agent: Sendable {
             // Revocation: channels whose peer the new policy no longer admits are closed at once.
             for channel in channels.channels {
                 let peer = PeerInfo(identifier: channel.peer, attributes: channels.attributes(of: channel.peer))
-                if !trust.policy.allows(peer) {
+                if !pairing.trust(trust).policy.allows(peer) {
                     logger.notice("reload: closing channel \(channel.encryptor) with \(channel.peer) (no longer trusted)")
                     await channels.close(channel.encryptor)
                 }

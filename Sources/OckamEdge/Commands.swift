@@ -36,6 +36,9 @@ enum Commands {
             IdentityCommands.spec,
             VaultCommands.spec,
             CredentialCommands.spec,
+            PairCommands.spec,
+            PairCommands.unpairSpec,
+            PairCommands.devicesSpec,
         ])
 
     static func run(path: [String], arguments: ParsedArguments) async throws -> Int32 {
@@ -46,6 +49,7 @@ enum Commands {
         case ["agent"]: return try await AgentCommand(arguments).run()
         case ["serial", "list"]: return SerialCommands.run(arguments)
         case ["ble", "list"]: return try BLECommands.run(arguments)
+        case ["pair", "serial"], ["pair", "ble"], ["unpair"], ["devices", "list"]: return try await PairCommands.run(path, arguments)
         case let p where p.count == 2 && p[0] == "secure-channel": return try await SecureChannelCommands.run(p[1], arguments)
         case let p where p.count == 2 && p[0] == "identity": return try IdentityCommands.run(p[1], arguments)
         case let p where p.count == 2 && p[0] == "vault": return try VaultCommands.run(p[1], arguments)

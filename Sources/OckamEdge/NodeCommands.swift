@@ -141,7 +141,7 @@ struct NodeRunCommand {
         }
         let local = try store.secureChannelCredentials(for: arguments.value("identity"))
         let trust = try TrustOptions.context(arguments, storedAuthorities: store.authorities().map(\.identity))
-        let options = SecureChannelOptions(
+        var options = SecureChannelOptions(
             trust: trust, suite: try TrustOptions.suite(arguments),
             handshakeTimeout: try Support.parseDuration(arguments.value("handshake-timeout") ?? "30s"))
         if case .everyone = trust.policy {
@@ -153,6 +153,9 @@ struct NodeRunCommand {
         try node.startDefaultServices()
         let tcp = TCPTransport(node: node, group: group)
         let channels = SecureChannels(node: node, local: local, logger: logger)
+        let pairing = PairingService(store: store, channels: channels, logger: logger)
+        try pairing.load()
+        options.trustProvider = { [pairing, trust] in pairing.trust(trust) }  // paired devices, live (docs/pairing.md)
         if !arguments.flag("no-secure-listener") {
             for listener in arguments.values("secure-listener") {
                 try channels.startListener(name: listener, options: options)
@@ -173,9 +176,10 @@ struct NodeRunCommand {
         }
         let directory = NodeDirectory(stateDirectory: Support.stateDirectory(arguments.value("state-dir")))
         try directory.record(name: name, address: bound)
+        pairing.attach(serial: links.serial, ble: links.ble)
         let controller = NodeController(
             name: name, node: node, tcp: tcp, channels: channels, options: options, listen: bound,
-            directory: directory, statusExtras: { links.statusFields })
+            directory: directory, statusExtras: { links.statusFields }, pairing: pairing)
         let control = try await ControlServer.start(
             path: directory.socketPath(name: name).string, group: group, logger: logger, handler: controller.handle)
 
@@ -298,6 +302,8 @@ struct NodeController: Sendable {
     let directory: NodeDirectory
     /// More fields for `status` (device links, bridges, queues).
     var statusExtras: @Sendable () -> [(String, JSON)] = { [] }
+    /// Pairing and paired devices (docs/pairing.md); nil where the node cannot pair.
+    var pairing: PairingService? = nil
 
     static func json(_ info: SecureChannelInfo) -> JSON {
         .object([
@@ -305,6 +311,7 @@ struct NodeController: Sendable {
             ("decryptor", .string(info.decryptor.description)), ("role", .string(info.role.rawValue)),
             ("peer", .string(info.peer.description)), ("remote_route", .string(info.remoteRoute.description)),
             ("listener", info.listener.map { .string($0) } ?? .null), ("cipher", .string(info.suite.rawValue)),
+            ("verification_code", .string(info.verificationCode.description)),
         ])
     }
 
@@ -402,6 +409,9 @@ struct NodeController: Sendable {
                 to: route, payload: raw ? Array(text.utf8) : BARE.encodeString(text), timeout: timeout)
             let body = (!raw ? try? BARE.decodeString(reply.payload) : nil) ?? String(decoding: reply.payload, as: UTF8.self)
             return .ok(JSON.object([("reply", .string(body))]).serialized())
+        case let command where PairingService.commands.contains(command):
+            guard let pairing else { return .error("this node cannot pair devices") }
+            return await pairing.dispatch(request, options: options)
         default:
             return .error("unknown command '\(request.command)'")
         }

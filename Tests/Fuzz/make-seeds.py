@@ -238,6 +238,25 @@ seeds["bridge-envelope"] = {
     "ack": b"\x02" + hx("820107"),
     "ack-truncated": b"\x02" + hx("8201"),
 }
+def cmap(pairs): return cbor_head(5, len(pairs)) + b"".join(ctext(k) + ctext(v) for k, v in pairs)
+device_id = cbytes(bytes([0xab] * 32))
+seeds["device-record"] = {
+    # [1, identifier, {attributes}, transport, link security | null, paired_at] (docs/pairing.md)
+    "kat-serial": carr([cbor_head(0, 1), device_id, cmap([("kind", "thermometer"), ("room", "lab")]),
+                        ctext("serial:sensor1"), b"\xf6", cbor_head(0, 1764000000)]),
+    "kat-ble-high": carr([cbor_head(0, 1), device_id, cmap([]), ctext("ble:AA:BB:CC:DD:EE:FF/random,psm=0x81"),
+                          ctext("high"), cbor_head(0, 1764000000)]),
+    "unsorted-keys": carr([cbor_head(0, 1), device_id, cmap([("z", "1"), ("a", "2")]), ctext("serial:x"), b"\xf6",
+                           cbor_head(0, 0)]),
+    "duplicate-key": carr([cbor_head(0, 1), device_id, cmap([("k", "1"), ("k", "2")]), ctext("serial:x"), b"\xf6",
+                           cbor_head(0, 0)]),
+    "version-2": carr([cbor_head(0, 2), device_id, cmap([]), ctext("serial:x"), b"\xf6", cbor_head(0, 0)]),
+    "short-identifier": carr([cbor_head(0, 1), cbytes(b"\xab" * 31), cmap([]), ctext("serial:x"), b"\xf6",
+                              cbor_head(0, 0)]),
+    "huge-map": cbor_head(4, 6) + cbor_head(0, 1) + device_id + b"\xba\xff\xff\xff\xff",
+    "extra-field": carr([cbor_head(0, 1), device_id, cmap([]), ctext("serial:x"), b"\xf6", cbor_head(0, 0),
+                         ctext("future")]),
+}
 
 root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "Corpus")
 for target, files in seeds.items():

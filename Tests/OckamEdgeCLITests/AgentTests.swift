@@ -207,6 +207,15 @@ struct AgentTests {
             """
         let gateway = try await AgentProcess.start(config: gatewayConfig, dir: dir)
 
+        // The agent answers the pairing commands too (it owns the vault); this one has no serial link to pair over.
+        let devices = try await Binary.run(["devices", "list", "--from", "cloud", "--state-dir", dir + "/state"])
+        #expect(devices.status == 0, "\(devices.stderr)")
+        #expect(devices.stdout == "[]\n")
+        let noLink = try await Binary.run(
+            ["pair", "serial", "s", "--from", "cloud", "--name", "d", "--yes", "--state-dir", dir + "/state"])
+        #expect(noLink.status == 1)
+        #expect(noLink.stderr.contains("no serial link named 's'"), "\(noLink.stderr)")
+
         // Portal: bytes through the gateway's inlet come back from the echo server behind the cloud's outlet.
         let payload = Array("through the portal".utf8)
         try await waitFor("portal up") { (try? tcpRoundTrip(port: inletPort, bytes: payload)) == payload }

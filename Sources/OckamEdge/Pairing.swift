@@ -1,0 +1,253 @@
+// Pairing devices inside a running node: the control-socket side of `ockam-edge pair`, `unpair` and `devices`
+// (docs/pairing.md). The node owns the vault and the transports, so pairing runs here.
+import EdgeCLI
+import EdgeControl
+import EdgeIdentity
+import EdgeIdentityStore
+import EdgeRouting
+import EdgeSecureChannel
+import EdgeTransportBLE
+import EdgeTransportSerial
+import Logging
+import Synchronization
+
+/// Paired devices of one node: the records in its vault, the trust they add, pairings awaiting confirmation.
+///
+/// ### Invariants
+/// - A device is trusted (``trust(_:)``) exactly while its record exists in the vault.
+/// - Removing a device closes every open channel whose peer is its identifier before the command returns.
+/// - A pairing channel that is neither confirmed nor cancelled is closed after ``pendingTimeout``.
+final class PairingService: Sendable {
+    let store: IdentityStore
+    let channels: SecureChannels
+    let logger: Logger
+    let pendingTimeout: Duration
+
+    struct Pending: Sendable {
+        var identifier: Identifier
+        var transport: String
+        var linkSecurity: String?
+        var expiry: Task<Void, Never>?
+    }
+
+    private struct State: ~Copyable {
+        var paired: [String: Identifier] = [:]  // device name → identifier
+        var pending: [Address: Pending] = [:]  // by the pairing channel's encryptor
+        var serial: SerialTransport?
+        var ble: BLETransport?
+    }
+
+    private let state = Mutex(State())
+
+    init(store: IdentityStore, channels: SecureChannels, logger: Logger, pendingTimeout: Duration = .seconds(120)) {
+        self.store = store
+        self.channels = channels
+        self.logger = logger
+        self.pendingTimeout = pendingTimeout
+    }
+
+    /// Reads the paired devices from the vault (at start).
+    func load() throws {
+        let devices = try store.devices()
+        state.withLock { $0.paired = Dictionary(devices.map { ($0.name, $0.identifier) }, uniquingKeysWith: { a, _ in a }) }
+    }
+
+    /// The transports pairing may use (those the node was started with).
+    func attach(serial: SerialTransport?, ble: BLETransport?) {
+        state.withLock {
+            $0.serial = serial
+            $0.ble = ble
+        }
+    }
+
+    var pairedIdentifiers: Set<Identifier> { state.withLock { Set($0.paired.values) } }
+
+    /// `base`, widened to admit the paired devices: what the node's listeners use for every new handshake.
+    func trust(_ base: TrustContext) -> TrustContext {
+        TrustContext(policy: base.policy.admitting(paired: pairedIdentifiers), authorities: base.authorities)
+    }
+
+    static let commands: Set<String> = ["pair/start", "pair/confirm", "pair/cancel", "devices/list", "devices/remove"]
+
+    // MARK: Control commands
+
+    /// Answers one pairing or devices command; failures become error responses with a message for people.
+    func dispatch(_ request: ControlRequest, options: SecureChannelOptions) async -> ControlResponse {
+        do {
+            return try await answer(request, options: options)
+        } catch let failure as CommandFailure {
+            return .error(failure.message)
+        } catch {
+            return .error("\(error)")
+        }
+    }
+
+    private func answer(_ request: ControlRequest, options: SecureChannelOptions) async throws -> ControlResponse {
+        let arguments = request.arguments
+        switch request.command {
+        case "pair/start":
+            return .ok(try await start(arguments, options: options).serialized())
+        case "pair/confirm":
+            return .ok(try await confirm(arguments).serialized())
+        case "pair/cancel":
+            let address = try Self.channelAddress(arguments["channel"])
+            guard let pending = state.withLock({ $0.pending.removeValue(forKey: address) }) else {
+                throw CommandFailure("no pairing in progress on /service/\(address.valueString)")
+            }
+            pending.expiry?.cancel()
+            await channels.close(address)
+            logger.notice("pairing with \(pending.identifier) cancelled")
+            return .ok(JSON.object([("cancelled", .string("/service/\(address.valueString)"))]).serialized())
+        case "devices/list":
+            return .ok(JSON.array(try store.devices().map { json($0) }).serialized())
+        case "devices/remove":
+            guard let name = arguments["name"] else { throw CommandFailure("missing 'name'") }
+            return .ok(try await remove(name: name).serialized())
+        default:
+            throw CommandFailure("unknown command '\(request.command)'")
+        }
+    }
+
+    /// Opens a secure channel to the device's listener over the link, admitting whatever identity it proves, and
+    /// keeps it pending until confirmed or cancelled.
+    func start(_ arguments: [String: String], options base: SecureChannelOptions) async throws -> JSON {
+        let listener = arguments["listener"] ?? "api"
+        guard !listener.isEmpty, !listener.contains("/") else { throw CommandFailure("invalid listener '\(listener)'") }
+        guard let target = arguments["target"], !target.isEmpty else { throw CommandFailure("missing 'target'") }
+        let (serial, ble) = state.withLock { ($0.serial, $0.ble) }
+        let route: Route
+        let transport: String
+        var linkSecurity: String?
+        switch arguments["transport"] ?? "" {
+        case "serial":
+            let name = target.hasPrefix("/serial/") ? String(target.dropFirst("/serial/".count)) : target
+            guard let serial else { throw CommandFailure("this node has no serial links (start it with --serial …)") }
+            guard serial.status(port: name) != nil else {
+                let known = serial.ports.map(\.name).sorted().joined(separator: ", ")
+                throw CommandFailure("no serial link named '\(name)' on this node (configured: \(known.isEmpty ? "none" : known))")
+            }
+            route = [.serial(name), .local(listener)]
+            transport = "serial:\(name)"
+        case "ble":
+            guard let ble else {
+                throw CommandFailure("this node has no BLE transport (start it with --ble-listen or --ble-connect)")
+            }
+            var configuration: BLEConnectConfiguration
+            do {
+                configuration = try BLEConnectConfiguration(parsing: target)
+            } catch {
+                throw CommandFailure("BLE target '\(target)': \(error)")
+            }
+            configuration.reconnect = false
+            if let text = arguments["security"] {
+                guard let level = BLESecurityLevel(rawValue: text), level != .low else {
+                    throw CommandFailure("security '\(text)': expected medium, high or fips")
+                }
+                configuration.security = level
+                linkSecurity = level.rawValue
+            }
+            let link = try await ble.connect(configuration)
+            route = [link.senderAddress, .local(listener)]
+            transport = "ble:\(configuration.peer)"
+        case let other:
+            throw CommandFailure("transport '\(other)': expected serial or ble")
+        }
+        var options = base
+        options.trustProvider = nil
+        // The device's identity is not known yet: admit whatever identity proves itself; the person comparing the
+        // verification code is what authenticates it.
+        options.trust = TrustContext(policy: .everyone, authorities: base.currentTrust.authorities)
+        if let timeout = arguments["timeout"] { options.handshakeTimeout = try Support.parseDuration(timeout) }
+        let info = try await channels.createChannel(to: route, options: options)
+        let expiry = Task { [weak self, pendingTimeout] in
+            do { try await Task.sleep(for: pendingTimeout) } catch { return }
+            await self?.expire(info.encryptor)
+        }
+        state.withLock {
+            $0.pending[info.encryptor] = Pending(
+                identifier: info.peer, transport: transport, linkSecurity: linkSecurity, expiry: expiry)
+        }
+        let already = state.withLock { $0.paired.first { $0.value == info.peer }?.key }
+        logger.notice("pairing with \(info.peer) over \(transport): verification code \(info.verificationCode)")
+        return .object([
+            ("channel", .string("/service/\(info.encryptor.valueString)")), ("identifier", .string(info.peer.description)),
+            ("code", .string(info.verificationCode.description)), ("transport", .string(transport)),
+            ("already_paired_as", already.map { .string($0) } ?? .null),
+        ])
+    }
+
+    private func expire(_ address: Address) async {
+        guard let pending = state.withLock({ $0.pending.removeValue(forKey: address) }) else { return }
+        logger.notice("pairing with \(pending.identifier) not confirmed within \(pendingTimeout); closing its channel")
+        await channels.close(address)
+    }
+
+    /// Stores the device and trusts it from now on; the pairing channel stays open.
+    func confirm(_ arguments: [String: String]) async throws -> JSON {
+        let address = try Self.channelAddress(arguments["channel"])
+        guard let name = arguments["name"], DeviceRecord.isValidName(name) else {
+            throw CommandFailure("\(DeviceRecordError.invalidName(arguments["name"] ?? ""))")
+        }
+        var attributes: [String: String] = [:]
+        for (key, value) in arguments where key.hasPrefix("attribute.") {
+            attributes[String(key.dropFirst("attribute.".count))] = value
+        }
+        guard let pending = state.withLock({ $0.pending[address] }) else {
+            throw CommandFailure("no pairing in progress on /service/\(address.valueString) (expired or cancelled?)")
+        }
+        guard let channel = channels.channel(address), channel.peer == pending.identifier else {
+            state.withLock { _ = $0.pending.removeValue(forKey: address) }
+            pending.expiry?.cancel()
+            throw CommandFailure("the pairing channel closed before it was confirmed; pair again")
+        }
+        if let existing = try store.device(named: name) {
+            throw CommandFailure("a device named '\(name)' is already paired (\(existing.identifier)); unpair it first")
+        }
+        if let other = state.withLock({ $0.paired.first { $0.value == pending.identifier }?.key }) {
+            throw CommandFailure("\(pending.identifier) is already paired as '\(other)'")
+        }
+        let record = DeviceRecord(
+            name: name, identifier: pending.identifier, attributes: attributes, transport: pending.transport,
+            linkSecurity: pending.linkSecurity, pairedAt: currentTimestamp())
+        try store.saveDevice(record)
+        state.withLock {
+            $0.pending[address] = nil
+            $0.paired[name] = record.identifier
+        }
+        pending.expiry?.cancel()
+        logger.notice("paired device '\(name)' (\(record.identifier)) over \(record.transport)")
+        guard case .object(var members) = json(record) else { return json(record) }
+        members.append(("channel", .string("/service/\(address.valueString)")))
+        return .object(members)
+    }
+
+    /// Deletes the record, stops trusting the identifier and closes its channels at once (revocation).
+    func remove(name: String) async throws -> JSON {
+        guard let record = try store.device(named: name) else { throw CommandFailure("no paired device named '\(name)'") }
+        try store.removeDevice(named: name)
+        state.withLock { _ = $0.paired.removeValue(forKey: name) }
+        let closed = await channels.closeChannels(withPeer: record.identifier, reason: "device '\(name)' unpaired")
+        logger.notice("unpaired device '\(name)' (\(record.identifier)); closed \(closed.count) channel(s)")
+        return .object([
+            ("removed", .string(name)), ("identifier", .string(record.identifier.description)),
+            ("closed_channels", .array(closed.map { .string("/service/\($0.valueString)") })),
+        ])
+    }
+
+    func json(_ record: DeviceRecord) -> JSON {
+        let open = channels.channels.filter { $0.peer == record.identifier }.map { JSON.string("/service/\($0.encryptor.valueString)") }
+        return .object([
+            ("name", .string(record.name)), ("identifier", .string(record.identifier.description)),
+            ("attributes", .object(record.attributes.sorted { $0.key < $1.key }.map { ($0.key, .string($0.value)) })),
+            ("transport", .string(record.transport)),
+            ("link_security", record.linkSecurity.map { .string($0) } ?? .null), ("paired_at", .uint(record.pairedAt)),
+            ("channels", .array(open)),
+        ])
+    }
+
+    static func channelAddress(_ text: String?) throws -> Address {
+        guard var text, !text.isEmpty else { throw CommandFailure("missing 'channel'") }
+        if text.hasPrefix("/service/") { text = String(text.dropFirst("/service/".count)) }
+        return .local(text)
+    }
+}
