@@ -102,7 +102,17 @@ public struct AgentConfig: Equatable, Sendable {
         public var allow: [String] = []
     }
 
+    /// Supervision of relay registrations and inlet routes.
+    public struct Sessions: Equatable, Sendable {
+        public var pingInterval = "10s"
+        public var pingTimeout = "5s"
+        public var failuresBeforeReplace = 3
+        public var maxBackoff = "30s"
+        public init() {}
+    }
+
     public var node = Node()
+    public var sessions = Sessions()
     public var vault = VaultSettings()
     public var identity: String?
     public var trust = Trust()
@@ -244,7 +254,7 @@ public struct AgentConfig: Equatable, Sendable {
                 root, "",
                 allowed: [
                     "node", "vault", "identity", "trust", "transports", "secure_channels", "relays", "portals", "bridges",
-                    "ingest", "metrics",
+                    "ingest", "sessions", "metrics",
                 ])
             for (key, value, _) in top {
                 switch key {
@@ -461,6 +471,18 @@ public struct AgentConfig: Equatable, Sendable {
                             }
                         }
                         config.ingest.append(ingest)
+                    }
+                case "sessions":
+                    for (k, v, _) in try mapping(
+                        value, "sessions", allowed: ["ping_interval", "ping_timeout", "failures_before_replace", "max_backoff"])
+                    {
+                        switch k {
+                        case "ping_interval": config.sessions.pingInterval = try duration(v, "sessions.ping_interval")
+                        case "ping_timeout": config.sessions.pingTimeout = try duration(v, "sessions.ping_timeout")
+                        case "max_backoff": config.sessions.maxBackoff = try duration(v, "sessions.max_backoff")
+                        default:
+                            config.sessions.failuresBeforeReplace = try int(v, "sessions.failures_before_replace", range: 1...100)
+                        }
                     }
                 default:  // metrics
                     for (k, v, _) in try mapping(value, "metrics", allowed: ["listen"]) where k == "listen" {

@@ -330,7 +330,10 @@ final class Agent: Sendable {
 
     /// Brings relays, outlets and inlets in line with `config`, touching only what changed.
     func apply(_ config: AgentConfig) async throws {
-        let previous = live.withLock { $0.config }
+        let previous = live.withLock { l in
+            defer { l.config.sessions = config.sessions }  // new sessions below use the new settings
+            return l.config
+        }
         // Relays.
         let wantedRelays = Dictionary(config.relays.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         for relay in previous.relays where wantedRelays[relay.name] != relay {
@@ -385,9 +388,20 @@ final class Agent: Sendable {
         guard reply.payload == nonce else { throw NodeError.timeout(.seconds(5)) }
     }
 
+    /// Session supervision from the `sessions:` settings (validated at load; the defaults if unparsable).
+    func sessionOptions() -> Session.Options {
+        let settings = live.withLock { $0.config.sessions }
+        var options = Session.Options()
+        if let d = try? Support.parseDuration(settings.pingInterval) { options.pingInterval = d }
+        if let d = try? Support.parseDuration(settings.pingTimeout) { options.pingTimeout = d }
+        if let d = try? Support.parseDuration(settings.maxBackoff) { options.maxBackoff = d }
+        options.failuresBeforeReplace = settings.failuresBeforeReplace
+        return options
+    }
+
     func relaySession(_ relay: AgentConfig.Relay) -> Session {
         Session(
-            name: "relay \(relay.name)", logger: logger,
+            name: "relay \(relay.name)", options: sessionOptions(), logger: logger,
             establish: { [self] in
                 let hub = try await resolve(relay.hub)
                 _ = try await node.registerRelay(name: relay.name, hubRoute: hub)
@@ -398,7 +412,7 @@ final class Agent: Sendable {
 
     func inletSession(_ inlet: AgentConfig.Inlet, _ running: Inlet) -> Session {
         Session(
-            name: "inlet \(inlet.listen)", logger: logger,
+            name: "inlet \(inlet.listen)", options: sessionOptions(), logger: logger,
             establish: { [self] in try await resolve(inlet.to) },
             ping: { [self] route in try await pingNode(Route(route.addresses.dropLast())) },
             onChange: { route in if let route { running.updateOutletRoute(route) } })
