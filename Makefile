@@ -4,7 +4,7 @@ SWIFT ?= swift
 SYSTEM_PACKAGES := libsodium-dev libssl-dev libbluetooth-dev pkg-config python3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build build-release test test-debug test-release demo fuzz fuzz-smoke clean help
+.PHONY: all deps build build-release test test-debug test-release demo fuzz fuzz-build fuzz-run fuzz-smoke clean help
 
 all: build
 
@@ -58,9 +58,14 @@ FUZZ_FLAGS ?=
 # release: 3-4x the executions of debug under ASan (bounds and overflow checks stay on); FUZZ_CONFIG=debug for
 # unoptimised stack traces.
 FUZZ_CONFIG ?= release
-fuzz: deps
+fuzz: fuzz-build fuzz-run
+
+fuzz-build: deps
 	$(SWIFT) build -c $(FUZZ_CONFIG) --scratch-path $(FUZZ_SCRATCH) --product OckamEdgeFuzz \
 	  -Xswiftc -sanitize=fuzzer,address -Xswiftc -DFUZZING -Xswiftc -parse-as-library
+
+# Runs an already built fuzzer (make fuzz = fuzz-build + fuzz-run).
+fuzz-run:
 	@test -d Tests/Fuzz/Corpus/$(TARGET) || { echo "no fuzz target '$(TARGET)' (see Tests/Fuzz/Corpus)"; exit 2; }
 	mkdir -p $(FUZZ_SCRATCH)/corpus/$(TARGET) $(FUZZ_SCRATCH)/artifacts/$(TARGET) $(FUZZ_SCRATCH)/logs
 	set -o pipefail; SWIFT_BACKTRACE=enable=no LSAN_OPTIONS=suppressions=$(CURDIR)/Tests/Fuzz/lsan.supp:print_suppressions=0 \
@@ -71,12 +76,12 @@ fuzz: deps
 
 # Every fuzz target for SECONDS each (CI: make fuzz-smoke SECONDS=30). Runs all targets even after a crash, then
 # prints executions and final coverage per target and fails if any target crashed.
-fuzz-smoke:
+fuzz-smoke: fuzz-build
 	@failed=""; \
 	for t in $$(ls Tests/Fuzz/Corpus); do \
 	  echo "== fuzz $$t ($(SECONDS) s)"; \
 	  mkdir -p $(FUZZ_SCRATCH)/logs; rm -f $(FUZZ_SCRATCH)/logs/$$t.log; \
-	  $(MAKE) --no-print-directory fuzz TARGET=$$t SECONDS=$(SECONDS) > $(FUZZ_SCRATCH)/logs/$$t.make.log 2>&1 \
+	  $(MAKE) --no-print-directory fuzz-run TARGET=$$t SECONDS=$(SECONDS) > $(FUZZ_SCRATCH)/logs/$$t.make.log 2>&1 \
 	    || failed="$$failed $$t"; \
 	  grep -E '(error:|Build complete|INFO: Seed|^Done [0-9]|^stat::number_of_executed_units|^==[0-9]+==|^SUMMARY|Test unit written|Fatal error|invariant violated|deadly signal)' \
 	    $(FUZZ_SCRATCH)/logs/$$t.make.log; \

@@ -203,7 +203,7 @@ let package = Package(
             name: "EdgeFuzz",
             dependencies: [
                 "EdgeRouting", "EdgeTransportTCP", "EdgeWire",
-                "EdgeCrypto", "EdgeIdentity", "EdgeNoise", "EdgeSecureChannel", "EdgeControl", "EdgeQueue", "EdgeBridge", "EdgeIdentityStore",
+                "EdgeCrypto", "EdgeIdentity", "EdgeNoise", "EdgeSecureChannel", "EdgeControl", "EdgeQueue", "EdgeBridge", "EdgeIdentityStore", "EdgeConfig", "EdgeTransportSerial", "EdgeTransportBLE",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],

@@ -35,6 +35,9 @@ public enum FuzzTargets {
         "control-response": controlResponse,
         "queue-record": queueRecord,
         "bridge-envelope": bridgeEnvelope,
+        "serial-frames": serialFrames,
+        "ble-sdus": bleSDUs,
+        "agent-config": agentConfig,
         "queue-recovery": queueRecovery,
         "device-record": deviceRecord,
     ]

@@ -258,6 +258,52 @@ seeds["device-record"] = {
                          ctext("future")]),
 }
 
+# Serial framing (docs/serial-framing.md): COBS(type ‖ body ‖ CRC-32C LE) between 0x00 delimiters.
+def cobs(data):
+    out, block = bytearray(), bytearray()
+    for b in data:
+        if b == 0:
+            out += bytes([len(block) + 1]) + block; block = bytearray()
+        else:
+            block.append(b)
+            if len(block) == 254:
+                out += bytes([255]) + block; block = bytearray()
+    return bytes(out + bytes([len(block) + 1]) + block)
+def sframe(t, body):
+    raw = bytes([t]) + body
+    return b"\x00" + cobs(raw + struct.pack("<I", crc32c(raw))) + b"\x00"
+seeds["serial-frames"] = {
+    "data": sframe(3, b"\x82\x81\x00\x81\x00hi"),
+    "keepalive-and-data": sframe(4, b"") + sframe(3, bytes(range(256))),
+    "noise-then-frame": b"\x13\x37\xff\x00\x42" + sframe(3, b"after noise"),
+    "bad-crc": flip(sframe(3, b"crc"), 3, 1),
+    "zeros-in-body": sframe(3, b"\x00" * 300),
+    "unknown-type": sframe(9, b"?"),
+}
+# BLE SDUs (docs/ble.md): length byte ‖ SDU, SDU = header (0 complete, 1 first + u32 BE total, 2 continuation) ‖ bytes.
+def lsdu(b): return bytes([len(b)]) + b
+_msg = bytes(range(40))
+seeds["ble-sdus"] = {
+    "complete": lsdu(b"\x00hello"),
+    "first-and-continuations": lsdu(b"\x01" + struct.pack(">I", 40) + _msg[:18]) + lsdu(b"\x02" + _msg[18:40]),
+    "oversize-announced": lsdu(b"\x01" + struct.pack(">I", 1 << 20) + b"x" * 18) + lsdu(b"\x02" + b"y" * 22),
+    "continuation-without-first": lsdu(b"\x02abc"),
+    "empty-sdu": lsdu(b""),
+}
+# Agent configuration files (docs/configuration.md).
+_example = open(os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                             "docs", "agent.example.yaml"), "rb").read()
+seeds["agent-config"] = {
+    "kat-example": _example,
+    "minimal": b"node:\n  name: gw\n",
+    "bridge": b"bridges:\n  - name: s\n    to: /node/cloud/secure/api/service/ingest\n    queue:\n      durability: always\n",
+    "serial-mapping": b"transports:\n  serial:\n    - path: /dev/ttyUSB0\n      name: a\n      mode: listen\n",
+    "flow-sequence": b"trust:\n  identities: [I" + b"ab" * 32 + b"]\n",
+    "tab-indent": b"node:\n\tname: x\n",
+    "unknown-key": b"nodes:\n  name: x\n",
+    "deep": b"".join(b"  " * i + b"a:\n" for i in range(40)),
+}
+
 root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "Corpus")
 for target, files in seeds.items():
     os.makedirs(os.path.join(root, target), exist_ok=True)
