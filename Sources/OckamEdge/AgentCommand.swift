@@ -176,7 +176,7 @@ final class Agent: Sendable {
         let controller = NodeController(
             name: config.node.name, node: node, tcp: tcp, channels: channels,
             options: try agent.listenerOptions(config.secureChannelListeners.first ?? AgentConfig.SecureChannelListener()),
-            listen: bound.first ?? "", directory: directory)
+            listen: bound.first ?? "", directory: directory, listeners: config.secureChannelListeners.map(\.name))
         let control = try await ControlServer.start(
             path: directory.socketPath(name: config.node.name).string, group: group, logger: logger,
             handler: { request in

@@ -201,7 +201,8 @@ struct NodeRunCommand {
         try directory.record(name: name, address: bound)
         let controller = NodeController(
             name: name, node: node, tcp: tcp, channels: channels, options: options, listen: bound,
-            directory: directory)
+            directory: directory, serial: serial,
+            listeners: arguments.flag("no-secure-listener") ? [] : arguments.values("secure-listener"))
         let control = try await ControlServer.start(
             path: directory.socketPath(name: name).string, group: group, logger: logger, handler: controller.handle)
 
@@ -323,6 +324,31 @@ struct NodeController: Sendable {
     let options: SecureChannelOptions
     let listen: String
     let directory: NodeDirectory
+    /// The node's serial ports, shown by `status` (nil: none).
+    var serial: SerialTransport? = nil
+    /// Secure channel listener names whose half-open handshakes `status` shows.
+    var listeners: [String] = []
+
+    static func json(_ port: SerialPortStatus) -> JSON {
+        let c = port.counters
+        return .object([
+            ("name", .string(port.name)), ("path", .string(port.configuration.path.string)),
+            ("phase", .string(port.phase.rawValue)), ("sender", port.senderAddress.map { .string($0.description) } ?? .null),
+            ("last_error", port.lastError.map { .string($0) } ?? .null),
+            (
+                "counters",
+                .object([
+                    ("frames_in", .uint(c.framesIn)), ("frames_out", .uint(c.framesOut)), ("bytes_in", .uint(c.bytesIn)),
+                    ("bytes_out", .uint(c.bytesOut)), ("messages_in", .uint(c.messagesIn)),
+                    ("messages_out", .uint(c.messagesOut)), ("rejected_too_large", .uint(c.rejectedTooLarge)),
+                    ("link_ups", .uint(c.linkUps)), ("link_downs", .uint(c.linkDowns)),
+                    ("hello_retries", .uint(c.helloRetries)), ("opens", .uint(c.opens)),
+                    ("open_failures", .uint(c.openFailures)), ("dropped_total", .uint(c.droppedTotal)),
+                    ("dropped", .object(SerialDropReason.allCases.map { ($0.rawValue, .uint(c.dropped($0))) })),
+                ])
+            ),
+        ])
+    }
 
     static func json(_ info: SecureChannelInfo) -> JSON {
         .object([
@@ -371,6 +397,11 @@ struct NodeController: Sendable {
                             })
                     ),
                     ("secure_channels", .array(channels.channels.map(Self.json))),
+                    (
+                        "half_open_handshakes",
+                        .object(listeners.map { ($0, .uint(UInt64(channels.halfOpenHandshakes(listener: $0)))) })
+                    ),
+                    ("serial_ports", .array((serial?.ports ?? []).map(Self.json))),
                     (
                         "counters",
                         .object([
