@@ -451,10 +451,20 @@ struct NodeController: Sendable {
             }
             let timeout = try Support.parseDuration(request.arguments["timeout"] ?? "10s")
             let segments = try Multiaddr(parsing: to).routeSegments(resolveNode: { directory.lookup(name: $0) })
-            let (route, _) = try await channels.route(for: segments, options: options)
+            let (route, opened) = try await channels.route(for: segments, options: options)
             let raw = request.arguments["raw"] == "true"
-            let reply = try await node.request(
-                to: route, payload: raw ? Array(text.utf8) : BARE.encodeString(text), timeout: timeout)
+            // Channels opened for this one message are closed after it (their addresses are never returned, so
+            // nobody can use them again): otherwise every `message send --from … /secure/…` leaves a channel, its
+            // workers and keys behind on both nodes, and channels to peers that went away are never reclaimed.
+            let reply: LocalMessage
+            do {
+                reply = try await node.request(
+                    to: route, payload: raw ? Array(text.utf8) : BARE.encodeString(text), timeout: timeout)
+            } catch {
+                for channel in opened.reversed() { await channels.close(channel.encryptor) }
+                throw error
+            }
+            for channel in opened.reversed() { await channels.close(channel.encryptor) }
             let body = (!raw ? try? BARE.decodeString(reply.payload) : nil) ?? String(decoding: reply.payload, as: UTF8.self)
             return .ok(JSON.object([("reply", .string(body))]).serialized())
         default:
