@@ -125,6 +125,7 @@ struct NodeRunCommand {
 
     func run() async throws -> Int32 {
         _ = try Support.bootstrapLogging(level: arguments.value("log-level"))
+        let terminationSignals = TerminationSignals()  // before 'listening' is printed: see TerminationSignals
         let name = arguments.value("name") ?? "default"
         try NodeDirectory.validate(name: name)
         let (host, port) = try Support.parseHostPort(arguments.value("tcp-listen") ?? "127.0.0.1:4000")
@@ -211,7 +212,7 @@ struct NodeRunCommand {
         logger.info(
             "node '\(name)' running as \(local.identity.identifier); workers: \(node.workerAddresses.map(\.description).joined(separator: ", "))")
 
-        let signal = await Support.waitForTerminationSignal()
+        let signal = await terminationSignals.wait()
         logger.info("received signal \(signal), shutting down")
         await control.shutdown()
         await channels.closeAll()
