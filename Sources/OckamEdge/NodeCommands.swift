@@ -137,8 +137,15 @@ struct NodeRunCommand {
         let store = try VaultOptionsCLI.openStore(arguments)
         defer { store.vault.close() }
         if try store.defaultName() == nil && arguments.value("identity") == nil {
-            let created = try store.create(name: "default")
-            logger.notice("created identity \(created.identity.identifier) in \(store.vault.path)")
+            if let existing = try? store.get("default") {
+                // A first start cut off (kill -9, power loss) between saving 'default' and making it the default:
+                // finish the job instead of refusing to start forever ("an identity named 'default' already exists").
+                try store.setDefault("default")
+                logger.notice("made the existing identity 'default' (\(existing.identity.identifier)) the vault's default")
+            } else {
+                let created = try store.create(name: "default")
+                logger.notice("created identity \(created.identity.identifier) in \(store.vault.path)")
+            }
         }
         let local = try store.secureChannelCredentials(for: arguments.value("identity"))
         let trust = try TrustOptions.context(arguments, storedAuthorities: store.authorities().map(\.identity))
