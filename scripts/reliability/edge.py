@@ -313,7 +313,7 @@ class Node:
         self.name = name
         self.vault = vault or ctx.path("vault-" + name)
         args = [ctx.binary, "node", "run", "--name", name, "--tcp-listen", f"127.0.0.1:{port}", "--state-dir",
-                ctx.state, "--vault", self.vault, "--log-level", "warning", *extra]
+                ctx.state, "--vault", self.vault, "--log-level", os.environ.get("RELIABILITY_LOG_LEVEL", "warning"), *extra]
         self.log = ctx.log_file(name)
         self.proc = subprocess.Popen(
             args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self.log, preexec_fn=_child_setup)
@@ -382,9 +382,24 @@ class Node:
             try:
                 self.proc.wait(grace)
             except subprocess.TimeoutExpired:
+                self.hang_info = self._threads()  # where it is stuck, for the report
                 os.kill(self.pid, signal.SIGKILL)
                 self.proc.wait()
         return self.proc.returncode
+
+    def _threads(self):
+        """Thread names and kernel wait channels of the process (what a hung node is waiting on)."""
+        found = []
+        try:
+            for tid in sorted(os.listdir(f"/proc/{self.pid}/task")):
+                base = f"/proc/{self.pid}/task/{tid}"
+                with open(base + "/comm") as f, open(base + "/wchan") as g, open(base + "/status") as h:
+                    sig = [l.split()[1] for l in h if l.startswith(("SigBlk", "SigIgn", "SigPnd", "ShdPnd"))]
+                    found.append(f"{f.read().strip()}:{g.read().strip()}:blk={sig[1]},ign={sig[2]},pnd={sig[0]}/{sig[3]}"
+                                 if len(sig) == 4 else f"{f.read().strip()}")
+        except OSError as error:
+            found.append(str(error))
+        return " ".join(found)
 
     def kill(self):
         if self.alive():

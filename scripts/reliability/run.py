@@ -483,7 +483,11 @@ def vault_kill9(ctx):
         status, out, err = ctx.cli("vault", "check", "--vault", path)
         check(status == 0, f"vault {path} (node killed at start): vault check status {status}: {out} {err}")
         node = ctx.node(f"r{usable}", vault=path)  # the node starts on it (creating the identity if it was cut off)
-        check(node.stop() == 0, "restarted node did not exit cleanly")
+        stopped = time.monotonic()
+        status = node.stop()
+        check(status == 0, f"node r{usable} on {path}: exit status {status} "
+                           f"{time.monotonic() - stopped:.1f} s after SIGTERM (-9: killed after 15 s) [{node.log_tail()}] "
+                           f"threads: {getattr(node, 'hang_info', '')}")
         usable += 1
     return (f"{kills} `identity create` runs with kill -9 at a random point ({killed} killed, {completed} completed, "
             f"one run takes {duration * 1000:.0f} ms) + {len(node_vaults)} nodes killed while creating their vault: "
