@@ -394,9 +394,10 @@ class Node:
             for tid in sorted(os.listdir(f"/proc/{self.pid}/task")):
                 base = f"/proc/{self.pid}/task/{tid}"
                 with open(base + "/comm") as f, open(base + "/wchan") as g, open(base + "/status") as h:
-                    sig = [l.split()[1] for l in h if l.startswith(("SigBlk", "SigIgn", "SigPnd", "ShdPnd"))]
-                    found.append(f"{f.read().strip()}:{g.read().strip()}:blk={sig[1]},ign={sig[2]},pnd={sig[0]}/{sig[3]}"
-                                 if len(sig) == 4 else f"{f.read().strip()}")
+                    masks = dict(l.split(":", 1) for l in h if l.startswith(("SigPnd", "ShdPnd", "SigBlk", "SigIgn")))
+                    masks = {k: v.strip() for k, v in masks.items()}
+                    found.append(f"{f.read().strip()}:{g.read().strip()}:blk={masks.get('SigBlk')},"
+                                 f"ign={masks.get('SigIgn')},pnd={masks.get('SigPnd')}/{masks.get('ShdPnd')}")
         except OSError as error:
             found.append(str(error))
         return " ".join(found)
