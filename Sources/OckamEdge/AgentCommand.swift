@@ -90,9 +90,33 @@ struct AgentCommand {
         }
         _ = try Support.bootstrapLogging(level: config.node.logLevel)
         umask(0o077)
+        // Signals are caught before anything starts (and before `listening …` is printed): a supervisor that stops
+        // or reloads the agent right after start gets a drain, not the default action (finding F5).
+        let signals = AgentSignals()
         let agent = try await Agent.start(config: config, configPath: path)
-        await agent.runUntilTerminated()
+        await agent.runUntilTerminated(signals)
         return 0
+    }
+}
+
+/// SIGHUP, SIGINT and SIGTERM as a stream, buffered from the moment this is created (the sources live as long as it).
+final class AgentSignals: @unchecked Sendable {  // immutable after init
+    let stream: AsyncStream<Int32>
+    private let sources: [any DispatchSourceSignal]
+
+    init() {
+        let (stream, continuation) = AsyncStream<Int32>.makeStream()
+        let queue = DispatchQueue(label: "ockam-edge.signals")
+        var sources: [any DispatchSourceSignal] = []
+        for number in [SIGHUP, SIGINT, SIGTERM] {
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
+            source.setEventHandler { continuation.yield(number) }
+            source.resume()
+            sources.append(source)
+        }
+        self.stream = stream
+        self.sources = sources
     }
 }
 
@@ -212,7 +236,7 @@ final class Agent: Sendable {
             name: config.node.name, node: node, tcp: tcp, channels: channels,
             options: try agent.listenerOptions(config.secureChannelListeners.first ?? AgentConfig.SecureChannelListener()),
             listen: bound.first ?? "", directory: directory, statusExtras: { agent.statusFields() },
-            pairing: agent.pairing)
+            pairing: agent.pairing, serial: links.serial, listeners: config.secureChannelListeners.map(\.name))
         let control = try await ControlServer.start(
             path: directory.socketPath(name: config.node.name).string, group: group, logger: logger,
             handler: { request in
@@ -457,18 +481,8 @@ final class Agent: Sendable {
 
     // MARK: Lifecycle
 
-    func runUntilTerminated() async {
-        let (signals, continuation) = AsyncStream<Int32>.makeStream()
-        let queue = DispatchQueue(label: "ockam-edge.signals")
-        var sources: [any DispatchSourceSignal] = []
-        for number in [SIGHUP, SIGINT, SIGTERM] {
-            signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
-            source.setEventHandler { continuation.yield(number) }
-            source.resume()
-            sources.append(source)
-        }
-        for await number in signals {
+    func runUntilTerminated(_ signals: AgentSignals) async {
+        for await number in signals.stream {
             if number == SIGHUP {
                 await reload()
             } else {
@@ -476,7 +490,7 @@ final class Agent: Sendable {
                 break
             }
         }
-        _ = sources
+        _ = signals
         await shutdown()
     }
 

@@ -77,21 +77,9 @@ final class DeviceLinks: Sendable {
         (serial.ports.filter { $0.phase == .linked }.count, ble?.links.count ?? 0)
     }
 
-    /// For `status --json`.
+    /// For `status --json` (serial ports, with their counters, are shown by NodeController itself).
     var statusFields: [(String, JSON)] {
         var fields: [(String, JSON)] = []
-        fields.append((
-            "serial_ports",
-            .array(
-                serial.ports.map { port in
-                    .object([
-                        ("name", .string(port.name)), ("path", .string(port.configuration.path.string)),
-                        ("phase", .string(port.phase.rawValue)),
-                        ("sender", port.senderAddress.map { .string($0.description) } ?? .null),
-                        ("last_error", port.lastError.map { .string($0) } ?? .null),
-                    ])
-                })
-        ))
         if let ble {
             fields.append((
                 "ble_links",

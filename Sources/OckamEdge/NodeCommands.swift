@@ -125,6 +125,7 @@ struct NodeRunCommand {
 
     func run() async throws -> Int32 {
         _ = try Support.bootstrapLogging(level: arguments.value("log-level"))
+        let terminationSignals = TerminationSignals()  // before 'listening' is printed: see TerminationSignals
         let name = arguments.value("name") ?? "default"
         try NodeDirectory.validate(name: name)
         let (host, port) = try Support.parseHostPort(arguments.value("tcp-listen") ?? "127.0.0.1:4000")
@@ -136,8 +137,15 @@ struct NodeRunCommand {
         let store = try VaultOptionsCLI.openStore(arguments)
         defer { store.vault.close() }
         if try store.defaultName() == nil && arguments.value("identity") == nil {
-            let created = try store.create(name: "default")
-            logger.notice("created identity \(created.identity.identifier) in \(store.vault.path)")
+            if let existing = try? store.get("default") {
+                // A first start cut off (kill -9, power loss) between saving 'default' and making it the default:
+                // finish the job instead of refusing to start forever ("an identity named 'default' already exists").
+                try store.setDefault("default")
+                logger.notice("made the existing identity 'default' (\(existing.identity.identifier)) the vault's default")
+            } else {
+                let created = try store.create(name: "default")
+                logger.notice("created identity \(created.identity.identifier) in \(store.vault.path)")
+            }
         }
         let local = try store.secureChannelCredentials(for: arguments.value("identity"))
         let trust = try TrustOptions.context(arguments, storedAuthorities: store.authorities().map(\.identity))
@@ -179,7 +187,8 @@ struct NodeRunCommand {
         pairing.attach(serial: links.serial, ble: links.ble)
         let controller = NodeController(
             name: name, node: node, tcp: tcp, channels: channels, options: options, listen: bound,
-            directory: directory, statusExtras: { links.statusFields }, pairing: pairing)
+            directory: directory, statusExtras: { links.statusFields }, pairing: pairing, serial: links.serial,
+            listeners: arguments.flag("no-secure-listener") ? [] : arguments.values("secure-listener"))
         let control = try await ControlServer.start(
             path: directory.socketPath(name: name).string, group: group, logger: logger, handler: controller.handle)
 
@@ -188,7 +197,7 @@ struct NodeRunCommand {
         logger.info(
             "node '\(name)' running as \(local.identity.identifier); workers: \(node.workerAddresses.map(\.description).joined(separator: ", "))")
 
-        let signal = await Support.waitForTerminationSignal()
+        let signal = await terminationSignals.wait()
         logger.info("received signal \(signal), shutting down")
         await control.shutdown()
         await channels.closeAll()
@@ -304,6 +313,31 @@ struct NodeController: Sendable {
     var statusExtras: @Sendable () -> [(String, JSON)] = { [] }
     /// Pairing and paired devices (docs/pairing.md); nil where the node cannot pair.
     var pairing: PairingService? = nil
+    /// The node's serial ports, shown by `status` (nil: none).
+    var serial: SerialTransport? = nil
+    /// Secure channel listener names whose half-open handshakes `status` shows.
+    var listeners: [String] = []
+
+    static func json(_ port: SerialPortStatus) -> JSON {
+        let c = port.counters
+        return .object([
+            ("name", .string(port.name)), ("path", .string(port.configuration.path.string)),
+            ("phase", .string(port.phase.rawValue)), ("sender", port.senderAddress.map { .string($0.description) } ?? .null),
+            ("last_error", port.lastError.map { .string($0) } ?? .null),
+            (
+                "counters",
+                .object([
+                    ("frames_in", .uint(c.framesIn)), ("frames_out", .uint(c.framesOut)), ("bytes_in", .uint(c.bytesIn)),
+                    ("bytes_out", .uint(c.bytesOut)), ("messages_in", .uint(c.messagesIn)),
+                    ("messages_out", .uint(c.messagesOut)), ("rejected_too_large", .uint(c.rejectedTooLarge)),
+                    ("link_ups", .uint(c.linkUps)), ("link_downs", .uint(c.linkDowns)),
+                    ("hello_retries", .uint(c.helloRetries)), ("opens", .uint(c.opens)),
+                    ("open_failures", .uint(c.openFailures)), ("dropped_total", .uint(c.droppedTotal)),
+                    ("dropped", .object(SerialDropReason.allCases.map { ($0.rawValue, .uint(c.dropped($0))) })),
+                ])
+            ),
+        ])
+    }
 
     static func json(_ info: SecureChannelInfo) -> JSON {
         .object([
@@ -355,6 +389,11 @@ struct NodeController: Sendable {
                     ("secure_channels", .array(channels.channels.map(Self.json))),
                 ] + statusExtras() + [
                     (
+                        "half_open_handshakes",
+                        .object(listeners.map { ($0, .uint(UInt64(channels.halfOpenHandshakes(listener: $0)))) })
+                    ),
+                    ("serial_ports", .array((serial?.ports ?? []).map(Self.json))),
+                    (
                         "counters",
                         .object([
                             ("delivered", .uint(counters.delivered)),
@@ -403,10 +442,20 @@ struct NodeController: Sendable {
             }
             let timeout = try Support.parseDuration(request.arguments["timeout"] ?? "10s")
             let segments = try Multiaddr(parsing: to).routeSegments(resolveNode: { directory.lookup(name: $0) })
-            let (route, _) = try await channels.route(for: segments, options: options)
+            let (route, opened) = try await channels.route(for: segments, options: options)
             let raw = request.arguments["raw"] == "true"
-            let reply = try await node.request(
-                to: route, payload: raw ? Array(text.utf8) : BARE.encodeString(text), timeout: timeout)
+            // Channels opened for this one message are closed after it (their addresses are never returned, so
+            // nobody can use them again): otherwise every `message send --from … /secure/…` leaves a channel, its
+            // workers and keys behind on both nodes, and channels to peers that went away are never reclaimed.
+            let reply: LocalMessage
+            do {
+                reply = try await node.request(
+                    to: route, payload: raw ? Array(text.utf8) : BARE.encodeString(text), timeout: timeout)
+            } catch {
+                for channel in opened.reversed() { await channels.close(channel.encryptor) }
+                throw error
+            }
+            for channel in opened.reversed() { await channels.close(channel.encryptor) }
             let body = (!raw ? try? BARE.decodeString(reply.payload) : nil) ?? String(decoding: reply.payload, as: UTF8.self)
             return .ok(JSON.object([("reply", .string(body))]).serialized())
         case let command where PairingService.commands.contains(command):

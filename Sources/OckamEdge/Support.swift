@@ -96,32 +96,55 @@ enum Support {
         return String(decoding: buffer[..<n], as: UTF8.self)
     }
 
-    /// Waits until SIGINT or SIGTERM arrives.
+    /// Waits until SIGINT or SIGTERM arrives (caught from this call on; see ``TerminationSignals``).
     static func waitForTerminationSignal() async -> Int32 {
-        signal(SIGINT, SIG_IGN)
-        signal(SIGTERM, SIG_IGN)
-        return await withCheckedContinuation { continuation in
-            let queue = DispatchQueue(label: "ockam-edge.signals")
-            let box = SignalBox(continuation: continuation)
-            for number in [SIGINT, SIGTERM] {
-                let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
-                source.setEventHandler { box.fire(number) }
-                source.resume()
-                box.sources.append(source)
-            }
-        }
+        await TerminationSignals().wait()
     }
 }
 
-/// Holds the signal sources alive and resumes the waiter once.
-private final class SignalBox: @unchecked Sendable {
-    // Only touched on the signal queue (and once during set-up before any signal can be delivered).
-    var continuation: CheckedContinuation<Int32, Never>?
-    var sources: [any DispatchSourceSignal] = []
-    init(continuation: CheckedContinuation<Int32, Never>) { self.continuation = continuation }
-    func fire(_ number: Int32) {
-        continuation?.resume(returning: number)
-        continuation = nil
+/// Catches SIGINT and SIGTERM from creation on and remembers the first one, so a signal that arrives while the
+/// process is still starting (e.g. right after it printed `listening …`) leads to the normal shutdown instead of the
+/// default action (death without removing the node record and control socket). Create it before announcing
+/// readiness; `wait()` returns at once if a signal already came.
+final class TerminationSignals: @unchecked Sendable {  // mutable state only touched on `queue`
+    private let queue = DispatchQueue(label: "ockam-edge.signals")
+    private var sources: [any DispatchSourceSignal] = []
+    private var received: Int32?
+    private var continuation: CheckedContinuation<Int32, Never>?
+
+    init() {
+        signal(SIGINT, SIG_IGN)
+        signal(SIGTERM, SIG_IGN)
+        queue.sync {
+            for number in [SIGINT, SIGTERM] {
+                let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
+                source.setEventHandler { [unowned self] in self.fire(number) }
+                source.resume()
+                sources.append(source)
+            }
+        }
+    }
+
+    private func fire(_ number: Int32) {
+        if let continuation {
+            self.continuation = nil
+            continuation.resume(returning: number)
+        } else if received == nil {
+            received = number
+        }
+    }
+
+    /// The first signal received since creation (waiting for one if none came yet).
+    func wait() async -> Int32 {
+        await withCheckedContinuation { continuation in
+            queue.async {
+                if let received = self.received {
+                    continuation.resume(returning: received)
+                } else {
+                    self.continuation = continuation
+                }
+            }
+        }
     }
 }
 

@@ -130,6 +130,18 @@ struct CLITests {
         #expect(gone.stderr.contains("unknown node \"n1\""))
     }
 
+    /// SIGTERM at once after the 'listening' line (what a supervisor or `make reliability` may do) is a clean
+    /// shutdown, never death by the default action (exit by signal, node record and control socket left behind).
+    @Test func sigtermRightAfterStartIsACleanShutdown() async throws {
+        let state = try temporaryDirectory()
+        for i in 0..<5 {
+            let node = try await NodeProcess.start(name: "quick\(i)", stateDir: state)
+            #expect(node.stop() == 0, "start \(i)")
+            #expect(node.process.terminationReason == .exit, "start \(i)")
+            #expect(!FileManager.default.fileExists(atPath: state + "/nodes/quick\(i).sock"), "start \(i)")
+        }
+    }
+
     @Test func messageThroughAForwardingMiddleNode() async throws {
         let state = try temporaryDirectory()
         let c = try await NodeProcess.start(name: "c", stateDir: state)

@@ -33,6 +33,22 @@ struct IdentityCLITests {
         #expect(keys.stdout.components(separatedBy: "\"handle\"").count == 2)
     }
 
+    /// A node's first start killed between saving identity 'default' and making it the vault's default (found by
+    /// `make reliability`, vault_kill9): the next start must use it, not fail with "already exists" forever.
+    @Test func nodeStartsOnAVaultWhoseDefaultWasNotRecorded() async throws {
+        let dir = try temporaryDirectory()
+        let vault = dir + "/vault"
+        let created = try await run(["identity", "create", "default"], vault: vault)
+        #expect(created.status == 0, "\(created.stderr)")
+        #expect(unlink(vault + "/records/settings/default-identity") == 0)  // the write the kill cut off
+        #expect(try await run(["identity", "show"], vault: vault).status == 1)
+        let node = try await NodeProcess.start(name: "resumed", stateDir: dir + "/state", extra: ["--vault", vault])
+        let status = try await Binary.run(["status", "--from", "resumed", "--state-dir", dir + "/state"])
+        #expect(status.stdout.contains(created.stdout.trimmingCharacters(in: .whitespacesAndNewlines)), "\(status.stdout)")
+        #expect(node.stop() == 0)
+        #expect(try await run(["identity", "show"], vault: vault).stdout == created.stdout)
+    }
+
     @Test func vaultCheckReportsTooOpenPermissionsAndRefusesToOpen() async throws {
         let vault = try temporaryDirectory() + "/vault"
         #expect(try await run(["identity", "create"], vault: vault).status == 0)

@@ -38,6 +38,17 @@ struct SecureChannelCLITests {
         let through = try await Binary.run(["message", "send", "--from", "gateway", "\(address)/service/echo", "via channel"] + state)
         #expect(through.status == 0, "\(through.stderr)")
         #expect(through.stdout == "via channel\n")
+        // A one-shot `message send --from` through /secure closes the channels it opened for that message.
+        for i in 0..<3 {
+            let once = try await Binary.run(
+                ["message", "send", "--from", "gateway", "/node/cloud/secure/api/service/echo", "once \(i)"] + state)
+            #expect(once.status == 0, "\(once.stderr)")
+            #expect(once.stdout == "once \(i)\n")
+        }
+        let remaining = try await Binary.run(["secure-channel", "list", "--from", "gateway", "--json"] + state)
+        let channels = try JSONSerialization.jsonObject(with: Data(remaining.stdout.utf8)) as? [[String: Any]]
+        #expect(channels?.count == 1, "\(remaining.stdout)")
+        #expect(channels?.first?["address"] as? String == address)
         let deleted = try await Binary.run(["secure-channel", "delete", "--from", "gateway", address] + state)
         #expect(deleted.status == 0, "\(deleted.stderr)")
         let after = try await Binary.run(["secure-channel", "show", "--from", "gateway", address] + state)

@@ -41,6 +41,19 @@ struct SerialCLITests {
             "message", "send", "--from", "gw", "/serial/device/service/uppercase", "downlink", "--state-dir", state,
         ])
         #expect(back.stdout == "DOWNLINK\n", "\(back.stderr)")
+        // `status` shows the port, its link phase and counters, and the listener's half-open handshakes.
+        let status = try await Binary.run(["status", "--from", "gw", "--json", "--state-dir", state])
+        #expect(status.status == 0, "\(status.stderr)")
+        let json = try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any]
+        let ports = json?["serial_ports"] as? [[String: Any]]
+        #expect(ports?.count == 1, "\(status.stdout)")
+        #expect(ports?.first?["name"] as? String == "device")
+        #expect(ports?.first?["phase"] as? String == "linked")
+        let counters = ports?.first?["counters"] as? [String: Any]
+        #expect((counters?["messages_in"] as? Int ?? 0) >= 2, "\(status.stdout)")
+        #expect((counters?["link_ups"] as? Int ?? 0) >= 1)
+        #expect((counters?["dropped"] as? [String: Int])?["crc_mismatch"] != nil)
+        #expect(json?["half_open_handshakes"] as? [String: Int] == ["api": 0])
         #expect(sensor.stop() == 0)
         #expect(gateway.stop() == 0)
         modem.stop()

@@ -1,0 +1,700 @@
+#!/usr/bin/env python3
+"""ockam-edge fault-injection and soak suite (issue #9): `make reliability`, or
+
+    python3 scripts/reliability/run.py [--bin PATH] [scenario …]
+
+Each scenario drives the release `ockam-edge` binary as separate processes, asserts behaviour (counts and
+outcomes, never speed) and prints one line: `PASS name (details)`, `FAIL name: why` or `SKIP name: why` (skips are
+not counted). A scenario listed in KNOWN_ISSUES that fails prints `XFAIL …` and is not counted (RELIABILITY_STRICT=1
+counts it as failed). The last line is `N passed, N failed`; the exit status is 1 if any scenario failed.
+
+Sizes are CI-sized by default (the whole suite in about 5 minutes on 2 loaded cores); RELIABILITY_FULL=1 selects
+the issue's full sizes. Every size can also be set on its own (RELIABILITY_<NAME>, listed by --sizes).
+Scratch directories (node logs, vaults) are under $RELIABILITY_DIR (default: a new /tmp/ockam-edge-reliability-*),
+kept when a scenario fails or RELIABILITY_KEEP=1.
+"""
+
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from edge import (  # noqa: E402
+    Context, Control, Fail, NullModem, RawOckamClient, check, eventually, free_port, garbage, handshake_message1,
+    local, mib, _child_setup)
+
+FULL = os.environ.get("RELIABILITY_FULL") == "1"
+SIZES = {}
+
+
+def size(name, ci, full):
+    """A size: $RELIABILITY_<name>, else the full or the CI default."""
+    SIZES[name] = (ci, full)
+    value = os.environ.get("RELIABILITY_" + name)
+    if value:
+        return type(ci)(value)
+    return full if FULL else ci
+
+
+def message_ok(ctx, route, text, *extra, expect=None, timeout="10s"):
+    """`ockam-edge message send`; True if the reply is as expected."""
+    status, out, err = ctx.cli("message", "send", route, text, "--timeout", timeout, *extra, timeout=90)
+    return status == 0 and out == (expect if expect is not None else text) + "\n", (status, out.strip(), err.strip())
+
+
+def with_retries(attempts, function):
+    """Calls `function()` (→ (ok, info)) up to `attempts` times; returns (attempt number or None, last info)."""
+    info = None
+    for attempt in range(1, attempts + 1):
+        ok, info = function()
+        if ok:
+            return attempt, info
+    return None, info
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 1. Serial unplug/replug, and line noise
+
+
+def serial_pair(ctx):
+    modem = NullModem(ctx.dir)
+    ctx.cleanups.append(modem.stop)
+    gw = ctx.node("gw", "--serial", modem.path(NullModem.A) + ",mode=listen,name=device")
+    sensor = ctx.node("sensor", "--serial", modem.path(NullModem.B) + ",mode=connect,name=uplink")
+
+    def port(node):
+        ports = node.status().get("serial_ports")
+        check(ports is not None, "`status` shows no serial ports (serial_ports missing)")
+        check(len(ports) == 1, f"{node.name}: expected one serial port, got {ports}")
+        return ports[0]
+
+    eventually(lambda: port(gw)["phase"] == "linked" and port(sensor)["phase"] == "linked", 30, "initial serial link")
+    return modem, gw, sensor, port
+
+
+def serial_send(ctx, sender, route, text):
+    return message_ok(ctx, route, text, "--from", sender, "--state-dir", ctx.state, expect=text.upper(),
+                      timeout="8s")
+
+
+def serial_unplug_replug(ctx):
+    cycles = size("SERIAL_CYCLES", 20, 100)
+    modem, gw, sensor, port = serial_pair(ctx)
+    first_try = retried = 0
+    for i in range(cycles):
+        side = NullModem.A if i % 2 == 0 else NullModem.B
+        node, other = (gw, sensor) if side == NullModem.A else (sensor, gw)
+        before, other_before = port(node)["counters"], port(other)["counters"]
+        modem.unplug(side)
+        eventually(lambda: port(node)["counters"]["link_downs"] > before["link_downs"], 15,
+                   f"cycle {i}: {node.name} saw no link down after the unplug")
+        modem.replug(side)
+
+        def relinked():
+            mine, theirs = port(node), port(other)
+            return (mine["phase"] == "linked" and theirs["phase"] == "linked"
+                    and mine["counters"]["opens"] > before["opens"]
+                    and mine["counters"]["link_ups"] > before["link_ups"]
+                    and theirs["counters"]["link_ups"] > other_before["link_ups"])
+
+        eventually(relinked, 30, f"cycle {i}: link not up again after the replug")
+        for sender, route in (("sensor", "/serial/uplink/service/uppercase"), ("gw", "/serial/device/service/uppercase")):
+            attempt, info = with_retries(3, lambda: serial_send(ctx, sender, route, f"cycle {i} from {sender}"))
+            check(attempt is not None, f"cycle {i}: message from {sender} failed 3 times after the replug: {info}")
+            first_try += attempt == 1
+            retried += attempt > 1
+        check(gw.alive() and sensor.alive(), f"cycle {i}: a node exited")
+    g, s = port(gw)["counters"], port(sensor)["counters"]
+    check(g["opens"] == 1 + (cycles + 1) // 2, f"gateway opened its port {g['opens']} times")
+    check(s["opens"] == 1 + cycles // 2, f"sensor opened its port {s['opens']} times")
+    check(first_try + retried == 2 * cycles, "message count")
+    return (f"{cycles} unplug/replug cycles, {cycles} recoveries, {2 * cycles} messages ({first_try} first try, "
+            f"{retried} after a retry); link ups gw/sensor {g['link_ups']}/{s['link_ups']}, "
+            f"downs {g['link_downs']}/{s['link_downs']}, opens {g['opens']}/{s['opens']}; both nodes alive")
+
+
+def serial_line_noise(ctx):
+    rounds = size("NOISE_ROUNDS", 20, 100)
+    rng = random.Random(int(os.environ.get("RELIABILITY_SEED", "9")))
+    modem, gw, sensor, port = serial_pair(ctx)
+    dropped0 = {n.name: port(n)["counters"]["dropped_total"] for n in (gw, sensor)}
+    injected = {"gw": 0, "sensor": 0}
+    noise_bytes = 0
+    for i in range(rounds):
+        for side, name in ((NullModem.A, "gw"), (NullModem.B, "sensor")):
+            chunk = garbage(rng, rng.randint(16, 600))
+            modem.inject(side, chunk)
+            injected[name] += 1
+            noise_bytes += len(chunk)
+        time.sleep(0.05)
+        for sender, route in (("sensor", "/serial/uplink/service/uppercase"), ("gw", "/serial/device/service/uppercase")):
+            ok, info = serial_send(ctx, sender, route, f"noisy {i} from {sender}")
+            check(ok, f"round {i}: message from {sender} failed after line noise: {info}")
+    check(gw.alive() and sensor.alive(), "a node exited")
+    counters = {n.name: port(n)["counters"] for n in (gw, sensor)}
+    for name, c in counters.items():
+        delta = c["dropped_total"] - dropped0[name]
+        check(delta >= injected[name],
+              f"{name} counted {delta} bad frames for {injected[name]} bursts of noise: {c['dropped']}")
+        check(c["link_downs"] == 0, f"{name}: noise took the link down {c['link_downs']} times")
+    reasons = {}
+    for c in counters.values():
+        for reason, n in c["dropped"].items():
+            if n:
+                reasons[reason] = reasons.get(reason, 0) + n
+    return (f"{rounds} rounds, {2 * rounds} bursts ({noise_bytes} random bytes), {2 * rounds} messages all OK first "
+            f"try; bad frames counted gw {counters['gw']['dropped_total']}, sensor "
+            f"{counters['sensor']['dropped_total']} ({', '.join(f'{k} {v}' for k, v in sorted(reasons.items()))}); "
+            f"link never went down")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 2. TCP uplink restarts
+
+
+def tcp_uplink_restarts(ctx):
+    restarts = size("TCP_RESTARTS", 20, 20)
+    port = free_port()
+    b = ctx.node("b", port=port)
+    a = ctx.node("a")
+    plain = f"/ip4/127.0.0.1/tcp/{port}/service/uppercase"
+    secure = f"/ip4/127.0.0.1/tcp/{port}/secure/api/service/echo"
+    via_a = ("--from", "a", "--state-dir", ctx.state)
+
+    def both(tag):
+        results = []
+        for route, text, expect in ((plain, f"plain {tag}", f"PLAIN {tag}".upper()), (secure, f"sealed {tag}", None)):
+            attempt, info = with_retries(4, lambda: message_ok(ctx, route, text, *via_a, expect=expect, timeout="5s"))
+            check(attempt is not None, f"{tag}: {route} through a failed 4 times: {info}")
+            results.append(attempt)
+        return results
+
+    both("before")
+    first = {"plain": 0, "secure": 0}
+    retries = {"plain": 0, "secure": 0}
+    for i in range(restarts):
+        b.kill9()
+        check(a.alive(), f"restart {i}: node a exited when b died")
+        b = ctx.node("b", port=port)  # same port, same vault (the kernel released the dead node's lock)
+        for kind, attempt in zip(("plain", "secure"), both(f"restart {i}")):
+            first[kind] += attempt == 1
+            retries[kind] += attempt - 1
+    check(a.alive(), "node a exited")
+    status = a.status()
+    channels_a = len(status["secure_channels"])
+    connections = len(status["tcp_connections"])
+    check(connections <= 1, f"node a holds {connections} TCP connections to a port that has one live listener")
+    check(channels_a == 0, f"node a keeps {channels_a} secure channels opened by one-shot `message send --from a`")
+    return (f"{restarts} kill -9/restarts of b on port {port}: plain and /secure/api routes through a recovered "
+            f"every time (first try plain {first['plain']}/{restarts}, secure {first['secure']}/{restarts}; "
+            f"retries {retries['plain']}/{retries['secure']}); a: {connections} TCP connection, "
+            f"{channels_a} secure channels left open")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 3. A peer that stalls mid-handshake (responder side), and a responder that stalls (initiator side)
+
+
+def stalled_handshake(ctx):
+    peers = size("STALLED_PEERS", 5, 20)
+    node = ctx.node("n", "--handshake-timeout", "2s")
+    s0 = node.status()
+    timed_out0 = s0["counters"]["handshakes_timed_out"]
+    workers0 = len(s0["workers"]) - len(s0["tcp_connections"])  # each TCP connection has a sender worker
+    clients = []
+    ctx.cleanups.append(lambda: [c.close() for c in clients])
+    for i in range(peers):
+        client = RawOckamClient(node.port)
+        clients.append(client)
+        client.send_message([local("api")], [local(f"stalled-{i}")], handshake_message1())
+    peak = eventually(lambda: (lambda n: n if n == peers else 0)(node.status()["half_open_handshakes"]["api"]), 5,
+                      f"half-open handshakes did not reach {peers}")
+    eventually(lambda: all(c.frames_received() >= 1 for c in clients), 5, "every stalled peer got message 2")
+    # Meanwhile a normal client gets a secure channel.
+    ok, info = message_ok(ctx, f"/ip4/127.0.0.1/tcp/{node.port}/secure/api/service/echo", "normal client")
+    check(ok, f"a normal secure-channel client failed while handshakes were stalled: {info}")
+
+    def reclaimed():
+        s = node.status()
+        return (s["counters"]["handshakes_timed_out"] - timed_out0 == peers and s["half_open_handshakes"]["api"] == 0
+                and s)
+    s1 = eventually(reclaimed, 20, "stalled handshakes were not reclaimed after the 2 s handshake timeout")
+    open_channels = len(s1["secure_channels"])
+    leftover = len(s1["workers"]) - 2 * open_channels - len(s1["tcp_connections"]) - workers0
+    check(leftover == 0, f"{leftover} workers left after the timeouts (workers {s1['workers']})")
+
+    # The initiator side: a "responder" that reads message 1 and never answers.
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(4)
+    ctx.cleanups.append(server.close)
+    held = []
+
+    def accept():
+        try:
+            while True:
+                conn, _ = server.accept()
+                conn.sendall(b"\x01")
+                held.append(conn)  # read nothing more, answer nothing
+        except OSError:
+            pass
+    threading.Thread(target=accept, daemon=True).start()
+    started = time.monotonic()
+    ok, body = node.call("secure-channel/create", _timeout=60, to=f"/ip4/127.0.0.1/tcp/{server.getsockname()[1]}",
+                         timeout="2s")
+    waited = time.monotonic() - started
+    check(not ok and ("timed out" in str(body).lower() or "timeout" in str(body).lower()),
+          f"secure-channel create to a silent responder: {ok} {body}")
+    s2 = eventually(lambda: (lambda s: s if s["counters"]["handshakes_timed_out"] - timed_out0 == peers + 1 else None)(
+        node.status()), 10, "the initiator's timeout was not counted")
+    leftover = len(s2["workers"]) - 2 * len(s2["secure_channels"]) - len(s2["tcp_connections"]) - workers0
+    check(leftover == 0, f"{leftover} workers left after the initiator timed out")
+    for conn in held:
+        conn.close()
+    return (f"{peers} stalled peers: half-open rose to {peak}, each got message 2, all {peers} reclaimed by the 2 s "
+            f"timeout (handshakes_timed_out +{peers}); a normal client got a channel meanwhile ({open_channels} channel left open on the node after it exited); an initiator facing a "
+            f"silent responder gave up ({body!s:.60}) after {waited:.1f} s and was counted; no workers left")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 4. A flood of half-open handshakes
+
+
+def handshake_flood(ctx):
+    total = size("FLOOD", 1000, 10000)
+    connections = size("FLOOD_CONNECTIONS", 4, 8)
+    limit_mib = size("FLOOD_RSS_LIMIT_MIB", 64, 64)
+    node = ctx.node("n", "--handshake-timeout", "5s")
+    secure = f"/ip4/127.0.0.1/tcp/{node.port}/secure/api/service/echo"
+    plain = f"/ip4/127.0.0.1/tcp/{node.port}/service/echo"
+    ok, info = message_ok(ctx, secure, "warm-up")
+    check(ok, f"warm-up secure message failed: {info}")
+    c0 = node.status()["counters"]
+    rss0 = node.rss()
+    peak = rss0
+    clients = [RawOckamClient(node.port) for _ in range(connections)]
+    ctx.cleanups.append(lambda: [c.close() for c in clients])
+    during = {}
+
+    def responsive():  # plain routing and the control socket while the listener is saturated
+        during["plain"] = message_ok(ctx, plain, "during the flood", timeout="20s")
+        during["status"] = node.status()["half_open_handshakes"]["api"]
+
+    helper = None
+    for i in range(total):
+        clients[i % connections].send_message([local("api")], [local(f"flood-{i}")], handshake_message1())
+        if i == total // 2:
+            helper = threading.Thread(target=responsive)
+            helper.start()
+        if i % 200 == 0:
+            peak = max(peak, node.rss())
+    helper.join(120)
+    check(node.alive(), "the node exited during the flood")
+    last = {}
+
+    def settled():
+        c = node.status()["counters"]
+        answered = sum(client.frames_received() for client in clients)
+        over = c["handshakes_dropped_over_cap"] - c0["handshakes_dropped_over_cap"]
+        failed = c["handshakes_failed"] - c0["handshakes_failed"]
+        last.update(answered=answered, over=over, failed=failed)
+        return (answered + over + failed == total) and (answered, over, failed)
+    answered, over, failed = eventually(
+        settled, 120, f"the {total} message-1s were not all answered or counted ({last})")
+    peak = max(peak, node.rss())
+    ok, info = during.get("plain", (False, "no result"))
+    check(ok, f"a plain routing message during the flood failed: {info}")
+    check(over > 0 if total > 256 else True, "nothing was counted over the half-open cap")
+    check(answered >= 256 or total < 256, f"only {answered} handshakes admitted (cap 256)")
+
+    def drained():
+        s = node.status()
+        timed_out = s["counters"]["handshakes_timed_out"] - c0["handshakes_timed_out"]
+        return s["half_open_handshakes"]["api"] == 0 and timed_out == answered and timed_out
+    timed_out = eventually(drained, 60, "admitted handshakes were not all reclaimed by the 5 s timeout")
+    rss1 = node.rss()
+    check(peak - rss0 < limit_mib * 1024, f"RSS grew by {mib(peak - rss0)} (limit {limit_mib} MiB)")
+    ok, info = message_ok(ctx, secure, "after the flood")
+    check(ok, f"a secure message after the flood failed: {info}")
+    return (f"{total} message-1s over {connections} connections: {answered} admitted (answered with message 2, all "
+            f"{timed_out} timed out after 5 s), {over} dropped over the cap (handshakes_dropped_over_cap), {failed} "
+            f"failed — exactly {total} accounted; plain routing and status answered during the flood (half-open "
+            f"{during.get('status')}); a secure channel worked after; RSS {mib(rss0)} → peak {mib(peak)} → "
+            f"{mib(rss1)} (+{mib(peak - rss0)}, limit {limit_mib} MiB)")
+
+
+def handshake_flood_fairness(ctx):
+    """A legitimate client while an attacker keeps the listener's half-open slots full (known issue F3)."""
+    node = ctx.node("n")  # default handshake timeout (30 s): the cap stays full for the whole test
+    client = RawOckamClient(node.port)
+    ctx.cleanups.append(client.close)
+    for i in range(300):
+        client.send_message([local("api")], [local(f"hog-{i}")], handshake_message1())
+    eventually(lambda: node.status()["half_open_handshakes"]["api"] == 256, 20, "the cap did not fill")
+    ok, info = message_ok(ctx, f"/ip4/127.0.0.1/tcp/{node.port}/secure/api/service/echo", "legitimate",
+                          timeout="8s")
+    why = (info[2].splitlines() or ["?"])[-1][-160:]  # the client's last stderr line
+    check(ok, "a legitimate client cannot open a secure channel while 256 stalled handshakes (300 message-1s, "
+              f"9.6 KB, from one connection) hold every half-open slot for the 30 s handshake timeout: {why}")
+    return "a legitimate client got a channel while the half-open cap was full"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 5. Slowloris
+
+
+def slowloris(ctx):
+    per_group = size("SLOWLORIS", 40, 250)
+    node = ctx.node("n")
+    route = f"/ip4/127.0.0.1/tcp/{node.port}/service/uppercase"
+    ok, info = message_ok(ctx, route, "warm-up", expect="WARM-UP")
+    check(ok, f"warm-up failed: {info}")
+    time.sleep(0.5)
+    base_fds = node.fds()
+    base_connections = len(node.status()["tcp_connections"])
+    silent, partial = [], []
+    ctx.cleanups.append(lambda: [s.close() for s in silent + partial])
+    for _ in range(per_group):
+        silent.append(socket.create_connection(("127.0.0.1", node.port), timeout=10))
+        s = socket.create_connection(("127.0.0.1", node.port), timeout=10)
+        s.sendall(b"\x01")  # a valid version byte, then a frame that never completes
+        partial.append(s)
+    # Peers that send half a frame and hang up: the node must close its side too.
+    for _ in range(per_group // 4):
+        with socket.create_connection(("127.0.0.1", node.port), timeout=10) as s:
+            s.sendall(b"\x01" + struct.pack(">I", 100) + b"\x83\x81")
+    header = struct.pack(">I", 64 * 1024)
+    started = time.monotonic()
+    served = 0
+    sent = 0
+    step = 0
+    while time.monotonic() - started < 14:  # past the 10 s version timeout
+        for s in partial:  # one more byte of the frame header/body per round, slowly
+            try:
+                s.send(header[step:step + 1] if step < 4 else b"\x00")
+                sent += 1
+            except OSError:
+                pass
+        step += 1
+        ok, info = message_ok(ctx, route, f"served {step}", expect=f"SERVED {step}")
+        check(ok, f"a normal client was not served during the slowloris: {info}")
+        served += 1
+        time.sleep(1)
+
+    def closed_by_node(s):  # (the node sends its version byte first: read everything, then look for EOF)
+        s.setblocking(False)
+        try:
+            while True:
+                if s.recv(4096) == b"":
+                    return True
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
+    silent_closed = sum(closed_by_node(s) for s in silent)
+    partial_closed = sum(closed_by_node(s) for s in partial)
+    check(silent_closed == per_group, f"only {silent_closed}/{per_group} silent peers were disconnected after 14 s")
+    held_fds = node.fds()
+    for s in silent + partial:
+        s.close()
+    fds = eventually(lambda: (lambda n: n if n <= base_fds else 0)(node.fds()), 20,
+                     f"the node's fds did not return to the baseline {base_fds} (now {node.fds()})")
+    connections = len(node.status()["tcp_connections"])
+    check(connections <= base_connections, f"{connections} TCP connections left (baseline {base_connections})")
+    return (f"{per_group} silent peers: all disconnected by the version timeout; {per_group} peers trickling a frame "
+            f"1 byte/s for 14 s ({sent} bytes): {partial_closed} disconnected by the node (no partial-frame/idle "
+            f"timeout: they are held until they hang up); {per_group // 4} half-frame-then-EOF peers closed; "
+            f"{served}/{served} normal requests served meanwhile; fds {base_fds} → {held_fds} → {fds}")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 6. kill -9 during vault writes
+
+
+def vault_kill9(ctx):
+    kills = size("VAULT_KILLS", 30, 100)
+    rng = random.Random(int(os.environ.get("RELIABILITY_SEED", "9")))
+    vault = ctx.path("vault")
+    # How long one `identity create` takes here, to spread the kills over its whole run.
+    started = time.monotonic()
+    status, out, err = ctx.cli("identity", "create", "first", "--vault", vault)
+    check(status == 0, f"identity create failed: {err}")
+    duration = time.monotonic() - started
+    created = {"first": out.strip()}
+    killed = completed = 0
+    for i in range(kills):
+        name = f"id-{i}"
+        process = subprocess.Popen([ctx.binary, "identity", "create", name, "--vault", vault],
+                                   stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                   preexec_fn=_child_setup)
+        time.sleep(rng.uniform(0, duration * 1.2))
+        if process.poll() is None:
+            process.kill()
+        out = process.communicate()[0].decode().strip()
+        killed += process.returncode == -signal.SIGKILL
+        if process.returncode == 0:
+            completed += 1
+            created[name] = out
+    # Also a node killed while it creates its vault and default identity on first start.
+    node_vaults = []
+    for i in range(size("VAULT_NODE_KILLS", 5, 20)):
+        path = ctx.path(f"node-vault-{i}")
+        node_vaults.append(path)
+        process = subprocess.Popen(
+            [ctx.binary, "node", "run", "--name", f"k{i}", "--tcp-listen", "127.0.0.1:0", "--state-dir", ctx.state,
+             "--vault", path], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            preexec_fn=_child_setup)
+        time.sleep(rng.uniform(0, duration * 1.5))
+        process.kill()
+        process.wait()
+    status, out, err = ctx.cli("vault", "check", "--vault", vault)
+    check(status == 0, f"vault check after {killed} kills: status {status}: {out} {err}")
+    status, out, err = ctx.cli("identity", "list", "--vault", vault, "--json")
+    check(status == 0, f"identity list failed: {err}")
+    listed = json.loads(out)
+    names = {}
+    for entry in listed:
+        names[entry["name"]] = entry.get("identifier")
+    for name, identifier in created.items():
+        check(name in names, f"identity {name} (created, exit 0) is missing from the list")
+        check(names[name] is None or names[name] == identifier, f"{name}: listed {names[name]}, created {identifier}")
+    for name in names:
+        status, out, err = ctx.cli("identity", "show", name, "--full", "--vault", vault)
+        check(status == 0, f"identity show {name} --full failed after the kills: {err.strip()}")
+    status, out, err = ctx.cli("identity", "create", "after", "--vault", vault)
+    check(status == 0, f"identity create after the kills failed: {err.strip()}")
+    leftovers = [f for root, _, files in os.walk(vault) for f in files if f.startswith(".tmp-")]
+    check(not leftovers, f"temporary files left after reopening: {leftovers}")
+    usable = 0
+    for path in node_vaults:
+        if not os.path.exists(path):
+            continue
+        status, out, err = ctx.cli("vault", "check", "--vault", path)
+        check(status == 0, f"vault {path} (node killed at start): vault check status {status}: {out} {err}")
+        node = ctx.node(f"r{usable}", vault=path)  # the node starts on it (creating the identity if it was cut off)
+        stopped = time.monotonic()
+        status = node.stop()
+        check(status == 0, f"node r{usable} on {path}: exit status {status} "
+                           f"{time.monotonic() - stopped:.1f} s after SIGTERM (-9: killed after 15 s) [{node.log_tail()}] "
+                           f"threads: {getattr(node, 'hang_info', '')}")
+        usable += 1
+    return (f"{kills} `identity create` runs with kill -9 at a random point ({killed} killed, {completed} completed, "
+            f"one run takes {duration * 1000:.0f} ms) + {len(node_vaults)} nodes killed while creating their vault: "
+            f"vault check clean, {len(names)} identities listed and all readable, every completed one present, no "
+            f"temporary files; {usable} node vaults reopened by a node")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 7. Soak
+
+
+def soak(ctx):
+    count = size("SOAK_CHANNELS", 100, 1000)
+    seconds = size("SOAK_SECONDS", 30, 600)
+    slack_mib = size("SOAK_RSS_SLACK_MIB", 8, 16)
+    b = ctx.node("b")
+    a = ctx.node("a")
+    addresses = []
+    # A few through the CLI (as an operator would), the rest straight through a's control socket.
+    for _ in range(min(5, count)):
+        status, out, err = ctx.cli("secure-channel", "create", "--from", "a", "--to", "/node/b", "--state-dir",
+                                   ctx.state)
+        check(status == 0 and out.startswith("/service/"), f"secure-channel create: {err}")
+        addresses.append(out.strip())
+    control = a.control(timeout=60)
+    while len(addresses) < count:
+        ok, body = control.call("secure-channel/create", to=f"/ip4/127.0.0.1/tcp/{b.port}")
+        check(ok, f"secure-channel/create #{len(addresses)}: {body}")
+        addresses.append(body["address"])
+    control.close()
+    sa, sb = a.status(), b.status()
+    check(len(sa["secure_channels"]) == count, f"a has {len(sa['secure_channels'])} channels, expected {count}")
+    check(len(sb["secure_channels"]) == count, f"b has {len(sb['secure_channels'])} channels, expected {count}")
+    cb0 = sb["counters"]
+    stop = threading.Event()
+    results = {"ok": 0, "errors": 0, "first_error": None}
+    lock = threading.Lock()
+
+    def traffic(worker):
+        control = a.control(timeout=30)
+        n = worker
+        while not stop.is_set():
+            address = addresses[n % count]
+            text = f"soak {worker} {n}"
+            try:
+                ok, body = control.call("message/send", to=f"{address}/service/echo", message=text, timeout="10s")
+                good = ok and body.get("reply") == text
+            except Exception as error:
+                ok, body, good = False, str(error), False
+                control = a.control(timeout=30)
+            with lock:
+                if good:
+                    results["ok"] += 1
+                else:
+                    results["errors"] += 1
+                    results["first_error"] = results["first_error"] or f"{address}: {body}"
+            n += 2
+        control.close()
+
+    threads = [threading.Thread(target=traffic, args=(w,)) for w in range(2)]
+    for t in threads:
+        t.start()
+    samples = []
+    started = time.monotonic()
+    interval = max(1.0, min(10.0, seconds / 20))
+    try:
+        while time.monotonic() - started < seconds:
+            samples.append((time.monotonic() - started, a.rss(), b.rss(), a.fds(), b.fds()))
+            check(a.alive() and b.alive(), "a node exited during the soak")
+            time.sleep(interval)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+    samples.append((time.monotonic() - started, a.rss(), b.rss(), a.fds(), b.fds()))
+    cb1 = b.status()["counters"]
+    check(results["errors"] == 0, f"{results['errors']} errors (first: {results['first_error']})")
+    check(results["ok"] > 0, "no traffic")
+    decrypted = cb1["messages_decrypted"] - cb0["messages_decrypted"]
+    encrypted = cb1["messages_encrypted"] - cb0["messages_encrypted"]
+    check(decrypted == results["ok"] and encrypted == results["ok"],
+          f"b decrypted {decrypted} and encrypted {encrypted} messages for {results['ok']} round trips")
+    check(cb1["decryption_failures"] == cb0["decryption_failures"], "decryption failures during the soak")
+    warm = [s for s in samples if s[0] >= seconds / 3] or samples[-2:]
+    report = []
+    for index, name in ((1, "a"), (2, "b")):
+        first, last, peak = warm[0][index], samples[-1][index], max(s[index] for s in warm)
+        check(last - first <= slack_mib * 1024,
+              f"{name}'s RSS grew after warm-up: {mib(first)} → {mib(last)} (slack {slack_mib} MiB)")
+        trend = "/".join(f"{warm[int(k * (len(warm) - 1) / 4)][index] / 1024:.1f}" for k in range(5))
+        report.append(f"{name} RSS {mib(samples[0][index])} start, {mib(first)} after warm-up, {mib(last)} last, "
+                      f"{mib(peak)} max (after warm-up, by quarters: {trend} MiB)")
+    for index, name in ((3, "a"), (4, "b")):
+        fds = [s[index] for s in samples]
+        check(fds[-1] <= fds[0] + 2, f"{name}'s fd count grew: {fds[0]} → {fds[-1]}")
+        report.append(f"{name} fds {fds[0]}→{fds[-1]} (max {max(fds)})")
+    return (f"{count} channels, {results['ok']} echo round trips in {seconds} s "
+            f"({results['ok'] / seconds:.0f}/s), 0 errors, b decrypted/encrypted exactly {decrypted}/{encrypted}; "
+            + "; ".join(report) + f"; {len(samples)} samples")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Not yet
+
+
+def store_and_forward(ctx):
+    # TODO(issue #9): store-and-forward disk-full and kill -9 during queue spills. The store-and-forward queue is
+    # another engineer's work in progress (worktree wt-queue); add the scenario when it lands.
+    return "SKIP", "store-and-forward is not merged yet (TODO issue #9: disk full, kill -9 during queue spills)"
+
+
+SCENARIOS = [
+    serial_unplug_replug, serial_line_noise, tcp_uplink_restarts, stalled_handshake, handshake_flood,
+    handshake_flood_fairness, slowloris, vault_kill9, soak, store_and_forward,
+]
+
+# Scenarios that fail because of a known, reported defect: printed as XFAIL and not counted, unless
+# RELIABILITY_STRICT=1. One that passes is counted as passed (and the entry should be removed).
+KNOWN_ISSUES = {
+    "handshake_flood_fairness": "F3 in docs/security.md: the half-open cap is global, so a flood of message 1s "
+                                "locks legitimate clients out until the handshake timeout",
+}
+
+
+class Timeout(Exception):
+    pass
+
+
+def main(argv):
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    args = list(argv)
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    binary = os.environ.get("OCKAM_EDGE_BIN", os.path.join(root, ".build", "release", "ockam-edge"))
+    if "--bin" in args:
+        i = args.index("--bin")
+        binary = args[i + 1]
+        del args[i:i + 2]
+    if "--sizes" in args:
+        import re
+        source = open(__file__).read()
+        for name, ci, full in re.findall(r'size\("(\w+)", (\d+), (\d+)\)', source):
+            print(f"RELIABILITY_{name}: CI {ci}, full {full}")
+        return 0
+    selected = [s for s in SCENARIOS if not args or s.__name__ in args]
+    if args and not selected:
+        print(f"unknown scenario(s) {args}; known: {', '.join(s.__name__ for s in SCENARIOS)}")
+        return 2
+    binary = os.path.abspath(binary)
+    if not os.access(binary, os.X_OK):
+        print(f"no ockam-edge binary at {binary} (build it: swift build -c release --product ockam-edge)")
+        return 2
+    base = os.environ.get("RELIABILITY_DIR") or tempfile.mkdtemp(prefix="ockam-edge-reliability-")
+    os.makedirs(base, exist_ok=True)
+    limit = int(os.environ.get("RELIABILITY_SCENARIO_LIMIT", "3600" if FULL else "300"))
+    print(f"ockam-edge reliability suite ({'full' if FULL else 'CI'} sizes): {binary}; scratch {base}", flush=True)
+
+    def on_alarm(signum, frame):
+        raise Timeout()
+    signal.signal(signal.SIGALRM, on_alarm)
+    passed = failed = xfailed = 0
+    keep = os.environ.get("RELIABILITY_KEEP") == "1"
+    for scenario in selected:
+        name = scenario.__name__
+        ctx = Context(base, name, binary)
+        started = time.monotonic()
+        outcome = "FAIL"
+        signal.alarm(limit)
+        try:
+            result = scenario(ctx)
+            if isinstance(result, tuple) and result[0] == "SKIP":
+                outcome = "SKIP"
+                line = f"SKIP {name}: {result[1]}"
+            else:
+                outcome = "PASS"
+                line = f"PASS {name} ({result}; {time.monotonic() - started:.0f} s)"
+        except Timeout:
+            line = f"FAIL {name}: did not finish within {limit} s (scratch {ctx.dir})"
+        except Fail as error:
+            line = f"FAIL {name}: {error} (scratch {ctx.dir})"
+        except Exception as error:
+            line = f"FAIL {name}: {type(error).__name__}: {error} (scratch {ctx.dir})"
+            traceback.print_exc(file=sys.stderr)
+        finally:
+            signal.alarm(0)
+            ctx.close()
+        if outcome == "FAIL" and name in KNOWN_ISSUES and os.environ.get("RELIABILITY_STRICT") != "1":
+            outcome = "XFAIL"
+            line = "XFAIL" + line[4:] + f" [known issue {KNOWN_ISSUES[name]}; not counted]"
+            xfailed += 1
+        elif outcome == "PASS" and name in KNOWN_ISSUES:
+            line += " [listed in KNOWN_ISSUES but passed: remove it]"
+        if outcome == "FAIL":
+            failed += 1
+            dead = [f"{n.name} exited {n.proc.returncode}: {n.log_tail(3)}" for n in ctx.nodes
+                    if n.proc.returncode not in (None, 0, -9)]
+            if dead:
+                line += " [" + "; ".join(dead) + "]"
+        elif outcome == "PASS":
+            passed += 1
+            if not keep:
+                shutil.rmtree(ctx.dir, ignore_errors=True)
+        print(line, flush=True)
+    if failed == 0 and not keep and not xfailed:  # (FAIL and XFAIL lines name their scratch directories)
+        shutil.rmtree(base, ignore_errors=True)
+    print(f"{passed} passed, {failed} failed", flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
