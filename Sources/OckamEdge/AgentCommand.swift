@@ -99,25 +99,10 @@ struct AgentCommand {
     }
 }
 
-/// SIGHUP, SIGINT and SIGTERM as a stream, buffered from the moment this is created (the sources live as long as it).
-final class AgentSignals: @unchecked Sendable {  // immutable after init
-    let stream: AsyncStream<Int32>
-    private let sources: [any DispatchSourceSignal]
-
-    init() {
-        let (stream, continuation) = AsyncStream<Int32>.makeStream()
-        let queue = DispatchQueue(label: "ockam-edge.signals")
-        var sources: [any DispatchSourceSignal] = []
-        for number in [SIGHUP, SIGINT, SIGTERM] {
-            signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
-            source.setEventHandler { continuation.yield(number) }
-            source.resume()
-            sources.append(source)
-        }
-        self.stream = stream
-        self.sources = sources
-    }
+/// SIGHUP, SIGINT and SIGTERM, caught from the moment this is created (see ``SignalStream``).
+final class AgentSignals: Sendable {
+    private let signals = SignalStream([SIGHUP, SIGINT, SIGTERM])
+    var stream: AsyncStream<Int32> { signals.stream }
 }
 
 /// The running agent: node, transports, channels, relays, portals, sessions, metrics, control socket.

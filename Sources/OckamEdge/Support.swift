@@ -102,49 +102,69 @@ enum Support {
     }
 }
 
-/// Catches SIGINT and SIGTERM from creation on and remembers the first one, so a signal that arrives while the
-/// process is still starting (e.g. right after it printed `listening …`) leads to the normal shutdown instead of the
-/// default action (death without removing the node record and control socket). Create it before announcing
-/// readiness; `wait()` returns at once if a signal already came.
-final class TerminationSignals: @unchecked Sendable {  // mutable state only touched on `queue`
-    private let queue = DispatchQueue(label: "ockam-edge.signals")
-    private var sources: [any DispatchSourceSignal] = []
-    private var received: Int32?
-    private var continuation: CheckedContinuation<Int32, Never>?
+/// The write end of the signal pipe, for the handler (set once, before any handler is installed).
+nonisolated(unsafe) private var signalPipeWrite: Int32 = -1
 
-    init() {
-        signal(SIGINT, SIG_IGN)
-        signal(SIGTERM, SIG_IGN)
-        queue.sync {
-            for number in [SIGINT, SIGTERM] {
-                let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
-                source.setEventHandler { [unowned self] in self.fire(number) }
-                source.resume()
-                sources.append(source)
-            }
+/// Writes the signal's number to the pipe: `write(2)` is async-signal-safe; errno is preserved.
+private let signalPipeHandler: @convention(c) (Int32) -> Void = { number in
+    let saved = errno
+    var byte = UInt8(truncatingIfNeeded: number)
+    _ = write(signalPipeWrite, &byte, 1)
+    errno = saved
+}
+
+/// SIGHUP/SIGINT/SIGTERM as an `AsyncStream`, caught from the moment this is created.
+///
+/// `sigaction` installs the handler synchronously (the classic self-pipe: the handler writes the number to a pipe, a
+/// reader thread yields it), so there is no window in which a signal is ignored or kills the process: a supervisor
+/// that stops or reloads a node right after it printed `listening …` gets a drain (findings F1c, F5, F8 in
+/// docs/security.md; Dispatch signal sources register asynchronously, after `signal(_, SIG_IGN)`, and lost signals
+/// sent in between). One per process.
+final class SignalStream: Sendable {
+    let stream: AsyncStream<Int32>
+
+    init(_ numbers: [Int32]) {
+        precondition(signalPipeWrite < 0, "one SignalStream per process")
+        var fds: [Int32] = [0, 0]
+        guard pipe(&fds) == 0 else { fatalError("cannot create the signal pipe: errno \(errno)") }
+        for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        let readEnd = fds[0]
+        signalPipeWrite = fds[1]
+        let (stream, continuation) = AsyncStream<Int32>.makeStream()
+        self.stream = stream
+        for number in numbers {
+            var action = sigaction()
+            action.__sigaction_handler = .init(sa_handler: signalPipeHandler)
+            sigemptyset(&action.sa_mask)
+            action.sa_flags = SA_RESTART
+            sigaction(number, &action, nil)
         }
-    }
-
-    private func fire(_ number: Int32) {
-        if let continuation {
-            self.continuation = nil
-            continuation.resume(returning: number)
-        } else if received == nil {
-            received = number
-        }
-    }
-
-    /// The first signal received since creation (waiting for one if none came yet).
-    func wait() async -> Int32 {
-        await withCheckedContinuation { continuation in
-            queue.async {
-                if let received = self.received {
-                    continuation.resume(returning: received)
+        DispatchQueue(label: "ockam-edge.signals").async {
+            var byte: UInt8 = 0
+            while true {
+                let n = read(readEnd, &byte, 1)
+                if n == 1 {
+                    continuation.yield(Int32(byte))
+                } else if n < 0 && errno == EINTR {
+                    continue
                 } else {
-                    self.continuation = continuation
+                    continuation.finish()
+                    return
                 }
             }
         }
+    }
+}
+
+/// Catches SIGINT and SIGTERM from creation on; `wait()` returns the first (at once if one already came). Create it
+/// before announcing readiness.
+final class TerminationSignals: Sendable {
+    private let signals = SignalStream([SIGINT, SIGTERM])
+
+    /// The first signal received since creation (waiting for one if none came yet).
+    func wait() async -> Int32 {
+        for await number in signals.stream { return number }
+        return SIGTERM
     }
 }
 
