@@ -48,6 +48,8 @@ def measured(suite):
 
 
 def status_line(suite):
+    if not suite:
+        return "**not measured** (no result for this suite in this run or the previous latest.json)\n"
     if suite.get("measured_at") and suite.get("status") == "ok":
         return None
     if suite.get("status") == "skipped":
@@ -223,8 +225,15 @@ def render(report):
               f"{num(e['carrying'].get('threads'))} | {mb(e.get('bytes_per_s'))} |")
         w("")
 
+    # Suite 6
+    s = suites.get("6_serial", {"status": "skipped", "reason": "skipped"})
     w("## 6. Serial\n")
-    w(status_line(suites.get("6_serial", {"status": "skipped", "reason": "skipped"})) or "")
+    w(measured(s))
+    line = status_line(s)
+    if line:
+        w(line)
+    else:
+        render_serial(s, w)
     w("## 7. BLE\n")
     w(status_line(suites.get("7_ble", {"status": "skipped", "reason": "skipped"})) or "")
 
@@ -233,6 +242,64 @@ def render(report):
         w("## Profile of suite 1 (callgrind)\n")
         w(p.get("summary_markdown", ""))
     return "\n".join(out) + "\n"
+
+
+def render_serial(s, w):
+    w("**Framing overhead, exact** (encoded with the project's encoders by `OckamEdgeBench serial-overhead`, not "
+      "timed). Bytes on the wire for one DATA frame as ockam-edge writes it: `00 ‖ COBS(type ‖ routing message ‖ "
+      "CRC-32C) ‖ 00`. Routes as the goodput run sends: no channel onward `[0#sink]`, return `[]`; secure channel "
+      "outer onward `[0#<decryptor, 32 hex>]`, return `[]`, inner onward `[0#sink]`, return `[]`. COBS is the "
+      "actual count for this content (worst case in brackets).\n")
+    w("| payload | path | routing message | routing overhead | channel envelope + inner routes | nonce + tag "
+      "| type + CRC | COBS | delimiters | wire bytes | overhead | payload / wire | msgs/s at 115200 |")
+    w("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for size, paths in sorted(s["overhead"].items(), key=lambda kv: int(kv[0])):
+        for path in ("routing, no channel", "secure channel"):
+            e = paths.get(path)
+            if not e:
+                continue
+            secure = path == "secure channel"
+            w(f"| {int(size):,} B | {path} | {e['routing_message_bytes']} | "
+              f"{e['outer_routing_overhead'] if secure else e['routing_overhead']} | "
+              f"{e['channel_envelope_and_inner_routes'] if secure else '–'} | "
+              f"{str(e['nonce_bytes']) + ' + ' + str(e['tag_bytes']) if secure else '–'} | "
+              f"{e['frame_type_and_crc']} | {e['cobs_actual']} ({e['cobs_worst']}) | {e['delimiters']} | "
+              f"{e['wire_bytes']} ({e['wire_bytes_worst']}) | {e['overhead_bytes']} | "
+              f"{e['payload_efficiency']:.2f} | {num(e['uart_115200_msgs_per_s'], 1)} |")
+    w("")
+    w(f"**Goodput over a pty pair** ({s['link']}). {s['rounds']} rounds of {s['seconds_per_run']} s per system "
+      f"and size; KB/s of payload (msgs/s).\n")
+    w("| size | secure channel | routing, no channel | raw bytes over the pty | secure / raw | no channel / raw "
+      "| secure / no channel | wire bytes/msg (secure, no channel) |")
+    w("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for size, e in s["sizes"].items():
+        sy, r = e["systems"], e["ratios"]
+
+        def cell(name):
+            x = sy.get(name, {})
+            if not x:
+                return "–"
+            lost = f", lost {num(x.get('lost'))}" if x.get("lost") else ""
+            return f"{num((x.get('bytes_per_s') or 0) / 1e3, 1)} ({num(x.get('msgs_per_s'))}{lost})"
+
+        w(f"| {int(size):,} B | {cell('ockam-edge secure channel')} | {cell('ockam-edge routing, no channel')} | "
+          f"{cell('raw bytes over the pty')} | {ratio(r.get('secure / raw'))} {ratio_spread(r.get('secure / raw'))} | "
+          f"{ratio(r.get('routing, no channel / raw'))} {ratio_spread(r.get('routing, no channel / raw'))} | "
+          f"{ratio(r.get('secure / routing, no channel'))} | "
+          f"{num(sy.get('ockam-edge secure channel', {}).get('wire_bytes_per_msg'), 1)}, "
+          f"{num(sy.get('ockam-edge routing, no channel', {}).get('wire_bytes_per_msg'), 1)} |")
+    w("")
+    w("**On a real UART at 115200 baud 8N1** (11,520 bytes/s; computed exactly from the bytes the measured messages "
+      "took on the wire, not timed: a pty has no baud rate). The raw limit sends nothing but payload.\n")
+    w("| size | secure channel msgs/s | payload B/s | secure / raw | no channel msgs/s | payload B/s | no channel / raw |")
+    w("|---:|---:|---:|---:|---:|---:|---:|")
+    for size, e in s["sizes"].items():
+        u = e.get("uart_115200", {})
+        a, b = u.get("ockam-edge secure channel", {}), u.get("ockam-edge routing, no channel", {})
+        w(f"| {int(size):,} B | {num(a.get('msgs_per_s'), 1)} | {num(a.get('payload_bytes_per_s'))} | "
+          f"{num(a.get('ratio_to_raw'), 2)} | {num(b.get('msgs_per_s'), 1)} | {num(b.get('payload_bytes_per_s'))} | "
+          f"{num(b.get('ratio_to_raw'), 2)} |")
+    w("")
 
 
 def write_chart_data(report, directory):

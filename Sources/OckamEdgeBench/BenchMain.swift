@@ -12,6 +12,7 @@ let usage = """
       channel-crypto --sizes 16384 [--seconds 1]   channel encode+encrypt+decrypt+decode, no routing and no I/O
       handshakes [--seconds 2 | --count N]         full XX handshakes, identities and attestations verified
       handshake-primitives [--seconds 0.3]         the same primitive operations timed alone: the bound
+      serial-overhead [--sizes 16,64,200,1024]     exact bytes on a serial link per payload (encoded, not timed)
 
     Through nodes (TCP on 127.0.0.1):
       serve [--listen 127.0.0.1:0]                 node with secure listener 'api' and worker 'sink'
@@ -19,9 +20,14 @@ let usage = """
       latency --connect H:P [--via G:P] [--plain] --rate R --seconds S [--size 64]
       channels-open --connect H:P --counts 1,100,1000 [--node-pid PID] [--concurrency 8]
 
+    Over a serial port (suite 6; SPEC as `node run --serial`, e.g. DIR/ttyA,mode=listen,name=bench):
+      serve --serial SPEC                          the same node and sink, reached over the port (`64#<name>`)
+      send --serial SPEC [--plain] --size N …      the same sender; adds the bytes its messages took on the wire
+
     Plain sockets (peers):
       raw-sink [--listen 127.0.0.1:0]
       raw-source --connect H:P --size N [--seconds S | --count N] [--system label]
+      raw-sink --tty PATH, raw-source --tty PATH …  the same stream over a tty in raw mode (the serial limit)
 
     Every subcommand ends itself after --max-seconds (default 900).
     """
@@ -51,6 +57,7 @@ struct OckamEdgeBenchMain {
             case "channel-crypto": try CPUSuites.channelCrypto(arguments)
             case "handshakes": try CPUSuites.handshakes(arguments)
             case "handshake-primitives": try CPUSuites.handshakePrimitives(arguments)
+            case "serial-overhead": try SerialSuites.overhead(arguments)
             case "raw-sink": try RawTCP.sink(arguments)
             case "raw-source": try RawTCP.source(arguments)
             case "serve", "send", "latency", "channels-open":

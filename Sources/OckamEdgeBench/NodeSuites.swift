@@ -9,6 +9,7 @@ import EdgeIdentity
 import EdgeNode
 import EdgeRouting
 import EdgeSecureChannel
+import EdgeTransportSerial
 import EdgeTransportTCP
 import Logging
 import NIOCore
@@ -91,13 +92,32 @@ struct BenchNode {
     let node: Node
     let tcp: TCPTransport
     let channels: SecureChannels
+    /// With `--serial SPEC` (suite 6): the serial transport, on the same event loop, with that one port open.
+    let serial: SerialTransport?
+    let serialPort: String?
 
     /// One event-loop thread, as the agent (`ockam-edge node run`) uses.
-    init(cipher: ChannelSuite = .aes256GCM) throws {
+    init(cipher: ChannelSuite = .aes256GCM, serialSpec: String? = nil) throws {
         group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         node = Node(logger: Logger(label: "ockam-edge-bench"))
         tcp = TCPTransport(node: node, group: group)
         channels = SecureChannels(node: node, local: try SecureChannelCredentials.ephemeral())
+        if let serialSpec {
+            let configuration = try SerialConfiguration(parsing: serialSpec)
+            let transport = SerialTransport(node: node, group: group)
+            try transport.open(configuration, requireDevice: true)
+            serial = transport
+            serialPort = configuration.name
+        } else {
+            serial = nil
+            serialPort = nil
+        }
+    }
+
+    /// The serial port's counters (nil without `--serial`).
+    var serialCounters: SerialCounters? {
+        guard let serial, let serialPort else { return nil }
+        return serial.status(port: serialPort)?.counters
     }
 
     static func options(_ arguments: Arguments) -> SecureChannelOptions {
@@ -108,12 +128,18 @@ struct BenchNode {
     /// The route to the sink behind `connect` (optionally through `via` gateways), through a new secure channel
     /// unless `plain`. Returns the route and the time the handshake took.
     func sinkRoute(_ arguments: Arguments) async throws -> (Route, Double?) {
-        guard let connect = arguments.string("connect") else { throw BenchFailure("missing --connect host:port") }
         var hops: Route = []
-        if let via = arguments.string("via") {
-            for gateway in via.split(separator: ",") { hops.append(.tcp(String(gateway))) }
+        if let serial, let serialPort {
+            // Suite 6: the peer is the node on the other end of the serial link (`64#<port>`).
+            _ = try await serial.waitForLink(port: serialPort, timeout: .seconds(30))
+            hops.append(.serial(serialPort))
+        } else {
+            guard let connect = arguments.string("connect") else { throw BenchFailure("missing --connect host:port") }
+            if let via = arguments.string("via") {
+                for gateway in via.split(separator: ",") { hops.append(.tcp(String(gateway))) }
+            }
+            hops.append(.tcp(connect))
         }
-        hops.append(.tcp(connect))
         if arguments.flag("plain") {
             hops.append(.local("sink"))
             return (hops, nil)
@@ -135,12 +161,17 @@ enum NodeSuites {
     static func serve(_ arguments: Arguments) async throws {
         let listen = arguments.string("listen", default: "127.0.0.1:0")
         let (host, port) = try TCPTransport.splitHostPortAllowingZero(listen)
-        let bench = try BenchNode()
+        let bench = try BenchNode(serialSpec: arguments.string("serial"))
         try bench.channels.startListener(name: "api", options: BenchNode.options(arguments))
         try bench.node.startWorker(SinkWorker(), at: .local("sink"), options: WorkerOptions())
         try bench.node.startDefaultServices()
-        let bound = try await bench.tcp.listen(host: host, port: port)
-        print("listening \(host):\(bound.port ?? port)")
+        if let port = bench.serialPort {
+            // Suite 6: serves over the serial port only (the peer connects; `64#<port>` is its link).
+            print("listening serial:\(port)")
+        } else {
+            let bound = try await bench.tcp.listen(host: host, port: port)
+            print("listening \(host):\(bound.port ?? port)")
+        }
         fflush(nil)
         while true { try await Task.sleep(for: .seconds(3600)) }
     }
@@ -152,7 +183,7 @@ enum NodeSuites {
         let count = try arguments.int("count", default: 0)
         let warmup = try arguments.int("warmup", default: 200)
         guard size >= 1 else { throw BenchFailure("--size must be at least 1") }
-        let bench = try BenchNode()
+        let bench = try BenchNode(serialSpec: arguments.string("serial"))
         let (route, handshake) = try await bench.sinkRoute(arguments)
         var payload = fillerBytes(count: size)
         payload[0] = SinkKind.data.rawValue
@@ -162,6 +193,7 @@ enum NodeSuites {
         _ = try await bench.request(route, .end)
         _ = try await bench.request(route, .reset)
 
+        let wire0 = bench.serialCounters
         let cpu0 = processCPUSeconds()
         let start = monotonicNanos()
         var sent = 0
@@ -176,12 +208,29 @@ enum NodeSuites {
             }
         }
         let sendDone = monotonicNanos()
+        // Serial: the bytes the measured messages took on the wire, exactly (read once the link's sender has written
+        // all of them, before the end request adds its own frame). Each message is one DATA frame.
+        var wire: [(String, JSONValue)] = []
+        if let wire0 {
+            var now = bench.serialCounters ?? wire0
+            let deadline = monotonicNanos() + 30_000_000_000
+            while now.messagesOut - wire0.messagesOut < UInt64(sent), monotonicNanos() < deadline {
+                try await Task.sleep(for: .microseconds(200))
+                now = bench.serialCounters ?? now
+            }
+            let frames = now.messagesOut - wire0.messagesOut
+            wire = [
+                ("wire_messages_out", .int(Int(frames))), ("wire_bytes_out", .int(Int(now.bytesOut - wire0.bytesOut))),
+                ("wire_bytes_per_msg", .double(frames > 0 ? Double(now.bytesOut - wire0.bytesOut) / Double(frames) : 0)),
+                ("wire_frames_out", .int(Int(now.framesOut - wire0.framesOut))),
+            ]
+        }
         let reply = try await bench.request(route, .end)
         let end = monotonicNanos()
         let cpu1 = processCPUSeconds()
         let received = JSONScan.int("messages", in: reply) ?? -1
         let elapsed = Double(end - start) / 1e9
-        emit([
+        var fields: [(String, JSONValue)] = [
             ("suite", .string("throughput")), ("system", .string(arguments.string("system", default: "ockam-edge"))),
             ("size", .int(size)), ("sent", .int(sent)), ("messages", .int(received)), ("lost", .int(sent - received)),
             ("seconds", .double(elapsed)), ("send_seconds", .double(Double(sendDone - start) / 1e9)),
@@ -189,7 +238,9 @@ enum NodeSuites {
             ("handshake_s", handshake.map { .double($0) } ?? .null),
             ("client_cpu_user_s", .double(cpu1.user - cpu0.user)), ("client_cpu_sys_s", .double(cpu1.system - cpu0.system)),
             ("aes_backend", .string(AES256GCM.activeBackend.rawValue)),
-        ])
+        ]
+        fields += wire
+        emit(fields)
     }
 
     /// `latency --connect host:port [--via gw] --rate R --seconds S --size 64`: open-loop paced sends, each carrying

@@ -3,6 +3,9 @@
 //
 // Stream: `u32 BE length ‖ bytes` per message; length 0 ends a run, and the sink answers with 8 bytes: the number
 // of payload bytes it received (u64 BE). The sink serves connections one after another until killed.
+//
+// With `--tty PATH` (suite 6) both carry the same stream over a serial port (a pty of the null modem) in raw mode
+// instead of a socket: the limit the serial link's framing and the node are compared with.
 
 #if canImport(Glibc)
 import Glibc
@@ -11,6 +14,13 @@ import Glibc
 enum RawTCP {
     /// `raw-sink --listen 127.0.0.1:0`: prints `listening host:port`, then serves connections one at a time.
     static func sink(_ arguments: Arguments) throws {
+        if let tty = arguments.string("tty") {
+            let fd = try openRawTTY(tty)
+            print("listening tty:\(tty)")
+            fflush(nil)
+            let buffer = UnsafeMutablePointer<UInt8>.allocate(capacity: 1 << 18)
+            while true { serveConnection(fd, buffer: buffer, capacity: 1 << 18) }
+        }
         let (host, port) = try splitHostPort(arguments.string("listen", default: "127.0.0.1:0"))
         let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard listener >= 0 else { throw BenchFailure("socket: \(errno)") }
@@ -75,25 +85,16 @@ enum RawTCP {
 
     /// `raw-source --connect host:port --size N (--seconds S | --count N)`: one connection, N-byte messages.
     static func source(_ arguments: Arguments) throws {
-        let (host, port) = try splitHostPort(arguments.string("connect", default: ""))
         let size = try arguments.int("size", default: 16384)
         let seconds = try arguments.double("seconds", default: 2)
         let count = try arguments.int("count", default: 0)
         let warmup = try arguments.int("warmup", default: 200)
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw BenchFailure("socket: errno \(errno)") }
-        let address = try makeAddress(host, port)
-        var connected: Int32 = -1
-        for _ in 0..<50 {  // stunnel/socat may still be starting
-            connected = address.withUnsafeBytes {
-                connect(fd, $0.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t($0.count))
-            }
-            if connected == 0 { break }
-            usleep(100_000)
+        let fd: Int32
+        if let tty = arguments.string("tty") {
+            fd = try openRawTTY(tty)
+        } else {
+            fd = try connectTCP(arguments.string("connect", default: ""))
         }
-        guard connected == 0 else { throw BenchFailure("connect \(host):\(port): errno \(errno)") }
-        var one: Int32 = 1
-        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
         var frame = fillerBytes(count: size + 4)
         frame[0] = UInt8(truncatingIfNeeded: size >> 24)
         frame[1] = UInt8(truncatingIfNeeded: size >> 16)
@@ -141,6 +142,42 @@ enum RawTCP {
             ("bytes_per_s", .double(Double(bytes) / elapsed)),
             ("client_cpu_user_s", .double(cpu1.user - cpu0.user)), ("client_cpu_sys_s", .double(cpu1.system - cpu0.system)),
         ])
+    }
+
+    /// A blocking TCP connection with TCP_NODELAY (retries for 5 s: stunnel/socat may still be starting).
+    static func connectTCP(_ text: String) throws -> Int32 {
+        let (host, port) = try splitHostPort(text)
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw BenchFailure("socket: errno \(errno)") }
+        let address = try makeAddress(host, port)
+        var connected: Int32 = -1
+        for _ in 0..<50 {  // stunnel/socat may still be starting
+            connected = address.withUnsafeBytes {
+                connect(fd, $0.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t($0.count))
+            }
+            if connected == 0 { break }
+            usleep(100_000)
+        }
+        guard connected == 0 else { throw BenchFailure("connect \(host):\(port): errno \(errno)") }
+        var one: Int32 = 1
+        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+        return fd
+    }
+
+    /// Opens a tty (a pty of the null modem, or a real UART) blocking, in raw mode (`cfmakeraw`: 8 bits, no
+    /// echo, no translation, no flow control; `VMIN 1`), with stale input discarded (after 200 ms).
+    static func openRawTTY(_ path: String) throws -> Int32 {
+        let fd = open(path, O_RDWR | O_NOCTTY | O_CLOEXEC)
+        guard fd >= 0 else { throw BenchFailure("open \(path): errno \(errno)") }
+        var t = termios()
+        guard tcgetattr(fd, &t) == 0 else { throw BenchFailure("tcgetattr \(path): errno \(errno)") }
+        cfmakeraw(&t)
+        t.c_cflag |= tcflag_t(CLOCAL | CREAD)
+        guard tcsetattr(fd, TCSANOW, &t) == 0 else { throw BenchFailure("tcsetattr \(path): errno \(errno)") }
+        // Bytes still in flight from the previous user of the pty pair (a node's hellos) arrive within a few ms.
+        usleep(200_000)
+        _ = tcflush(fd, TCIFLUSH)
+        return fd
     }
 
     static func writeAll(_ fd: Int32, _ bytes: [UInt8]) {
