@@ -102,9 +102,24 @@ fuzz-smoke: fuzz-build
 
 # Virtual BLE hardware-in-the-loop suite (QEMU/TCG + btvirt, hardware/virtual/). Fails loudly if QEMU cannot run
 # here; not part of `make test`.
-.PHONY: test-rig
+# The virtual hardware rig (hardware/README.md), QEMU/TCG: the BLE suite (btvirt L2CAP) and the 16550 UART suite.
+# `make test-rig` runs both (the second runs even if the first fails) and fails if either does.
+# RIG_BIN_DIR=<swift bin dir> uses the ble-rig-driver and ockam-edge already built there (CI: the debug build that
+# `make test` made); without it each suite builds what it needs in release.
+RIG_BIN_DIR ?=
+RIG_ENV = $(if $(RIG_BIN_DIR),BLE_RIG_DRIVER=$(RIG_BIN_DIR)/ble-rig-driver UART_RIG_OCKAM_EDGE=$(RIG_BIN_DIR)/ockam-edge)
+.PHONY: test-rig test-rig-ble test-rig-uart
 test-rig: deps
-	hardware/virtual/rig-suite.sh
+	@status=0; \
+	$(RIG_ENV) hardware/virtual/rig-suite.sh || status=1; \
+	$(RIG_ENV) hardware/virtual/uart-suite.sh || status=1; \
+	exit $$status
+
+test-rig-ble: deps
+	$(RIG_ENV) hardware/virtual/rig-suite.sh
+
+test-rig-uart: deps
+	$(RIG_ENV) hardware/virtual/uart-suite.sh
 
 clean:
 	rm -rf .build

@@ -155,6 +155,9 @@ let package = Package(
             name: "BLERigDriver",
             dependencies: [
                 "EdgeTransportBLE", "EdgeNode", "EdgeRouting", "EdgeWire",
+                // The secure-channel rig test: the gateway forwards to a TCP "cloud" node with a secure listener.
+                "EdgeTransportTCP", "EdgeSecureChannel", "EdgeIdentity",
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "hardware/virtual/driver",

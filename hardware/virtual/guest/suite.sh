@@ -70,9 +70,11 @@ advertise() {
     return 0
 }
 
-start_gateway() {  # start_gateway <mtu> <log>
+start_gateway() {  # start_gateway <mtu> <log> [driver option…]
+    local mtu=$1 log=$2
+    shift 2
     rm -f "$WORK/gw.ready"
-    "$DRIVER" gateway "$GATEWAY_ADAPTER,psm=$PSM,mtu=$1" --ready-file "$WORK/gw.ready" >> "$2" 2>&1 &
+    "$DRIVER" gateway "$GATEWAY_ADAPTER,psm=$PSM,mtu=$mtu" --ready-file "$WORK/gw.ready" "$@" >> "$log" 2>&1 &
     GW_PID=$!
     wait_for 60 test -f "$WORK/gw.ready"
 }
@@ -162,15 +164,68 @@ controller_cycle() {  # controller_cycle <adapter>
     record "$status" "$adapter power cycle (btmgmt power off/on): link down, reconnect, exchange" "$log" "$gwlog"
 }
 
-# TODO(secure-channel-over-BLE): sensor (hci1) → gateway (hci0) → TCP → cloud node, all in this VM: the sensor
-# opens an Ockam secure channel to the cloud node through `4#<gateway>,psm=… => 1#127.0.0.1:<port> => …`, then
-# echoes through it. Needs the secure-channel API in the rig driver; counted as skipped until then.
+# End-to-end secure channel sensor (hci1) → gateway (hci0) → TCP → cloud node, all in this VM. The sensor opens
+# an Ockam secure channel to the cloud's `api` listener along `4#<gateway>,psm=… => 1#127.0.0.1:<port> => api`
+# and echoes through it at MTU 23 (the handshake messages need fragmentation). Proofs:
+#   - the channel's peer is the identifier the cloud printed (the handshake authenticates the cloud's key);
+#   - the gateway searches every message it handles for two markers: the plain one (sent as a plain echo through
+#     the gateway to the cloud, a positive control) must be seen, the secret one (inside every secure-echo
+#     payload) must never be: the gateway only forwarded ciphertext;
+#   - the cloud logs the channel as a responder to the sensor's identifier.
 secure_channel_via_gateway() {
-    echo "ok - secure channel sensor → gateway → TCP → cloud # SKIP TODO: not implemented yet"
+    local log="$WORK/secure.log" gwlog="$WORK/secure-gw.log" cloudlog="$WORK/secure-cloud.log"
+    local plain="plain-marker-$RANDOM$RANDOM" secret="secret-marker-$RANDOM$RANDOM"
+    : > "$log"
+    : > "$gwlog"
+    : > "$cloudlog"
+    rm -f "$WORK/cloud.ready"
+    "$DRIVER" cloud 127.0.0.1:0 --ready-file "$WORK/cloud.ready" >> "$cloudlog" 2>&1 &
+    local cloud_pid=$!
+    if ! wait_for 60 test -s "$WORK/cloud.ready"; then
+        kill -9 "$cloud_pid" 2>/dev/null
+        record 1 "secure channel sensor → gateway → TCP → cloud (cloud did not start)" "$cloudlog"
+        return
+    fi
+    local cloud cloud_id
+    read -r cloud cloud_id < "$WORK/cloud.ready"
+    note "cloud node $cloud identifier $cloud_id"
+    if ! start_gateway 23 "$gwlog" --watch "$plain" --watch "$secret"; then
+        kill -9 "$cloud_pid" 2>/dev/null
+        record 1 "secure channel sensor → gateway → TCP → cloud (gateway did not start)" "$gwlog"
+        return
+    fi
+    sensor 23 "$log" up "tcp-echo=$cloud,$plain" "secure-channel=$cloud,$cloud_id" \
+        "secure-echo=$secret:100,900,5000" counters
+    local status=$?
+    sleep 0.5  # the cloud reports channels every 0.2 s
+    grep -E '^(PASS|FAIL)' "$log" | sed 's/^/#   /'
+    grep -E '^(SEEN|CHANNEL)' "$gwlog" "$cloudlog" | sed "s|^$WORK/|#   |"
+    local sensor_id
+    sensor_id=$(sed -n 's/^IDENTITY //p' "$log")
+    if [ "$status" = 0 ] && ! grep -q "^SEEN $plain" "$gwlog"; then
+        note "the gateway never saw the plain marker: its watch is broken, so the ciphertext check proves nothing"
+        status=1
+    fi
+    if grep -q "^SEEN $secret" "$gwlog"; then
+        note "the gateway saw the secret marker in clear"
+        status=1
+    fi
+    if [ "$status" = 0 ] && ! grep -q "^CHANNEL responder peer=$sensor_id" "$cloudlog"; then
+        note "the cloud has no channel from the sensor's identity $sensor_id"
+        status=1
+    fi
+    stop_gateway
+    kill -9 "$cloud_pid" 2>/dev/null
+    wait "$cloud_pid" 2>/dev/null
+    record "$status" "secure channel sensor → gateway (L2CAP, MTU 23) → TCP → cloud: end to end, gateway sees only ciphertext" \
+        "$log" "$gwlog" "$cloudlog"
 }
 
 # --- Main --------------------------------------------------------------------------------------------------
 
+# The VM brings up no network: the loopback interface is down, so TCP to 127.0.0.1 (the cloud node of the
+# secure-channel test) fails until it is up.
+ip link set lo up 2>/dev/null || /run/busybox ifconfig lo 127.0.0.1 up 2>/dev/null || note "cannot bring lo up"
 ADDRS=$("$HERE/btvirt-up.sh") || { echo "not ok - btvirt controllers"; FAILED=1; finish; }
 note "controllers: $ADDRS"
 GATEWAY=$(address_of "$GATEWAY_ADAPTER")
