@@ -23,10 +23,15 @@ public enum MultiaddrComponent: Hashable, Sendable, CustomStringConvertible {
     case worker(String)
     /// ockam-edge extension: the serial link configured under this name (route hop `64#<name>`).
     case serial(String)
+    /// ockam-edge extension: a BLE device address, `AA:BB:CC:DD:EE:FF` with an optional `-random`/`-public` suffix
+    /// (a `/` cannot appear in a value); must be followed by ``psm(_:)``. Route hop `4#<addr>[/random],psm=<psm>`.
+    case ble(String)
+    /// ockam-edge extension: the L2CAP PSM after `/ble/…` (`0x81` or `129`).
+    case psm(String)
 
     /// Protocol names as users type them.
     public static let protocolNames = [
-        "ip4", "ip6", "tcp", "dnsaddr", "service", "node", "project", "space", "secure", "worker", "serial",
+        "ip4", "ip6", "tcp", "dnsaddr", "service", "node", "project", "space", "secure", "worker", "serial", "ble", "psm",
     ]
 
     public var protocolName: String {
@@ -42,6 +47,8 @@ public enum MultiaddrComponent: Hashable, Sendable, CustomStringConvertible {
         case .secure: return "secure"
         case .worker: return "worker"
         case .serial: return "serial"
+        case .ble: return "ble"
+        case .psm: return "psm"
         }
     }
 
@@ -59,6 +66,8 @@ public enum MultiaddrComponent: Hashable, Sendable, CustomStringConvertible {
         case .secure: return 99526
         case .worker: return 102526
         case .serial: return 0x30_0040  // multiformats private-use range: an ockam-edge extension
+        case .ble: return 0x30_0041
+        case .psm: return 0x30_0042
         }
     }
 
@@ -68,7 +77,7 @@ public enum MultiaddrComponent: Hashable, Sendable, CustomStringConvertible {
         case .ip6(let b): return IPText.format(b, family: AF_INET6) ?? "?"
         case .tcp(let port): return String(port)
         case .dnsaddr(let s), .service(let s), .node(let s), .project(let s), .space(let s), .secure(let s),
-            .worker(let s), .serial(let s):
+            .worker(let s), .serial(let s), .ble(let s), .psm(let s):
             return s
         }
     }
@@ -157,6 +166,14 @@ public struct Multiaddr: Hashable, Sendable, CustomStringConvertible {
             case "tcp":
                 guard let port = UInt16(value), port != 0 else { throw bad("bad TCP port \"\(value)\" (1-65535)") }
                 result.append(.tcp(port))
+            case "ble":
+                guard Self.isBLEAddress(value) else {
+                    throw bad("bad BLE address \"\(value)\" (AA:BB:CC:DD:EE:FF, optionally -random or -public)")
+                }
+                result.append(.ble(value))
+            case "psm":
+                guard Self.psmValue(value) != nil else { throw bad("bad L2CAP PSM \"\(value)\" (0x0001-0xffff, e.g. 0x81)") }
+                result.append(.psm(value))
             default:
                 guard value.utf8.count <= 255 else { throw bad("value longer than 255 bytes") }
                 guard value.allSatisfy({ !$0.isWhitespace && !$0.isNewline }) else {
@@ -198,6 +215,17 @@ public struct Multiaddr: Hashable, Sendable, CustomStringConvertible {
                         input: text, offset: segment.offset, length: segment.text.count,
                         reason: "/tcp must follow /ip4, /ip6 or /dnsaddr")
                 }
+            case .ble:
+                if i + 1 >= components.count || components[i + 1].protocolName != "psm" {
+                    throw MultiaddrError(
+                        input: text, offset: segment.offset, length: segment.text.count,
+                        reason: "/ble must be followed by /psm/<psm>")
+                }
+            case .psm:
+                if i == 0 || components[i - 1].protocolName != "ble" {
+                    throw MultiaddrError(
+                        input: text, offset: segment.offset, length: segment.text.count, reason: "/psm must follow /ble")
+                }
             default: break
             }
         }
@@ -214,7 +242,7 @@ public struct Multiaddr: Hashable, Sendable, CustomStringConvertible {
             case .ip4(let b), .ip6(let b): out.append(contentsOf: b)
             case .tcp(let port): out.append(contentsOf: [UInt8(port >> 8), UInt8(port & 0xff)])
             case .dnsaddr(let s), .service(let s), .node(let s), .project(let s), .space(let s), .secure(let s),
-                .worker(let s), .serial(let s):
+                .worker(let s), .serial(let s), .ble(let s), .psm(let s):
                 BARE.writeString(s, into: &out)
             }
         }
@@ -249,6 +277,8 @@ public struct Multiaddr: Hashable, Sendable, CustomStringConvertible {
                 case 99526: result.append(.secure(s))
                 case 102526: result.append(.worker(s))
                 case 0x30_0040: result.append(.serial(s))
+                case 0x30_0041: result.append(.ble(s))
+                case 0x30_0042: result.append(.psm(s))
                 default: throw .unsupported("multiaddr protocol code \(code)")
                 }
             }
@@ -307,12 +337,40 @@ public struct Multiaddr: Hashable, Sendable, CustomStringConvertible {
                 out.append(.secureChannel(listener: listener))
             case .serial(let name):
                 out.append(.address(Address(TransportType(64), name)))
+            case .ble(let value):
+                guard i + 1 < components.count, case .psm(let psm) = components[i + 1] else {
+                    throw fail(i, "must be followed by /psm/<psm>")
+                }
+                // Hop form (docs/ble.md): `AA:BB:CC:DD:EE:FF[/random|/public],psm=0x81`.
+                var address = value
+                for type in ["random", "public"] where value.hasSuffix("-" + type) {
+                    address = String(value.dropLast(type.count + 1)) + "/" + type
+                }
+                out.append(.address(Address(TransportType(4), "\(address),psm=\(psm)")))
+                i += 2
+                continue
+            case .psm:
+                throw fail(i, "/psm must follow /ble")
             case .project, .space:
                 throw fail(i, "/\(component.protocolName) needs Ockam Orchestrator, which ockam-edge does not use")
             }
             i += 1
         }
         return out
+    }
+
+    /// `AA:BB:CC:DD:EE:FF` (either case) with an optional `-random` or `-public` suffix.
+    static func isBLEAddress(_ value: String) -> Bool {
+        var address = Substring(value)
+        for suffix in ["-random", "-public"] where address.hasSuffix(suffix) { address = address.dropLast(suffix.count) }
+        let octets = address.split(separator: ":", omittingEmptySubsequences: false)
+        return octets.count == 6 && octets.allSatisfy { $0.count == 2 && $0.allSatisfy(\.isHexDigit) }
+    }
+
+    /// A PSM written in hex (`0x81`) or decimal (`129`), 1…0xFFFF.
+    static func psmValue(_ value: String) -> UInt16? {
+        let parsed = value.hasPrefix("0x") || value.hasPrefix("0X") ? UInt16(value.dropFirst(2), radix: 16) : UInt16(value)
+        return parsed.flatMap { $0 == 0 ? nil : $0 }
     }
 
     /// Maps to a plain route; a `/secure/…` component is an error here (the caller must open channels).

@@ -42,6 +42,25 @@ struct MultiaddrTests {
         #expect(try Multiaddr(parsing: "/service/echo/").components == [.service("echo")])  // trailing '/'
     }
 
+    @Test func bleHopsMapToTheBLETransportAndRoundTrip() throws {
+        let text = "/ble/C0:FF:EE:00:00:01-random/psm/0x81/secure/api/service/echo"
+        let addr = try Multiaddr(parsing: text)
+        #expect(addr.description == text)
+        #expect(try Multiaddr(decoding: addr.encode()[...]) == addr)
+        #expect(
+            try addr.routeSegments() == [
+                .address(Address(TransportType(4), "C0:FF:EE:00:00:01/random,psm=0x81")), .secureChannel(listener: "api"),
+                .address(.local("echo")),
+            ])
+        #expect(
+            try Multiaddr(parsing: "/ble/aa:bb:cc:dd:ee:ff/psm/129").route()
+                == Route([Address(TransportType(4), "aa:bb:cc:dd:ee:ff,psm=129")]))
+        for bad in ["/ble/AA:BB/psm/0x81", "/ble/AA:BB:CC:DD:EE:FF-static/psm/0x81", "/ble/AA:BB:CC:DD:EE:FF",
+                    "/psm/0x81", "/ble/AA:BB:CC:DD:EE:FF/psm/0", "/ble/AA:BB:CC:DD:EE:FF/psm/0x10000"] {
+            #expect(throws: MultiaddrError.self, "\(bad)") { try Multiaddr(parsing: bad) }
+        }
+    }
+
     @Test func ip6IsPrintedCanonically() throws {
         #expect(try Multiaddr(parsing: "/ip6/0:0:0:0:0:0:0:1/tcp/1").description == "/ip6/::1/tcp/1")
     }
@@ -54,7 +73,8 @@ struct MultiaddrTests {
             (.dnsaddr("h"), 56, "38"), (.service("s"), 62526, "bee803"), (.node("n"), 72526, "ceb604"),
             (.project("p"), 82526, "de8405"), (.space("s"), 92526, "eed205"), (.secure("s"), 99526, "c68906"),
             (.worker("w"), 102526, "fea006"),
-            (.serial("d"), 0x30_0040, "c080c001"),  // ockam-edge extension (private-use code)
+            (.serial("d"), 0x30_0040, "c080c001"),  // ockam-edge extensions (private-use codes)
+            (.ble("AA:BB:CC:DD:EE:FF"), 0x30_0041, "c180c001"), (.psm("0x81"), 0x30_0042, "c280c001"),
         ]
         for (component, code, varint) in expected {
             #expect(component.code == code, "\(component.protocolName)")
