@@ -277,7 +277,7 @@ final class Agent: Sendable {
                 options: WorkerOptions(accessControl: { [self] message in
                     if let peer = SecureChannelLocalInfo.identifier(of: message) {
                         let info = PeerInfo(identifier: peer, attributes: channels.attributes(of: peer))
-                        return trustState.withLock { $0.policy }.allows(info)
+                        return pairing.trust(trustState.withLock { $0 }).policy.allows(info)  // paired devices too
                     }
                     guard let first = message.returnRoute.addresses.first else { return false }
                     return links.describe(first) != nil
