@@ -66,6 +66,7 @@ struct BridgeCLITests {
                 """, dir: dir)
         let sensor = try await NodeProcess.start(
             name: "sensor", stateDir: state, extra: ["--serial", dir + "/ttyB,mode=connect,name=uplink"])
+        try await waitForSerialLinks(["gateway", "sensor"], stateDir: state)
 
         func ingested() -> [String] {
             ((try? String(contentsOfFile: ingestFile, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)

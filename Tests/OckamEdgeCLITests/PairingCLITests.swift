@@ -68,6 +68,7 @@ struct PairingCLITests {
             name: "gw", stateDir: state, extra: ["--serial", dir + "/ttyA,mode=listen,name=sensor1", "--trust", someoneElse])
         let sensor = try await NodeProcess.start(
             name: "sensor", stateDir: state, extra: ["--serial", dir + "/ttyB,mode=connect,name=uplink"])
+        try await waitForSerialLinks(["gw", "sensor"], stateDir: state)
         let sensorStatus = try await Binary.run(["status", "--from", "sensor"] + s)
         let sensorID = try #require((json(sensorStatus.stdout) as? [String: Any])?["identifier"] as? String)
         let sealed = ["message", "send", "--from", "sensor", "/serial/uplink/secure/api/service/echo", "hi", "--timeout", "2s"] + s

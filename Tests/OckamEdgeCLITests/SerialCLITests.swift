@@ -13,6 +13,18 @@ final class NullModem: @unchecked Sendable {
     func stop() { helper.stop() }
 }
 
+/// Waits until every serial port of a running node (or agent) reports a live link (`status --json`), so a test does
+/// not race the link's HELLO exchange, which takes longer on a loaded machine.
+func waitForSerialLinks(_ nodes: [String], stateDir: String) async throws {
+    for node in nodes {
+        try await waitFor("serial link up on \(node)", within: 60) {
+            let status = try Binary.runBlocking(["status", "--from", node, "--json", "--state-dir", stateDir])
+            return status.stdout.contains("\"phase\": \"linked\"") && !status.stdout.contains("\"phase\": \"open\"")
+                && !status.stdout.contains("\"phase\": \"waiting_for_device\"")
+        }
+    }
+}
+
 @Suite("serial link between two ockam-edge processes", .serialized)
 struct SerialCLITests {
     @Test func messagesAndASecureChannelOverASerialLink() async throws {
@@ -23,6 +35,7 @@ struct SerialCLITests {
             name: "gw", stateDir: state, extra: ["--serial", dir + "/ttyA,mode=listen,name=device"])
         let sensor = try await NodeProcess.start(
             name: "sensor", stateDir: state, extra: ["--serial", dir + "/ttyB,mode=connect,name=uplink"])
+        try await waitForSerialLinks(["gw", "sensor"], stateDir: state)
         // The sensor reaches the gateway's services over the serial line…
         let plain = try await Binary.run([
             "message", "send", "--from", "sensor", "/serial/uplink/service/uppercase", "over serial", "--state-dir", state,
