@@ -56,6 +56,22 @@ struct Binary {
     }
 }
 
+extension Binary {
+    /// Runs a diagnostic shell command and returns its output (for test failure reports only).
+    static func runShell(_ command: String) throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        process.arguments = ["-c", command]
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardError = out
+        try process.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return String(decoding: data, as: UTF8.self)
+    }
+}
+
 /// Data written by one thread and read by another after a DispatchGroup wait.
 final class DataBox: @unchecked Sendable {
     private let lock = NSLock()
@@ -73,16 +89,20 @@ final class NodeProcess: @unchecked Sendable {  // used by one test at a time
     let process = Process()
     let address: String
     let port: Int
-    private let stderrPipe = Pipe()
+    /// The node's log (stderr), kept in the state directory so a failing test can print it.
+    let logPath: String
 
     init(name: String, stateDir: String, extra: [String] = []) throws {
         process.executableURL = Binary.url
         process.arguments =
-            ["node", "run", "--name", name, "--tcp-listen", "127.0.0.1:0", "--state-dir", stateDir, "--log-level", "warning"]
+            ["node", "run", "--name", name, "--tcp-listen", "127.0.0.1:0", "--state-dir", stateDir, "--log-level", "info"]
             + (extra.contains("--vault") ? [] : ["--vault", stateDir + "/vault-" + name]) + extra
         let out = Pipe()
         process.standardOutput = out
-        process.standardError = stderrPipe
+        logPath = stateDir + "/\(name).log"
+        try? FileManager.default.createDirectory(atPath: stateDir, withIntermediateDirectories: true)
+        FileManager.default.createFile(atPath: logPath, contents: nil)
+        process.standardError = FileHandle(forWritingAtPath: logPath)
         try process.run()
         // Read the first line ("listening host:port"); a dead process gives EOF instead.
         var line = Data()

@@ -14,13 +14,30 @@ final class NullModem: @unchecked Sendable {
 }
 
 /// Waits until every serial port of a running node (or agent) reports a live link (`status --json`), so a test does
-/// not race the link's HELLO exchange, which takes longer on a loaded machine.
+/// not race the link's HELLO exchange, which takes longer on a loaded machine. On failure it prints each node's
+/// status and log and who holds locks on the test's ttys (an orphaned node from an aborted run holding a flock on a
+/// pty whose number was reused once made a port look "in use by another process").
 func waitForSerialLinks(_ nodes: [String], stateDir: String) async throws {
     for node in nodes {
-        try await waitFor("serial link up on \(node)", within: 60) {
-            let status = try Binary.runBlocking(["status", "--from", node, "--json", "--state-dir", stateDir])
-            return status.stdout.contains("\"phase\": \"linked\"") && !status.stdout.contains("\"phase\": \"open\"")
-                && !status.stdout.contains("\"phase\": \"waiting_for_device\"")
+        do {
+            try await waitFor("serial link up on \(node)", within: 60) {
+                let status = try Binary.runBlocking(["status", "--from", node, "--json", "--state-dir", stateDir])
+                return status.stdout.contains("\"phase\": \"linked\"") && !status.stdout.contains("\"phase\": \"open\"")
+                    && !status.stdout.contains("\"phase\": \"waiting_for_device\"")
+            }
+        } catch {
+            for other in nodes {
+                let status = try? Binary.runBlocking(["status", "--from", other, "--json", "--state-dir", stateDir])
+                print("status of \(other) after the wait:\n\(status?.stdout ?? "?")\(status?.stderr ?? "")")
+                let log = (try? String(contentsOfFile: stateDir + "/\(other).log", encoding: .utf8)) ?? "(no log)"
+                print("log of \(other):\n\(log)")
+            }
+            let probe = try? Binary.runShell(
+                "for t in \(stateDir)/../ttyA \(stateDir)/../ttyB; do i=$(stat -L -c %i $t); echo \"$t -> $(readlink $t) inode $i\"; "
+                    + "grep \":$i \" /proc/locks | while read -r n kind adv mode pid rest; do "
+                    + "echo \"  $n $kind $mode pid $pid: $(tr '\\0' ' ' < /proc/$pid/cmdline | cut -c1-150)\"; done; done")
+            print("locks on the ttys:\n\(probe ?? "?")")
+            throw error
         }
     }
 }
