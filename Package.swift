@@ -99,7 +99,7 @@ let package = Package(
         .target(
             name: "EdgeBridge",
             dependencies: [
-                "EdgeIdentity", "EdgeNode", "EdgeRouting", "EdgeSecureChannel", "EdgeWire",
+                "EdgeCLI", "EdgeIdentity", "EdgeNode", "EdgeRouting", "EdgeSecureChannel", "EdgeWire",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],

@@ -1,4 +1,5 @@
 // The ingest service: receives bridge envelopes, writes each new one once (JSON lines), acknowledges every one.
+import EdgeCLI
 import EdgeIdentity
 import EdgeNode
 import EdgeRouting
@@ -127,28 +128,12 @@ public final class IngestService: Worker {
         } else if let utf8 = String(validating: payload, as: UTF8.self) {
             text = utf8
         }
-        var out = "{\"from\":\(quote(sender)),\"bridge\":\(quote(envelope.bridge)),\"device\":\(quote(envelope.record.device))"
-        out += ",\"sequence\":\(envelope.sequence),\"received_at_ms\":\(envelope.record.receivedAt)"
-        if let text { out += ",\"text\":\(quote(text))" }
-        out += ",\"hex\":\"\(Hex.encode(payload))\"}"
-        return out
-    }
-
-    static func quote(_ s: String) -> String {
-        var out = "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where scalar.value < 0x20 || scalar.value == 0x7f:
-                let hex = String(scalar.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
+        var fields: [(String, JSON)] = [
+            ("from", .string(sender)), ("bridge", .string(envelope.bridge)), ("device", .string(envelope.record.device)),
+            ("sequence", .uint(envelope.sequence)), ("received_at_ms", .uint(envelope.record.receivedAt)),
+        ]
+        if let text { fields.append(("text", .string(text))) }
+        fields.append(("hex", .string(Hex.encode(payload))))
+        return JSON.object(fields).serialized(pretty: false)
     }
 }
