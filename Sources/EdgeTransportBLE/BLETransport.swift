@@ -465,12 +465,18 @@ public final class BLETransport: TransportResolver, Sendable {
         }
         let counters = counterBox
         let channel: NIOAsyncChannel<ByteBuffer, BLEOutboundMessage>
+        let handedOver = DescriptorHandover()
         do {
+            // Options are set in the initializer (not with `.channelOption`) so that nothing can fail between NIO
+            // creating the channel, which then owns the descriptors, and `handedOver.mark()`.
             channel = try await NIOPipeBootstrap(group: group)
-                .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: mtus.receive + 1))
-                .channelOption(.maxMessagesPerRead, value: 16)
                 .takingOwnershipOfDescriptors(input: fd, output: output) { channel in
-                    channel.eventLoop.makeCompletedFuture {
+                    handedOver.mark()
+                    return channel.eventLoop.makeCompletedFuture {
+                        let options = channel.syncOptions!
+                        try options.setOption(
+                            .recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: mtus.receive + 1))
+                        try options.setOption(.maxMessagesPerRead, value: 16)
                         try channel.pipeline.syncOperations.addHandler(
                             BLESDUWriter(sduLimit: mtus.sduLimit) { size in
                                 counters.update {
@@ -482,8 +488,10 @@ public final class BLETransport: TransportResolver, Sendable {
                     }
                 }
         } catch {
-            SeqPacketSocket.close(fd)
-            SeqPacketSocket.close(output)
+            if !handedOver.done {
+                SeqPacketSocket.close(fd)
+                SeqPacketSocket.close(output)
+            }
             throw .system(call: "NIOPipeBootstrap(\(error))", errno: EIO)
         }
         let sender = Address.random()
@@ -684,4 +692,13 @@ struct BLESenderWorker: Worker {
     func shutdown(context: WorkerContext) async {
         channel.close(promise: nil)
     }
+}
+
+/// Who closes the descriptors given to `NIOPipeBootstrap` when the bootstrap fails: NIO hands them back if the
+/// channel could not be created, but closes them itself once the channel exists (the initializer ran). Closing them
+/// again then would close whatever unrelated descriptors reused the numbers.
+final class DescriptorHandover: Sendable {
+    private let state = Atomic<Bool>(false)
+    func mark() { state.store(true, ordering: .releasing) }
+    var done: Bool { state.load(ordering: .acquiring) }
 }

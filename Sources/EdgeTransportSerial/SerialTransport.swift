@@ -340,10 +340,12 @@ public final class SerialTransport: TransportResolver, Sendable {
         let seed = generator.next()
         let counters = record.counters
         let channel: NIOAsyncChannel<SerialInbound, SerialOutbound>
+        let handedOver = DescriptorHandover()
         do {
             channel = try await NIOPipeBootstrap(group: group)
                 .takingOwnershipOfDescriptor(inputOutput: fd.rawValue) { channel in
-                    channel.eventLoop.makeCompletedFuture {
+                    handedOver.mark()
+                    return channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandler(
                             SerialLinkHandler(
                                 configuration: machineConfiguration, port: name, counters: counters, seed: seed))
@@ -351,7 +353,7 @@ public final class SerialTransport: TransportResolver, Sendable {
                     }
                 }
         } catch {
-            try? fd.close()
+            if !handedOver.done { try? fd.close() }
             return (false, "cannot attach the port to the event loop: \(error)")
         }
         guard record.attach(channel.channel) else {
@@ -658,4 +660,13 @@ public struct SerialReopenBackoff: Sendable {
 
     /// Back to `initial` (after a link came up).
     public mutating func reset() { current = initial }
+}
+
+/// Who closes a descriptor given to `NIOPipeBootstrap` when the bootstrap fails: NIO hands it back if the channel
+/// could not be created, but closes it itself once the channel exists (the initializer ran). Closing it again then
+/// would close whatever unrelated descriptor reused the number.
+final class DescriptorHandover: Sendable {
+    private let state = Atomic<Bool>(false)
+    func mark() { state.store(true, ordering: .releasing) }
+    var done: Bool { state.load(ordering: .acquiring) }
 }

@@ -142,7 +142,8 @@ struct PortOpenTests {
         let configuration = SerialConfiguration(
             path: FilePath(pty.slavePath), baudRate: 57600, stopBits: .two, flowControl: .rtsCts)
         let fd = try SerialPort.open(configuration)
-        defer { try? fd.close() }
+        var open = true
+        defer { if open { try? fd.close() } }  // closed once: a second close could hit another test's descriptor
         #expect(SerialPort.isExclusive(fd))
         var t = termios()
         #expect(tcgetattr(fd.rawValue, &t) == 0)
@@ -164,6 +165,7 @@ struct PortOpenTests {
         }
         #expect(SerialTransportError.portBusy(path: pty.slavePath).description.contains("in use by another process"))
         // Closing releases the lock: the port opens again.
+        open = false
         try fd.close()
         let again = try SerialPort.open(configuration)
         try again.close()

@@ -31,13 +31,11 @@ final class RawClient {
                 Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
             }
         }
-        guard result == 0 else {
-            close(fd)
-            throw TCPTransportError.connectionClosed
-        }
+        // No close here: a class whose init throws after every property is set still runs deinit, which closes.
+        guard result == 0 else { throw TCPTransportError.connectionClosed }
     }
 
-    deinit { close(fd) }
+    deinit { if fd >= 0 { close(fd) } }
 
     func send(_ bytes: [UInt8]) {
         var offset = 0
