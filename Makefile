@@ -34,10 +34,18 @@ test: test-debug test-release
 
 # (Not --no-parallel: with Swift 6.3.1 `swift test --no-parallel` hangs after the XCTest phase here.)
 # scripts/test-watchdog.py: a hung run fails after TEST_TIME_LIMIT seconds and names the unfinished tests.
+# scripts/close-guard: the debug run also records every close() that fails with EBADF (a double close, which can close
+# another test's or component's descriptor) and fails if there was one, printing where it happened.
 TEST_TIME_LIMIT ?= 900
+CLOSE_GUARD := .build/close-guard
+CC_FOR_TOOLS := $(shell command -v cc || command -v clang)
 test-debug: deps
 	$(SWIFT) build --build-tests
-	TEST_TIME_LIMIT=$(TEST_TIME_LIMIT) scripts/test-watchdog.py -- $(SWIFT) test --skip-build
+	rm -rf $(CLOSE_GUARD) && mkdir -p $(CLOSE_GUARD)/reports
+	$(CC_FOR_TOOLS) -shared -fPIC -O1 -o $(CLOSE_GUARD)/close-guard.so scripts/close-guard/close-guard.c -ldl
+	CLOSE_GUARD_DIR=$(CURDIR)/$(CLOSE_GUARD)/reports LD_PRELOAD=$(CURDIR)/$(CLOSE_GUARD)/close-guard.so \
+	  TEST_TIME_LIMIT=$(TEST_TIME_LIMIT) scripts/test-watchdog.py -- $(SWIFT) test --skip-build
+	scripts/close-guard/report.sh $(CLOSE_GUARD)/reports
 
 # (Build included in the limit: `swift test` enables testable imports in release, `swift build --build-tests` would not.)
 test-release: deps
