@@ -133,7 +133,9 @@ public final class Node: Sendable {
     private struct Entry: Sendable {
         let mailbox: Mailbox
         let accessControl: IncomingAccessControl
-        let primary: Address
+        /// Every address of the worker, the primary first (stopping it unregisters them without a scan).
+        let addresses: [Address]
+        var primary: Address { addresses[0] }
     }
 
     private struct Registry: ~Copyable {
@@ -167,7 +169,7 @@ public final class Node: Sendable {
         let options = options ?? WorkerOptions(mailboxCapacity: self.options.defaultMailboxCapacity)
         let primary = addresses[0]
         let mailbox = Mailbox(capacity: options.mailboxCapacity, address: primary)
-        let entry = Entry(mailbox: mailbox, accessControl: options.accessControl, primary: primary)
+        let entry = Entry(mailbox: mailbox, accessControl: options.accessControl, addresses: addresses)
         try registry.withLock { (registry: inout Registry) throws(NodeError) in
             if registry.shuttingDown { throw .shuttingDown }
             for address in addresses where registry.workers[address] != nil { throw .addressInUse(address) }
@@ -226,7 +228,7 @@ public final class Node: Sendable {
     public func stopWorker(at address: Address) async {
         let found: (Mailbox, [Address], Task<Void, Never>?)? = registry.withLock { registry in
             guard let entry = registry.workers[address] else { return nil }
-            let addresses = registry.workers.filter { $0.value.mailbox === entry.mailbox }.map(\.key)
+            let addresses = entry.addresses.filter { registry.workers[$0]?.mailbox === entry.mailbox }
             for a in addresses { registry.workers[a] = nil }
             return (entry.mailbox, addresses, registry.tasks[entry.primary])
         }
@@ -240,9 +242,7 @@ public final class Node: Sendable {
     public func stopWorkerNoWait(at address: Address) {
         let mailbox: Mailbox? = registry.withLock { registry in
             guard let entry = registry.workers[address] else { return nil }
-            for a in registry.workers.filter({ $0.value.mailbox === entry.mailbox }).map(\.key) {
-                registry.workers[a] = nil
-            }
+            for a in entry.addresses where registry.workers[a]?.mailbox === entry.mailbox { registry.workers[a] = nil }
             return entry.mailbox
         }
         if let mailbox {
@@ -355,54 +355,58 @@ public final class Node: Sendable {
     }
 }
 
-/// A one-shot inbox used by ``Node/request(to:payload:timeout:)``.
+/// A one-shot inbox used by ``Node/request(to:payload:timeout:)``: the first reply, a timeout or cancellation
+/// ends the wait; later replies are ignored. The timeout is a ``OneShotTimer`` cancelled with the wait, so a
+/// request leaves nothing behind once it has returned.
 final class ReplyWorker: Worker {
-    private let state = Mutex<(reply: LocalMessage?, waiter: CheckedContinuation<LocalMessage, any Error>?, done: Bool)>(
-        (nil, nil, false))
+    private struct State {
+        var result: Result<LocalMessage, any Error>?
+        var waiter: CheckedContinuation<LocalMessage, any Error>?
+        var timer: OneShotTimer?
+    }
+    private let state = Mutex(State())
 
     func handleMessage(_ message: LocalMessage, context: WorkerContext) async throws {
-        let waiter: CheckedContinuation<LocalMessage, any Error>? = state.withLock { state in
-            if state.done { return nil }
-            if let waiter = state.waiter {
+        finish(.success(message))
+    }
+
+    /// Records the outcome once and resumes the waiter, if it is waiting.
+    private func finish(_ result: Result<LocalMessage, any Error>) {
+        let (waiter, timer) = state.withLock { state -> (CheckedContinuation<LocalMessage, any Error>?, OneShotTimer?) in
+            guard state.result == nil else { return (nil, nil) }
+            state.result = result
+            defer {
                 state.waiter = nil
-                state.done = true
-                return waiter
+                state.timer = nil
             }
-            if state.reply == nil { state.reply = message }
-            return nil
+            return (state.waiter, state.timer)
         }
-        waiter?.resume(returning: message)
+        timer?.cancel()
+        waiter?.resume(with: result)
     }
 
     func wait(timeout: Duration) async throws -> LocalMessage {
-        try await withThrowingTaskGroup(of: LocalMessage.self) { group in
-            group.addTask {
-                try await withCheckedThrowingContinuation { continuation in
-                    let ready: Result<LocalMessage, NodeError>? = self.state.withLock { state in
-                        if let reply = state.reply {
-                            state.done = true
-                            return .success(reply)
-                        }
-                        if state.done { return .failure(.timeout(timeout)) }
-                        state.waiter = continuation
-                        return nil
-                    }
-                    if let ready { continuation.resume(with: ready) }
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<LocalMessage, any Error>) in
+                let ready = state.withLock { state -> Result<LocalMessage, any Error>? in
+                    if let result = state.result { return result }
+                    state.waiter = continuation
+                    return nil
                 }
-            }
-            group.addTask {
-                try await Task.sleep(for: timeout)
-                let waiter: CheckedContinuation<LocalMessage, any Error>? = self.state.withLock { state in
-                    state.done = true
-                    defer { state.waiter = nil }
-                    return state.waiter
+                if let ready {
+                    continuation.resume(with: ready)
+                    return
                 }
-                waiter?.resume(throwing: NodeError.timeout(timeout))
-                throw NodeError.timeout(timeout)
+                let timer = OneShotTimer(after: timeout) { [self] in finish(.failure(NodeError.timeout(timeout))) }
+                let armed = state.withLock { state -> Bool in
+                    guard state.result == nil else { return false }
+                    state.timer = timer
+                    return true
+                }
+                if !armed { timer.cancel() }
             }
-            defer { group.cancelAll() }
-            guard let first = try await group.next() else { throw NodeError.timeout(timeout) }
-            return first
+        } onCancel: {
+            finish(.failure(CancellationError()))
         }
     }
 }

@@ -233,7 +233,10 @@ final class Channel: Sendable {
         var completion: CheckedContinuation<SecureChannelInfo, any Error>?
     }
 
-    unowned let owner: SecureChannels
+    /// Strong: workers of a channel may outlive every other reference to their `SecureChannels` (a node's worker
+    /// tasks keep them), and must still be able to count, log and unregister. The cycle through `state.channels`
+    /// ends when the channel closes (at the latest when the node shuts down and stops its workers).
+    let owner: SecureChannels
     let role: SecureChannelInfo.Role
     let listener: String?
     let options: SecureChannelOptions
@@ -326,7 +329,7 @@ final class Channel: Sendable {
 
 /// `api` (or another name): spawns a responder per first message (spec §5.1).
 struct ListenerWorker: Worker {
-    unowned let channels: SecureChannels
+    let channels: SecureChannels  // strong, for the reason given at `Channel.owner`
     let name: String
     let options: SecureChannelOptions
 
@@ -360,7 +363,7 @@ final class DecryptorWorker: Worker {
         var decryptor: OckamDecryptor?
         var peer: PeerInfo?
         var peerIdentity: Identity?
-        var timeout: Task<Void, Never>?
+        var timeout: OneShotTimer?
     }
 
     let channel: Channel
@@ -378,16 +381,16 @@ final class DecryptorWorker: Worker {
 
     func initialize(context: WorkerContext) async throws {
         let timeout = channel.options.handshakeTimeout
-        let task = Task { [channel, owner] in
-            try? await Task.sleep(for: timeout)
-            guard !Task.isCancelled, !channel.isClosed, channel.info == nil else { return }
+        // A dispatch timer, not a sleeping task: a cancelled sleep would hold its memory for the whole timeout.
+        let timer = OneShotTimer(after: timeout) { [channel, owner] in
+            guard !channel.isClosed, channel.info == nil else { return }
             owner.count { $0.handshakesTimedOut += 1 }
             owner.recordFailure(.handshakeTimeout, at: channel.decryptor)
             owner.logger.warning("secure channel handshake at \(channel.decryptor) timed out after \(timeout)")
             channel.complete(.failure(SecureChannelError.handshakeTimeout))
             context.node.stopWorkerNoWait(at: channel.decryptor)
         }
-        mutable.withLock { $0.timeout = task }
+        mutable.withLock { $0.timeout = timer }
         guard let route = initialRoute else { return }
         let message1: [UInt8]
         do {

@@ -130,15 +130,29 @@ public final class Session: Sendable {
     }
 }
 
-/// Runs `body`, failing with ``NodeError/timeout(_:)`` after `timeout`.
+/// Runs `body`, failing with ``NodeError/timeout(_:)`` after `timeout` (then `body`'s task is cancelled).
+/// The timeout is a ``OneShotTimer``: a `Task.sleep` raced against `body` would hold its memory until the deadline.
 public func withTimeout<T: Sendable>(_ timeout: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
-    try await withThrowingTaskGroup(of: T.self) { group in
-        group.addTask { try await body() }
-        group.addTask {
-            try await Task.sleep(for: timeout)
+    let task = Task { try await body() }
+    let expired = ExpiryFlag()
+    let timer = OneShotTimer(after: timeout) {
+        expired.set()
+        task.cancel()
+    }
+    defer { timer.cancel() }
+    return try await withTaskCancellationHandler {
+        do {
+            return try await task.value
+        } catch where expired.isSet {
             throw NodeError.timeout(timeout)
         }
-        defer { group.cancelAll() }
-        return try await group.next()!
+    } onCancel: {
+        task.cancel()
     }
+}
+
+private final class ExpiryFlag: Sendable {
+    private let value = Atomic<Bool>(false)
+    func set() { value.store(true, ordering: .releasing) }
+    var isSet: Bool { value.load(ordering: .acquiring) }
 }

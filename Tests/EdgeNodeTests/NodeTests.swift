@@ -44,7 +44,7 @@ struct NodeTests {
     @Test func echoRepliesWithTheSamePayload() async throws {
         let node = Node()
         try node.startDefaultServices()
-        let reply = try await node.request(to: [.local("echo")], payload: [1, 2, 3], timeout: .seconds(5))
+        let reply = try await node.request(to: [.local("echo")], payload: [1, 2, 3], timeout: .seconds(30))
         #expect(reply.payload == [1, 2, 3])
         #expect(reply.returnRoute == [.local("echo")])
         await node.shutdown()
@@ -54,7 +54,7 @@ struct NodeTests {
         let node = Node()
         try node.startDefaultServices()
         let reply = try await node.request(
-            to: [.local("uppercase")], payload: BARE.encodeString("hello ünïcode"), timeout: .seconds(5))
+            to: [.local("uppercase")], payload: BARE.encodeString("hello ünïcode"), timeout: .seconds(30))
         #expect(try BARE.decodeString(reply.payload) == "HELLO ÜNÏCODE")
         await node.shutdown()
     }
@@ -192,7 +192,7 @@ struct NodeTests {
         try node.startDefaultServices()
         try node.startWorker(HopWorker(), at: .local("hop"))
         let reply = try await node.request(
-            to: [.local("hop"), .local("uppercase")], payload: BARE.encodeString("via hop"), timeout: .seconds(5))
+            to: [.local("hop"), .local("uppercase")], payload: BARE.encodeString("via hop"), timeout: .seconds(30))
         #expect(try BARE.decodeString(reply.payload) == "VIA HOP")
         // The reply went back through the hop, which prepended itself again.
         #expect(reply.returnRoute == [.local("hop"), .local("uppercase")])
@@ -219,6 +219,64 @@ struct NodeTests {
         await #expect(throws: NodeError.timeout(.milliseconds(100))) {
             _ = try await node.request(to: [.local("silent")], payload: [], timeout: .milliseconds(100))
         }
+    }
+
+    @Test func cancellingARequestEndsItAtOnceAndFreesItsInbox() async throws {
+        let node = Node()
+        let (arrivals, continuation) = AsyncStream<LocalMessage>.makeStream()
+        try node.startWorker(CollectorWorker(continuation: continuation), at: .local("silent"))
+        let before = Set(node.workerAddresses)
+        // A one-hour timeout: only the cancellation can end this request.
+        let request = Task { try await node.request(to: [.local("silent")], payload: [], timeout: .seconds(3600)) }
+        var iterator = arrivals.makeAsyncIterator()
+        let arrived = try #require(await iterator.next())
+        let inbox = try #require(arrived.returnRoute.first)
+        #expect(node.hasWorker(at: inbox))
+        request.cancel()
+        await #expect(throws: CancellationError.self) { _ = try await request.value }
+        #expect(!node.hasWorker(at: inbox))
+        #expect(Set(node.workerAddresses) == before)
+    }
+
+    @Test func aRequestLeavesNoWorkerBehind() async throws {
+        let node = Node()
+        try node.startDefaultServices()
+        let before = Set(node.workerAddresses)
+        for i in 0..<100 {
+            let reply = try await node.request(to: [.local("echo")], payload: [UInt8(i)], timeout: .seconds(3600))
+            #expect(reply.payload == [UInt8(i)])
+        }
+        #expect(Set(node.workerAddresses) == before)
+    }
+
+    @Test func stoppingAWorkerUnregistersEveryAddress() async throws {
+        let node = Node()
+        let (_, continuation) = AsyncStream<LocalMessage>.makeStream()
+        try node.startWorker(CollectorWorker(continuation: continuation), at: [.local("a"), .local("b"), .local("c")])
+        try node.startWorker(CollectorWorker(continuation: continuation), at: .local("other"))
+        node.stopWorkerNoWait(at: .local("b"))
+        #expect(!node.hasWorker(at: .local("a")) && !node.hasWorker(at: .local("b")) && !node.hasWorker(at: .local("c")))
+        #expect(node.hasWorker(at: .local("other")))
+        try node.startWorker(CollectorWorker(continuation: continuation), at: [.local("a"), .local("b")])
+        await node.stopWorker(at: .local("a"))
+        #expect(!node.hasWorker(at: .local("a")) && !node.hasWorker(at: .local("b")))
+        #expect(node.hasWorker(at: .local("other")))
+    }
+
+    @Test func oneShotTimerFiresOnceAndNeverAfterCancel() async throws {
+        let fired = Mutex<[String]>([])
+        let (done, finish) = AsyncStream<Void>.makeStream()
+        let cancelled = OneShotTimer(after: .milliseconds(1)) { fired.withLock { $0.append("cancelled") } }
+        cancelled.cancel()
+        // Fires after the cancelled one's deadline; dispatch runs timers in deadline order.
+        let kept = OneShotTimer(after: .milliseconds(50)) {
+            fired.withLock { $0.append("kept") }
+            finish.yield()
+        }
+        var iterator = done.makeAsyncIterator()
+        _ = await iterator.next()
+        withExtendedLifetime(kept) {}
+        #expect(fired.withLock { $0 } == ["kept"])
     }
 
     @Test func shutdownRefusesNewWorkers() async throws {
