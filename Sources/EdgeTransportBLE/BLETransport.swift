@@ -504,7 +504,7 @@ public final class BLETransport: TransportResolver, Sendable {
             id: id, peer: peer, senderAddress: sender, outgoing: outgoing, sendMTU: mtus.send,
             receiveMTU: mtus.receive, sduLimit: mtus.sduLimit)
         if closed {
-            try? await channel.channel.close()
+            try? await channel.executeThenClose { _, _ in }  // finishes the writer: dropping it unfinished traps
             throw .shutDown
         }
         let worker = BLESenderWorker(
@@ -513,7 +513,7 @@ public final class BLETransport: TransportResolver, Sendable {
         do {
             try node.startWorker(worker, at: sender)
         } catch {
-            try? await channel.channel.close()
+            try? await channel.executeThenClose { _, _ in }  // finishes the writer: dropping it unfinished traps
             throw .shutDown
         }
         // The receive loop waits for registration so that a fast peer close cannot unregister before we register.
@@ -523,7 +523,7 @@ public final class BLETransport: TransportResolver, Sendable {
             await self.receive(channel, info: info)
         }) else {
             node.stopWorkerNoWait(at: sender)
-            try? await channel.channel.close()
+            try? await channel.executeThenClose { _, _ in }  // finishes the writer: dropping it unfinished traps
             throw .shutDown
         }
         let link: Link? = state.withLock { state in

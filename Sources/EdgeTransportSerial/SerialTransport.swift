@@ -357,7 +357,7 @@ public final class SerialTransport: TransportResolver, Sendable {
             return (false, "cannot attach the port to the event loop: \(error)")
         }
         guard record.attach(channel.channel) else {
-            try? await channel.channel.close()
+            try? await channel.executeThenClose { _, _ in }  // finishes the writer: dropping it unfinished traps
             return (false, "closed")
         }
 

@@ -274,7 +274,7 @@ public final class Inlet: Sendable {
             try await node.send(LocalMessage(onwardRoute: outletRoute, returnRoute: [address], payload: PortalMessage.ping.encode()))
         } catch {
             logger.warning("inlet cannot reach the outlet at \(outletRoute): \(error)")
-            try? await client.channel.close()
+            try? await client.executeThenClose { _, _ in }  // finishes the writer: dropping it unfinished traps
             return
         }
         let answered: Bool = await withTaskGroup(of: Bool.self) { group in
@@ -294,7 +294,7 @@ public final class Inlet: Sendable {
         guard answered else {
             logger.warning("outlet at \(outletRoute) did not answer within \(pongTimeout)")
             node.stopWorkerNoWait(at: address)
-            try? await client.channel.close()
+            try? await client.executeThenClose { _, _ in }  // finishes the writer: dropping it unfinished traps
             return
         }
         client.channel.setOption(.autoRead, value: true).whenComplete { _ in }

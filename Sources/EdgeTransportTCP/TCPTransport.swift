@@ -152,7 +152,14 @@ public final class TCPTransport: TransportResolver, Sendable {
             }
         }
         logger.info("connected to \(peer)")
-        let sender = try register(channel, peer: peer, outgoing: true)
+        let sender: Address
+        do {
+            sender = try register(channel, peer: peer, outgoing: true)
+        } catch {
+            // (The node is shutting down.) Dropping the channel without finishing its writer would trap.
+            try? await channel.executeThenClose { _, _ in }
+            throw error
+        }
         spawn { await self.receive(channel, peer: peer, sender: sender) }
         return sender
     }
@@ -173,7 +180,7 @@ public final class TCPTransport: TransportResolver, Sendable {
             sender = try register(channel, peer: peer, outgoing: outgoing)
         } catch {
             logger.warning("could not register connection from \(peer): \(error)")
-            try? await channel.channel.close()
+            try? await channel.executeThenClose { _, _ in }  // finishes the writer: dropping it unfinished traps
             return
         }
         await receive(channel, peer: peer, sender: sender)

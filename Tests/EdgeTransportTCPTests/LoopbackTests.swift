@@ -1,5 +1,6 @@
 import EdgeNode
 import EdgeRouting
+import EdgeTestSupport
 import EdgeWire
 import Logging
 import NIOCore
@@ -104,18 +105,6 @@ struct TestNode {
     }
 }
 
-/// Waits (bounded) until `condition` holds: for state that settles asynchronously after a socket event.
-func eventually(_ what: String, within: Duration = .seconds(10), _ condition: () -> Bool) async throws {
-    let deadline = ContinuousClock.now + within
-    while !condition() {
-        guard ContinuousClock.now < deadline else {
-            Issue.record("timed out waiting for: \(what)")
-            return
-        }
-        try await Task.sleep(for: .milliseconds(5))
-    }
-}
-
 @Suite("TCP transport over loopback", .serialized)
 struct LoopbackTests {
     let group = MultiThreadedEventLoopGroup.singleton
@@ -124,14 +113,26 @@ struct LoopbackTests {
         let b = try await TestNode.start(name: "b", group: group)
         let a = try await TestNode.start(name: "a", group: group)
         let reply = try await a.node.request(
-            to: [.tcp(b.address), .local("uppercase")], payload: BARE.encodeString("hello"), timeout: .seconds(10))
+            to: [.tcp(b.address), .local("uppercase")], payload: BARE.encodeString("hello"), timeout: .seconds(30))
         #expect(try BARE.decodeString(reply.payload) == "HELLO")
         let connection = try #require(a.tcp.connections.first)
         #expect(connection.outgoing)
         #expect(reply.returnRoute == [connection.senderAddress, .local("uppercase")])
         // A second message reuses the connection.
-        _ = try await a.node.request(to: [.tcp(b.address), .local("echo")], payload: [1], timeout: .seconds(10))
+        _ = try await a.node.request(to: [.tcp(b.address), .local("echo")], payload: [1], timeout: .seconds(30))
         #expect(a.tcp.connections.count == 1)
+        await a.stop()
+        await b.stop()
+    }
+
+    @Test func connectingWhileTheNodeShutsDownFailsCleanly() async throws {
+        // The connection is established, but the node refuses its sender worker: the transport must close the
+        // connection and finish its writer (dropping an unfinished NIOAsyncChannel writer traps), then throw.
+        let b = try await TestNode.start(name: "b", group: group)
+        let a = try await TestNode.start(name: "a", group: group)
+        await a.node.shutdown()
+        await #expect(throws: NodeError.shuttingDown) { _ = try await a.tcp.connect(peer: b.address) }
+        #expect(a.tcp.connections.isEmpty)
         await a.stop()
         await b.stop()
     }
@@ -143,7 +144,7 @@ struct LoopbackTests {
         for i in 0..<20 {
             let reply = try await a.node.request(
                 to: [.tcp(b.address), .tcp(c.address), .local("uppercase")],
-                payload: BARE.encodeString("message \(i)"), timeout: .seconds(10))
+                payload: BARE.encodeString("message \(i)"), timeout: .seconds(30))
             #expect(try BARE.decodeString(reply.payload) == "MESSAGE \(i)")
             let aToB = try #require(a.tcp.connections.first { $0.outgoing })
             let bToC = try #require(b.tcp.connections.first { $0.outgoing })
@@ -207,7 +208,7 @@ struct LoopbackTests {
         #expect(bad.readsEOF(), "\(name): connection closed")
         // The node keeps serving everyone else.
         let a = try await TestNode.start(name: "a", group: group)
-        let reply = try await a.node.request(to: [.tcp(b.address), .local("echo")], payload: [7], timeout: .seconds(10))
+        let reply = try await a.node.request(to: [.tcp(b.address), .local("echo")], payload: [7], timeout: .seconds(30))
         #expect(reply.payload == [7])
         try await eventually("\(name): bad connection removed") { b.tcp.connections.count == 1 }
         await a.stop()
@@ -224,7 +225,7 @@ struct LoopbackTests {
         }  // RawClient closes its socket here, mid-frame.
         try await eventually("connection removed") { b.tcp.connections.isEmpty }
         let a = try await TestNode.start(name: "a", group: group)
-        let reply = try await a.node.request(to: [.tcp(b.address), .local("echo")], payload: [9], timeout: .seconds(10))
+        let reply = try await a.node.request(to: [.tcp(b.address), .local("echo")], payload: [9], timeout: .seconds(30))
         #expect(reply.payload == [9])
         await a.stop()
         await b.stop()
