@@ -2,6 +2,7 @@ import EdgeIdentity
 import EdgeNode
 import EdgeRouting
 import EdgeSecureChannel
+import EdgeTestSupport
 import EdgeTransportTCP
 import EdgeWire
 import Logging
@@ -60,17 +61,6 @@ func quietLogger(_ label: String) -> Logger {
     var logger = Logger(label: label)
     logger.logLevel = .critical
     return logger
-}
-
-func eventually(_ what: String, within: Duration = .seconds(60), _ condition: () -> Bool) async throws {
-    let deadline = ContinuousClock.now + within
-    while !condition() {
-        guard ContinuousClock.now < deadline else {
-            Issue.record("timed out waiting for: \(what)")
-            return
-        }
-        try await Task.sleep(for: .milliseconds(5))
-    }
 }
 
 /// A cloud node (TCP listener, secure channel listener, ingest service) and a gateway node with a bridge whose
@@ -242,7 +232,7 @@ struct BridgeDeliveryTests {
         var options = Rig.fastOptions
         options.replyToDevices = true
         let rig = try await Rig(options: options)
-        let reply = try await rig.gateway.request(to: [.local("sensors")], payload: Array("x".utf8), timeout: .seconds(5))
+        let reply = try await rig.gateway.request(to: [.local("sensors")], payload: Array("x".utf8), timeout: .seconds(30))
         #expect(try BARE.decodeString(reply.payload) == "ok 1")
         await rig.stop()
     }
@@ -258,7 +248,7 @@ struct IngestTests {
         func send(_ sequence: UInt64) async throws -> BridgeAck {
             let envelope = BridgeEnvelope(
                 sequence: sequence, bridge: "b", record: BridgeRecord(device: "d", receivedAt: 1, payload: Array("p\(sequence)".utf8)))
-            let reply = try await node.request(to: [.local("ingest")], payload: envelope.encoded(), timeout: .seconds(5))
+            let reply = try await node.request(to: [.local("ingest")], payload: envelope.encoded(), timeout: .seconds(30))
             return try BridgeAck(decoding: reply.payload)
         }
         #expect(try await send(1).sequence == 1)

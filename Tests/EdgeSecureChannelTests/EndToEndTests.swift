@@ -2,6 +2,7 @@ import EdgeCrypto
 import EdgeIdentity
 import EdgeNode
 import EdgeRouting
+import EdgeTestSupport
 import EdgeTransportTCP
 import EdgeWire
 import Logging
@@ -55,17 +56,6 @@ struct Peer {
         await channels.closeAll()
         await tcp.shutdown()
         await node.shutdown()
-    }
-}
-
-func eventually(_ what: String, within: Duration = .seconds(10), _ condition: () -> Bool) async throws {
-    let deadline = ContinuousClock.now + within
-    while !condition() {
-        guard ContinuousClock.now < deadline else {
-            Issue.record("timed out waiting for: \(what)")
-            return
-        }
-        try await Task.sleep(for: .milliseconds(5))
     }
 }
 
@@ -141,7 +131,7 @@ struct EndToEndTests {
         let secret = Array("top secret sensor reading 42.17".utf8)
         let reply = try await a.node.request(
             to: [channel.encryptor, .local("uppercase")], payload: BARE.encodeString(String(decoding: secret, as: UTF8.self)),
-            timeout: .seconds(10))
+            timeout: .seconds(30))
         #expect(try BARE.decodeString(reply.payload) == "TOP SECRET SENSOR READING 42.17")
         // The reply came back through the channel: its return route starts with A's encryptor.
         #expect(reply.returnRoute == [channel.encryptor, .local("uppercase")])
@@ -163,7 +153,7 @@ struct EndToEndTests {
         let channel = try await a.channels.createChannel(to: [.tcp(c.address), .local("api")])
         for i in 0..<1000 {
             let payload = Array("message \(i)".utf8)
-            let reply = try await a.node.request(to: [channel.encryptor, .local("echo")], payload: payload, timeout: .seconds(10))
+            let reply = try await a.node.request(to: [channel.encryptor, .local("echo")], payload: payload, timeout: .seconds(30))
             #expect(reply.payload == payload)
         }
         // 1,000 each way: 31 rekeys per direction, all transparent.
@@ -207,7 +197,7 @@ struct EndToEndTests {
         let (a, c, hop, channel) = try await evilSetup()
         hop.mode.withLock { $0 = mode }
         for i in 0..<40 {
-            let reply = try await a.node.request(to: [channel.encryptor, .local("echo")], payload: [UInt8(i)], timeout: .seconds(10))
+            let reply = try await a.node.request(to: [channel.encryptor, .local("echo")], payload: [UInt8(i)], timeout: .seconds(30))
             #expect(reply.payload == [UInt8(i)])
         }
         // Each request and each reply crossed the hop once: 80 bad copies rejected, 80 good messages delivered.
@@ -236,7 +226,7 @@ struct EndToEndTests {
         // Too short to be a message at all.
         try await c.node.send(LocalMessage(onwardRoute: [decryptor], returnRoute: [], payload: [0, 0, 0]))
         try await eventually("three rejections") { c.channels.counters.decryptionFailures == 3 }
-        let reply = try await a.node.request(to: [channel.encryptor, .local("echo")], payload: [9], timeout: .seconds(10))
+        let reply = try await a.node.request(to: [channel.encryptor, .local("echo")], payload: [9], timeout: .seconds(30))
         #expect(reply.payload == [9])
         await a.stop()
         await c.stop()
@@ -346,7 +336,7 @@ struct EndToEndTests {
             options: WorkerOptions(accessControl: c.channels.accessControl(.identifiers([a.identifier]))))
         let fromA = try await a.channels.createChannel(to: [.tcp(c.address), .local("api")])
         let fromD = try await d.channels.createChannel(to: [.tcp(c.address), .local("api")])
-        let ok = try await a.node.request(to: [fromA.encryptor, .local("guarded")], payload: [1], timeout: .seconds(10))
+        let ok = try await a.node.request(to: [fromA.encryptor, .local("guarded")], payload: [1], timeout: .seconds(30))
         #expect(ok.payload == [1])
         await #expect(throws: NodeError.self) {
             _ = try await d.node.request(to: [fromD.encryptor, .local("guarded")], payload: [2], timeout: .milliseconds(300))
@@ -367,13 +357,13 @@ struct EndToEndTests {
         let b2 = try await Peer.start("b2", listener: nil)
         let a = try await Peer.start("a", listener: nil)
         let channel = try await a.channels.createChannel(to: [.tcp(b1.address), .tcp(c.address), .local("api")])
-        _ = try await a.node.request(to: [channel.encryptor, .local("echo")], payload: [1], timeout: .seconds(10))
+        _ = try await a.node.request(to: [channel.encryptor, .local("echo")], payload: [1], timeout: .seconds(30))
         let decryptorAtC = try #require(channel.remoteRoute.addresses.last)
         // The initiator moves to another relay; the responder tracks the newest message's path.
         try a.channels.updateRemoteRoute(channel.encryptor, to: [.tcp(b2.address), .tcp(c.address), decryptorAtC])
         let before = b2.capture.count
         await b1.stop()
-        let reply = try await a.node.request(to: [channel.encryptor, .local("echo")], payload: [2], timeout: .seconds(10))
+        let reply = try await a.node.request(to: [channel.encryptor, .local("echo")], payload: [2], timeout: .seconds(30))
         #expect(reply.payload == [2])
         #expect(b2.capture.count > before + 1, "request and reply both went through b2")
         await a.stop()

@@ -2,6 +2,7 @@ import EdgeCrypto
 import EdgeIdentity
 import EdgeNode
 import EdgeRouting
+import EdgeTestSupport
 import Synchronization
 import Testing
 

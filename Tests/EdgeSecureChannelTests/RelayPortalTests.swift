@@ -72,19 +72,19 @@ struct RelayPortalTests {
         let client = try await Peer.start("client", listener: nil)
         let reply = try await client.node.request(
             to: [.tcp(hub.address), .local("forward_to_blue"), .local("uppercase")], payload: BARE.encodeString("via relay"),
-            timeout: .seconds(10))
+            timeout: .seconds(30))
         #expect(try BARE.decodeString(reply.payload) == "VIA RELAY")
         // …and opens an end-to-end channel through it (the hub sees only ciphertext).
         let channel = try await client.channels.createChannel(to: [.tcp(hub.address), .local("forward_to_blue"), .local("api")])
         #expect(channel.peer == blue.identifier)
         let secret = Array("relay cannot read this".utf8)
-        let echoed = try await client.node.request(to: [channel.encryptor, .local("echo")], payload: secret, timeout: .seconds(10))
+        let echoed = try await client.node.request(to: [channel.encryptor, .local("echo")], payload: secret, timeout: .seconds(30))
         #expect(echoed.payload == secret)
         #expect(!hub.capture.contains(secret))
         // Re-registration (blue reconnecting) replaces the route rather than failing.
         _ = try await blue.node.registerRelay(name: "blue", hubRoute: [.tcp(hub.address)])
         let again = try await client.node.request(
-            to: [.tcp(hub.address), .local("forward_to_blue"), .local("echo")], payload: [7], timeout: .seconds(10))
+            to: [.tcp(hub.address), .local("forward_to_blue"), .local("echo")], payload: [7], timeout: .seconds(30))
         #expect(again.payload == [7])
         await client.stop()
         await blue.stop()

@@ -96,3 +96,22 @@ public func blocking<T: Sendable>(_ body: @escaping @Sendable () throws -> T) as
         }
     }
 }
+
+/// Waits until `condition` holds, polling: for state that settles asynchronously after I/O or a socket event. The
+/// bound is a guard against hangs, not a synchronisation device, so it is generous: on a loaded 2-core machine the
+/// whole suite shares two threads.
+public func eventually(
+    _ what: @autoclosure () -> String, within: Duration = .seconds(30), _ condition: () -> Bool
+) async throws {
+    let deadline = ContinuousClock.now + within
+    while !condition() {
+        guard ContinuousClock.now < deadline else { throw TimedOut(what: what()) }
+        try await Task.sleep(for: .milliseconds(2))
+    }
+}
+
+/// ``eventually(_:within:_:)`` gave up.
+public struct TimedOut: Error, CustomStringConvertible {
+    public let what: String
+    public var description: String { "timed out waiting for: \(what)" }
+}

@@ -322,26 +322,6 @@ final class EventBox: Sendable {
     var all: [SerialLinkEvent] { storage.withLock { $0 } }
 }
 
-/// Waits (bounded) until `condition` holds: for state that settles asynchronously after I/O.
-func eventually(
-    _ what: @autoclosure () -> String, within: Duration = .seconds(30), _ condition: () -> Bool,
-    sourceLocation: SourceLocation = #_sourceLocation
-) async throws {
-    let deadline = ContinuousClock.now + within
-    while !condition() {
-        guard ContinuousClock.now < deadline else {
-            Issue.record("timed out waiting for: \(what())", sourceLocation: sourceLocation)
-            throw TimedOut(what: what())
-        }
-        try await Task.sleep(for: .milliseconds(2))
-    }
-}
-
-struct TimedOut: Error, CustomStringConvertible {
-    let what: String
-    var description: String { "timed out waiting for: \(what)" }
-}
-
 /// A worker that records every message it gets.
 final class Collector: Worker {
     private let storage = Mutex<[LocalMessage]>([])

@@ -41,7 +41,8 @@ final class AgentProcess: @unchecked Sendable {  // used by one test at a time
     func rewrite(_ config: String) throws { try config.write(toFile: path, atomically: true, encoding: .utf8) }
     func signal(_ number: Int32) { kill(process.processIdentifier, number) }
 
-    func stop() -> Int32 { terminateAndWait(process) }
+    /// SIGTERM and wait for the exit, off the concurrency pool (a graceful stop can take seconds).
+    func stop() async -> Int32 { await terminateAndWaitOffPool(process) }
 
     deinit { terminateAndWait(process) }
 }
@@ -137,9 +138,13 @@ func freePort() throws -> Int {
     return Int(UInt16(bigEndian: address.sin_port))
 }
 
-func waitFor(_ what: String, within seconds: Double = 20, _ condition: () throws -> Bool) async throws {
+/// Polls `condition` (which may run processes or block on sockets) on a GCD thread, never on the Swift concurrency
+/// pool: a blocked pool stalls every in-process test running beside this one.
+func waitFor(
+    _ what: String, within seconds: Double = 20, _ condition: @escaping @Sendable () throws -> Bool
+) async throws {
     let deadline = Date().addingTimeInterval(seconds)
-    while try !condition() {
+    while try await !blocking(condition) {
         guard Date() < deadline else { throw TestDataError("timed out waiting for \(what)") }
         try await Task.sleep(for: .milliseconds(50))
     }
@@ -198,7 +203,7 @@ struct AgentTests {
                   failures_before_replace: 2
                   max_backoff: 1s
                 """, dir: dir)
-        func reachableThroughTheRelay() throws -> Bool {
+        @Sendable func reachableThroughTheRelay() throws -> Bool {
             let reply = try Binary.runBlocking([
                 "message", "send", "/ip4/127.0.0.1/tcp/\(hubPort)/service/forward_to_gw/service/uppercase", "x",
                 "--timeout", "2s",
@@ -207,15 +212,15 @@ struct AgentTests {
         }
         try await waitFor("relay registered") { try reachableThroughTheRelay() }
         // The hub restarts (same port, same identity, empty relay table): the gateway notices, re-registers.
-        #expect(hub.stop() == 0)
+        #expect(await hub.stop() == 0)
         hub = try await AgentProcess.start(config: hubConfig, dir: dir)
         try await waitFor("relay registered again after the hub restart", within: 60) { try reachableThroughTheRelay() }
         let sealed = try await Binary.run([
             "message", "send", "/ip4/127.0.0.1/tcp/\(hubPort)/service/forward_to_gw/secure/api/service/echo", "e2e",
         ])
         #expect(sealed.stdout == "e2e\n", "\(sealed.stderr)")
-        #expect(gateway.stop() == 0)
-        #expect(hub.stop() == 0)
+        #expect(await gateway.stop() == 0)
+        #expect(await hub.stop() == 0)
     }
 
     @Test func portalThroughSecureChannelRelayMetricsReloadAndRevocation() async throws {
@@ -316,8 +321,8 @@ struct AgentTests {
             let text = (try? httpGet(port: metricsPort, path: "/metrics")) ?? ""
             return text.contains("ockam_edge_config_reloads_total 1") && text.contains("ockam_edge_secure_channels_open 0")
         }
-        #expect(gateway.stop() == 0)
-        #expect(cloud.stop() == 0)
+        #expect(await gateway.stop() == 0)
+        #expect(await cloud.stop() == 0)
         echo.stop()
     }
 }

@@ -68,7 +68,7 @@ struct BridgeCLITests {
             name: "sensor", stateDir: state, extra: ["--serial", dir + "/ttyB,mode=connect,name=uplink"])
         try await waitForSerialLinks(["gateway", "sensor"], stateDir: state)
 
-        func ingested() -> [String] {
+        @Sendable func ingested() -> [String] {
             ((try? String(contentsOfFile: ingestFile, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
         }
         // 10 readings a second for the whole outage and a few seconds either side of it.
@@ -113,9 +113,9 @@ struct BridgeCLITests {
         #expect(status.stdout.contains("\"name\": \"sensor1\""), "\(status.stdout)")
         #expect(status.stdout.contains("\"dropped_oldest\": 0"), "\(status.stdout)")
 
-        #expect(sensor.stop() == 0)
-        #expect(gateway.stop() == 0)
-        #expect(cloud.stop() == 0)
+        #expect(await sensor.stop() == 0)
+        #expect(await gateway.stop() == 0)
+        #expect(await cloud.stop() == 0)
         proxy.cut()
         modem.stop()
     }

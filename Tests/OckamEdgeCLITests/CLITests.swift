@@ -121,7 +121,8 @@ final class NodeProcess: @unchecked Sendable {  // used by one test at a time
     }
 
     /// Sends SIGTERM and waits; returns the exit status.
-    func stop() -> Int32 { terminateAndWait(process) }
+    /// SIGTERM and wait for the exit, off the concurrency pool (a graceful stop can take seconds).
+    func stop() async -> Int32 { await terminateAndWaitOffPool(process) }
 
     deinit { terminateAndWait(process) }
 }
@@ -143,7 +144,7 @@ struct CLITests {
         let echo = try await Binary.run(["message", "send", "/node/n1/service/echo", "echo me", "--state-dir", state])
         #expect(echo.status == 0, "\(echo.stderr)")
         #expect(echo.stdout == "echo me\n")
-        #expect(node.stop() == 0)
+        #expect(await node.stop() == 0)
         // A stopped node removes its record, so /node/n1 no longer resolves.
         let gone = try await Binary.run(["message", "send", "/node/n1/service/echo", "x", "--state-dir", state])
         #expect(gone.status == 2)
@@ -156,7 +157,7 @@ struct CLITests {
         let state = try temporaryDirectory()
         for i in 0..<5 {
             let node = try await NodeProcess.start(name: "quick\(i)", stateDir: state)
-            #expect(node.stop() == 0, "start \(i)")
+            #expect(await node.stop() == 0, "start \(i)")
             #expect(node.process.terminationReason == .exit, "start \(i)")
             #expect(!FileManager.default.fileExists(atPath: state + "/nodes/quick\(i).sock"), "start \(i)")
         }
@@ -171,8 +172,8 @@ struct CLITests {
         ])
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.stdout == "VIA B\n")
-        #expect(b.stop() == 0)
-        #expect(c.stop() == 0)
+        #expect(await b.stop() == 0)
+        #expect(await c.stop() == 0)
     }
 
     @Test func timeoutIsReportedWithNonZeroStatus() async throws {
@@ -183,7 +184,7 @@ struct CLITests {
         ])
         #expect(result.status == 1)
         #expect(result.stderr.contains("no reply"))
-        _ = node.stop()
+        _ = await node.stop()
     }
 
     @Test func badMultiaddrPointsAtTheBadPart() async throws {
@@ -219,6 +220,6 @@ struct CLITests {
         ])
         #expect(result.status == 1)
         #expect(result.stderr.contains("cannot listen on 127.0.0.1:\(node.port)"))
-        _ = node.stop()
+        _ = await node.stop()
     }
 }

@@ -74,3 +74,10 @@ func terminateAndWait(_ process: Process, grace: TimeInterval = 15) -> Int32 {
     process.waitUntilExit()
     return process.terminationStatus
 }
+
+/// ``terminateAndWait(_:grace:)`` on a GCD thread, for async tests: waiting on the Swift concurrency pool (two threads
+/// on a 2-core machine) would stall every in-process test running beside this one.
+func terminateAndWaitOffPool(_ process: Process, grace: TimeInterval = 15) async -> Int32 {
+    nonisolated(unsafe) let process = process
+    return (try? await blocking { terminateAndWait(process, grace: grace) }) ?? -1
+}

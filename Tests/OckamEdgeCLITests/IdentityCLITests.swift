@@ -45,7 +45,7 @@ struct IdentityCLITests {
         let node = try await NodeProcess.start(name: "resumed", stateDir: dir + "/state", extra: ["--vault", vault])
         let status = try await Binary.run(["status", "--from", "resumed", "--state-dir", dir + "/state"])
         #expect(status.stdout.contains(created.stdout.trimmingCharacters(in: .whitespacesAndNewlines)), "\(status.stdout)")
-        #expect(node.stop() == 0)
+        #expect(await node.stop() == 0)
         #expect(try await run(["identity", "show"], vault: vault).stdout == created.stdout)
     }
 

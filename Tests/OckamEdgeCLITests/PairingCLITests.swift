@@ -160,8 +160,8 @@ struct PairingCLITests {
             ["pair", "serial", "sensor1", "--from", "gw", "--name", "intruder", "--expect-code", "1234567"] + s)
         #expect(literal.status == 2)
 
-        #expect(sensor.stop() == 0)
-        #expect(gateway.stop() == 0)
+        #expect(await sensor.stop() == 0)
+        #expect(await gateway.stop() == 0)
     }
 
     @Test func usageErrorsExitWithStatus2() async throws {

@@ -58,8 +58,8 @@ struct SecureChannelCLITests {
         var info = stat()
         #expect(stat(dir + "/state/nodes/gateway.sock", &info) == 0)
         #expect(info.st_mode & 0o777 == 0o600)
-        #expect(gateway.stop() == 0)
-        #expect(cloud.stop() == 0)
+        #expect(await gateway.stop() == 0)
+        #expect(await cloud.stop() == 0)
     }
 
     @Test func trustPolicyRefusalIsReportedToTheClient() async throws {
@@ -78,7 +78,7 @@ struct SecureChannelCLITests {
         ])
         #expect(clientRefuses.status == 1)
         #expect(clientRefuses.stderr.contains("trust policy refused the peer"), "\(clientRefuses.stderr)")
-        _ = node.stop()
+        _ = await node.stop()
     }
 
     @Test func chachaSuiteBetweenOckamEdgeNodes() async throws {
@@ -96,6 +96,6 @@ struct SecureChannelCLITests {
             "message", "send", "/ip4/127.0.0.1/tcp/\(node.port)/secure/api/service/uppercase", "x", "--timeout", "2s",
         ])
         #expect(mismatch.status == 1)
-        _ = node.stop()
+        _ = await node.stop()
     }
 }

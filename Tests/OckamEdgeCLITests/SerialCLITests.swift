@@ -84,8 +84,8 @@ struct SerialCLITests {
         #expect((counters?["link_ups"] as? Int ?? 0) >= 1)
         #expect((counters?["dropped"] as? [String: Int])?["crc_mismatch"] != nil)
         #expect(json?["half_open_handshakes"] as? [String: Int] == ["api": 0])
-        #expect(sensor.stop() == 0)
-        #expect(gateway.stop() == 0)
+        #expect(await sensor.stop() == 0)
+        #expect(await gateway.stop() == 0)
         modem.stop()
     }
 
