@@ -502,7 +502,7 @@ def vault_kill9(ctx):
 def soak(ctx):
     count = size("SOAK_CHANNELS", 100, 1000)
     seconds = size("SOAK_SECONDS", 30, 600)
-    slack_mib = size("SOAK_RSS_SLACK_MIB", 8, 16)
+    slack_mib = size("SOAK_RSS_SLACK_MIB", 2, 4)  # after warm-up; F6 (fixed) grew 3 MiB in 240 s
     b = ctx.node("b")
     a = ctx.node("a")
     addresses = []
