@@ -437,57 +437,78 @@ def suite_sweep(servers):
 # Suite 3: small sensor messages through a gateway hop
 
 
-def device_link():
-    """How the device reaches the gateway. Only TCP exists today.
-
-    TODO(serial-pty): once Sources/EdgeTransportSerial lands, add "serial-pty": create a pty pair with
-    `socat -d -d pty,raw,echo=0 pty,raw,echo=0`, start the gateway with its serial listener on one end and the device
-    (OckamEdgeBench with a --serial <pty> route hop) on the other, and keep TCP from the gateway to the cloud.
-    """
-    link = os.environ.get("BENCH_DEVICE_LINK", "tcp")
-    if link != "tcp":
-        raise SkipSuite(f"device link '{link}' not wired into suite 3 yet (TODO serial-pty; suite 6 measures the "
-                        f"serial link itself)")
-    return link
+def device_links():
+    """The device links suite 3 measures: TCP, and serial over a pty pair (the null modem of suite 6).
+    BENCH_DEVICE_LINK=tcp or serial-pty measures only that one."""
+    only = os.environ.get("BENCH_DEVICE_LINK", "")
+    links = ["tcp", "serial-pty"]
+    if only and only not in links:
+        raise SkipSuite(f"unknown BENCH_DEVICE_LINK '{only}' (tcp or serial-pty)")
+    return [only] if only else links
 
 
 class SkipSuite(Exception):
     pass
 
 
-def start_agent(procs, workdir, name, cpu):
+def start_agent(procs, workdir, name, cpu, extra=()):
     state = os.path.join(workdir, "state")
     return procs.start(name, [AGENT, "node", "run", "--name", name, "--tcp-listen", f"{HOST}:0",
                               "--vault", os.path.join(workdir, f"vault-{name}"), "--state-dir", state,
-                              "--log-level", "warning"], cpu=cpu, timeout=60)
+                              "--log-level", "warning", *extra], cpu=cpu, timeout=60)
 
 
 def suite_gateway(procs, workdir):
-    link = device_link()
+    """Both device links, each against the same path without the gateway hop (ratios within one link)."""
+    out = {"status": "ok", "size": 64, "rounds": CFG["rounds"], "links": {}}
+    for link in device_links():
+        out["links"][link] = gateway_link(procs, workdir, link)
+        procs.stop_all()  # the link's null modems
+    return out
+
+
+def gateway_link(procs, workdir, link):
     # The device (sending side) has CPU 1 to itself; the receiving side — the cloud sink, and the gateway when it is
     # on the path — is on CPU 0. (Putting device and cloud on one core saturates it near 10,000 msg/s on a busy
     # machine, which measures queueing, not the hop.)
-    cloud = procs.start("cloud", [BENCH, "serve", "--listen", f"{HOST}:0"], cpu=SERVER_CPU)
-    gateway = start_agent(procs, workdir, "bench-gateway", SERVER_CPU)
-    paths = [("direct", []), ("via gateway", ["--via", gateway.address])]
+    cloud = procs.start(f"cloud-{link}", [BENCH, "serve", "--listen", f"{HOST}:0"], cpu=SERVER_CPU)
+    if link == "tcp":
+        gateway = start_agent(procs, workdir, "bench-gateway", SERVER_CPU)
+        paths = [("direct", ["--connect", cloud.address], [cloud.pid]),
+                 ("via gateway", ["--connect", cloud.address, "--via", gateway.address], [cloud.pid, gateway.pid])]
+        servers = [cloud, gateway]
+    else:
+        # Two null modems, so that both paths' receivers hold their ports for the whole suite: the direct path's
+        # cloud node serves on one (`serve --serial`), the gateway (`node run --serial … --tcp-listen`) on the
+        # other and forwards to the TCP cloud node. The device opens the other end of either.
+        direct_a, direct_b = start_nullmodem(procs, workdir, "gw-direct")
+        via_a, via_b = start_nullmodem(procs, workdir, "gw-via")
+        serial_cloud = procs.start("cloud-serial", [BENCH, "serve", "--serial", f"{direct_a},mode=listen,name=device"],
+                                   cpu=SERVER_CPU)
+        gateway = start_agent(procs, workdir, "bench-gateway-serial", SERVER_CPU,
+                              ["--serial", f"{via_a},mode=listen,name=device"])
+        paths = [("direct", ["--serial", f"{direct_b},mode=connect,name=cloud"], [serial_cloud.pid]),
+                 ("via gateway", ["--serial", f"{via_b},mode=connect,name=gateway", "--connect", cloud.address],
+                  [cloud.pid, gateway.pid])]
+        servers = [serial_cloud, cloud, gateway]
     runs = {}
     for r in range(CFG["rounds"]):
-        for path, via in (paths if r % 2 == 0 else paths[::-1]):
-            argv = [BENCH, "send", "--connect", cloud.address, "--size", "64", "--seconds", str(CFG["gw_seconds"]),
-                    "--system", f"ockam-edge {path}"] + via
-            runs.setdefault(f"max rate, {path}", []).append(
-                measure_client(path, argv, [cloud.pid] + ([gateway.pid] if via else []), CFG["gw_seconds"]))
+        for path, device, pids in (paths if r % 2 == 0 else paths[::-1]):
+            argv = [BENCH, "send", "--size", "64", "--seconds", str(CFG["gw_seconds"]),
+                    "--system", f"ockam-edge {path}"] + device
+            runs.setdefault(f"max rate, {path}", []).append(measure_client(path, argv, pids, CFG["gw_seconds"]))
             for rate, seconds in CFG["lat_seconds"].items():
-                argv = [BENCH, "latency", "--connect", cloud.address, "--size", "64", "--rate", str(rate),
-                        "--seconds", str(seconds), "--system", f"ockam-edge {path}"] + via
-                line = run_json(argv, cpu=CLIENT_CPU, timeout=seconds + 120, label=f"latency {path} {rate}")[0]
+                argv = [BENCH, "latency", "--size", "64", "--rate", str(rate),
+                        "--seconds", str(seconds), "--system", f"ockam-edge {path}"] + device
+                line = run_json(argv, cpu=CLIENT_CPU, timeout=seconds + 120, label=f"latency {link} {path} {rate}")[0]
                 line["sink"] = json.loads(line["sink"])
                 runs.setdefault(f"{rate} msg/s, {path}", []).append(line)
-        log(f"suite 3 round {r + 1}/{CFG['rounds']} done")
-    gateway_status = proc_status(gateway.pid)
-    out = {"status": "ok", "device_link": link, "size": 64, "rounds": CFG["rounds"],
-           "max_rate": {}, "latency": {}, "gateway_after": gateway_status}
-    for path, _ in paths:
+        log(f"suite 3 ({link}) round {r + 1}/{CFG['rounds']} done")
+    out = {"device_link": link, "max_rate": {}, "latency": {}, "gateway_after": proc_status(gateway.pid)}
+    if link != "tcp":
+        out["link_note"] = ("device ↔ gateway (and device ↔ cloud on the direct path) over a pty pair joined by "
+                            "scripts/nullmodem.py; ptys ignore the baud rate (CPU-bound figures, not a UART's)")
+    for path, _, _ in paths:
         rs = runs[f"max rate, {path}"]
         out["max_rate"][path] = {"msgs_per_s": median([x["msgs_per_s"] for x in rs]),
                                  "runs": [x["msgs_per_s"] for x in rs]}
@@ -496,7 +517,7 @@ def suite_gateway(procs, workdir):
                           zip(runs["max rate, via gateway"], runs["max rate, direct"])])}
     for rate in CFG["lat_seconds"]:
         entry = {}
-        for path, _ in paths:
+        for path, _, _ in paths:
             rs = runs[f"{rate} msg/s, {path}"]
             lat = [x["sink"]["latency_from_send"] for x in rs]
             sched = [x["sink"]["latency_from_schedule"] for x in rs]
@@ -508,15 +529,13 @@ def suite_gateway(procs, workdir):
             }
         entry["added by gateway"] = {}
         for k in ("p50_us", "p99_us", "p999_us"):
-            per_round = [a["sink"]["latency_from_send"][k] - b["sink"]["latency_from_send"][k]
-                         for a, b in zip(runs[f"{rate} msg/s, via gateway"], runs[f"{rate} msg/s, direct"])]
-            ratio_round = [a["sink"]["latency_from_send"][k] / b["sink"]["latency_from_send"][k]
-                           for a, b in zip(runs[f"{rate} msg/s, via gateway"], runs[f"{rate} msg/s, direct"])]
-            entry["added by gateway"][k] = median(per_round)
-            entry["added by gateway"][k.replace("_us", "_ratio")] = median(ratio_round)
+            pairs = list(zip(runs[f"{rate} msg/s, via gateway"], runs[f"{rate} msg/s, direct"]))
+            values = [(a["sink"]["latency_from_send"].get(k), b["sink"]["latency_from_send"].get(k)) for a, b in pairs]
+            entry["added by gateway"][k] = median([a - b for a, b in values if a is not None and b is not None])
+            entry["added by gateway"][k.replace("_us", "_ratio")] = median([a / b for a, b in values if a and b])
         out["latency"][str(rate)] = entry
-    procs.stop(gateway)
-    procs.stop(cloud)
+    for server in servers:
+        procs.stop(server)
     return out
 
 
@@ -686,6 +705,21 @@ NULLMODEM = os.path.join(ROOT, "scripts", "nullmodem.py")
 UART_115200_BYTES_PER_S = 11520  # 115200 baud, 8N1: 10 bit times per byte
 
 
+def start_nullmodem(procs, workdir, tag):
+    """Two ptys joined by scripts/nullmodem.py (a python relay, unpinned: the wire). Returns (ttyA, ttyB)."""
+    if not os.path.exists(NULLMODEM):
+        raise SkipSuite("scripts/nullmodem.py missing")
+    directory = tempfile.mkdtemp(prefix=f"nullmodem-{tag}-", dir=workdir)
+    errlog = open(os.path.join(workdir, f"nullmodem-{tag}.stderr"), "wb")
+    relay = subprocess.Popen([sys.executable, NULLMODEM, directory], stdout=subprocess.PIPE, stderr=errlog,
+                             stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+    relay.bench_name = f"nullmodem-{tag}"
+    procs.running.append(relay)
+    if procs._read_line(relay, 15).strip() != "ready":
+        procs._fail(relay, "scripts/nullmodem.py did not print 'ready'")
+    return os.path.join(directory, "ttyA"), os.path.join(directory, "ttyB")
+
+
 def suite_serial(procs, workdir):
     if not os.path.exists(NULLMODEM):
         raise SkipSuite("scripts/nullmodem.py missing")
@@ -697,15 +731,7 @@ def suite_serial(procs, workdir):
         overhead.setdefault(str(line["payload"]), {})[line["path"]] = line
     # 2. Goodput over one pty pair: ockam-edge nodes on both ends (a listener on ttyA, the device connecting on
     # ttyB), versus the raw length-prefixed stream over the same ptys.
-    directory = tempfile.mkdtemp(prefix="nullmodem-", dir=workdir)
-    errlog = open(os.path.join(workdir, "nullmodem.stderr"), "wb")
-    relay = subprocess.Popen([sys.executable, NULLMODEM, directory], stdout=subprocess.PIPE, stderr=errlog,
-                             stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
-    relay.bench_name = "nullmodem"
-    procs.running.append(relay)
-    if procs._read_line(relay, 15).strip() != "ready":
-        procs._fail(relay, "scripts/nullmodem.py did not print 'ready'")
-    tty_a, tty_b = os.path.join(directory, "ttyA"), os.path.join(directory, "ttyB")
+    tty_a, tty_b = start_nullmodem(procs, workdir, "serial")
     gateway_spec, device_spec = f"{tty_a},mode=listen,name=bench", f"{tty_b},mode=connect,name=bench"
 
     def systems(size):
@@ -734,7 +760,7 @@ def suite_serial(procs, workdir):
         log(f"suite 6 round {r + 1}/{CFG['rounds']}: " + ", ".join(
             f"{size} B: " + "/".join(f"{table[size][n][-1]['msgs_per_s']:.0f}" for n in sorted(table[size]))
             + " msg/s" for size in sizes) + " (" + "/".join(sorted(table[sizes[0]])) + ")")
-    procs.stop(relay)
+    procs.stop_all()
     out = {"status": "ok", "rounds": CFG["rounds"], "seconds_per_run": seconds,
            "link": "pty pair joined by scripts/nullmodem.py (a python select/read/write relay, unpinned); ptys "
                    "ignore the baud rate, so these are CPU-bound figures, not UART figures",
@@ -808,7 +834,7 @@ def main():
     started = time.time()
     report = {"meta": machine(), "versions": tool_versions(), "config": CFG, "suites": {}}
     log(f"mode {report['meta']['mode']}, {report['meta']['pinning']}, work dir {workdir}")
-    failures = []
+    failures, skipped = [], []
 
     def run_suite(key, body):
         log(f"suite {key}")
@@ -816,6 +842,8 @@ def main():
             report["suites"][key] = body()
         except SkipSuite as skip:
             report["suites"][key] = {"status": "skipped", "reason": str(skip)}
+            skipped.append(f"{key}: {skip}")
+            log(f"suite {key} SKIPPED: {skip}")
         except Exception as error:  # a broken suite is reported, and fails the run at the end
             report["suites"][key] = {"status": "failed", "error": str(error)[-3000:]}
             failures.append(key)
@@ -896,6 +924,8 @@ def main():
     markdown.write_chart_data(report, RESULTS)
     print(text)
     shutil.rmtree(workdir, ignore_errors=True)
+    for line in skipped:
+        log(f"NOT MEASURED — suite {line}")
     if failures:
         log(f"failed suites: {', '.join(failures)}")
         sys.exit(1)

@@ -133,27 +133,12 @@ def render(report):
     if line:
         w(line)
     else:
-        w(f"Device link: {s['device_link']} (serial over a pty: TODO once EdgeTransportSerial lands). "
+        # Older results (before the serial link) hold one TCP link at the top level.
+        links = s.get("links") or {s.get("device_link", "tcp"): s}
+        w(f"Device links: {', '.join(links)}; each against the same path without the gateway hop, on the same link. "
           f"{s['rounds']} rounds.\n")
-        mr = s["max_rate"]
-        w("| unpaced | msgs/s |")
-        w("|---|---:|")
-        w(f"| direct (device → cloud) | {num(mr['direct']['msgs_per_s'])} |")
-        w(f"| via gateway (device → gateway → cloud) | {num(mr['via gateway']['msgs_per_s'])} |")
-        w(f"| ratio via gateway / direct | {ratio(mr['via gateway / direct'])} |\n")
-        w("One-way latency, µs, from the moment the device handed the message to its node until the cloud sink got "
-          "it (CLOCK_MONOTONIC stamps in the payload):\n")
-        w("| rate | path | p50 | p99 | p99.9 | max | received/sent |")
-        w("|---:|---|---:|---:|---:|---:|---:|")
-        for rate, e in s["latency"].items():
-            for path in ("direct", "via gateway"):
-                x = e[path]
-                w(f"| {int(rate):,}/s | {path} | {num(x['p50_us'], 1)} | {num(x['p99_us'], 1)} | {num(x['p999_us'], 1)} "
-                  f"| {num(x['max_us'], 0)} | {num(x['received'])}/{num(x['sent'])} |")
-            a = e["added by gateway"]
-            w(f"| {int(rate):,}/s | **added by the gateway** | {num(a['p50_us'], 1)} (×{num(a['p50_ratio'], 2)}) | "
-              f"{num(a['p99_us'], 1)} (×{num(a['p99_ratio'], 2)}) | {num(a['p999_us'], 1)} (×{num(a['p999_ratio'], 2)}) | | |")
-        w("")
+        for link, e in links.items():
+            render_gateway_link(link, e, w)
 
     # Suite 4
     s = suites.get("4_handshakes", {})
@@ -242,6 +227,38 @@ def render(report):
         w("## Profile of suite 1 (callgrind)\n")
         w(p.get("summary_markdown", ""))
     return "\n".join(out) + "\n"
+
+
+GATEWAY_LINKS = {
+    "tcp": ("TCP", "device → cloud over TCP", "device → gateway (TCP) → cloud (TCP)"),
+    "serial-pty": ("serial (pty pair)", "device → cloud over serial", "device → gateway (serial) → cloud (TCP)"),
+}
+
+
+def render_gateway_link(link, e, w):
+    title, direct, via = GATEWAY_LINKS.get(link, (link, "direct", "via gateway"))
+    w(f"### Device link: {title}\n")
+    if e.get("link_note"):
+        w(f"{e['link_note']}.\n")
+    mr = e["max_rate"]
+    w("| unpaced | msgs/s |")
+    w("|---|---:|")
+    w(f"| direct ({direct}) | {num(mr['direct']['msgs_per_s'])} |")
+    w(f"| via gateway ({via}) | {num(mr['via gateway']['msgs_per_s'])} |")
+    w(f"| ratio via gateway / direct | {ratio(mr['via gateway / direct'])} |\n")
+    w("One-way latency, µs, from the moment the device handed the message to its node until the cloud sink got "
+      "it (CLOCK_MONOTONIC stamps in the payload):\n")
+    w("| rate | path | p50 | p99 | p99.9 | max | received/sent |")
+    w("|---:|---|---:|---:|---:|---:|---:|")
+    for rate, x in e["latency"].items():
+        for path in ("direct", "via gateway"):
+            y = x[path]
+            w(f"| {int(rate):,}/s | {path} | {num(y['p50_us'], 1)} | {num(y['p99_us'], 1)} | {num(y['p999_us'], 1)} "
+              f"| {num(y['max_us'], 0)} | {num(y['received'])}/{num(y['sent'])} |")
+        a = x["added by gateway"]
+        w(f"| {int(rate):,}/s | **added by the gateway** | {num(a['p50_us'], 1)} (×{num(a['p50_ratio'], 2)}) | "
+          f"{num(a['p99_us'], 1)} (×{num(a['p99_ratio'], 2)}) | {num(a['p999_us'], 1)} (×{num(a['p999_ratio'], 2)}) | | |")
+    w("")
 
 
 def render_serial(s, w):
