@@ -219,8 +219,14 @@ def render(report):
         w(line)
     else:
         render_serial(s, w)
-    w("## 7. BLE\n")
-    w(status_line(suites.get("7_ble", {"status": "skipped", "reason": "skipped"})) or "")
+    s = suites.get("7_ble", {"status": "skipped", "reason": "skipped"})
+    w("## 7. BLE (virtual rig: QEMU/TCG, btvirt, kernel L2CAP LE CoC)\n")
+    w(measured(s))
+    line = status_line(s)
+    if line:
+        w(line)
+    else:
+        render_ble(s, w)
 
     p = report.get("profile")
     if p:
@@ -258,6 +264,57 @@ def render_gateway_link(link, e, w):
         a = x["added by gateway"]
         w(f"| {int(rate):,}/s | **added by the gateway** | {num(a['p50_us'], 1)} (×{num(a['p50_ratio'], 2)}) | "
           f"{num(a['p99_us'], 1)} (×{num(a['p99_ratio'], 2)}) | {num(a['p999_us'], 1)} (×{num(a['p999_ratio'], 2)}) | | |")
+    w("")
+
+
+def render_ble(s, w):
+    g = s.get("guest", {})
+    cpus = g.get("cpus")
+    where = ("receiving processes on hci0 (guest CPU 0), senders on hci1 (guest CPU 1)" if cpus and cpus > 1 else
+             "receiving processes on hci0, senders on hci1, all sharing the one vCPU with btvirt and the kernel")
+    w(f"**{s['note']}.** Inside one QEMU VM ({cpus or '?'} vCPU{'s' if cpus != 1 else ''}, guest kernel "
+      f"{g.get('kernel', '?')}, btvirt LE ACL MTU {g.get('acl_mtu', '?')}); {where}. {s['rounds']} rounds; per run {s['messages_per_run']} messages of {s['size']:,} B after "
+      f"{s['warmup_messages']} warm-up messages, the same bytes for every system. The VM run took "
+      f"{num(s.get('vm_seconds'))} s (boot and controllers up at {num(g.get('uptime_controllers_up_s'), 1)} s "
+      f"guest time).\n")
+    w("| MTU | secure channel | routing, no channel | raw L2CAP | **secure / raw** | no channel / raw "
+      "| secure / no channel | SDUs per message (secure, no channel, raw) | link bytes per message (secure, no channel) |")
+    w("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for mtu, e in s["mtus"].items():
+        sy, r = e["systems"], e["ratios"]
+
+        def cell(name):
+            x = sy.get(name, {})
+            if not x:
+                return "–"
+            lost = f", lost {num(x.get('lost'))}" if x.get("lost") else ""
+            return f"{num((x.get('bytes_per_s') or 0) / 1024, 1)} KiB/s{lost}"
+
+        def per_msg(name, key, digits):
+            return num(sy.get(name, {}).get(key), digits)
+
+        w(f"| {int(mtu):,} | {cell('ockam-edge secure channel')} | {cell('ockam-edge routing, no channel')} | "
+          f"{cell('raw L2CAP')} | **{ratio(r.get('secure / raw'))}** {ratio_spread(r.get('secure / raw'))} | "
+          f"{ratio(r.get('routing, no channel / raw'))} {ratio_spread(r.get('routing, no channel / raw'))} | "
+          f"{ratio(r.get('secure / routing, no channel'))} | "
+          f"{per_msg('ockam-edge secure channel', 'wire_sdus_per_msg', 0)}, "
+          f"{per_msg('ockam-edge routing, no channel', 'wire_sdus_per_msg', 0)}, {per_msg('raw L2CAP', 'wire_sdus_per_msg', 0)} | "
+          f"{per_msg('ockam-edge secure channel', 'wire_bytes_per_msg', 1)}, "
+          f"{per_msg('ockam-edge routing, no channel', 'wire_bytes_per_msg', 1)} |")
+    w("")
+    w("**One secure-channel handshake on the link** (Noise XX with identities and attestations; counted by the "
+      "initiator's BLE transport: SDUs and bytes written and read, fragmentation headers included; median over the "
+      "rounds — every round gives the same counts).\n")
+    w("| MTU | messages out / in | SDUs out / in | bytes out / in | SDUs total | bytes total | handshake time (TCG) |")
+    w("|---:|---:|---:|---:|---:|---:|---:|")
+    rows = list(s["mtus"].items()) + list(s.get("handshake_only", {}).items())
+    for mtu, e in sorted(rows, key=lambda kv: int(kv[0])):
+        h = e.get("handshake", {})
+        total_sdus = (h.get("sdus_out") or 0) + (h.get("sdus_in") or 0)
+        total_bytes = (h.get("bytes_out") or 0) + (h.get("bytes_in") or 0)
+        w(f"| {int(mtu):,} | {num(h.get('messages_out'))} / {num(h.get('messages_in'))} | {num(h.get('sdus_out'))} / "
+          f"{num(h.get('sdus_in'))} | {num(h.get('bytes_out'))} / {num(h.get('bytes_in'))} | {num(total_sdus)} | "
+          f"{num(total_bytes)} | {num((h.get('seconds_tcg') or 0) * 1000)} ms |")
     w("")
 
 
