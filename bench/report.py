@@ -210,23 +210,12 @@ def render(report):
               f"{num(e['carrying'].get('threads'))} | {mb(e.get('bytes_per_s'))} |")
         w("")
 
-    # Suite 6
-    s = suites.get("6_serial", {"status": "skipped", "reason": "skipped"})
-    w("## 6. Serial\n")
-    w(measured(s))
-    line = status_line(s)
-    if line:
-        w(line)
-    else:
-        render_serial(s, w)
-    s = suites.get("7_ble", {"status": "skipped", "reason": "skipped"})
-    w("## 7. BLE (virtual rig: QEMU/TCG, btvirt, kernel L2CAP LE CoC)\n")
-    w(measured(s))
-    line = status_line(s)
-    if line:
-        w(line)
-    else:
-        render_ble(s, w)
+    for key, title, body in (("6_serial", "## 6. Serial\n", render_serial),
+                             ("7_ble", "## 7. BLE (virtual rig: QEMU/TCG, btvirt, kernel L2CAP LE CoC)\n", render_ble)):
+        s = suites.get(key, {"status": "skipped", "reason": "skipped"})
+        w(title)
+        w(measured(s))
+        w(status_line(s) or "") if status_line(s) else body(s, w)
 
     p = report.get("profile")
     if p:
@@ -267,6 +256,18 @@ def render_gateway_link(link, e, w):
     w("")
 
 
+BLE_SYSTEMS = ("ockam-edge secure channel", "ockam-edge routing, no channel", "raw L2CAP")
+
+
+def goodput_cell(x, divisor, unit, with_rate):
+    """Payload goodput of one system (bytes/s ÷ divisor, unit), its msgs/s in brackets if with_rate, and any loss."""
+    if not x:
+        return "–"
+    lost = f", lost {num(x.get('lost'))}" if x.get("lost") else ""
+    value = f"{num((x.get('bytes_per_s') or 0) / divisor, 1)}{unit}"
+    return f"{value} ({num(x.get('msgs_per_s'))}{lost})" if with_rate else f"{value}{lost}"
+
+
 def render_ble(s, w):
     g = s.get("guest", {})
     cpus = g.get("cpus")
@@ -282,19 +283,12 @@ def render_ble(s, w):
     w("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for mtu, e in s["mtus"].items():
         sy, r = e["systems"], e["ratios"]
-
-        def cell(name):
-            x = sy.get(name, {})
-            if not x:
-                return "–"
-            lost = f", lost {num(x.get('lost'))}" if x.get("lost") else ""
-            return f"{num((x.get('bytes_per_s') or 0) / 1024, 1)} KiB/s{lost}"
+        kib = [goodput_cell(sy.get(name), 1024, " KiB/s", with_rate=False) for name in BLE_SYSTEMS]
 
         def per_msg(name, key, digits):
             return num(sy.get(name, {}).get(key), digits)
 
-        w(f"| {int(mtu):,} | {cell('ockam-edge secure channel')} | {cell('ockam-edge routing, no channel')} | "
-          f"{cell('raw L2CAP')} | **{ratio(r.get('secure / raw'))}** {ratio_spread(r.get('secure / raw'))} | "
+        w(f"| {int(mtu):,} | {kib[0]} | {kib[1]} | {kib[2]} | **{ratio(r.get('secure / raw'))}** {ratio_spread(r.get('secure / raw'))} | "
           f"{ratio(r.get('routing, no channel / raw'))} {ratio_spread(r.get('routing, no channel / raw'))} | "
           f"{ratio(r.get('secure / routing, no channel'))} | "
           f"{per_msg('ockam-edge secure channel', 'wire_sdus_per_msg', 0)}, "
@@ -350,11 +344,7 @@ def render_serial(s, w):
         sy, r = e["systems"], e["ratios"]
 
         def cell(name):
-            x = sy.get(name, {})
-            if not x:
-                return "–"
-            lost = f", lost {num(x.get('lost'))}" if x.get("lost") else ""
-            return f"{num((x.get('bytes_per_s') or 0) / 1e3, 1)} ({num(x.get('msgs_per_s'))}{lost})"
+            return goodput_cell(sy.get(name), 1e3, "", with_rate=True)
 
         w(f"| {int(size):,} B | {cell('ockam-edge secure channel')} | {cell('ockam-edge routing, no channel')} | "
           f"{cell('raw bytes over the pty')} | {ratio(r.get('secure / raw'))} {ratio_spread(r.get('secure / raw'))} | "
