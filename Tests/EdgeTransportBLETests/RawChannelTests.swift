@@ -36,7 +36,7 @@ struct RawChannelTests {
             #expect(n == size)
             #expect(Array(buffer[..<n]) == (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ size) })
         }
-        try [9, 8, 7].withUnsafeBytes { try server.send($0) }
+        try [UInt8]([9, 8, 7]).withUnsafeBytes { try server.send($0) }
         #expect(try buffer.withUnsafeMutableBytes { try client.receive(into: $0) } == 3)
         #expect(Array(buffer[..<3]) == [9, 8, 7])
 
