@@ -37,7 +37,7 @@ if QUICK:
                aead_seconds=0.3, gw_seconds=0.5, lat_seconds={1000: 1.0, 10000: 0.5}, hs_seconds=0.5,
                hs_prim_seconds=0.05, fp_rounds=1, bridge_seconds=0.5, channel_counts=[1, 100, 1000],
                serial_sizes=[16, 1024], serial_seconds=0.3,
-               ble_rounds=1, ble_size=16384, ble_messages=16, ble_warmup=2, ble_mtus=[672, 65535], ble_handshake_mtus=[23], ble_vm_timeout=420)
+               ble_rounds=1, ble_size=16384, ble_messages=16, ble_warmup=2, ble_mtus=[672, 65535], ble_handshake_mtus=[23], ble_vm_timeout=600)
 else:
     CFG = dict(rounds=5, bulk_rounds=7, bulk_seconds=3.0, sweep_seconds=1.5,
                sweep_sizes=[64, 256, 1024, 4096, 16384, 65536], aead_seconds=1.0, gw_seconds=2.0,
