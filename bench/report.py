@@ -274,7 +274,8 @@ def render_ble(s, w):
     where = ("receiving processes on hci0 (guest CPU 0), senders on hci1 (guest CPU 1)" if cpus and cpus > 1 else
              "receiving processes on hci0, senders on hci1, all sharing the one vCPU with btvirt and the kernel")
     w(f"**{s['note']}.** Inside one QEMU VM ({cpus or '?'} vCPU{'s' if cpus != 1 else ''}, guest kernel "
-      f"{g.get('kernel', '?')}, btvirt LE ACL MTU {g.get('acl_mtu', '?')}); {where}. {s['rounds']} rounds; per run {s['messages_per_run']} messages of {s['size']:,} B after "
+      f"{g.get('kernel', '?')}, btvirt LE ACL MTU {g.get('acl_mtu', '?')}); {where}. {s['rounds']} "
+      f"round{'s' if s['rounds'] != 1 else ''}; per run {s['messages_per_run']} messages of {s['size']:,} B after "
       f"{s['warmup_messages']} warm-up messages, the same bytes for every system. The VM run took "
       f"{num(s.get('vm_seconds'))} s (boot and controllers up at {num(g.get('uptime_controllers_up_s'), 1)} s "
       f"guest time).\n")
