@@ -223,7 +223,7 @@ let package = Package(
             name: "OckamEdgeBench",
             dependencies: [
                 "CSodium", "EdgeCrypto", "EdgeIdentity", "EdgeNoise", "EdgeNode", "EdgeRouting", "EdgeSecureChannel",
-                "EdgeTransportSerial", "EdgeTransportTCP", "EdgeWire",
+                "EdgeTransportBLE", "EdgeTransportSerial", "EdgeTransportTCP", "EdgeWire",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -133,27 +133,12 @@ def render(report):
     if line:
         w(line)
     else:
-        w(f"Device link: {s['device_link']} (serial over a pty: TODO once EdgeTransportSerial lands). "
+        # Older results (before the serial link) hold one TCP link at the top level.
+        links = s.get("links") or {s.get("device_link", "tcp"): s}
+        w(f"Device links: {', '.join(links)}; each against the same path without the gateway hop, on the same link. "
           f"{s['rounds']} rounds.\n")
-        mr = s["max_rate"]
-        w("| unpaced | msgs/s |")
-        w("|---|---:|")
-        w(f"| direct (device → cloud) | {num(mr['direct']['msgs_per_s'])} |")
-        w(f"| via gateway (device → gateway → cloud) | {num(mr['via gateway']['msgs_per_s'])} |")
-        w(f"| ratio via gateway / direct | {ratio(mr['via gateway / direct'])} |\n")
-        w("One-way latency, µs, from the moment the device handed the message to its node until the cloud sink got "
-          "it (CLOCK_MONOTONIC stamps in the payload):\n")
-        w("| rate | path | p50 | p99 | p99.9 | max | received/sent |")
-        w("|---:|---|---:|---:|---:|---:|---:|")
-        for rate, e in s["latency"].items():
-            for path in ("direct", "via gateway"):
-                x = e[path]
-                w(f"| {int(rate):,}/s | {path} | {num(x['p50_us'], 1)} | {num(x['p99_us'], 1)} | {num(x['p999_us'], 1)} "
-                  f"| {num(x['max_us'], 0)} | {num(x['received'])}/{num(x['sent'])} |")
-            a = e["added by gateway"]
-            w(f"| {int(rate):,}/s | **added by the gateway** | {num(a['p50_us'], 1)} (×{num(a['p50_ratio'], 2)}) | "
-              f"{num(a['p99_us'], 1)} (×{num(a['p99_ratio'], 2)}) | {num(a['p999_us'], 1)} (×{num(a['p999_ratio'], 2)}) | | |")
-        w("")
+        for link, e in links.items():
+            render_gateway_link(link, e, w)
 
     # Suite 4
     s = suites.get("4_handshakes", {})
@@ -225,23 +210,107 @@ def render(report):
               f"{num(e['carrying'].get('threads'))} | {mb(e.get('bytes_per_s'))} |")
         w("")
 
-    # Suite 6
-    s = suites.get("6_serial", {"status": "skipped", "reason": "skipped"})
-    w("## 6. Serial\n")
-    w(measured(s))
-    line = status_line(s)
-    if line:
-        w(line)
-    else:
-        render_serial(s, w)
-    w("## 7. BLE\n")
-    w(status_line(suites.get("7_ble", {"status": "skipped", "reason": "skipped"})) or "")
+    for key, title, body in (("6_serial", "## 6. Serial\n", render_serial),
+                             ("7_ble", "## 7. BLE (virtual rig: QEMU/TCG, btvirt, kernel L2CAP LE CoC)\n", render_ble)):
+        s = suites.get(key, {"status": "skipped", "reason": "skipped"})
+        w(title)
+        w(measured(s))
+        w(status_line(s) or "") if status_line(s) else body(s, w)
 
     p = report.get("profile")
     if p:
         w("## Profile of suite 1 (callgrind)\n")
         w(p.get("summary_markdown", ""))
     return "\n".join(out) + "\n"
+
+
+GATEWAY_LINKS = {
+    "tcp": ("TCP", "device → cloud over TCP", "device → gateway (TCP) → cloud (TCP)"),
+    "serial-pty": ("serial (pty pair)", "device → cloud over serial", "device → gateway (serial) → cloud (TCP)"),
+}
+
+
+def render_gateway_link(link, e, w):
+    title, direct, via = GATEWAY_LINKS.get(link, (link, "direct", "via gateway"))
+    w(f"### Device link: {title}\n")
+    if e.get("link_note"):
+        w(f"{e['link_note']}.\n")
+    mr = e["max_rate"]
+    w("| unpaced | msgs/s |")
+    w("|---|---:|")
+    w(f"| direct ({direct}) | {num(mr['direct']['msgs_per_s'])} |")
+    w(f"| via gateway ({via}) | {num(mr['via gateway']['msgs_per_s'])} |")
+    w(f"| ratio via gateway / direct | {ratio(mr['via gateway / direct'])} |\n")
+    w("One-way latency, µs, from the moment the device handed the message to its node until the cloud sink got "
+      "it (CLOCK_MONOTONIC stamps in the payload):\n")
+    w("| rate | path | p50 | p99 | p99.9 | max | received/sent |")
+    w("|---:|---|---:|---:|---:|---:|---:|")
+    for rate, x in e["latency"].items():
+        for path in ("direct", "via gateway"):
+            y = x[path]
+            w(f"| {int(rate):,}/s | {path} | {num(y['p50_us'], 1)} | {num(y['p99_us'], 1)} | {num(y['p999_us'], 1)} "
+              f"| {num(y['max_us'], 0)} | {num(y['received'])}/{num(y['sent'])} |")
+        a = x["added by gateway"]
+        w(f"| {int(rate):,}/s | **added by the gateway** | {num(a['p50_us'], 1)} (×{num(a['p50_ratio'], 2)}) | "
+          f"{num(a['p99_us'], 1)} (×{num(a['p99_ratio'], 2)}) | {num(a['p999_us'], 1)} (×{num(a['p999_ratio'], 2)}) | | |")
+    w("")
+
+
+BLE_SYSTEMS = ("ockam-edge secure channel", "ockam-edge routing, no channel", "raw L2CAP")
+
+
+def goodput_cell(x, divisor, unit, with_rate):
+    """Payload goodput of one system (bytes/s ÷ divisor, unit), its msgs/s in brackets if with_rate, and any loss."""
+    if not x:
+        return "–"
+    lost = f", lost {num(x.get('lost'))}" if x.get("lost") else ""
+    value = f"{num((x.get('bytes_per_s') or 0) / divisor, 1)}{unit}"
+    return f"{value} ({num(x.get('msgs_per_s'))}{lost})" if with_rate else f"{value}{lost}"
+
+
+def render_ble(s, w):
+    g = s.get("guest", {})
+    cpus = g.get("cpus")
+    where = ("receiving processes on hci0 (guest CPU 0), senders on hci1 (guest CPU 1)" if cpus and cpus > 1 else
+             "receiving processes on hci0, senders on hci1, all sharing the one vCPU with btvirt and the kernel")
+    w(f"**{s['note']}.** Inside one QEMU VM ({cpus or '?'} vCPU{'s' if cpus != 1 else ''}, guest kernel "
+      f"{g.get('kernel', '?')}, btvirt LE ACL MTU {g.get('acl_mtu', '?')}); {where}. {s['rounds']} "
+      f"round{'s' if s['rounds'] != 1 else ''}; per run {s['messages_per_run']} messages of {s['size']:,} B after "
+      f"{s['warmup_messages']} warm-up messages, the same bytes for every system. The VM run took "
+      f"{num(s.get('vm_seconds'))} s (boot and controllers up at {num(g.get('uptime_controllers_up_s'), 1)} s "
+      f"guest time).\n")
+    w("| MTU | secure channel | routing, no channel | raw L2CAP | **secure / raw** | no channel / raw "
+      "| secure / no channel | SDUs per message (secure, no channel, raw) | link bytes per message (secure, no channel) |")
+    w("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for mtu, e in s["mtus"].items():
+        sy, r = e["systems"], e["ratios"]
+        kib = [goodput_cell(sy.get(name), 1024, " KiB/s", with_rate=False) for name in BLE_SYSTEMS]
+
+        def per_msg(name, key, digits):
+            return num(sy.get(name, {}).get(key), digits)
+
+        w(f"| {int(mtu):,} | {kib[0]} | {kib[1]} | {kib[2]} | **{ratio(r.get('secure / raw'))}** {ratio_spread(r.get('secure / raw'))} | "
+          f"{ratio(r.get('routing, no channel / raw'))} {ratio_spread(r.get('routing, no channel / raw'))} | "
+          f"{ratio(r.get('secure / routing, no channel'))} | "
+          f"{per_msg('ockam-edge secure channel', 'wire_sdus_per_msg', 0)}, "
+          f"{per_msg('ockam-edge routing, no channel', 'wire_sdus_per_msg', 0)}, {per_msg('raw L2CAP', 'wire_sdus_per_msg', 0)} | "
+          f"{per_msg('ockam-edge secure channel', 'wire_bytes_per_msg', 1)}, "
+          f"{per_msg('ockam-edge routing, no channel', 'wire_bytes_per_msg', 1)} |")
+    w("")
+    w("**One secure-channel handshake on the link** (Noise XX with identities and attestations; counted by the "
+      "initiator's BLE transport: SDUs and bytes written and read, fragmentation headers included; median over the "
+      "rounds — every round gives the same counts).\n")
+    w("| MTU | messages out / in | SDUs out / in | bytes out / in | SDUs total | bytes total | handshake time (TCG) |")
+    w("|---:|---:|---:|---:|---:|---:|---:|")
+    rows = list(s["mtus"].items()) + list(s.get("handshake_only", {}).items())
+    for mtu, e in sorted(rows, key=lambda kv: int(kv[0])):
+        h = e.get("handshake", {})
+        total_sdus = (h.get("sdus_out") or 0) + (h.get("sdus_in") or 0)
+        total_bytes = (h.get("bytes_out") or 0) + (h.get("bytes_in") or 0)
+        w(f"| {int(mtu):,} | {num(h.get('messages_out'))} / {num(h.get('messages_in'))} | {num(h.get('sdus_out'))} / "
+          f"{num(h.get('sdus_in'))} | {num(h.get('bytes_out'))} / {num(h.get('bytes_in'))} | {num(total_sdus)} | "
+          f"{num(total_bytes)} | {num((h.get('seconds_tcg') or 0) * 1000)} ms |")
+    w("")
 
 
 def render_serial(s, w):
@@ -276,11 +345,7 @@ def render_serial(s, w):
         sy, r = e["systems"], e["ratios"]
 
         def cell(name):
-            x = sy.get(name, {})
-            if not x:
-                return "–"
-            lost = f", lost {num(x.get('lost'))}" if x.get("lost") else ""
-            return f"{num((x.get('bytes_per_s') or 0) / 1e3, 1)} ({num(x.get('msgs_per_s'))}{lost})"
+            return goodput_cell(sy.get(name), 1e3, "", with_rate=True)
 
         w(f"| {int(size):,} B | {cell('ockam-edge secure channel')} | {cell('ockam-edge routing, no channel')} | "
           f"{cell('raw bytes over the pty')} | {ratio(r.get('secure / raw'))} {ratio_spread(r.get('secure / raw'))} | "

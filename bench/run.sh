@@ -6,6 +6,8 @@
 #   PROFILE=0|1    callgrind profile of suite 1 and the handshake operation counts (default: on in full runs)
 #   STATIC=0|1     the --static-swift-stdlib build for the footprint suite (default: on in full runs)
 #   BENCH_SUITES=… only these suites (e.g. 3,5); the others are kept from the previous latest.json
+#                  (suite 7, BLE, boots the virtual rig's QEMU VM: hardware/virtual/run-in-vm.sh installs its packages
+#                  and kernel when missing; if it cannot, the suite is reported as skipped with the reason)
 #   SWIFT=…        the swift driver (default: swift)
 #   BENCH_CONFIG=debug  use the debug build (CI's QUICK run proves the harness works without a second, ~8-minute
 #                  release build; such numbers mean nothing). Default: release.

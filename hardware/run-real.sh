@@ -67,14 +67,8 @@ sensor() {  # sensor <mtu> <log> <step…>
         --timeout "$STEP_TIMEOUT" "$@" >> "$log" 2>&1
 }
 
-wait_for() {
-    local deadline=$((SECONDS + $1))
-    shift
-    until "$@"; do
-        [ "$SECONDS" -ge "$deadline" ] && return 1
-        sleep 0.1
-    done
-}
+# wait_for (shared with the virtual rig's guest scripts)
+source "$HERE/virtual/guest/rig-lib.sh"
 
 # 1-3. Exchanges with our receive MTU at 23, 672 and 65535: the gateway's SDUs to us are at most that size.
 for spec in "23 1,22,23,200,900,3000" "672 1,600,672,2000,30000" "65535 1,65000,65535,65536,200000"; do

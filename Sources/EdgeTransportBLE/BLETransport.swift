@@ -245,62 +245,69 @@ public final class BLETransport: TransportResolver, Sendable {
     private func dial(_ config: BLEConnectConfiguration) async throws(BLETransportError) -> Link {
         let endpoint = endpoint(for: config.peer)
         let fd: Int32
+        let linkMTUs: LinkMTUs
         do {
             fd = try SeqPacketSocket.open(for: endpoint)
         } catch {
             counterBox.update { $0.connectFailures += 1 }
             throw error
         }
-        var sendBuffer: Int?
-        var mtus: (send: Int, receive: Int) = (BLEMTU.kernelDefault, BLEMTU.kernelDefault)
         do {
-            for step in SocketSetupPlan.connector(config, sendBuffer: options.sendBufferSize) {
-                switch (step, endpoint) {
-                case (.open, _), (.listen, _): break
-                case (.bind, .l2cap):
-                    let source = try BLEAdapters.address(of: config.adapter)
-                    try SeqPacketSocket.bind(fd, to: .l2cap(L2CAPSocketAddress(device: source, addressType: .public, psm: 0)))
-                case (.setReceiveMTU(let mtu), .l2cap): try SeqPacketSocket.setReceiveMTU(fd, mtu)
-                case (.setSecurity(let level), .l2cap): try SeqPacketSocket.setSecurity(fd, level)
-                case (.raiseSendBuffer(let bytes), _): sendBuffer = SeqPacketSocket.raiseSendBuffer(fd, to: bytes)
-                case (.connect, _): try await connectSocket(fd, to: endpoint, peer: config.peer)
-                case (.readMTUs, .l2cap):
-                    mtus = (
-                        try SeqPacketSocket.getMTU(fd, option: BT_SNDMTU, call: "getsockopt(BT_SNDMTU)"),
-                        try SeqPacketSocket.getMTU(fd, option: BT_RCVMTU, call: "getsockopt(BT_RCVMTU)")
-                    )
-                case (.readMTUs, .unix(_, let send, let receive)): mtus = (send, receive)
-                case (.bind, .unix), (.setReceiveMTU, .unix), (.setSecurity, .unix): break
-                }
-            }
+            linkMTUs = try await Self.setUpConnector(fd, config, endpoint: endpoint, options: options)
         } catch {
             SeqPacketSocket.close(fd)
             counterBox.update { $0.connectFailures += 1 }
             throw error
         }
-        let linkMTUs = makeMTUs(send: mtus.send, receive: mtus.receive, sendBuffer: sendBuffer)
         logger.debug("connected to \(config.peer) mtu=\(linkMTUs.send)/\(linkMTUs.receive) sdu=\(linkMTUs.sduLimit)")
         return try await attach(fd: fd, peer: config.peer, outgoing: true, mtus: linkMTUs)
     }
 
-    private func connectSocket(_ fd: Int32, to endpoint: SocketEndpoint, peer: BLEPeerAddress) async throws(BLETransportError) {
+    /// Runs ``SocketSetupPlan/connector(_:sendBuffer:)`` on an open socket, connect included, and returns the link's
+    /// MTUs. Shared with ``BLERawChannel`` so that the raw reference is set up exactly like a link.
+    static func setUpConnector(
+        _ fd: Int32, _ config: BLEConnectConfiguration, endpoint: SocketEndpoint, options: BLETransportOptions
+    ) async throws(BLETransportError) -> LinkMTUs {
+        var sendBuffer: Int?
+        var mtus: (send: Int, receive: Int) = (BLEMTU.kernelDefault, BLEMTU.kernelDefault)
+        for step in SocketSetupPlan.connector(config, sendBuffer: options.sendBufferSize) {
+            switch (step, endpoint) {
+            case (.open, _), (.listen, _): break
+            case (.bind, .l2cap):
+                let source = try BLEAdapters.address(of: config.adapter)
+                try SeqPacketSocket.bind(fd, to: .l2cap(L2CAPSocketAddress(device: source, addressType: .public, psm: 0)))
+            case (.setReceiveMTU(let mtu), .l2cap): try SeqPacketSocket.setReceiveMTU(fd, mtu)
+            case (.setSecurity(let level), .l2cap): try SeqPacketSocket.setSecurity(fd, level)
+            case (.raiseSendBuffer(let bytes), _): sendBuffer = SeqPacketSocket.raiseSendBuffer(fd, to: bytes)
+            case (.connect, _):
+                try await connectSocket(fd, to: endpoint, peer: config.peer, timeout: options.connectTimeout)
+            case (.readMTUs, _): mtus = try SeqPacketSocket.readMTUs(fd, endpoint: endpoint)
+            case (.bind, .unix), (.setReceiveMTU, .unix), (.setSecurity, .unix): break
+            }
+        }
+        return makeMTUs(send: mtus.send, receive: mtus.receive, sendBuffer: sendBuffer, cap: options.maxSDUSize)
+    }
+
+    private static func connectSocket(
+        _ fd: Int32, to endpoint: SocketEndpoint, peer: BLEPeerAddress, timeout: Duration
+    ) async throws(BLETransportError) {
         if try SeqPacketSocket.startConnect(fd, to: endpoint) { return }
-        switch try await FDWait.wait(fd: fd, events: Int16(POLLOUT), timeout: options.connectTimeout) {
+        switch try await FDWait.wait(fd: fd, events: Int16(POLLOUT), timeout: timeout) {
         case .timedOut:
-            throw .connectTimeout(peer: "\(peer)", options.connectTimeout)
+            throw .connectTimeout(peer: "\(peer)", timeout)
         case .ready:
             let code = try SeqPacketSocket.socketError(fd)
             guard code == 0 else { throw .connectFailed(peer: "\(peer)", errno: code) }
         }
     }
 
-    func makeMTUs(send: Int, receive: Int, sendBuffer: Int?) -> LinkMTUs {
+    static func makeMTUs(send: Int, receive: Int, sendBuffer: Int?, cap: Int?) -> LinkMTUs {
         // A send MTU the kernel does not know yet reads as 0: fall back to the LE minimum, which always works.
         let send = send >= BLEMTU.minimum ? send : BLEMTU.minimum
         let receive = receive >= BLEMTU.minimum ? receive : BLEMTU.kernelDefault
         return LinkMTUs(
             send: send, receive: receive,
-            sduLimit: LinkMTUs.sduLimit(sendMTU: send, sendBuffer: sendBuffer, cap: options.maxSDUSize))
+            sduLimit: LinkMTUs.sduLimit(sendMTU: send, sendBuffer: sendBuffer, cap: cap))
     }
 
     // MARK: Listening
@@ -317,7 +324,7 @@ public final class BLETransport: TransportResolver, Sendable {
     /// `endpoint` replaces the L2CAP address (tests listen on AF_UNIX).
     func listen(_ config: BLEListenConfiguration, endpoint: SocketEndpoint?) async throws(BLETransportError) -> L2CAPPSM {
         if isClosed { throw .shutDown }
-        let (fd, psm, bound) = try openListener(config, endpoint: endpoint)
+        let (fd, psm, bound) = try Self.openListener(config, endpoint: endpoint)
         guard spawn({ await self.acceptLoop(config, fd: fd, endpoint: bound) }) != nil else {
             SeqPacketSocket.close(fd)
             throw .shutDown
@@ -327,7 +334,7 @@ public final class BLETransport: TransportResolver, Sendable {
     }
 
     /// Follows ``SocketSetupPlan/listener(_:)``. Returns the socket, the PSM, and the endpoint actually bound.
-    private func openListener(
+    static func openListener(
         _ config: BLEListenConfiguration, endpoint override: SocketEndpoint?
     ) throws(BLETransportError) -> (Int32, L2CAPPSM, SocketEndpoint) {
         var endpoint = override ?? .l2cap(L2CAPSocketAddress(device: .any, addressType: .public, psm: config.psm.rawValue))
@@ -408,7 +415,7 @@ public final class BLETransport: TransportResolver, Sendable {
             do {
                 var fixed = config
                 if let psm = endpoint.psm { fixed.psm = psm }  // keep the PSM the kernel chose first
-                let (fd, _, _) = try openListener(fixed, endpoint: endpoint.isUnix ? endpoint : nil)
+                let (fd, _, _) = try Self.openListener(fixed, endpoint: endpoint.isUnix ? endpoint : nil)
                 return fd
             } catch {
                 logger.debug("re-binding listener psm \(config.psm) failed: \(error)")
@@ -418,25 +425,9 @@ public final class BLETransport: TransportResolver, Sendable {
     }
 
     private func accepted(_ fd: Int32, endpoint: SocketEndpoint, psm: L2CAPPSM) async {
-        var sendBuffer: Int?
-        var mtus: (send: Int, receive: Int) = (BLEMTU.kernelDefault, BLEMTU.kernelDefault)
-        var peer: BLEPeerAddress?
+        let setup: (mtus: LinkMTUs, peer: BLEPeerAddress?)
         do {
-            for step in SocketSetupPlan.accepted(sendBuffer: options.sendBufferSize) {
-                switch (step, endpoint) {
-                case (.raiseSendBuffer(let bytes), _): sendBuffer = SeqPacketSocket.raiseSendBuffer(fd, to: bytes)
-                case (.readMTUs, .l2cap):
-                    mtus = (
-                        try SeqPacketSocket.getMTU(fd, option: BT_SNDMTU, call: "getsockopt(BT_SNDMTU)"),
-                        try SeqPacketSocket.getMTU(fd, option: BT_RCVMTU, call: "getsockopt(BT_RCVMTU)")
-                    )
-                    peer = SeqPacketSocket.peerAddress(fd).map {
-                        BLEPeerAddress(device: $0.device, addressType: $0.addressType, psm: psm)
-                    }
-                case (.readMTUs, .unix(_, let send, let receive)): mtus = (send, receive)
-                default: break
-                }
-            }
+            setup = try Self.setUpAccepted(fd, endpoint: endpoint, psm: psm, options: options)
         } catch {
             SeqPacketSocket.close(fd)
             logger.warning("could not set up accepted link: \(error)")
@@ -444,12 +435,33 @@ public final class BLETransport: TransportResolver, Sendable {
         }
         do {
             // attach owns (and on failure closes) the descriptor.
-            _ = try await attach(
-                fd: fd, peer: peer, outgoing: false,
-                mtus: makeMTUs(send: mtus.send, receive: mtus.receive, sendBuffer: sendBuffer))
+            _ = try await attach(fd: fd, peer: setup.peer, outgoing: false, mtus: setup.mtus)
         } catch {
             logger.warning("could not set up accepted link: \(error)")
         }
+    }
+
+    /// Runs ``SocketSetupPlan/accepted(sendBuffer:)`` on an accepted socket: its MTUs and the peer's address.
+    static func setUpAccepted(
+        _ fd: Int32, endpoint: SocketEndpoint, psm: L2CAPPSM, options: BLETransportOptions
+    ) throws(BLETransportError) -> (mtus: LinkMTUs, peer: BLEPeerAddress?) {
+        var sendBuffer: Int?
+        var mtus: (send: Int, receive: Int) = (BLEMTU.kernelDefault, BLEMTU.kernelDefault)
+        var peer: BLEPeerAddress?
+        for step in SocketSetupPlan.accepted(sendBuffer: options.sendBufferSize) {
+            switch step {
+            case .raiseSendBuffer(let bytes): sendBuffer = SeqPacketSocket.raiseSendBuffer(fd, to: bytes)
+            case .readMTUs:
+                mtus = try SeqPacketSocket.readMTUs(fd, endpoint: endpoint)
+                if case .l2cap = endpoint {
+                    peer = SeqPacketSocket.peerAddress(fd).map {
+                        BLEPeerAddress(device: $0.device, addressType: $0.addressType, psm: psm)
+                    }
+                }
+            default: break
+            }
+        }
+        return (makeMTUs(send: mtus.send, receive: mtus.receive, sendBuffer: sendBuffer, cap: options.maxSDUSize), peer)
     }
 
     // MARK: Links

@@ -241,6 +241,19 @@ enum SeqPacketSocket {
         return Int(value)
     }
 
+    /// The connected channel's MTUs: `BT_SNDMTU` (the peer's receive MTU) and our `BT_RCVMTU`; for the AF_UNIX
+    /// stand-in, the MTUs its endpoint declares.
+    static func readMTUs(_ fd: Int32, endpoint: SocketEndpoint) throws(BLETransportError) -> (send: Int, receive: Int) {
+        switch endpoint {
+        case .l2cap:
+            return (
+                try getMTU(fd, option: BT_SNDMTU, call: "getsockopt(BT_SNDMTU)"),
+                try getMTU(fd, option: BT_RCVMTU, call: "getsockopt(BT_RCVMTU)")
+            )
+        case .unix(_, let send, let receive): return (send, receive)
+        }
+    }
+
     /// `BT_SECURITY` with `bt_security { level, key_size = 0 }`.
     static func setSecurity(_ fd: Int32, _ level: BLESecurityLevel) throws(BLETransportError) {
         var value = bt_security()

@@ -24,6 +24,14 @@ let usage = """
       serve --serial SPEC                          the same node and sink, reached over the port (`64#<name>`)
       send --serial SPEC [--plain] --size N …      the same sender; adds the bytes its messages took on the wire
 
+    Over BLE, inside the virtual rig (suite 7; specs as `node run --ble-listen/--ble-connect`):
+      serve --ble-listen hci0,psm=0x81,mtu=672     the same node and sink, reached over an L2CAP LE CoC link
+      send --ble-connect ADDR,psm=0x81,adapter=hci1,mtu=672 [--plain] --size N …
+                                                   the same sender (route `4#ADDR,psm=0x81 → api`); adds the SDUs
+                                                   and bytes of the handshake and of each message on the link
+      raw-sink --l2cap-listen SPEC, raw-source --l2cap-connect SPEC …
+                                                   the raw stream over a bare L2CAP channel (the BLE limit)
+
     Plain sockets (peers):
       raw-sink [--listen 127.0.0.1:0]
       raw-source --connect H:P --size N [--seconds S | --count N] [--system label]
@@ -58,12 +66,14 @@ struct OckamEdgeBenchMain {
             case "handshakes": try CPUSuites.handshakes(arguments)
             case "handshake-primitives": try CPUSuites.handshakePrimitives(arguments)
             case "serial-overhead": try SerialSuites.overhead(arguments)
-            case "raw-sink": try RawTCP.sink(arguments)
-            case "raw-source": try RawTCP.source(arguments)
-            case "serve", "send", "latency", "channels-open":
+            case "raw-sink" where arguments.string("l2cap-listen") == nil: try RawTCP.sink(arguments)
+            case "raw-source" where arguments.string("l2cap-connect") == nil: try RawTCP.source(arguments)
+            case "serve", "send", "latency", "channels-open", "raw-sink", "raw-source":
                 Task.detached {
                     do {
                         switch arguments.command {
+                        case "raw-sink": try await BLESuites.rawSink(arguments, spec: arguments.string("l2cap-listen")!)
+                        case "raw-source": try await BLESuites.rawSource(arguments, spec: arguments.string("l2cap-connect")!)
                         case "serve": try await NodeSuites.serve(arguments)
                         case "send": try await NodeSuites.send(arguments)
                         case "latency": try await NodeSuites.latency(arguments)

@@ -9,6 +9,7 @@ import EdgeIdentity
 import EdgeNode
 import EdgeRouting
 import EdgeSecureChannel
+import EdgeTransportBLE
 import EdgeTransportSerial
 import EdgeTransportTCP
 import Logging
@@ -92,17 +93,23 @@ struct BenchNode {
     let node: Node
     let tcp: TCPTransport
     let channels: SecureChannels
-    /// With `--serial SPEC` (suite 6): the serial transport, on the same event loop, with that one port open.
+    /// With `--serial SPEC` (suites 3 and 6): the serial transport, on the same event loop, with that one port open.
     let serial: SerialTransport?
     let serialPort: String?
+    /// With `--ble-listen SPEC` or `--ble-connect SPEC` (suite 7, in the virtual BLE rig): the BLE transport, on the
+    /// same event loop.
+    let ble: BLETransport?
+    let bleListen: BLEListenConfiguration?
+    let bleConnect: BLEConnectConfiguration?
 
-    /// One event-loop thread, as the agent (`ockam-edge node run`) uses.
-    init(cipher: ChannelSuite = .aes256GCM, serialSpec: String? = nil) throws {
+    /// One event-loop thread, as the agent (`ockam-edge node run`) uses. Device links come from `--serial`,
+    /// `--ble-listen` and `--ble-connect`.
+    init(_ arguments: Arguments? = nil) throws {
         group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         node = Node(logger: Logger(label: "ockam-edge-bench"))
         tcp = TCPTransport(node: node, group: group)
         channels = SecureChannels(node: node, local: try SecureChannelCredentials.ephemeral())
-        if let serialSpec {
+        if let serialSpec = arguments?.string("serial") {
             let configuration = try SerialConfiguration(parsing: serialSpec)
             let transport = SerialTransport(node: node, group: group)
             try transport.open(configuration, requireDevice: true)
@@ -112,12 +119,38 @@ struct BenchNode {
             serial = nil
             serialPort = nil
         }
+        bleListen = try arguments?.string("ble-listen").map { try BLEListenConfiguration(parsing: $0) }
+        bleConnect = try arguments?.string("ble-connect").map {
+            var configuration = try BLEConnectConfiguration(parsing: $0)
+            configuration.reconnect = false  // a run that loses its link fails instead of measuring reconnects
+            return configuration
+        }
+        ble = bleListen != nil || bleConnect != nil ? BLETransport(node: node, group: group) : nil
     }
 
-    /// The serial port's counters (nil without `--serial`).
-    var serialCounters: SerialCounters? {
-        guard let serial, let serialPort else { return nil }
-        return serial.status(port: serialPort)?.counters
+    /// What the device link (serial port or BLE link) has written so far: routing messages, bytes, and frames
+    /// (serial) or SDUs (BLE). Nil without a device link.
+    var linkCounters: LinkCounters? {
+        if let ble {
+            let c = ble.counters
+            return LinkCounters(messagesOut: c.messagesOut, messagesIn: c.messagesIn, bytesOut: c.bytesOut,
+                                bytesIn: c.bytesIn, unitsOut: c.sdusOut, unitsIn: c.sdusIn, unit: "sdus")
+        }
+        guard let serial, let serialPort, let c = serial.status(port: serialPort)?.counters else { return nil }
+        return LinkCounters(messagesOut: c.messagesOut, messagesIn: c.messagesIn, bytesOut: c.bytesOut,
+                            bytesIn: c.bytesIn, unitsOut: c.framesOut, unitsIn: c.framesIn, unit: "frames")
+    }
+
+    /// Waits (bounded) until the device link has written `messages` more routing messages than `since`, and
+    /// returns its counters then: the exact bytes those messages took on the link.
+    func linkCounters(after messages: UInt64, since: LinkCounters) async throws -> LinkCounters {
+        var now = linkCounters ?? since
+        let deadline = monotonicNanos() + 30_000_000_000
+        while now.messagesOut - since.messagesOut < messages, monotonicNanos() < deadline {
+            try await Task.sleep(for: .microseconds(200))
+            now = linkCounters ?? now
+        }
+        return now
     }
 
     static func options(_ arguments: Arguments) -> SecureChannelOptions {
@@ -125,29 +158,45 @@ struct BenchNode {
         return SecureChannelOptions(suite: suite, handshakeTimeout: .seconds(60))
     }
 
-    /// The route to the sink behind `connect` (optionally through `via` gateways), through a new secure channel
-    /// unless `plain`. Returns the route and the time the handshake took.
-    func sinkRoute(_ arguments: Arguments) async throws -> (Route, Double?) {
+    /// The route to the sink: over the device link when there is one (`64#<port>` or `4#<peer>`), then through
+    /// `via` gateways and `connect` over TCP when given (the device → gateway → TCP → cloud path of suite 3), through
+    /// a new secure channel unless `plain`. Returns the route, the time the handshake took, and what the handshake
+    /// cost on the device link (its messages, SDUs or frames, and bytes each way).
+    func sinkRoute(_ arguments: Arguments) async throws -> (Route, Double?, [(String, JSONValue)]) {
         var hops: Route = []
         if let serial, let serialPort {
-            // Suite 6: the peer is the node on the other end of the serial link (`64#<port>`).
+            // The peer is the node on the other end of the serial link (`64#<port>`).
             _ = try await serial.waitForLink(port: serialPort, timeout: .seconds(30))
             hops.append(.serial(serialPort))
-        } else {
-            guard let connect = arguments.string("connect") else { throw BenchFailure("missing --connect host:port") }
-            if let via = arguments.string("via") {
-                for gateway in via.split(separator: ",") { hops.append(.tcp(String(gateway))) }
-            }
+        } else if let ble, let bleConnect {
+            _ = try await ble.connect(bleConnect)
+            hops.append(bleConnect.peer.address)
+        }
+        if let via = arguments.string("via") {
+            for gateway in via.split(separator: ",") { hops.append(.tcp(String(gateway))) }
+        }
+        if let connect = arguments.string("connect") {
             hops.append(.tcp(connect))
+        } else if hops.isEmpty {
+            throw BenchFailure("missing --connect host:port")
         }
         if arguments.flag("plain") {
             hops.append(.local("sink"))
-            return (hops, nil)
+            return (hops, nil, [])
         }
         hops.append(.local("api"))
+        let before = linkCounters
         let start = monotonicNanos()
         let channel = try await channels.createChannel(to: hops, options: Self.options(arguments))
-        return ([channel.encryptor, .local("sink")], Double(monotonicNanos() - start) / 1e9)
+        let seconds = Double(monotonicNanos() - start) / 1e9
+        var cost: [(String, JSONValue)] = []
+        if let before {
+            // Noise XX: the initiator writes messages 1 and 3 and reads message 2. The channel is complete here, but
+            // message 3 may still be in the link's writer.
+            let after = try await linkCounters(after: 2, since: before)
+            cost = after.delta(from: before).json(prefix: "handshake_link_")
+        }
+        return ([channel.encryptor, .local("sink")], seconds, cost)
     }
 
     func request(_ route: Route, _ kind: SinkKind, timeout: Duration = .seconds(120)) async throws -> String {
@@ -161,13 +210,16 @@ enum NodeSuites {
     static func serve(_ arguments: Arguments) async throws {
         let listen = arguments.string("listen", default: "127.0.0.1:0")
         let (host, port) = try TCPTransport.splitHostPortAllowingZero(listen)
-        let bench = try BenchNode(serialSpec: arguments.string("serial"))
+        let bench = try BenchNode(arguments)
         try bench.channels.startListener(name: "api", options: BenchNode.options(arguments))
         try bench.node.startWorker(SinkWorker(), at: .local("sink"), options: WorkerOptions())
         try bench.node.startDefaultServices()
         if let port = bench.serialPort {
-            // Suite 6: serves over the serial port only (the peer connects; `64#<port>` is its link).
+            // Suites 3 and 6: serves over the serial port only (the peer connects; `64#<port>` is its link).
             print("listening serial:\(port)")
+        } else if let ble = bench.ble, let listen = bench.bleListen {
+            // Suite 7: serves over BLE only (the peer connects from the other controller).
+            print("listening ble:\(try await ble.listen(listen))")
         } else {
             let bound = try await bench.tcp.listen(host: host, port: port)
             print("listening \(host):\(bound.port ?? port)")
@@ -183,8 +235,8 @@ enum NodeSuites {
         let count = try arguments.int("count", default: 0)
         let warmup = try arguments.int("warmup", default: 200)
         guard size >= 1 else { throw BenchFailure("--size must be at least 1") }
-        let bench = try BenchNode(serialSpec: arguments.string("serial"))
-        let (route, handshake) = try await bench.sinkRoute(arguments)
+        let bench = try BenchNode(arguments)
+        let (route, handshake, handshakeLink) = try await bench.sinkRoute(arguments)
         var payload = fillerBytes(count: size)
         payload[0] = SinkKind.data.rawValue
 
@@ -193,7 +245,7 @@ enum NodeSuites {
         _ = try await bench.request(route, .end)
         _ = try await bench.request(route, .reset)
 
-        let wire0 = bench.serialCounters
+        let wire0 = bench.linkCounters
         let cpu0 = processCPUSeconds()
         let start = monotonicNanos()
         var sent = 0
@@ -208,21 +260,16 @@ enum NodeSuites {
             }
         }
         let sendDone = monotonicNanos()
-        // Serial: the bytes the measured messages took on the wire, exactly (read once the link's sender has written
-        // all of them, before the end request adds its own frame). Each message is one DATA frame.
+        // Device links: the bytes the measured messages took on the link, exactly (read once the link's sender has
+        // written all of them, before the end request adds its own). Each message is one routing message.
         var wire: [(String, JSONValue)] = []
         if let wire0 {
-            var now = bench.serialCounters ?? wire0
-            let deadline = monotonicNanos() + 30_000_000_000
-            while now.messagesOut - wire0.messagesOut < UInt64(sent), monotonicNanos() < deadline {
-                try await Task.sleep(for: .microseconds(200))
-                now = bench.serialCounters ?? now
-            }
-            let frames = now.messagesOut - wire0.messagesOut
+            let used = try await bench.linkCounters(after: UInt64(sent), since: wire0).delta(from: wire0)
             wire = [
-                ("wire_messages_out", .int(Int(frames))), ("wire_bytes_out", .int(Int(now.bytesOut - wire0.bytesOut))),
-                ("wire_bytes_per_msg", .double(frames > 0 ? Double(now.bytesOut - wire0.bytesOut) / Double(frames) : 0)),
-                ("wire_frames_out", .int(Int(now.framesOut - wire0.framesOut))),
+                ("wire_messages_out", .int(Int(used.messagesOut))), ("wire_bytes_out", .int(Int(used.bytesOut))),
+                ("wire_bytes_per_msg", .double(used.messagesOut > 0 ? Double(used.bytesOut) / Double(used.messagesOut) : 0)),
+                ("wire_\(used.unit)_out", .int(Int(used.unitsOut))),
+                ("wire_\(used.unit)_per_msg", .double(used.messagesOut > 0 ? Double(used.unitsOut) / Double(used.messagesOut) : 0)),
             ]
         }
         let reply = try await bench.request(route, .end)
@@ -239,7 +286,7 @@ enum NodeSuites {
             ("client_cpu_user_s", .double(cpu1.user - cpu0.user)), ("client_cpu_sys_s", .double(cpu1.system - cpu0.system)),
             ("aes_backend", .string(AES256GCM.activeBackend.rawValue)),
         ]
-        fields += wire
+        fields += wire + handshakeLink + bench.linkMTUFields
         emit(fields)
     }
 
@@ -251,8 +298,8 @@ enum NodeSuites {
         let seconds = try arguments.double("seconds", default: 2)
         guard rate > 0 else { throw BenchFailure("--rate must be positive") }
         tightenTimerSlack()
-        let bench = try BenchNode()
-        let (route, handshake) = try await bench.sinkRoute(arguments)
+        let bench = try BenchNode(arguments)
+        let (route, handshake, _) = try await bench.sinkRoute(arguments)
         var payload = fillerBytes(count: size)
         payload[0] = SinkKind.timed.rawValue
         // Warm-up at the same rate for a short while, then reset.
@@ -338,6 +385,40 @@ enum NodeSuites {
                 ("client_channels", .int(bench.channels.channels.count)),
             ])
         }
+    }
+}
+
+/// A device link's counters (serial port or BLE transport), in one shape.
+struct LinkCounters {
+    var messagesOut: UInt64
+    var messagesIn: UInt64
+    var bytesOut: UInt64
+    var bytesIn: UInt64
+    /// Frames (serial) or SDUs (BLE).
+    var unitsOut: UInt64
+    var unitsIn: UInt64
+    var unit: String
+
+    func delta(from start: LinkCounters) -> LinkCounters {
+        LinkCounters(messagesOut: messagesOut - start.messagesOut, messagesIn: messagesIn - start.messagesIn,
+                     bytesOut: bytesOut - start.bytesOut, bytesIn: bytesIn - start.bytesIn,
+                     unitsOut: unitsOut - start.unitsOut, unitsIn: unitsIn - start.unitsIn, unit: unit)
+    }
+
+    func json(prefix: String) -> [(String, JSONValue)] {
+        [
+            (prefix + "messages_out", .int(Int(messagesOut))), (prefix + "messages_in", .int(Int(messagesIn))),
+            (prefix + "\(unit)_out", .int(Int(unitsOut))), (prefix + "\(unit)_in", .int(Int(unitsIn))),
+            (prefix + "bytes_out", .int(Int(bytesOut))), (prefix + "bytes_in", .int(Int(bytesIn))),
+        ]
+    }
+}
+
+extension BenchNode {
+    /// The BLE link's MTUs and SDU limit (suite 7), for the result line.
+    var linkMTUFields: [(String, JSONValue)] {
+        guard let link = ble?.links.first(where: \.outgoing) else { return [] }
+        return [("send_mtu", .int(link.sendMTU)), ("receive_mtu", .int(link.receiveMTU)), ("sdu_limit", .int(link.sduLimit))]
     }
 }
 

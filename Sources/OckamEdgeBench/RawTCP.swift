@@ -48,7 +48,8 @@ enum RawTCP {
     }
 
     /// Reads frames until the connection closes; answers every end marker with the byte count since the last one.
-    private static func serveConnection(_ fd: Int32, buffer: UnsafeMutablePointer<UInt8>, capacity: Int) {
+    /// (On a packet socket each read is one SDU, and the frames may span SDUs: the stream is the same.)
+    static func serveConnection(_ fd: Int32, buffer: UnsafeMutablePointer<UInt8>, capacity: Int) {
         var received: UInt64 = 0
         var header = [UInt8]()
         var remaining = 0  // bytes left in the current frame body
@@ -85,16 +86,25 @@ enum RawTCP {
 
     /// `raw-source --connect host:port --size N (--seconds S | --count N)`: one connection, N-byte messages.
     static func source(_ arguments: Arguments) throws {
-        let size = try arguments.int("size", default: 16384)
-        let seconds = try arguments.double("seconds", default: 2)
-        let count = try arguments.int("count", default: 0)
-        let warmup = try arguments.int("warmup", default: 200)
         let fd: Int32
         if let tty = arguments.string("tty") {
             fd = try openRawTTY(tty)
         } else {
             fd = try connectTCP(arguments.string("connect", default: ""))
         }
+        try stream(arguments, fd: fd) { writeAll(fd, $0) }
+        close(fd)
+    }
+
+    /// The measured stream on a connected descriptor: warm-up, then N-byte messages for `--seconds` or `--count`,
+    /// then the sink's byte count; prints the result line (plus `extra`). `write` puts one frame on the link.
+    static func stream(
+        _ arguments: Arguments, fd: Int32, extra: [(String, JSONValue)] = [], write: ([UInt8]) throws -> Void
+    ) throws {
+        let size = try arguments.int("size", default: 16384)
+        let seconds = try arguments.double("seconds", default: 2)
+        let count = try arguments.int("count", default: 0)
+        let warmup = try arguments.int("warmup", default: 200)
         var frame = fillerBytes(count: size + 4)
         frame[0] = UInt8(truncatingIfNeeded: size >> 24)
         frame[1] = UInt8(truncatingIfNeeded: size >> 16)
@@ -103,7 +113,7 @@ enum RawTCP {
         let end: [UInt8] = [0, 0, 0, 0]
 
         func finish() throws -> UInt64 {
-            writeAll(fd, end)
+            try write(end)
             var reply = [UInt8](repeating: 0, count: 8)
             var got = 0
             while got < 8 {
@@ -115,25 +125,24 @@ enum RawTCP {
             return readUInt64(reply, at: 0)
         }
 
-        for _ in 0..<warmup { writeAll(fd, frame) }
+        for _ in 0..<warmup { try write(frame) }
         _ = try finish()
         let cpu0 = processCPUSeconds()
         let start = monotonicNanos()
         var sent = 0
         if count > 0 {
-            for _ in 0..<count { writeAll(fd, frame) }
+            for _ in 0..<count { try write(frame) }
             sent = count
         } else {
             let budget = UInt64(seconds * 1e9)
             while monotonicNanos() - start < budget {
-                for _ in 0..<16 { writeAll(fd, frame) }
+                for _ in 0..<16 { try write(frame) }
                 sent += 16
             }
         }
         let bytes = try finish()
         let elapsed = Double(monotonicNanos() - start) / 1e9
         let cpu1 = processCPUSeconds()
-        close(fd)
         let messages = Int(bytes) / size
         emit([
             ("suite", .string("throughput")), ("system", .string(arguments.string("system", default: "raw-tcp"))),
@@ -141,7 +150,7 @@ enum RawTCP {
             ("seconds", .double(elapsed)), ("msgs_per_s", .double(Double(messages) / elapsed)),
             ("bytes_per_s", .double(Double(bytes) / elapsed)),
             ("client_cpu_user_s", .double(cpu1.user - cpu0.user)), ("client_cpu_sys_s", .double(cpu1.system - cpu0.system)),
-        ])
+        ] + extra)
     }
 
     /// A blocking TCP connection with TCP_NODELAY (retries for 5 s: stunnel/socat may still be starting).
