@@ -40,6 +40,17 @@ public struct AgentConfig: Equatable, Sendable {
         public var requireAttributes: [String: String] = [:]
     }
 
+    /// Limits of the TCP listeners (finding F2 in docs/security.md).
+    public struct TCPSettings: Equatable, Sendable {
+        /// Time every inbound frame is allowed from its first byte; a frame of n bytes gets this + n / frame_min_rate.
+        public var frameTimeout = "30s"
+        /// Bytes per second an inbound frame must at least average beyond frame_timeout.
+        public var frameMinRate = 10_000
+        /// Connections each listener serves at once; more are closed at accept and counted.
+        public var maxConnections = 512
+        public init() {}
+    }
+
     public struct SecureChannelListener: Equatable, Sendable {
         public var name = "api"
         public var cipher = "aes-gcm"
@@ -117,6 +128,7 @@ public struct AgentConfig: Equatable, Sendable {
     public var identity: String?
     public var trust = Trust()
     public var tcpListen: [String] = []
+    public var tcp = TCPSettings()
     public var secureChannelListeners: [SecureChannelListener] = [SecureChannelListener()]
     public var relayService = false
     public var relays: [Relay] = []
@@ -332,7 +344,21 @@ public struct AgentConfig: Equatable, Sendable {
                             }
                             continue
                         }
-                        for (tk, tv, _) in try mapping(v, "transports.tcp", allowed: ["listen"]) where tk == "listen" {
+                        for (tk, tv, _) in try mapping(
+                            v, "transports.tcp", allowed: ["listen", "frame_timeout", "frame_min_rate", "max_connections"])
+                        {
+                            switch tk {
+                            case "frame_timeout":
+                                config.tcp.frameTimeout = try duration(tv, "transports.tcp.frame_timeout")
+                                continue
+                            case "frame_min_rate":
+                                config.tcp.frameMinRate = try int(tv, "transports.tcp.frame_min_rate", range: 1...1 << 30)
+                                continue
+                            case "max_connections":
+                                config.tcp.maxConnections = try int(tv, "transports.tcp.max_connections", range: 1...1_000_000)
+                                continue
+                            default: break
+                            }
                             if case .scalar = tv {
                                 config.tcpListen = [try hostPort(tv, "transports.tcp.listen")]
                             } else {
