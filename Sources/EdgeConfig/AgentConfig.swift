@@ -56,6 +56,7 @@ public struct AgentConfig: Equatable, Sendable {
         public var cipher = "aes-gcm"
         public var handshakeTimeout = "30s"
         public var maxHalfOpen = 256
+        public var maxHalfOpenPerSource = 64
         public init() {}
     }
 
@@ -374,7 +375,9 @@ public struct AgentConfig: Equatable, Sendable {
                         for item in try list(v, "secure_channels.listeners") {
                             var listener = SecureChannelListener()
                             for (lk, lv, _) in try mapping(
-                                item, "secure_channels.listeners[]", allowed: ["name", "cipher", "handshake_timeout", "max_half_open"])
+                                item, "secure_channels.listeners[]", allowed: [
+                                    "name", "cipher", "handshake_timeout", "max_half_open", "max_half_open_per_source",
+                                ])
                             {
                                 switch lk {
                                 case "name": listener.name = try nonEmpty(lv, "secure_channels.listeners[].name")
@@ -386,6 +389,9 @@ public struct AgentConfig: Equatable, Sendable {
                                     listener.cipher = cipher
                                 case "handshake_timeout":
                                     listener.handshakeTimeout = try duration(lv, "secure_channels.listeners[].handshake_timeout")
+                                case "max_half_open_per_source":
+                                    listener.maxHalfOpenPerSource = try int(
+                                        lv, "secure_channels.listeners[].max_half_open_per_source", range: 1...100_000)
                                 default:
                                     listener.maxHalfOpen = try int(lv, "secure_channels.listeners[].max_half_open", range: 1...100_000)
                                 }

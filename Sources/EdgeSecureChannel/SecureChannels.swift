@@ -31,8 +31,12 @@ public struct SecureChannelOptions: Sendable {
     public var suite: ChannelSuite
     /// Both sides give up on a handshake after this long (Ockam's responder has no limit; we do).
     public var handshakeTimeout: Duration
-    /// Most handshakes a listener keeps in progress at once; further first messages are dropped and counted.
+    /// Most handshakes a listener keeps in progress at once (bounds memory). When all are taken, a new message 1
+    /// evicts the oldest handshake of the source holding the most (``HalfOpenHandshakes``); evictions are counted.
     public var maxHalfOpenHandshakes: Int
+    /// Most handshakes in progress from one source (the first hop of message 1's return route: a transport
+    /// connection); further message 1s from it are dropped and counted.
+    public var maxHalfOpenHandshakesPerSource: Int
     /// When set, consulted for every new handshake instead of ``trust``: lets the trust policy change while
     /// listeners run (paired devices are added and removed live; see docs/pairing.md).
     public var trustProvider: (@Sendable () -> TrustContext)?
@@ -42,12 +46,13 @@ public struct SecureChannelOptions: Sendable {
 
     public init(
         trust: TrustContext = TrustContext(), suite: ChannelSuite = .aes256GCM, handshakeTimeout: Duration = .seconds(30),
-        maxHalfOpenHandshakes: Int = 256
+        maxHalfOpenHandshakes: Int = 256, maxHalfOpenHandshakesPerSource: Int = 64
     ) {
         self.trust = trust
         self.suite = suite
         self.handshakeTimeout = handshakeTimeout
         self.maxHalfOpenHandshakes = maxHalfOpenHandshakes
+        self.maxHalfOpenHandshakesPerSource = maxHalfOpenHandshakesPerSource
     }
 }
 
@@ -71,7 +76,10 @@ public struct SecureChannelCounters: Sendable, Equatable {
     public var handshakesFailed: UInt64 = 0
     public var handshakesRefusedTrust: UInt64 = 0
     public var handshakesTimedOut: UInt64 = 0
+    /// Message 1s dropped because their source had ``SecureChannelOptions/maxHalfOpenHandshakesPerSource`` in progress.
     public var handshakesDroppedOverCap: UInt64 = 0
+    /// Half-open handshakes evicted to admit a newer one when the listener was full (F3).
+    public var handshakesEvicted: UInt64 = 0
     public var messagesEncrypted: UInt64 = 0
     public var messagesDecrypted: UInt64 = 0
     public var decryptionFailures: UInt64 = 0
@@ -86,7 +94,7 @@ public final class SecureChannels: Sendable {
 
     private struct State: ~Copyable {
         var channels: [Address: Channel] = [:]  // by encryptor address
-        var halfOpen: [String: Int] = [:]  // per listener
+        var halfOpen: [String: HalfOpenHandshakes] = [:]  // per listener
         var attributes: [Identifier: [Identifier: [String: String]]] = [:]
         var failures: [Address: SecureChannelError] = [:]  // last failure per decryptor, for tests and status
     }
@@ -136,21 +144,25 @@ public final class SecureChannels: Sendable {
         try node.startWorker(ListenerWorker(channels: self, name: name, options: options), at: .local(name))
     }
 
-    func admitHandshake(listener: String, cap: Int) -> Bool {
+    func admitHandshake(
+        listener: String, decryptor: Address, source: Address, options: SecureChannelOptions
+    ) -> HalfOpenHandshakes.Admission {
         state.withLock { state in
-            let n = state.halfOpen[listener, default: 0]
-            guard n < cap else { return false }
-            state.halfOpen[listener] = n + 1
-            return true
+            var table = state.halfOpen[listener] ?? HalfOpenHandshakes(cap: 1, perSourceCap: 1)
+            state.halfOpen[listener] = nil  // (no copy-on-write of the table while it changes)
+            table.cap = max(1, options.maxHalfOpenHandshakes)
+            table.perSourceCap = max(1, options.maxHalfOpenHandshakesPerSource)
+            defer { state.halfOpen[listener] = table }
+            return table.admit(decryptor, from: source)
         }
     }
 
-    func releaseHandshake(listener: String?) {
+    func releaseHandshake(listener: String?, decryptor: Address) {
         guard let listener else { return }
-        state.withLock { $0.halfOpen[listener, default: 1] -= 1 }
+        state.withLock { _ = $0.halfOpen[listener]?.release(decryptor) }
     }
 
-    public func halfOpenHandshakes(listener: String) -> Int { state.withLock { $0.halfOpen[listener, default: 0] } }
+    public func halfOpenHandshakes(listener: String) -> Int { state.withLock { $0.halfOpen[listener]?.count ?? 0 } }
 
     // MARK: Initiator
 
@@ -331,20 +343,32 @@ struct ListenerWorker: Worker {
     let options: SecureChannelOptions
 
     func handleMessage(_ message: LocalMessage, context: WorkerContext) async throws {
-        guard channels.admitHandshake(listener: name, cap: options.maxHalfOpenHandshakes) else {
-            channels.count { $0.handshakesDroppedOverCap += 1 }
-            context.logger.warning("listener \(name): \(SecureChannelError.tooManyHandshakes(options.maxHalfOpenHandshakes))")
-            return
-        }
         let channel = Channel(
             owner: channels, role: .responder, listener: name, options: options, decryptor: .random(),
             encryptor: .random())
+        // The source is the connection message 1 came in on (F3: fairness between connections).
+        let source = message.returnRoute.addresses.first ?? .local("")
+        switch channels.admitHandshake(listener: name, decryptor: channel.decryptor, source: source, options: options) {
+        case .refusedSourceFull:
+            channels.count { $0.handshakesDroppedOverCap += 1 }
+            context.logger.warning(
+                "listener \(name): \(SecureChannelError.tooManyHandshakes(options.maxHalfOpenHandshakesPerSource)) from \(source)")
+            return
+        case .admittedEvicting(let evicted):
+            channels.count { $0.handshakesEvicted += UInt64(evicted.count) }
+            for decryptor in evicted {
+                context.logger.debug("listener \(name): full; evicted the oldest half-open handshake (\(decryptor)) of its busiest source")
+                context.node.stopWorkerNoWait(at: decryptor)
+            }
+        case .admitted:
+            break
+        }
         do {
             let handshake = try SecureChannelHandshake(
                 role: .responder, suite: options.suite, local: channels.local, trust: options.currentTrust)
             try context.node.startWorker(DecryptorWorker(channel: channel, handshake: handshake, initialRoute: nil), at: channel.decryptor)
         } catch {
-            channels.releaseHandshake(listener: name)
+            channels.releaseHandshake(listener: name, decryptor: channel.decryptor)
             throw error
         }
         var forwarded = message
@@ -406,10 +430,10 @@ final class DecryptorWorker: Worker {
     }
 
     func shutdown(context: WorkerContext) async {
-        let (task, wasHandshaking) = mutable.withLock { m in (m.timeout, m.handshake != nil) }
+        let task = mutable.withLock { $0.timeout }
         task?.cancel()
-        if channel.role == .responder && wasHandshaking || channel.role == .responder && channel.info == nil {
-            owner.releaseHandshake(listener: channel.listener)
+        if channel.role == .responder {
+            owner.releaseHandshake(listener: channel.listener, decryptor: channel.decryptor)
         }
         if !channel.isClosed && channel.info != nil {
             await channel.close(sendClose: false, reason: "decryptor stopped")
@@ -485,7 +509,7 @@ final class DecryptorWorker: Worker {
         timeout?.cancel()
         channel.establish(established, remoteRoute: remoteRoute)
         owner.learn(established.peer)
-        if channel.role == .responder { owner.releaseHandshake(listener: channel.listener) }
+        if channel.role == .responder { owner.releaseHandshake(listener: channel.listener, decryptor: channel.decryptor) }
         for rejected in established.rejectedCredentials {
             context.logger.notice("peer \(established.peer.identifier) presented a credential that did not verify: \(rejected)")
         }

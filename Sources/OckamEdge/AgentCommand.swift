@@ -257,7 +257,8 @@ final class Agent: Sendable {
     func listenerOptions(_ listener: AgentConfig.SecureChannelListener) throws -> SecureChannelOptions {
         var options = SecureChannelOptions(
             trust: trustState.withLock { $0 }, suite: ChannelSuite(rawValue: listener.cipher) ?? .aes256GCM,
-            handshakeTimeout: try Support.parseDuration(listener.handshakeTimeout), maxHalfOpenHandshakes: listener.maxHalfOpen)
+            handshakeTimeout: try Support.parseDuration(listener.handshakeTimeout), maxHalfOpenHandshakes: listener.maxHalfOpen,
+            maxHalfOpenHandshakesPerSource: listener.maxHalfOpenPerSource)
         options.trustProvider = { [self] in pairing.trust(trustState.withLock { $0 }) }  // paired devices, live
         return options
     }
@@ -589,6 +590,7 @@ final class Agent: Sendable {
                 ([("result", "refused_trust")], Double(sc.handshakesRefusedTrust)),
                 ([("result", "timeout")], Double(sc.handshakesTimedOut)),
                 ([("result", "over_cap")], Double(sc.handshakesDroppedOverCap)),
+                ([("result", "evicted")], Double(sc.handshakesEvicted)),
             ])
         p.metric("ockam_edge_secure_channels_open", type: "gauge", help: "Open secure channels.", value: Double(channels.channels.count))
         p.metric(

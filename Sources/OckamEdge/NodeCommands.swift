@@ -116,6 +116,14 @@ struct NodeRunCommand {
             .flag("no-secure-listener", help: "Do not start a secure channel listener."),
             OptionSpec(
                 "handshake-timeout", value: "duration", help: "Give up on a handshake after this long.", default: "30s"),
+            OptionSpec(
+                "max-half-open", value: "n",
+                help: "Handshakes in progress per secure channel listener; when full, the oldest of the busiest source is evicted.",
+                default: "256"),
+            OptionSpec(
+                "max-half-open-per-source", value: "n",
+                help: "Handshakes in progress from one connection; its further message 1s are dropped and counted.",
+                default: "64"),
             .flag("no-forwarding", help: "Do not forward messages from transports to remote hops."),
             OptionSpec(
                 "serial", value: "path[,baud=…][,mode=listen|connect][,name=…]",
@@ -161,7 +169,9 @@ struct NodeRunCommand {
         let trust = try TrustOptions.context(arguments, storedAuthorities: store.authorities().map(\.identity))
         var options = SecureChannelOptions(
             trust: trust, suite: try TrustOptions.suite(arguments),
-            handshakeTimeout: try Support.parseDuration(arguments.value("handshake-timeout") ?? "30s"))
+            handshakeTimeout: try Support.parseDuration(arguments.value("handshake-timeout") ?? "30s"),
+            maxHalfOpenHandshakes: try Support.positiveCount(arguments, "max-half-open", default: 256),
+            maxHalfOpenHandshakesPerSource: try Support.positiveCount(arguments, "max-half-open-per-source", default: 64))
         if case .everyone = trust.policy {
             logger.notice("secure channels accept every identity that proves itself; restrict with --trust")
         }
@@ -432,6 +442,7 @@ struct NodeController: Sendable {
                             ("handshakes_refused_trust", .uint(sc.handshakesRefusedTrust)),
                             ("handshakes_timed_out", .uint(sc.handshakesTimedOut)),
                             ("handshakes_dropped_over_cap", .uint(sc.handshakesDroppedOverCap)),
+                            ("handshakes_evicted", .uint(sc.handshakesEvicted)),
                             ("messages_encrypted", .uint(sc.messagesEncrypted)),
                             ("messages_decrypted", .uint(sc.messagesDecrypted)),
                             ("decryption_failures", .uint(sc.decryptionFailures)),

@@ -35,6 +35,7 @@ struct AgentConfigTests {
             - name: api-chacha
               cipher: chacha20-poly1305
               max_half_open: 64
+              max_half_open_per_source: 8
         relays:
           serve: true
           register:
@@ -63,6 +64,7 @@ struct AgentConfigTests {
         #expect(config.secureChannelListeners.map(\.name) == ["api", "api-chacha"])
         #expect(config.secureChannelListeners[1].cipher == "chacha20-poly1305")
         #expect(config.secureChannelListeners[1].maxHalfOpen == 64)
+        #expect(config.secureChannelListeners[1].maxHalfOpenPerSource == 8)
         #expect(config.tcp.frameTimeout == "10s")
         #expect(config.tcp.frameMinRate == 2000)
         #expect(config.tcp.maxConnections == 64)
@@ -93,6 +95,7 @@ struct AgentConfigTests {
         #expect(config.tcp == AgentConfig.TCPSettings())
         #expect(config.tcp.maxConnections == 512 && config.tcp.frameTimeout == "30s" && config.tcp.frameMinRate == 10_000)
         #expect(config.secureChannelListeners.map(\.name) == ["api"])
+        #expect(config.secureChannelListeners[0].maxHalfOpenPerSource == 64)
         #expect(!config.relayService)
     }
 

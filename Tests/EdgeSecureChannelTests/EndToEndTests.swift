@@ -291,8 +291,24 @@ struct EndToEndTests {
         await c.stop()
     }
 
-    @Test func halfOpenHandshakesAreCapped() async throws {
+    @Test func halfOpenHandshakesAreCappedPerListenerByEvictingTheOldest() async throws {
         let c = try await Peer.start("c", listener: SecureChannelOptions(handshakeTimeout: .seconds(30), maxHalfOpenHandshakes: 5))
+        let (_, sink) = AsyncStream<LocalMessage>.makeStream()
+        try c.node.startWorker(Inbox(continuation: sink), at: .local("nowhere"))
+        for _ in 0..<20 {
+            var initiator = try SecureChannelHandshake(role: .initiator, local: try .ephemeral(), trust: TrustContext())
+            try await c.node.send(LocalMessage(onwardRoute: [.local("api")], returnRoute: [.local("nowhere")], payload: try initiator.start()))
+        }
+        try await eventually("cap enforced by eviction") { c.channels.counters.handshakesEvicted == 15 }
+        #expect(c.channels.halfOpenHandshakes(listener: "api") == 5)
+        #expect(c.channels.counters.handshakesDroppedOverCap == 0)
+        try await eventually("evicted workers stopped") { c.node.workerAddresses.count == 4 + 5 }  // api, echo, nowhere, uppercase
+        await c.stop()
+    }
+
+    @Test func halfOpenHandshakesAreCappedPerSource() async throws {
+        let c = try await Peer.start(
+            "c", listener: SecureChannelOptions(handshakeTimeout: .seconds(30), maxHalfOpenHandshakesPerSource: 5))
         let (_, sink) = AsyncStream<LocalMessage>.makeStream()
         try c.node.startWorker(Inbox(continuation: sink), at: .local("nowhere"))
         for _ in 0..<20 {
@@ -301,6 +317,7 @@ struct EndToEndTests {
         }
         try await eventually("cap enforced") { c.channels.counters.handshakesDroppedOverCap == 15 }
         #expect(c.channels.halfOpenHandshakes(listener: "api") == 5)
+        #expect(c.channels.counters.handshakesEvicted == 0)
         await c.stop()
     }
 
