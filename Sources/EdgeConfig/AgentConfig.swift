@@ -57,6 +57,9 @@ public struct AgentConfig: Equatable, Sendable {
         public var handshakeTimeout = "30s"
         public var maxHalfOpen = 256
         public var maxHalfOpenPerSource = 64
+        /// A duration, or `off`.
+        public var idleTimeout = "6h"
+        public var maxChannels = 1024
         public init() {}
     }
 
@@ -220,8 +223,8 @@ public struct AgentConfig: Equatable, Sendable {
 
         func duration(_ node: YAMLNode, _ key: String) throws(ConfigError) -> String {
             let value = try nonEmpty(node, key)
-            let number = value.hasSuffix("ms") ? value.dropLast(2) : (value.hasSuffix("s") || value.hasSuffix("m") ? value.dropLast() : value[...])
-            guard let n = Double(number), n > 0 else { throw fail(node, key, "expected a duration (e.g. 30s, 500ms, 2m)") }
+            let number = value.hasSuffix("ms") ? value.dropLast(2) : ("smh".contains(value.last!) ? value.dropLast() : value[...])
+            guard let n = Double(number), n > 0 else { throw fail(node, key, "expected a duration (e.g. 30s, 500ms, 2m, 6h)") }
             return value
         }
 
@@ -377,6 +380,7 @@ public struct AgentConfig: Equatable, Sendable {
                             for (lk, lv, _) in try mapping(
                                 item, "secure_channels.listeners[]", allowed: [
                                     "name", "cipher", "handshake_timeout", "max_half_open", "max_half_open_per_source",
+                                    "idle_timeout", "max_channels",
                                 ])
                             {
                                 switch lk {
@@ -389,6 +393,11 @@ public struct AgentConfig: Equatable, Sendable {
                                     listener.cipher = cipher
                                 case "handshake_timeout":
                                     listener.handshakeTimeout = try duration(lv, "secure_channels.listeners[].handshake_timeout")
+                                case "idle_timeout":
+                                    let key = "secure_channels.listeners[].idle_timeout"
+                                    listener.idleTimeout = try string(lv, key) == "off" ? "off" : try duration(lv, key)
+                                case "max_channels":
+                                    listener.maxChannels = try int(lv, "secure_channels.listeners[].max_channels", range: 1...1_000_000)
                                 case "max_half_open_per_source":
                                     listener.maxHalfOpenPerSource = try int(
                                         lv, "secure_channels.listeners[].max_half_open_per_source", range: 1...100_000)

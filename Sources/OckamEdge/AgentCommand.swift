@@ -258,7 +258,8 @@ final class Agent: Sendable {
         var options = SecureChannelOptions(
             trust: trustState.withLock { $0 }, suite: ChannelSuite(rawValue: listener.cipher) ?? .aes256GCM,
             handshakeTimeout: try Support.parseDuration(listener.handshakeTimeout), maxHalfOpenHandshakes: listener.maxHalfOpen,
-            maxHalfOpenHandshakesPerSource: listener.maxHalfOpenPerSource)
+            maxHalfOpenHandshakesPerSource: listener.maxHalfOpenPerSource,
+            idleTimeout: try Support.parseOptionalDuration(listener.idleTimeout), maxChannels: listener.maxChannels)
         options.trustProvider = { [self] in pairing.trust(trustState.withLock { $0 }) }  // paired devices, live
         return options
     }
@@ -593,6 +594,12 @@ final class Agent: Sendable {
                 ([("result", "evicted")], Double(sc.handshakesEvicted)),
             ])
         p.metric("ockam_edge_secure_channels_open", type: "gauge", help: "Open secure channels.", value: Double(channels.channels.count))
+        p.metric(
+            "ockam_edge_secure_channels_reclaimed_total", help: "Established channels closed by the node, by reason.",
+            samples: [
+                ([("reason", "idle")], Double(sc.channelsClosedIdle)),
+                ([("reason", "over_cap")], Double(sc.channelsEvictedOverCap)),
+            ])
         p.metric(
             "ockam_edge_secure_channel_messages_total", help: "Secure channel messages, by direction.",
             samples: [

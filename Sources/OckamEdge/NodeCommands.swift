@@ -124,6 +124,13 @@ struct NodeRunCommand {
                 "max-half-open-per-source", value: "n",
                 help: "Handshakes in progress from one connection; its further message 1s are dropped and counted.",
                 default: "64"),
+            OptionSpec(
+                "channel-idle-timeout", value: "duration|off",
+                help: "Close (with Close) an established secure channel on which nothing arrived for this long.", default: "6h"),
+            OptionSpec(
+                "max-channels", value: "n",
+                help: "Established channels per secure channel listener; a new one closes the least recently used.",
+                default: "1024"),
             .flag("no-forwarding", help: "Do not forward messages from transports to remote hops."),
             OptionSpec(
                 "serial", value: "path[,baud=…][,mode=listen|connect][,name=…]",
@@ -171,7 +178,9 @@ struct NodeRunCommand {
             trust: trust, suite: try TrustOptions.suite(arguments),
             handshakeTimeout: try Support.parseDuration(arguments.value("handshake-timeout") ?? "30s"),
             maxHalfOpenHandshakes: try Support.positiveCount(arguments, "max-half-open", default: 256),
-            maxHalfOpenHandshakesPerSource: try Support.positiveCount(arguments, "max-half-open-per-source", default: 64))
+            maxHalfOpenHandshakesPerSource: try Support.positiveCount(arguments, "max-half-open-per-source", default: 64),
+            idleTimeout: try Support.parseOptionalDuration(arguments.value("channel-idle-timeout") ?? "6h"),
+            maxChannels: try Support.positiveCount(arguments, "max-channels", default: 1024))
         if case .everyone = trust.policy {
             logger.notice("secure channels accept every identity that proves itself; restrict with --trust")
         }
@@ -443,6 +452,8 @@ struct NodeController: Sendable {
                             ("handshakes_timed_out", .uint(sc.handshakesTimedOut)),
                             ("handshakes_dropped_over_cap", .uint(sc.handshakesDroppedOverCap)),
                             ("handshakes_evicted", .uint(sc.handshakesEvicted)),
+                            ("channels_closed_idle", .uint(sc.channelsClosedIdle)),
+                            ("channels_evicted_over_cap", .uint(sc.channelsEvictedOverCap)),
                             ("messages_encrypted", .uint(sc.messagesEncrypted)),
                             ("messages_decrypted", .uint(sc.messagesDecrypted)),
                             ("decryption_failures", .uint(sc.decryptionFailures)),

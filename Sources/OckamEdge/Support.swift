@@ -30,8 +30,14 @@ enum Support {
         if text.hasSuffix("ms"), let v = number(text.dropLast(2)) { return .milliseconds(Int64(v)) }
         if text.hasSuffix("s"), let v = number(text.dropLast()) { return .milliseconds(Int64(v * 1000)) }
         if text.hasSuffix("m"), let v = number(text.dropLast()) { return .seconds(Int64(v * 60)) }
+        if text.hasSuffix("h"), let v = number(text.dropLast()) { return .seconds(Int64(v * 3600)) }
         if let v = number(text[...]) { return .milliseconds(Int64(v * 1000)) }
-        throw CommandFailure("invalid duration '\(text)' (examples: 10s, 500ms, 2m)", status: 2)
+        throw CommandFailure("invalid duration '\(text)' (examples: 10s, 500ms, 2m, 6h)", status: 2)
+    }
+
+    /// A duration, or nil for `off` (a limit that is disabled).
+    static func parseOptionalDuration(_ text: String) throws(CommandFailure) -> Duration? {
+        text == "off" ? nil : try parseDuration(text)
     }
 
     /// A whole-number option that must be ≥ 1 (`default` when absent).

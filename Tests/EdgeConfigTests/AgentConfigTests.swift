@@ -32,10 +32,13 @@ struct AgentConfigTests {
           listeners:
             - name: api
               handshake_timeout: 20s
+              idle_timeout: "off"
             - name: api-chacha
               cipher: chacha20-poly1305
               max_half_open: 64
               max_half_open_per_source: 8
+              idle_timeout: 2h
+              max_channels: 100
         relays:
           serve: true
           register:
@@ -65,6 +68,9 @@ struct AgentConfigTests {
         #expect(config.secureChannelListeners[1].cipher == "chacha20-poly1305")
         #expect(config.secureChannelListeners[1].maxHalfOpen == 64)
         #expect(config.secureChannelListeners[1].maxHalfOpenPerSource == 8)
+        #expect(config.secureChannelListeners[1].idleTimeout == "2h")
+        #expect(config.secureChannelListeners[1].maxChannels == 100)
+        #expect(config.secureChannelListeners[0].idleTimeout == "off")
         #expect(config.tcp.frameTimeout == "10s")
         #expect(config.tcp.frameMinRate == 2000)
         #expect(config.tcp.maxConnections == 64)
@@ -96,6 +102,7 @@ struct AgentConfigTests {
         #expect(config.tcp.maxConnections == 512 && config.tcp.frameTimeout == "30s" && config.tcp.frameMinRate == 10_000)
         #expect(config.secureChannelListeners.map(\.name) == ["api"])
         #expect(config.secureChannelListeners[0].maxHalfOpenPerSource == 64)
+        #expect(config.secureChannelListeners[0].idleTimeout == "6h" && config.secureChannelListeners[0].maxChannels == 1024)
         #expect(!config.relayService)
     }
 
@@ -108,6 +115,7 @@ struct AgentConfigTests {
         ("relays:\n  register:\n    - name: x", "agent.yaml:3: relays.register[]: needs both name and hub"),
         ("transports:\n  tcp:\n    max_connections: 0", "agent.yaml:3: transports.tcp.max_connections: expected a whole number"),
         ("transports:\n  tcp:\n    frame_timeout: soon", "agent.yaml:3: transports.tcp.frame_timeout: expected a duration"),
+        ("secure_channels:\n  listeners:\n    - idle_timeout: never", "agent.yaml:3: secure_channels.listeners[].idle_timeout: expected a duration"),
         ("node:\n  forwarding: maybe", "agent.yaml:2: node.forwarding: expected true or false"),
         ("node:\n\tname: x", "agent.yaml:2: tab in indentation"),
         ("portals:\n  inlets:\n    - listen: 127.0.0.1:7000\n      to: outlet", "agent.yaml:4: portals.inlets[].to: expected a multiaddr"),

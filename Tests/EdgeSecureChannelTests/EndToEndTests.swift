@@ -36,7 +36,10 @@ struct Peer {
     let address: String
     let capture: Capture
 
-    static func start(_ name: String, listener: SecureChannelOptions? = SecureChannelOptions()) async throws -> Peer {
+    static func start(
+        _ name: String, listener: SecureChannelOptions? = SecureChannelOptions(),
+        clock: @escaping @Sendable () -> ContinuousClock.Instant = { ContinuousClock.now }
+    ) async throws -> Peer {
         var logger = Logger(label: "test.\(name)")
         logger.logLevel = .critical
         let capture = Capture()
@@ -44,7 +47,7 @@ struct Peer {
         try node.startDefaultServices()
         let tcp = TCPTransport(node: node, group: MultiThreadedEventLoopGroup.singleton)
         let port = try await tcp.listen(host: "127.0.0.1", port: 0).port!
-        let channels = SecureChannels(node: node, local: try SecureChannelCredentials.ephemeral())
+        let channels = SecureChannels(node: node, local: try SecureChannelCredentials.ephemeral(), clock: clock)
         if let listener { try channels.startListener(options: listener) }
         return Peer(node: node, tcp: tcp, channels: channels, address: "127.0.0.1:\(port)", capture: capture)
     }
