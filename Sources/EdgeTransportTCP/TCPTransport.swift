@@ -22,6 +22,9 @@ public struct TCPTransportOptions: Sendable {
     public var frameMinimumRate: Int = 10_000
     /// Most connections each listener serves at once; further ones are closed at accept and counted.
     public var maxConnectionsPerListener: Int = 512
+    /// How long ``TCPTransport/shutdown()`` lets each connection write what is queued before closing it, and then
+    /// waits for the peer to close its side (a graceful close).
+    public var shutdownFlushTimeout: Duration = .seconds(2)
     /// How long an outgoing connect may take.
     public var connectTimeout: Duration = .seconds(10)
     /// Largest frame accepted and sent.
@@ -263,7 +266,8 @@ public final class TCPTransport: TransportResolver, Sendable {
     ) throws -> Address {
         let sender = Address.random()
         channel.channel.writeAndFlush(OckamTCPOutbound.version, promise: nil)
-        let worker = TCPSenderWorker(channel: channel.channel, peer: peer, routingLimits: options.routingLimits)
+        var worker = TCPSenderWorker(channel: channel.channel, peer: peer, routingLimits: options.routingLimits)
+        worker.closeTimeout = options.shutdownFlushTimeout
         try node.startWorker(worker, at: sender)
         let info = TCPConnectionInfo(peer: peer, senderAddress: sender, outgoing: outgoing)
         let accepted = state.withLock { state -> Bool in
@@ -314,13 +318,28 @@ public final class TCPTransport: TransportResolver, Sendable {
 
     // MARK: Shutdown
 
-    /// Closes listeners and connections and waits for their tasks.
+    /// Closes listeners, lets every connection write what is already queued for it (e.g. secure channel Close
+    /// messages sent just before; at most ``TCPTransportOptions/shutdownFlushTimeout``), closes the connections and
+    /// waits for their tasks.
     public func shutdown() async {
-        let (channels, tasks): ([any Channel], [Task<Void, Never>]) = state.withLock { state in
+        let (listeners, connections): ([any Channel], [Address: Connection]) = state.withLock { state in
             state.closed = true
-            return (state.listeners + state.connections.values.map(\.channel), Array(state.tasks.values))
+            return (state.listeners, state.connections)
         }
+        for channel in listeners { try? await channel.close() }
+        // Stopping a sender worker drains its mailbox, then waits for its writes (TCPSenderWorker.shutdown). A peer
+        // that reads nothing would hold that forever: past the flush timeout its connection is closed regardless.
+        let channels = connections.values.map(\.channel)
+        let deadline = Task { [timeout = options.shutdownFlushTimeout] in
+            guard (try? await Task.sleep(for: timeout)) != nil else { return }
+            for channel in channels { channel.close(promise: nil) }
+        }
+        await withTaskGroup(of: Void.self) { group in
+            for sender in connections.keys { group.addTask { await self.node.stopWorker(at: sender) } }
+        }
+        deadline.cancel()
         for channel in channels { try? await channel.close() }
+        let tasks = state.withLock { Array($0.tasks.values) }
         for task in tasks { await task.value }
     }
 
@@ -366,9 +385,18 @@ public final class TCPTransport: TransportResolver, Sendable {
 final class WriteWindow: Sendable {
     /// Above this, the sender waits for its write to complete before taking the next message.
     static let limit = 1 << 20
-    private let outstanding = Mutex(0)
-    func add(_ n: Int) -> Int { outstanding.withLock { $0 += n; return $0 } }
-    func remove(_ n: Int) { outstanding.withLock { $0 -= n } }
+    private let outstanding = Mutex<(bytes: Int, last: EventLoopFuture<Void>?)>((0, nil))
+    /// Adds a write of `n` bytes (the newest; writes complete in order) and returns the bytes in flight.
+    func add(_ n: Int, completion: EventLoopFuture<Void>) -> Int {
+        outstanding.withLock {
+            $0.bytes += n
+            $0.last = completion
+            return $0.bytes
+        }
+    }
+    func remove(_ n: Int) { outstanding.withLock { $0.bytes -= n } }
+    /// Completes when every write added so far has completed (or failed).
+    var lastWrite: EventLoopFuture<Void>? { outstanding.withLock { $0.last } }
 }
 
 /// The per-connection sender worker: pops itself from onward and writes one frame per message.
@@ -381,6 +409,8 @@ struct TCPSenderWorker: Worker {
     let channel: any Channel
     let peer: String
     let routingLimits: RoutingLimits
+    /// How long a graceful close waits for the peer to close its side.
+    var closeTimeout: Duration = .seconds(2)
     let window = WriteWindow()
 
     func handleMessage(_ message: LocalMessage, context: WorkerContext) async throws {
@@ -393,7 +423,7 @@ struct TCPSenderWorker: Worker {
         }
         let buffer = channel.allocator.buffer(bytes: bytes)
         let promise = channel.eventLoop.makePromise(of: Void.self)
-        let inFlight = window.add(bytes.count)
+        let inFlight = window.add(bytes.count, completion: promise.futureResult)
         let window = self.window
         let size = bytes.count
         promise.futureResult.whenComplete { [logger = context.logger, peer] result in
@@ -406,8 +436,24 @@ struct TCPSenderWorker: Worker {
         }
     }
 
+    /// Writes what the mailbox held (it is drained before this runs) before closing: a Close sent on a secure
+    /// channel just before the node stops must reach the peer (finding F4).
+    ///
+    /// The close is graceful: our side's FIN first, then the connection ends when the peer closes its side (at most
+    /// `closeTimeout` later). Closing both directions at once would make our kernel answer anything the peer still
+    /// sends (its version byte, a reply) with a reset, and a reset makes the peer's kernel drop what it has received
+    /// but not yet read: the very frames just flushed.
     func shutdown(context: WorkerContext) async {
-        channel.close(promise: nil)
+        try? await window.lastWrite?.get()
+        let channel = self.channel
+        let fallback = channel.eventLoop.scheduleTask(in: TimeAmount(closeTimeout)) { channel.close(promise: nil) }
+        do {
+            try await channel.close(mode: .output).get()
+        } catch {
+            channel.close(promise: nil)
+        }
+        try? await channel.closeFuture.get()
+        fallback.cancel()
     }
 }
 

@@ -194,4 +194,21 @@ struct ReclaimTests {
         await a.stop()
         await c.stop()
     }
+
+    @Test func closeThenTransportShutdownReachesThePeer() async throws {
+        // What a short-lived CLI node does at exit (F4): close its channels, then shut its transport down at once.
+        let c = try await Peer.start("c")
+        for round in 1...10 {
+            let a = try await Peer.start("a", listener: nil)
+            _ = try await a.channels.createChannel(to: [.tcp(c.address), .local("api")])
+            try await eventually("responder up") { c.channels.channels.count == 1 }
+            await a.channels.closeAll()
+            await a.tcp.shutdown()
+            await a.node.shutdown()
+            try await eventually("round \(round): the Close arrived") {
+                c.channels.channels.isEmpty && c.channels.counters.closesReceived == UInt64(round)
+            }
+        }
+        await c.stop()
+    }
 }

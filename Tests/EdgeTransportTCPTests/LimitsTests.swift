@@ -4,6 +4,7 @@ import EdgeWire
 import Logging
 import NIOCore
 import NIOPosix
+import Synchronization
 import Testing
 
 @testable import EdgeTransportTCP
@@ -50,6 +51,12 @@ struct ReadDeadlineTests {
         var other = OckamTCPReadDeadline(limits: limits)
         #expect(other.received(bytes([0x01, 0, 0, 0, 2, 0x80, 0x80]), now: t0) == .cancel)
     }
+}
+
+/// A sink that counts what it receives.
+final class CountingWorker: Worker {
+    let received = Mutex(0)
+    func handleMessage(_ message: LocalMessage, context: WorkerContext) async throws { received.withLock { $0 += 1 } }
 }
 
 // In the loopback suite: these tests block on raw sockets, and that suite runs one such test at a time (a blocked
@@ -129,5 +136,22 @@ extension LoopbackTests {
         #expect(tcp.counters.connectionsRefusedOverCap == 1)
         await tcp.shutdown()
         await node.shutdown()
+    }
+
+    @Test func messagesQueuedBeforeShutdownAreWrittenBeforeTheConnectionCloses() async throws {
+        let (b, btcp, port) = try await start { _ in }
+        let sink = CountingWorker()
+        try b.startWorker(sink, at: .local("sink"))
+        let (a, atcp, _) = try await start { $0.shutdownFlushTimeout = .seconds(20) }  // (not the bound under test)
+        for i in 0..<200 {
+            try await a.send(LocalMessage(onwardRoute: [.tcp("127.0.0.1:\(port)"), .local("sink")], returnRoute: [], payload: [UInt8(i % 256)]))
+        }
+        await atcp.shutdown()  // at once, as a short-lived CLI node does after closing its channels (F4)
+        try await eventually("all 200 delivered", within: .seconds(30)) {
+            sink.received.withLock { $0 } == 200
+        }
+        await a.shutdown()
+        await btcp.shutdown()
+        await b.shutdown()
     }
 }
