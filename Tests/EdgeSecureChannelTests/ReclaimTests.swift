@@ -55,6 +55,13 @@ struct HalfOpenHandshakesTests {
 
 @Suite("Secure channel reclaiming (F3, F4)", .serialized)
 struct ReclaimTests {
+    /// A responder `c` whose channels idle out after 60 s on a manual clock, and an initiator `a` (no idle timeout).
+    static func idlePair() async throws -> (ManualClock, Peer, Peer) {
+        let clock = ManualClock()
+        let c = try await Peer.start("c", listener: SecureChannelOptions(idleTimeout: .seconds(60)), clock: clock.now)
+        return (clock, c, try await Peer.start("a", listener: nil))
+    }
+
     @Test func aFloodFromOneSourceDoesNotStopAHandshakeFromAnother() async throws {
         let cap = 16
         let c = try await Peer.start(
@@ -90,9 +97,7 @@ struct ReclaimTests {
     }
 
     @Test func idleChannelsAreClosedWithACloseAndCounted() async throws {
-        let clock = ManualClock()
-        let c = try await Peer.start("c", listener: SecureChannelOptions(idleTimeout: .seconds(60)), clock: clock.now)
-        let a = try await Peer.start("a", listener: nil)
+        let (clock, c, a) = try await Self.idlePair()
         let channel = try await a.channels.createChannel(
             to: [.tcp(c.address), .local("api")], options: SecureChannelOptions(idleTimeout: nil))
         _ = try await a.node.request(to: [channel.encryptor, .local("echo")], payload: [1], timeout: .seconds(10))
@@ -154,9 +159,7 @@ struct ReclaimTests {
     }
 
     @Test func aSessionReestablishesAfterTheResponderReclaimedItsChannel() async throws {
-        let clock = ManualClock()
-        let c = try await Peer.start("c", listener: SecureChannelOptions(idleTimeout: .seconds(60)), clock: clock.now)
-        let a = try await Peer.start("a", listener: nil)
+        let (clock, c, a) = try await Self.idlePair()
         let session = Session(
             name: "uplink",
             options: Session.Options(
