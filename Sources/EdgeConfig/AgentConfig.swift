@@ -40,11 +40,26 @@ public struct AgentConfig: Equatable, Sendable {
         public var requireAttributes: [String: String] = [:]
     }
 
+    /// Limits of the TCP listeners (finding F2 in docs/security.md).
+    public struct TCPSettings: Equatable, Sendable {
+        /// Time every inbound frame is allowed from its first byte; a frame of n bytes gets this + n / frame_min_rate.
+        public var frameTimeout = "30s"
+        /// Bytes per second an inbound frame must at least average beyond frame_timeout.
+        public var frameMinRate = 10_000
+        /// Connections each listener serves at once; more are closed at accept and counted.
+        public var maxConnections = 512
+        public init() {}
+    }
+
     public struct SecureChannelListener: Equatable, Sendable {
         public var name = "api"
         public var cipher = "aes-gcm"
         public var handshakeTimeout = "30s"
         public var maxHalfOpen = 256
+        public var maxHalfOpenPerSource = 64
+        /// A duration, or `off`.
+        public var idleTimeout = "6h"
+        public var maxChannels = 1024
         public init() {}
     }
 
@@ -117,6 +132,7 @@ public struct AgentConfig: Equatable, Sendable {
     public var identity: String?
     public var trust = Trust()
     public var tcpListen: [String] = []
+    public var tcp = TCPSettings()
     public var secureChannelListeners: [SecureChannelListener] = [SecureChannelListener()]
     public var relayService = false
     public var relays: [Relay] = []
@@ -207,8 +223,8 @@ public struct AgentConfig: Equatable, Sendable {
 
         func duration(_ node: YAMLNode, _ key: String) throws(ConfigError) -> String {
             let value = try nonEmpty(node, key)
-            let number = value.hasSuffix("ms") ? value.dropLast(2) : (value.hasSuffix("s") || value.hasSuffix("m") ? value.dropLast() : value[...])
-            guard let n = Double(number), n > 0 else { throw fail(node, key, "expected a duration (e.g. 30s, 500ms, 2m)") }
+            let number = value.hasSuffix("ms") ? value.dropLast(2) : ("smh".contains(value.last!) ? value.dropLast() : value[...])
+            guard let n = Double(number), n > 0 else { throw fail(node, key, "expected a duration (e.g. 30s, 500ms, 2m, 6h)") }
             return value
         }
 
@@ -332,7 +348,21 @@ public struct AgentConfig: Equatable, Sendable {
                             }
                             continue
                         }
-                        for (tk, tv, _) in try mapping(v, "transports.tcp", allowed: ["listen"]) where tk == "listen" {
+                        for (tk, tv, _) in try mapping(
+                            v, "transports.tcp", allowed: ["listen", "frame_timeout", "frame_min_rate", "max_connections"])
+                        {
+                            switch tk {
+                            case "frame_timeout":
+                                config.tcp.frameTimeout = try duration(tv, "transports.tcp.frame_timeout")
+                                continue
+                            case "frame_min_rate":
+                                config.tcp.frameMinRate = try int(tv, "transports.tcp.frame_min_rate", range: 1...1 << 30)
+                                continue
+                            case "max_connections":
+                                config.tcp.maxConnections = try int(tv, "transports.tcp.max_connections", range: 1...1_000_000)
+                                continue
+                            default: break
+                            }
                             if case .scalar = tv {
                                 config.tcpListen = [try hostPort(tv, "transports.tcp.listen")]
                             } else {
@@ -348,7 +378,10 @@ public struct AgentConfig: Equatable, Sendable {
                         for item in try list(v, "secure_channels.listeners") {
                             var listener = SecureChannelListener()
                             for (lk, lv, _) in try mapping(
-                                item, "secure_channels.listeners[]", allowed: ["name", "cipher", "handshake_timeout", "max_half_open"])
+                                item, "secure_channels.listeners[]", allowed: [
+                                    "name", "cipher", "handshake_timeout", "max_half_open", "max_half_open_per_source",
+                                    "idle_timeout", "max_channels",
+                                ])
                             {
                                 switch lk {
                                 case "name": listener.name = try nonEmpty(lv, "secure_channels.listeners[].name")
@@ -360,6 +393,14 @@ public struct AgentConfig: Equatable, Sendable {
                                     listener.cipher = cipher
                                 case "handshake_timeout":
                                     listener.handshakeTimeout = try duration(lv, "secure_channels.listeners[].handshake_timeout")
+                                case "idle_timeout":
+                                    let key = "secure_channels.listeners[].idle_timeout"
+                                    listener.idleTimeout = try string(lv, key) == "off" ? "off" : try duration(lv, key)
+                                case "max_channels":
+                                    listener.maxChannels = try int(lv, "secure_channels.listeners[].max_channels", range: 1...1_000_000)
+                                case "max_half_open_per_source":
+                                    listener.maxHalfOpenPerSource = try int(
+                                        lv, "secure_channels.listeners[].max_half_open_per_source", range: 1...100_000)
                                 default:
                                     listener.maxHalfOpen = try int(lv, "secure_channels.listeners[].max_half_open", range: 1...100_000)
                                 }

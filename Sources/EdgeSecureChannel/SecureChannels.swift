@@ -31,8 +31,18 @@ public struct SecureChannelOptions: Sendable {
     public var suite: ChannelSuite
     /// Both sides give up on a handshake after this long (Ockam's responder has no limit; we do).
     public var handshakeTimeout: Duration
-    /// Most handshakes a listener keeps in progress at once; further first messages are dropped and counted.
+    /// Most handshakes a listener keeps in progress at once (bounds memory). When all are taken, a new message 1
+    /// evicts the oldest handshake of the source holding the most (``HalfOpenHandshakes``); evictions are counted.
     public var maxHalfOpenHandshakes: Int
+    /// Most handshakes in progress from one source (the first hop of message 1's return route: a transport
+    /// connection); further message 1s from it are dropped and counted.
+    public var maxHalfOpenHandshakesPerSource: Int
+    /// An established channel on which nothing was decrypted for longer than this is closed (sending Close) and
+    /// counted; nil: never (finding F4). Applies to channels of both roles opened with these options.
+    public var idleTimeout: Duration?
+    /// Most established channels a listener keeps; a new one beyond it closes the least recently used one (sending
+    /// Close) and is counted (F4). Used: the last decrypted message, else the end of the handshake.
+    public var maxChannels: Int
     /// When set, consulted for every new handshake instead of ``trust``: lets the trust policy change while
     /// listeners run (paired devices are added and removed live; see docs/pairing.md).
     public var trustProvider: (@Sendable () -> TrustContext)?
@@ -42,12 +52,16 @@ public struct SecureChannelOptions: Sendable {
 
     public init(
         trust: TrustContext = TrustContext(), suite: ChannelSuite = .aes256GCM, handshakeTimeout: Duration = .seconds(30),
-        maxHalfOpenHandshakes: Int = 256
+        maxHalfOpenHandshakes: Int = 256, maxHalfOpenHandshakesPerSource: Int = 64,
+        idleTimeout: Duration? = .seconds(6 * 3600), maxChannels: Int = 1024
     ) {
+        self.idleTimeout = idleTimeout
+        self.maxChannels = maxChannels
         self.trust = trust
         self.suite = suite
         self.handshakeTimeout = handshakeTimeout
         self.maxHalfOpenHandshakes = maxHalfOpenHandshakes
+        self.maxHalfOpenHandshakesPerSource = maxHalfOpenHandshakesPerSource
     }
 }
 
@@ -71,11 +85,18 @@ public struct SecureChannelCounters: Sendable, Equatable {
     public var handshakesFailed: UInt64 = 0
     public var handshakesRefusedTrust: UInt64 = 0
     public var handshakesTimedOut: UInt64 = 0
+    /// Message 1s dropped because their source had ``SecureChannelOptions/maxHalfOpenHandshakesPerSource`` in progress.
     public var handshakesDroppedOverCap: UInt64 = 0
+    /// Half-open handshakes evicted to admit a newer one when the listener was full (F3).
+    public var handshakesEvicted: UInt64 = 0
     public var messagesEncrypted: UInt64 = 0
     public var messagesDecrypted: UInt64 = 0
     public var decryptionFailures: UInt64 = 0
     public var closesReceived: UInt64 = 0
+    /// Established channels closed because nothing was decrypted on them for ``SecureChannelOptions/idleTimeout``.
+    public var channelsClosedIdle: UInt64 = 0
+    /// Established channels closed to stay within a listener's ``SecureChannelOptions/maxChannels`` (least recently used).
+    public var channelsEvictedOverCap: UInt64 = 0
 }
 
 /// Secure channels of one node: the local identity, listeners, channels and the attributes learnt from peers.
@@ -86,16 +107,25 @@ public final class SecureChannels: Sendable {
 
     private struct State: ~Copyable {
         var channels: [Address: Channel] = [:]  // by encryptor address
-        var halfOpen: [String: Int] = [:]  // per listener
+        var halfOpen: [String: HalfOpenHandshakes] = [:]  // per listener
         var attributes: [Identifier: [Identifier: [String: String]]] = [:]
         var failures: [Address: SecureChannelError] = [:]  // last failure per decryptor, for tests and status
+        /// Closes idle channels periodically (started with the first channel that has an idle timeout).
+        var reaper: Task<Void, Never>?
+        var reapInterval: Duration = .seconds(60)
     }
 
     private let state = Mutex(State())
     private let counterStorage = Mutex(SecureChannelCounters())
+    /// The time idle timeouts and "least recently used" are measured with (tests inject a manual clock).
+    let clock: @Sendable () -> ContinuousClock.Instant
 
-    public init(node: Node, local: SecureChannelCredentials, logger: Logger? = nil) {
+    public init(
+        node: Node, local: SecureChannelCredentials, logger: Logger? = nil,
+        clock: @escaping @Sendable () -> ContinuousClock.Instant = { ContinuousClock.now }
+    ) {
         self.node = node
+        self.clock = clock
         self.local = local
         var logger = logger ?? node.logger
         logger[metadataKey: "component"] = "secure-channel"
@@ -136,21 +166,25 @@ public final class SecureChannels: Sendable {
         try node.startWorker(ListenerWorker(channels: self, name: name, options: options), at: .local(name))
     }
 
-    func admitHandshake(listener: String, cap: Int) -> Bool {
+    func admitHandshake(
+        listener: String, decryptor: Address, source: Address, options: SecureChannelOptions
+    ) -> HalfOpenHandshakes.Admission {
         state.withLock { state in
-            let n = state.halfOpen[listener, default: 0]
-            guard n < cap else { return false }
-            state.halfOpen[listener] = n + 1
-            return true
+            var table = state.halfOpen[listener] ?? HalfOpenHandshakes(cap: 1, perSourceCap: 1)
+            state.halfOpen[listener] = nil  // (no copy-on-write of the table while it changes)
+            table.cap = max(1, options.maxHalfOpenHandshakes)
+            table.perSourceCap = max(1, options.maxHalfOpenHandshakesPerSource)
+            defer { state.halfOpen[listener] = table }
+            return table.admit(decryptor, from: source)
         }
     }
 
-    func releaseHandshake(listener: String?) {
+    func releaseHandshake(listener: String?, decryptor: Address) {
         guard let listener else { return }
-        state.withLock { $0.halfOpen[listener, default: 1] -= 1 }
+        state.withLock { _ = $0.halfOpen[listener]?.release(decryptor) }
     }
 
-    public func halfOpenHandshakes(listener: String) -> Int { state.withLock { $0.halfOpen[listener, default: 0] } }
+    public func halfOpenHandshakes(listener: String) -> Int { state.withLock { $0.halfOpen[listener]?.count ?? 0 } }
 
     // MARK: Initiator
 
@@ -189,7 +223,28 @@ public final class SecureChannels: Sendable {
 
     // MARK: Registry (used by Channel)
 
-    func register(_ channel: Channel) { state.withLock { $0.channels[channel.encryptor] = channel } }
+    func register(_ channel: Channel) {
+        let startReaper: Duration? = state.withLock { state in
+            state.channels[channel.encryptor] = channel
+            guard let idle = channel.options.idleTimeout else { return nil }
+            // Check about ten times per idle timeout (between 100 ms and a minute), so a channel is closed at most
+            // about 10 % late.
+            let interval = min(max(idle / 10, .milliseconds(100)), .seconds(60))
+            state.reapInterval = min(state.reapInterval, interval)
+            return state.reaper == nil ? interval : nil
+        }
+        if startReaper != nil {
+            let task = Task { [weak self] in
+                while let interval = self?.state.withLock({ $0.reapInterval }),
+                    (try? await Task.sleep(for: interval)) != nil
+                {
+                    guard let self else { return }
+                    await self.closeIdleChannels()
+                }
+            }
+            state.withLock { $0.reaper = $0.reaper ?? task }
+        }
+    }
     func unregister(_ channel: Channel) { state.withLock { _ = $0.channels.removeValue(forKey: channel.encryptor) } }
 
     func recordFailure(_ error: SecureChannelError, at decryptor: Address) {
@@ -215,8 +270,52 @@ public final class SecureChannels: Sendable {
 
     /// Closes every channel (sending Close) — used at shutdown.
     public func closeAll() async {
-        let all = state.withLock { Array($0.channels.values) }
+        let (all, reaper) = state.withLock { state in
+            defer { state.reaper = nil }
+            return (Array(state.channels.values), state.reaper)
+        }
+        reaper?.cancel()
         for channel in all { await channel.close(sendClose: true, reason: "node shutting down") }
+    }
+
+    // MARK: Reclaiming established channels (F4)
+
+    /// Closes (sending Close) every established channel on which nothing was decrypted for longer than its
+    /// ``SecureChannelOptions/idleTimeout``, as of ``clock``; runs periodically once such a channel exists.
+    ///
+    /// - Returns: the encryptor addresses of the channels closed.
+    @discardableResult
+    public func closeIdleChannels() async -> [Address] {
+        let now = clock()
+        let idle = state.withLock { state in
+            state.channels.values.filter { channel in
+                guard let timeout = channel.options.idleTimeout else { return false }
+                return now - channel.lastUsed > timeout
+            }
+        }
+        var closed: [Address] = []
+        for channel in idle
+        where await channel.close(sendClose: true, reason: "nothing received for more than \(channel.options.idleTimeout!)") {
+            count { $0.channelsClosedIdle += 1 }
+            closed.append(channel.encryptor)
+        }
+        return closed
+    }
+
+    /// Keeps a listener within its ``SecureChannelOptions/maxChannels`` after `newest` was established, closing the
+    /// least recently used of its other channels (sending Close).
+    func enforceChannelCap(after newest: Channel) async {
+        guard let listener = newest.listener else { return }
+        let cap = max(1, newest.options.maxChannels)
+        let victims: [Channel] = state.withLock { state in
+            let others = state.channels.values.filter { $0.listener == listener && $0 !== newest && !$0.isClosed }
+            guard others.count + 1 > cap else { return [] }
+            return Array(others.sorted { $0.lastUsed < $1.lastUsed }.prefix(others.count + 1 - cap))
+        }
+        for channel in victims
+        where await channel.close(sendClose: true, reason: "listener \(listener) is at its cap of \(cap) channels (least recently used)") {
+            count { $0.channelsEvictedOverCap += 1 }
+        }
     }
 }
 
@@ -230,7 +329,11 @@ final class Channel: Sendable {
         var peer: Identifier?
         var verificationCode: VerificationCode?
         var closed = false
+        /// Set by the first ``Channel/close(sendClose:reason:)``, so that a channel is closed (and counted) once.
+        var closing = false
         var completion: CheckedContinuation<SecureChannelInfo, any Error>?
+        /// The last decrypted message, else the end of the handshake (F4: idle timeout, least recently used).
+        var lastUsed: ContinuousClock.Instant?
     }
 
     /// Strong: workers of a channel may outlive every other reference to their `SecureChannels` (a node's worker
@@ -267,6 +370,13 @@ final class Channel: Sendable {
 
     var remoteRoute: Route { mutable.withLock { $0.remoteRoute } }
     var isClosed: Bool { mutable.withLock { $0.closed } }
+    var lastUsed: ContinuousClock.Instant { mutable.withLock { $0.lastUsed } ?? owner.clock() }
+
+    /// Records that a message was decrypted (or the handshake completed) now.
+    func markUsed() {
+        let now = owner.clock()
+        mutable.withLock { $0.lastUsed = now }
+    }
 
     func setCompletion(_ continuation: CheckedContinuation<SecureChannelInfo, any Error>) {
         mutable.withLock { $0.completion = continuation }
@@ -287,6 +397,7 @@ final class Channel: Sendable {
             m.peer = established.peer.identifier
             m.verificationCode = VerificationCode(handshakeHash: established.handshakeHash)
         }
+        markUsed()
     }
 
     func updateRemoteRoute(_ route: Route) { mutable.withLock { $0.remoteRoute = route } }
@@ -301,17 +412,17 @@ final class Channel: Sendable {
     }
 
     /// Tears the channel down once: optionally tells the peer, stops both workers, unregisters.
-    func close(sendClose: Bool, reason: String) async {
+    /// - Returns: whether this call closed it (false if it was already closing).
+    @discardableResult
+    func close(sendClose: Bool, reason: String) async -> Bool {
         let first: Bool = mutable.withLock { m in
-            if m.closed { return false }
-            if sendClose, m.encryptor != nil {
-                // Encrypt before marking closed.
-                return true
-            }
-            m.closed = true
+            if m.closed || m.closing { return false }
+            m.closing = true
+            // With a Close to send, `closed` is set after encrypting it.
+            if !(sendClose && m.encryptor != nil) { m.closed = true }
             return true
         }
-        guard first else { return }
+        guard first else { return false }
         if sendClose, let ciphertext = try? encrypt(.close) {
             try? await owner.node.send(
                 LocalMessage(onwardRoute: remoteRoute, returnRoute: [encryptor], payload: ciphertext))
@@ -322,6 +433,7 @@ final class Channel: Sendable {
         owner.node.stopWorkerNoWait(at: encryptor)
         owner.node.stopWorkerNoWait(at: decryptor)
         complete(.failure(SecureChannelError.closed))
+        return true
     }
 }
 
@@ -334,20 +446,32 @@ struct ListenerWorker: Worker {
     let options: SecureChannelOptions
 
     func handleMessage(_ message: LocalMessage, context: WorkerContext) async throws {
-        guard channels.admitHandshake(listener: name, cap: options.maxHalfOpenHandshakes) else {
-            channels.count { $0.handshakesDroppedOverCap += 1 }
-            context.logger.warning("listener \(name): \(SecureChannelError.tooManyHandshakes(options.maxHalfOpenHandshakes))")
-            return
-        }
         let channel = Channel(
             owner: channels, role: .responder, listener: name, options: options, decryptor: .random(),
             encryptor: .random())
+        // The source is the connection message 1 came in on (F3: fairness between connections).
+        let source = message.returnRoute.addresses.first ?? .local("")
+        switch channels.admitHandshake(listener: name, decryptor: channel.decryptor, source: source, options: options) {
+        case .refusedSourceFull:
+            channels.count { $0.handshakesDroppedOverCap += 1 }
+            context.logger.warning(
+                "listener \(name): \(SecureChannelError.tooManyHandshakes(options.maxHalfOpenHandshakesPerSource)) from \(source)")
+            return
+        case .admittedEvicting(let evicted):
+            channels.count { $0.handshakesEvicted += UInt64(evicted.count) }
+            for decryptor in evicted {
+                context.logger.debug("listener \(name): full; evicted the oldest half-open handshake (\(decryptor)) of its busiest source")
+                context.node.stopWorkerNoWait(at: decryptor)
+            }
+        case .admitted:
+            break
+        }
         do {
             let handshake = try SecureChannelHandshake(
                 role: .responder, suite: options.suite, local: channels.local, trust: options.currentTrust)
             try context.node.startWorker(DecryptorWorker(channel: channel, handshake: handshake, initialRoute: nil), at: channel.decryptor)
         } catch {
-            channels.releaseHandshake(listener: name)
+            channels.releaseHandshake(listener: name, decryptor: channel.decryptor)
             throw error
         }
         var forwarded = message
@@ -409,10 +533,10 @@ final class DecryptorWorker: Worker {
     }
 
     func shutdown(context: WorkerContext) async {
-        let (task, wasHandshaking) = mutable.withLock { m in (m.timeout, m.handshake != nil) }
+        let task = mutable.withLock { $0.timeout }
         task?.cancel()
-        if channel.role == .responder && wasHandshaking || channel.role == .responder && channel.info == nil {
-            owner.releaseHandshake(listener: channel.listener)
+        if channel.role == .responder {
+            owner.releaseHandshake(listener: channel.listener, decryptor: channel.decryptor)
         }
         if !channel.isClosed && channel.info != nil {
             await channel.close(sendClose: false, reason: "decryptor stopped")
@@ -488,7 +612,7 @@ final class DecryptorWorker: Worker {
         timeout?.cancel()
         channel.establish(established, remoteRoute: remoteRoute)
         owner.learn(established.peer)
-        if channel.role == .responder { owner.releaseHandshake(listener: channel.listener) }
+        if channel.role == .responder { owner.releaseHandshake(listener: channel.listener, decryptor: channel.decryptor) }
         for rejected in established.rejectedCredentials {
             context.logger.notice("peer \(established.peer.identifier) presented a credential that did not verify: \(rejected)")
         }
@@ -500,6 +624,7 @@ final class DecryptorWorker: Worker {
         }
         owner.register(channel)
         owner.count { $0.handshakesCompleted += 1 }
+        if channel.role == .responder { await owner.enforceChannelCap(after: channel) }
         context.logger.info(
             "secure channel \(channel.encryptor) established (\(channel.role.rawValue)) with \(established.peer.identifier)")
         if channel.role == .responder {
@@ -535,6 +660,7 @@ final class DecryptorWorker: Worker {
         }
         _ = nonce
         owner.count { $0.messagesDecrypted += 1 }
+        channel.markUsed()
         let decoded: SecureChannelMessage
         do {
             decoded = try SecureChannelMessage(decoding: plaintext)

@@ -13,6 +13,9 @@ public enum TCPTransportError: Error, Hashable, Sendable, CustomStringConvertibl
     case truncatedFrame(bufferedBytes: Int)
     /// The peer did not send its version byte in time.
     case versionTimeout
+    /// The peer started a frame and did not finish it in time (``OckamTCPReadDeadline``); `length` is nil while the
+    /// 4-byte length prefix itself was incomplete.
+    case frameTimeout(length: UInt32?, allowed: Duration)
     /// The frame body is not a valid routing message.
     case malformedMessage(String)
     /// An address value is not `host:port`.
@@ -27,6 +30,9 @@ public enum TCPTransportError: Error, Hashable, Sendable, CustomStringConvertibl
         case .emptyFrame: return "frame length 0"
         case .truncatedFrame(let n): return "connection closed mid-frame (\(n) bytes buffered)"
         case .versionTimeout: return "peer sent no protocol version byte in time"
+        case .frameTimeout(let length, let allowed):
+            let what = length.map { "a frame of \($0) bytes" } ?? "a frame's length prefix"
+            return "peer did not complete \(what) within \(allowed) (frame timeout + length / minimum rate)"
         case .malformedMessage(let why): return "malformed routing message: \(why)"
         case .invalidPeerAddress(let a): return "invalid TCP peer address \"\(a)\" (expected host:port)"
         case .connectionClosed: return "connection closed"
@@ -98,6 +104,109 @@ public struct OckamTCPFrameEncoder: MessageToByteEncoder {
             out.reserveCapacity(4 + body.readableBytes)
             out.writeInteger(UInt32(body.readableBytes))
             out.writeBuffer(&body)
+        }
+    }
+}
+
+/// When the peer must have finished what it started: the version byte after connecting, then each frame once its
+/// first byte has arrived (finding F2 in docs/security.md).
+///
+/// A frame of `length` bytes is allowed `frameTimeout + length / minimumRate` from its first byte (the first byte of
+/// its length prefix); only `frameTimeout` while the prefix itself is incomplete. Between frames there is no deadline
+/// (an idle connection is fine; keepalive finds dead peers). Pure: it reads the same inbound bytes as
+/// ``OckamTCPFrameDecoder`` and returns how the connection's single deadline changes; the caller owns the timer.
+public struct OckamTCPReadDeadline: Sendable {
+    public struct Limits: Sendable, Equatable {
+        /// How long a peer may take to send its version byte.
+        public var versionTimeout: Duration
+        /// Time every frame is allowed from its first byte, whatever its length.
+        public var frameTimeout: Duration
+        /// Bytes per second a frame must at least average beyond ``frameTimeout`` (≥ 1).
+        public var frameMinimumRate: Int
+
+        public init(versionTimeout: Duration, frameTimeout: Duration, frameMinimumRate: Int) {
+            self.versionTimeout = versionTimeout
+            self.frameTimeout = frameTimeout
+            self.frameMinimumRate = max(1, frameMinimumRate)
+        }
+
+        /// The time a frame of `length` bytes is allowed from its first byte.
+        public func allowance(forFrameOf length: UInt32) -> Duration {
+            frameTimeout + .seconds(Int64(length)) / frameMinimumRate
+        }
+    }
+
+    /// How the connection's read deadline changes.
+    public enum Change: Sendable, Equatable {
+        case unchanged
+        case arm(NIODeadline)
+        case cancel
+    }
+
+    private enum Phase: Sendable {
+        case awaitingVersion
+        case betweenFrames
+        case lengthPrefix(bytes: UInt32, count: Int, started: NIODeadline)
+        case body(remaining: UInt32, length: UInt32)
+    }
+
+    public let limits: Limits
+    private var phase = Phase.awaitingVersion
+
+    public init(limits: Limits) { self.limits = limits }
+
+    /// The connection is up: the version byte is due.
+    public func start(now: NIODeadline) -> Change { .arm(now + TimeAmount(limits.versionTimeout)) }
+
+    /// Accounts for bytes received at `now`; returns the resulting change of deadline (the last one wins).
+    public mutating func received(_ bytes: ByteBufferView, now: NIODeadline) -> Change {
+        var change = Change.unchanged
+        var index = bytes.startIndex
+        while index < bytes.endIndex {
+            switch phase {
+            case .awaitingVersion:
+                index += 1
+                phase = .betweenFrames
+                change = .cancel
+            case .betweenFrames:
+                phase = .lengthPrefix(bytes: 0, count: 0, started: now)
+                change = .arm(now + TimeAmount(limits.frameTimeout))
+            case .lengthPrefix(var value, var count, let started):
+                while count < 4 && index < bytes.endIndex {
+                    value = value << 8 | UInt32(bytes[index])
+                    count += 1
+                    index += 1
+                }
+                if count < 4 {
+                    phase = .lengthPrefix(bytes: value, count: count, started: started)
+                } else if value == 0 {
+                    phase = .betweenFrames  // the decoder rejects it
+                    change = .cancel
+                } else {
+                    phase = .body(remaining: value, length: value)
+                    change = .arm(started + TimeAmount(limits.allowance(forFrameOf: value)))
+                }
+            case .body(let remaining, let length):
+                let taken = UInt32(min(Int(remaining), bytes.endIndex - index))
+                index += Int(taken)
+                if taken == remaining {
+                    phase = .betweenFrames
+                    change = .cancel
+                } else {
+                    phase = .body(remaining: remaining - taken, length: length)
+                }
+            }
+        }
+        return change
+    }
+
+    /// The error to report when the armed deadline passes.
+    public var timeoutError: TCPTransportError {
+        switch phase {
+        case .awaitingVersion: return .versionTimeout
+        case .lengthPrefix: return .frameTimeout(length: nil, allowed: limits.frameTimeout)
+        case .body(_, let length): return .frameTimeout(length: length, allowed: limits.allowance(forFrameOf: length))
+        case .betweenFrames: return .connectionClosed  // no deadline is armed between frames
         }
     }
 }

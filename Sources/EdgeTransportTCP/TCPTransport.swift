@@ -15,6 +15,16 @@ import Glibc
 public struct TCPTransportOptions: Sendable {
     /// How long a peer may take to send its version byte.
     public var versionTimeout: Duration = .seconds(10)
+    /// Time every inbound frame is allowed from its first byte; a frame of `n` bytes gets
+    /// `frameTimeout + n / frameMinimumRate` (``OckamTCPReadDeadline``). Then the connection is closed.
+    public var frameTimeout: Duration = .seconds(30)
+    /// Bytes per second an inbound frame must at least average beyond ``frameTimeout``.
+    public var frameMinimumRate: Int = 10_000
+    /// Most connections each listener serves at once; further ones are closed at accept and counted.
+    public var maxConnectionsPerListener: Int = 512
+    /// How long ``TCPTransport/shutdown()`` lets each connection write what is queued before closing it, and then
+    /// waits for the peer to close its side (a graceful close).
+    public var shutdownFlushTimeout: Duration = .seconds(2)
     /// How long an outgoing connect may take.
     public var connectTimeout: Duration = .seconds(10)
     /// Largest frame accepted and sent.
@@ -25,6 +35,18 @@ public struct TCPTransportOptions: Sendable {
     public var keepalive: (idle: Int32, interval: Int32, probes: Int32)? = (300, 75, 2)
 
     public init() {}
+}
+
+/// Counters of the TCP transport, for `status` and metrics.
+public struct TCPTransportCounters: Sendable, Equatable {
+    /// Connections accepted by listeners and served.
+    public var connectionsAccepted: UInt64 = 0
+    /// Connections closed at accept because their listener was at ``TCPTransportOptions/maxConnectionsPerListener``.
+    public var connectionsRefusedOverCap: UInt64 = 0
+    /// Connections closed because the peer sent no version byte in time.
+    public var versionTimeouts: UInt64 = 0
+    /// Connections closed because the peer did not complete a frame in time.
+    public var frameTimeouts: UInt64 = 0
 }
 
 /// A live TCP connection as seen by `status`.
@@ -54,6 +76,11 @@ public final class TCPTransport: TransportResolver, Sendable {
         var outgoing: [String: Address] = [:]
         var connecting: [String: Task<Address, any Error>] = [:]
         var listeners: [any Channel] = []
+        /// Inbound connections being served, per listener (index into the order of ``listen(host:port:)`` calls).
+        var served: [Int: Int] = [:]
+        /// Per listener: when a refusal was last logged, and how many were not logged since.
+        var refusalLog: [Int: (last: NIODeadline, unlogged: Int)] = [:]
+        var counters = TCPTransportCounters()
         var tasks: [Int: Task<Void, Never>] = [:]
         var nextTaskID = 0
         var closed = false
@@ -79,6 +106,13 @@ public final class TCPTransport: TransportResolver, Sendable {
         node.registerTransport(self)
     }
 
+    public var counters: TCPTransportCounters { state.withLock { $0.counters } }
+
+    /// Inbound connections being served by each listener, in the order the listeners were started.
+    public var servedConnections: [Int] {
+        state.withLock { state in state.listeners.indices.map { state.served[$0, default: 0] } }
+    }
+
     public var connections: [TCPConnectionInfo] {
         state.withLock { $0.connections.values.map(\.info) }.sorted { $0.peer < $1.peer }
     }
@@ -100,14 +134,24 @@ public final class TCPTransport: TransportResolver, Sendable {
                 }
             }
         guard let local = server.channel.localAddress else { throw TCPTransportError.connectionClosed }
-        state.withLock { $0.listeners.append(server.channel) }
+        let listener = state.withLock { state in
+            state.listeners.append(server.channel)
+            return state.listeners.count - 1
+        }
         logger.info("listening on \(Self.describe(local))")
         spawn {
             do {
                 try await server.executeThenClose { inbound in
                     for try await connection in inbound {
                         let peer = connection.channel.remoteAddress.map(Self.describe) ?? "unknown"
-                        self.spawn { await self.serve(connection, peer: peer, outgoing: false) }
+                        guard self.admit(listener: listener, local: local, peer: peer) else {
+                            try? await connection.executeThenClose { _, _ in }  // before our version byte: EOF
+                            continue
+                        }
+                        self.spawn {
+                            await self.serve(connection, peer: peer, outgoing: false)
+                            self.state.withLock { $0.served[listener, default: 1] -= 1 }
+                        }
                     }
                 }
             } catch {
@@ -115,6 +159,35 @@ public final class TCPTransport: TransportResolver, Sendable {
             }
         }
         return local
+    }
+
+    /// Counts an accepted connection against its listener's cap, or refuses it (counted; logged at most every 10 s
+    /// per listener, with the number refused since the last log line).
+    private func admit(listener: Int, local: SocketAddress, peer: String) -> Bool {
+        let cap = options.maxConnectionsPerListener
+        let refusedSinceLog: Int? = state.withLock { state in
+            let served = state.served[listener, default: 0]
+            if served < cap {
+                state.served[listener] = served + 1
+                state.counters.connectionsAccepted += 1
+                return nil
+            }
+            state.counters.connectionsRefusedOverCap += 1
+            let now = NIODeadline.now()
+            if let log = state.refusalLog[listener], now < log.last + .seconds(10) {
+                state.refusalLog[listener] = (log.last, log.unlogged + 1)
+                return 0
+            }
+            let unlogged = state.refusalLog[listener]?.unlogged ?? 0
+            state.refusalLog[listener] = (now, 0)
+            return unlogged + 1
+        }
+        guard let refusedSinceLog else { return true }
+        if refusedSinceLog > 0 {
+            logger.warning(
+                "listener \(Self.describe(local)) refused a connection from \(peer): it serves \(cap) connections, its cap (--tcp-max-connections / transports.tcp.max_connections); \(refusedSinceLog) refused since the last such message")
+        }
+        return false
     }
 
     // MARK: Connecting
@@ -168,7 +241,15 @@ public final class TCPTransport: TransportResolver, Sendable {
 
     private func configurePipeline(_ channel: any Channel) throws {
         let sync = channel.pipeline.syncOperations
-        try sync.addHandler(FirstByteTimeoutHandler(timeout: options.versionTimeout))
+        let limits = OckamTCPReadDeadline.Limits(
+            versionTimeout: options.versionTimeout, frameTimeout: options.frameTimeout,
+            frameMinimumRate: options.frameMinimumRate)
+        try sync.addHandler(
+            ReadDeadlineHandler(limits: limits) { [weak self] error in
+                self?.state.withLock { state in
+                    if case .versionTimeout = error { state.counters.versionTimeouts += 1 } else { state.counters.frameTimeouts += 1 }
+                }
+            })
         try sync.addHandler(ByteToMessageHandler(OckamTCPFrameDecoder(maxFrameSize: options.maxFrameSize)))
         try sync.addHandler(MessageToByteHandler(OckamTCPFrameEncoder()))
     }
@@ -192,7 +273,8 @@ public final class TCPTransport: TransportResolver, Sendable {
     ) throws -> Address {
         let sender = Address.random()
         channel.channel.writeAndFlush(OckamTCPOutbound.version, promise: nil)
-        let worker = TCPSenderWorker(channel: channel.channel, peer: peer, routingLimits: options.routingLimits)
+        var worker = TCPSenderWorker(channel: channel.channel, peer: peer, routingLimits: options.routingLimits)
+        worker.closeTimeout = options.shutdownFlushTimeout
         try node.startWorker(worker, at: sender)
         let info = TCPConnectionInfo(peer: peer, senderAddress: sender, outgoing: outgoing)
         let accepted = state.withLock { state -> Bool in
@@ -243,13 +325,28 @@ public final class TCPTransport: TransportResolver, Sendable {
 
     // MARK: Shutdown
 
-    /// Closes listeners and connections and waits for their tasks.
+    /// Closes listeners, lets every connection write what is already queued for it (e.g. secure channel Close
+    /// messages sent just before; at most ``TCPTransportOptions/shutdownFlushTimeout``), closes the connections and
+    /// waits for their tasks.
     public func shutdown() async {
-        let (channels, tasks): ([any Channel], [Task<Void, Never>]) = state.withLock { state in
+        let (listeners, connections): ([any Channel], [Address: Connection]) = state.withLock { state in
             state.closed = true
-            return (state.listeners + state.connections.values.map(\.channel), Array(state.tasks.values))
+            return (state.listeners, state.connections)
         }
+        for channel in listeners { try? await channel.close() }
+        // Stopping a sender worker drains its mailbox, then waits for its writes (TCPSenderWorker.shutdown). A peer
+        // that reads nothing would hold that forever: past the flush timeout its connection is closed regardless.
+        let channels = connections.values.map(\.channel)
+        let deadline = Task { [timeout = options.shutdownFlushTimeout] in
+            guard (try? await Task.sleep(for: timeout)) != nil else { return }
+            for channel in channels { channel.close(promise: nil) }
+        }
+        await withTaskGroup(of: Void.self) { group in
+            for sender in connections.keys { group.addTask { await self.node.stopWorker(at: sender) } }
+        }
+        deadline.cancel()
         for channel in channels { try? await channel.close() }
+        let tasks = state.withLock { Array($0.tasks.values) }
         for task in tasks { await task.value }
     }
 
@@ -295,9 +392,18 @@ public final class TCPTransport: TransportResolver, Sendable {
 final class WriteWindow: Sendable {
     /// Above this, the sender waits for its write to complete before taking the next message.
     static let limit = 1 << 20
-    private let outstanding = Mutex(0)
-    func add(_ n: Int) -> Int { outstanding.withLock { $0 += n; return $0 } }
-    func remove(_ n: Int) { outstanding.withLock { $0 -= n } }
+    private let outstanding = Mutex<(bytes: Int, last: EventLoopFuture<Void>?)>((0, nil))
+    /// Adds a write of `n` bytes (the newest; writes complete in order) and returns the bytes in flight.
+    func add(_ n: Int, completion: EventLoopFuture<Void>) -> Int {
+        outstanding.withLock {
+            $0.bytes += n
+            $0.last = completion
+            return $0.bytes
+        }
+    }
+    func remove(_ n: Int) { outstanding.withLock { $0.bytes -= n } }
+    /// Completes when every write added so far has completed (or failed).
+    var lastWrite: EventLoopFuture<Void>? { outstanding.withLock { $0.last } }
 }
 
 /// The per-connection sender worker: pops itself from onward and writes one frame per message.
@@ -310,6 +416,8 @@ struct TCPSenderWorker: Worker {
     let channel: any Channel
     let peer: String
     let routingLimits: RoutingLimits
+    /// How long a graceful close waits for the peer to close its side.
+    var closeTimeout: Duration = .seconds(2)
     let window = WriteWindow()
 
     func handleMessage(_ message: LocalMessage, context: WorkerContext) async throws {
@@ -322,7 +430,7 @@ struct TCPSenderWorker: Worker {
         }
         let buffer = channel.allocator.buffer(bytes: bytes)
         let promise = channel.eventLoop.makePromise(of: Void.self)
-        let inFlight = window.add(bytes.count)
+        let inFlight = window.add(bytes.count, completion: promise.futureResult)
         let window = self.window
         let size = bytes.count
         promise.futureResult.whenComplete { [logger = context.logger, peer] result in
@@ -335,46 +443,83 @@ struct TCPSenderWorker: Worker {
         }
     }
 
+    /// Writes what the mailbox held (it is drained before this runs) before closing: a Close sent on a secure
+    /// channel just before the node stops must reach the peer (finding F4).
+    ///
+    /// The close is graceful: our side's FIN first, then the connection ends when the peer closes its side (at most
+    /// `closeTimeout` later). Closing both directions at once would make our kernel answer anything the peer still
+    /// sends (its version byte, a reply) with a reset, and a reset makes the peer's kernel drop what it has received
+    /// but not yet read: the very frames just flushed.
     func shutdown(context: WorkerContext) async {
-        channel.close(promise: nil)
+        try? await window.lastWrite?.get()
+        let channel = self.channel
+        let fallback = channel.eventLoop.scheduleTask(in: TimeAmount(closeTimeout)) { channel.close(promise: nil) }
+        do {
+            try await channel.close(mode: .output).get()
+        } catch {
+            channel.close(promise: nil)
+        }
+        try? await channel.closeFuture.get()
+        fallback.cancel()
     }
 }
 
-/// Closes a connection whose peer does not send its first byte (the version) within the timeout.
-final class FirstByteTimeoutHandler: ChannelInboundHandler, RemovableChannelHandler {
+/// Closes a connection whose peer does not send its version byte in time, or starts a frame and does not finish it
+/// in time (``OckamTCPReadDeadline``; finding F2). It stays first in the pipeline and passes every read on.
+final class ReadDeadlineHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
 
-    private let timeout: Duration
+    private var deadline: OckamTCPReadDeadline
+    private let onTimeout: @Sendable (TCPTransportError) -> Void
     private var timer: Scheduled<Void>?
+    private var started = false
 
-    init(timeout: Duration) { self.timeout = timeout }
+    init(limits: OckamTCPReadDeadline.Limits, onTimeout: @escaping @Sendable (TCPTransportError) -> Void) {
+        deadline = OckamTCPReadDeadline(limits: limits)
+        self.onTimeout = onTimeout
+    }
 
     func handlerAdded(context: ChannelHandlerContext) {
-        if context.channel.isActive { arm(context) }
+        if context.channel.isActive { start(context) }
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        arm(context)
+        start(context)
         context.fireChannelActive()
     }
 
-    private func arm(_ context: ChannelHandlerContext) {
-        guard timer == nil else { return }
-        let nanoseconds = Int64(timeout.components.seconds) * 1_000_000_000
-            + timeout.components.attoseconds / 1_000_000_000
-        let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
-        timer = context.eventLoop.scheduleTask(in: .nanoseconds(nanoseconds)) {
-            loopBound.value.fireErrorCaught(TCPTransportError.versionTimeout)
-            loopBound.value.close(promise: nil)
-        }
+    private func start(_ context: ChannelHandlerContext) {
+        guard !started else { return }
+        started = true
+        apply(deadline.start(now: .now()), context)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        timer?.cancel()
-        timer = nil
+        let buffer = unwrapInboundIn(data)
+        apply(deadline.received(buffer.readableBytesView, now: .now()), context)
         context.fireChannelRead(data)
-        context.pipeline.syncOperations.removeHandler(self, promise: nil)
+    }
+
+    private func apply(_ change: OckamTCPReadDeadline.Change, _ context: ChannelHandlerContext) {
+        switch change {
+        case .unchanged:
+            return
+        case .cancel:
+            timer?.cancel()
+            timer = nil
+        case .arm(let when):
+            timer?.cancel()
+            let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            timer = context.eventLoop.scheduleTask(deadline: when) {
+                let (handler, context) = loopBound.value
+                let error = handler.deadline.timeoutError
+                handler.timer = nil
+                handler.onTimeout(error)
+                context.fireErrorCaught(error)
+                context.close(promise: nil)
+            }
+        }
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {

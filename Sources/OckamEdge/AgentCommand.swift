@@ -192,7 +192,7 @@ final class Agent: Sendable {
         let group = Commands.makeEventLoopGroup()
         let node = Node(logger: logger, options: Node.Options(forwardTransportMessages: config.node.forwarding))
         try node.startDefaultServices()
-        let tcp = TCPTransport(node: node, group: group)
+        let tcp = TCPTransport(node: node, group: group, options: try Self.tcpOptions(config.tcp))
         let channels = SecureChannels(node: node, local: local, logger: logger)
         let stateDirectory = Support.stateDirectory(config.node.stateDirectory)
         let directory = NodeDirectory(stateDirectory: stateDirectory)
@@ -246,10 +246,20 @@ final class Agent: Sendable {
         return agent
     }
 
+    static func tcpOptions(_ settings: AgentConfig.TCPSettings) throws -> TCPTransportOptions {
+        var options = TCPTransportOptions()
+        options.frameTimeout = try Support.parseDuration(settings.frameTimeout)
+        options.frameMinimumRate = settings.frameMinRate
+        options.maxConnectionsPerListener = settings.maxConnections
+        return options
+    }
+
     func listenerOptions(_ listener: AgentConfig.SecureChannelListener) throws -> SecureChannelOptions {
         var options = SecureChannelOptions(
             trust: trustState.withLock { $0 }, suite: ChannelSuite(rawValue: listener.cipher) ?? .aes256GCM,
-            handshakeTimeout: try Support.parseDuration(listener.handshakeTimeout), maxHalfOpenHandshakes: listener.maxHalfOpen)
+            handshakeTimeout: try Support.parseDuration(listener.handshakeTimeout), maxHalfOpenHandshakes: listener.maxHalfOpen,
+            maxHalfOpenHandshakesPerSource: listener.maxHalfOpenPerSource,
+            idleTimeout: try Support.parseOptionalDuration(listener.idleTimeout), maxChannels: listener.maxChannels)
         options.trustProvider = { [self] in pairing.trust(trustState.withLock { $0 }) }  // paired devices, live
         return options
     }
@@ -432,14 +442,14 @@ final class Agent: Sendable {
         do {
             let config = try AgentCommand.load(configPath)
             let old = live.withLock { $0.config }
-            if config.tcpListen != old.tcpListen || config.secureChannelListeners != old.secureChannelListeners
+            if config.tcpListen != old.tcpListen || config.tcp != old.tcp || config.secureChannelListeners != old.secureChannelListeners
                 || config.vault != old.vault || config.identity != old.identity || config.node != old.node
                 || config.metricsListen != old.metricsListen || config.serialPorts.map(\.spec) != old.serialPorts.map(\.spec)
                 || config.bleListen.map(\.spec) != old.bleListen.map(\.spec) || config.bleConnect.map(\.spec) != old.bleConnect.map(\.spec)
                 || config.bridges != old.bridges || config.ingest != old.ingest
             {
                 logger.warning(
-                    "reload: node, vault, identity, listener, metrics, device link, bridge and ingest settings need a restart; applying the rest")
+                    "reload: node, vault, identity, listener (TCP and secure channel), metrics, device link, bridge and ingest settings need a restart; applying the rest")
             }
             let trust = try Agent.trustContext(config, store: store)
             trustState.withLock { $0 = trust }
@@ -527,6 +537,18 @@ final class Agent: Sendable {
                 ([("reason", "forwarding_disabled")], Double(counters.droppedForwardingDisabled)),
             ])
         p.metric("ockam_edge_worker_errors_total", help: "Messages a worker failed to handle.", value: Double(counters.workerErrors))
+        let tc = tcp.counters
+        p.metric(
+            "ockam_edge_tcp_connections_total", help: "Inbound TCP connections, by outcome.",
+            samples: [
+                ([("outcome", "accepted")], Double(tc.connectionsAccepted)),
+                ([("outcome", "refused_over_cap")], Double(tc.connectionsRefusedOverCap)),
+            ])
+        p.metric(
+            "ockam_edge_tcp_timeouts_total", help: "TCP connections closed for not completing what they started, by phase.",
+            samples: [
+                ([("phase", "version")], Double(tc.versionTimeouts)), ([("phase", "frame")], Double(tc.frameTimeouts)),
+            ])
         let (serialUp, bleUp) = links.linksUp
         p.metric(
             "ockam_edge_link_up", type: "gauge", help: "Transport links currently up, by transport.",
@@ -569,8 +591,15 @@ final class Agent: Sendable {
                 ([("result", "refused_trust")], Double(sc.handshakesRefusedTrust)),
                 ([("result", "timeout")], Double(sc.handshakesTimedOut)),
                 ([("result", "over_cap")], Double(sc.handshakesDroppedOverCap)),
+                ([("result", "evicted")], Double(sc.handshakesEvicted)),
             ])
         p.metric("ockam_edge_secure_channels_open", type: "gauge", help: "Open secure channels.", value: Double(channels.channels.count))
+        p.metric(
+            "ockam_edge_secure_channels_reclaimed_total", help: "Established channels closed by the node, by reason.",
+            samples: [
+                ([("reason", "idle")], Double(sc.channelsClosedIdle)),
+                ([("reason", "over_cap")], Double(sc.channelsEvictedOverCap)),
+            ])
         p.metric(
             "ockam_edge_secure_channel_messages_total", help: "Secure channel messages, by direction.",
             samples: [

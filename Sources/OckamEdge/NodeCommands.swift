@@ -99,6 +99,16 @@ struct NodeRunCommand {
             OptionSpec(
                 "tcp-listen", value: "host:port", help: "TCP listener address (port 0 picks a free port).",
                 default: "127.0.0.1:4000"),
+            OptionSpec(
+                "tcp-frame-timeout", value: "duration",
+                help: "Close a TCP connection that started a frame and did not finish it within this + length / --tcp-frame-min-rate.",
+                default: "30s"),
+            OptionSpec(
+                "tcp-frame-min-rate", value: "bytes/s", help: "Slowest average rate an inbound TCP frame may arrive at (beyond --tcp-frame-timeout).",
+                default: "10000"),
+            OptionSpec(
+                "tcp-max-connections", value: "n", help: "Connections the TCP listener serves at once; more are closed and counted.",
+                default: "512"),
             OptionSpec("identity", value: "name", help: "Vault identity to use (default: the vault's default identity)."),
             OptionSpec(
                 "secure-listener", value: "name", help: "Secure channel listener address(es).", default: "api",
@@ -106,6 +116,21 @@ struct NodeRunCommand {
             .flag("no-secure-listener", help: "Do not start a secure channel listener."),
             OptionSpec(
                 "handshake-timeout", value: "duration", help: "Give up on a handshake after this long.", default: "30s"),
+            OptionSpec(
+                "max-half-open", value: "n",
+                help: "Handshakes in progress per secure channel listener; when full, the oldest of the busiest source is evicted.",
+                default: "256"),
+            OptionSpec(
+                "max-half-open-per-source", value: "n",
+                help: "Handshakes in progress from one connection; its further message 1s are dropped and counted.",
+                default: "64"),
+            OptionSpec(
+                "channel-idle-timeout", value: "duration|off",
+                help: "Close (with Close) an established secure channel on which nothing arrived for this long.", default: "6h"),
+            OptionSpec(
+                "max-channels", value: "n",
+                help: "Established channels per secure channel listener; a new one closes the least recently used.",
+                default: "1024"),
             .flag("no-forwarding", help: "Do not forward messages from transports to remote hops."),
             OptionSpec(
                 "serial", value: "path[,baud=…][,mode=listen|connect][,name=…]",
@@ -151,7 +176,11 @@ struct NodeRunCommand {
         let trust = try TrustOptions.context(arguments, storedAuthorities: store.authorities().map(\.identity))
         var options = SecureChannelOptions(
             trust: trust, suite: try TrustOptions.suite(arguments),
-            handshakeTimeout: try Support.parseDuration(arguments.value("handshake-timeout") ?? "30s"))
+            handshakeTimeout: try Support.parseDuration(arguments.value("handshake-timeout") ?? "30s"),
+            maxHalfOpenHandshakes: try Support.positiveCount(arguments, "max-half-open", default: 256),
+            maxHalfOpenHandshakesPerSource: try Support.positiveCount(arguments, "max-half-open-per-source", default: 64),
+            idleTimeout: try Support.parseOptionalDuration(arguments.value("channel-idle-timeout") ?? "6h"),
+            maxChannels: try Support.positiveCount(arguments, "max-channels", default: 1024))
         if case .everyone = trust.policy {
             logger.notice("secure channels accept every identity that proves itself; restrict with --trust")
         }
@@ -159,7 +188,7 @@ struct NodeRunCommand {
         let group = Commands.makeEventLoopGroup()
         let node = Node(logger: logger, options: Node.Options(forwardTransportMessages: !arguments.flag("no-forwarding")))
         try node.startDefaultServices()
-        let tcp = TCPTransport(node: node, group: group)
+        let tcp = TCPTransport(node: node, group: group, options: try tcpOptions())
         let channels = SecureChannels(node: node, local: local, logger: logger)
         let pairing = PairingService(store: store, channels: channels, logger: logger)
         try pairing.load()
@@ -207,6 +236,15 @@ struct NodeRunCommand {
         directory.remove(name: name)
         try? await group.shutdownGracefully()
         return 0
+    }
+
+    /// `--tcp-frame-timeout`, `--tcp-frame-min-rate`, `--tcp-max-connections` (finding F2 in docs/security.md).
+    func tcpOptions() throws -> TCPTransportOptions {
+        var options = TCPTransportOptions()
+        options.frameTimeout = try Support.parseDuration(arguments.value("tcp-frame-timeout") ?? "30s")
+        options.frameMinimumRate = try Support.positiveCount(arguments, "tcp-frame-min-rate", default: 10_000)
+        options.maxConnectionsPerListener = try Support.positiveCount(arguments, "tcp-max-connections", default: 512)
+        return options
     }
 }
 
@@ -371,6 +409,7 @@ struct NodeController: Sendable {
         case "status":
             let counters = node.counters
             let sc = channels.counters
+            let tcpCounters = tcp.counters
             return .ok(
                 JSON.object([
                     ("name", .string(name)), ("identifier", .string(channels.local.identity.identifier.description)),
@@ -403,11 +442,18 @@ struct NodeController: Sendable {
                             ("dropped_heartbeat", .uint(counters.droppedHeartbeat)),
                             ("dropped_forwarding_disabled", .uint(counters.droppedForwardingDisabled)),
                             ("worker_errors", .uint(counters.workerErrors)),
+                            ("tcp_connections_accepted", .uint(tcpCounters.connectionsAccepted)),
+                            ("tcp_connections_refused_over_cap", .uint(tcpCounters.connectionsRefusedOverCap)),
+                            ("tcp_version_timeouts", .uint(tcpCounters.versionTimeouts)),
+                            ("tcp_frame_timeouts", .uint(tcpCounters.frameTimeouts)),
                             ("handshakes_completed", .uint(sc.handshakesCompleted)),
                             ("handshakes_failed", .uint(sc.handshakesFailed)),
                             ("handshakes_refused_trust", .uint(sc.handshakesRefusedTrust)),
                             ("handshakes_timed_out", .uint(sc.handshakesTimedOut)),
                             ("handshakes_dropped_over_cap", .uint(sc.handshakesDroppedOverCap)),
+                            ("handshakes_evicted", .uint(sc.handshakesEvicted)),
+                            ("channels_closed_idle", .uint(sc.channelsClosedIdle)),
+                            ("channels_evicted_over_cap", .uint(sc.channelsEvictedOverCap)),
                             ("messages_encrypted", .uint(sc.messagesEncrypted)),
                             ("messages_decrypted", .uint(sc.messagesDecrypted)),
                             ("decryption_failures", .uint(sc.decryptionFailures)),
@@ -516,9 +562,7 @@ struct MessageSendCommand {
         let text = arguments.value("message") ?? ""
         let raw = arguments.flag("raw")
         let directory = NodeDirectory(stateDirectory: Support.stateDirectory(arguments.value("state-dir")))
-        guard let count = Int(arguments.value("count") ?? "1"), count >= 1 else {
-            throw CommandFailure("--count: expected a whole number ≥ 1", status: 2)
-        }
+        let count = try Support.positiveCount(arguments, "count", default: 1)
         let interval = try Support.parseDuration(arguments.value("interval") ?? "0s")
         /// The i-th message's text and the pause before it.
         func message(_ i: Int) -> String { text.replacing("{n}", with: String(i)) }

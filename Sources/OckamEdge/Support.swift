@@ -1,5 +1,6 @@
 // Shared helpers for commands: logging set-up, durations, the state directory, signals.
 import Dispatch
+import EdgeCLI
 import EdgeRouting
 import Logging
 import SystemPackage
@@ -29,8 +30,21 @@ enum Support {
         if text.hasSuffix("ms"), let v = number(text.dropLast(2)) { return .milliseconds(Int64(v)) }
         if text.hasSuffix("s"), let v = number(text.dropLast()) { return .milliseconds(Int64(v * 1000)) }
         if text.hasSuffix("m"), let v = number(text.dropLast()) { return .seconds(Int64(v * 60)) }
+        if text.hasSuffix("h"), let v = number(text.dropLast()) { return .seconds(Int64(v * 3600)) }
         if let v = number(text[...]) { return .milliseconds(Int64(v * 1000)) }
-        throw CommandFailure("invalid duration '\(text)' (examples: 10s, 500ms, 2m)", status: 2)
+        throw CommandFailure("invalid duration '\(text)' (examples: 10s, 500ms, 2m, 6h)", status: 2)
+    }
+
+    /// A duration, or nil for `off` (a limit that is disabled).
+    static func parseOptionalDuration(_ text: String) throws(CommandFailure) -> Duration? {
+        text == "off" ? nil : try parseDuration(text)
+    }
+
+    /// A whole-number option that must be ≥ 1 (`default` when absent).
+    static func positiveCount(_ arguments: ParsedArguments, _ name: String, default value: Int) throws(CommandFailure) -> Int {
+        guard let text = arguments.value(name) else { return value }
+        guard let n = Int(text), n >= 1 else { throw CommandFailure("--\(name): expected a whole number ≥ 1", status: 2) }
+        return n
     }
 
     /// Splits `host:port` for listener flags.

@@ -25,13 +25,20 @@ struct AgentConfigTests {
         transports:
           tcp:
             listen: [0.0.0.0:4000, "[::]:4000"]
+            frame_timeout: 10s
+            frame_min_rate: 2000
+            max_connections: 64
         secure_channels:
           listeners:
             - name: api
               handshake_timeout: 20s
+              idle_timeout: "off"
             - name: api-chacha
               cipher: chacha20-poly1305
               max_half_open: 64
+              max_half_open_per_source: 8
+              idle_timeout: 2h
+              max_channels: 100
         relays:
           serve: true
           register:
@@ -60,6 +67,13 @@ struct AgentConfigTests {
         #expect(config.secureChannelListeners.map(\.name) == ["api", "api-chacha"])
         #expect(config.secureChannelListeners[1].cipher == "chacha20-poly1305")
         #expect(config.secureChannelListeners[1].maxHalfOpen == 64)
+        #expect(config.secureChannelListeners[1].maxHalfOpenPerSource == 8)
+        #expect(config.secureChannelListeners[1].idleTimeout == "2h")
+        #expect(config.secureChannelListeners[1].maxChannels == 100)
+        #expect(config.secureChannelListeners[0].idleTimeout == "off")
+        #expect(config.tcp.frameTimeout == "10s")
+        #expect(config.tcp.frameMinRate == 2000)
+        #expect(config.tcp.maxConnections == 64)
         #expect(config.relayService)
         #expect(config.relays == [AgentConfig.Relay(name: "gateway-1", hub: "/ip4/10.0.0.5/tcp/4000/secure/api")])
         #expect(config.outlets.first?.target == "127.0.0.1:8080")
@@ -84,7 +98,11 @@ struct AgentConfigTests {
     @Test func defaults() throws {
         let config = try AgentConfig.parse("", file: "empty.yaml")
         #expect(config.tcpListen == ["127.0.0.1:4000"])
+        #expect(config.tcp == AgentConfig.TCPSettings())
+        #expect(config.tcp.maxConnections == 512 && config.tcp.frameTimeout == "30s" && config.tcp.frameMinRate == 10_000)
         #expect(config.secureChannelListeners.map(\.name) == ["api"])
+        #expect(config.secureChannelListeners[0].maxHalfOpenPerSource == 64)
+        #expect(config.secureChannelListeners[0].idleTimeout == "6h" && config.secureChannelListeners[0].maxChannels == 1024)
         #expect(!config.relayService)
     }
 
@@ -95,6 +113,9 @@ struct AgentConfigTests {
         ("trust:\n  identities: [Iabc]", "agent.yaml:2: trust.identities: expected an identifier"),
         ("secure_channels:\n  listeners:\n    - cipher: rot13", "agent.yaml:3: secure_channels.listeners[].cipher: expected aes-gcm"),
         ("relays:\n  register:\n    - name: x", "agent.yaml:3: relays.register[]: needs both name and hub"),
+        ("transports:\n  tcp:\n    max_connections: 0", "agent.yaml:3: transports.tcp.max_connections: expected a whole number"),
+        ("transports:\n  tcp:\n    frame_timeout: soon", "agent.yaml:3: transports.tcp.frame_timeout: expected a duration"),
+        ("secure_channels:\n  listeners:\n    - idle_timeout: never", "agent.yaml:3: secure_channels.listeners[].idle_timeout: expected a duration"),
         ("node:\n  forwarding: maybe", "agent.yaml:2: node.forwarding: expected true or false"),
         ("node:\n\tname: x", "agent.yaml:2: tab in indentation"),
         ("portals:\n  inlets:\n    - listen: 127.0.0.1:7000\n      to: outlet", "agent.yaml:4: portals.inlets[].to: expected a multiaddr"),

@@ -37,7 +37,10 @@ struct Peer {
     let address: String
     let capture: Capture
 
-    static func start(_ name: String, listener: SecureChannelOptions? = SecureChannelOptions()) async throws -> Peer {
+    static func start(
+        _ name: String, listener: SecureChannelOptions? = SecureChannelOptions(),
+        clock: @escaping @Sendable () -> ContinuousClock.Instant = { ContinuousClock.now }
+    ) async throws -> Peer {
         var logger = Logger(label: "test.\(name)")
         logger.logLevel = .critical
         let capture = Capture()
@@ -45,7 +48,7 @@ struct Peer {
         try node.startDefaultServices()
         let tcp = TCPTransport(node: node, group: MultiThreadedEventLoopGroup.singleton)
         let port = try await tcp.listen(host: "127.0.0.1", port: 0).port!
-        let channels = SecureChannels(node: node, local: try SecureChannelCredentials.ephemeral())
+        let channels = SecureChannels(node: node, local: try SecureChannelCredentials.ephemeral(), clock: clock)
         if let listener { try channels.startListener(options: listener) }
         return Peer(node: node, tcp: tcp, channels: channels, address: "127.0.0.1:\(port)", capture: capture)
     }
@@ -281,8 +284,24 @@ struct EndToEndTests {
         await c.stop()
     }
 
-    @Test func halfOpenHandshakesAreCapped() async throws {
+    @Test func halfOpenHandshakesAreCappedPerListenerByEvictingTheOldest() async throws {
         let c = try await Peer.start("c", listener: SecureChannelOptions(handshakeTimeout: .seconds(30), maxHalfOpenHandshakes: 5))
+        let (_, sink) = AsyncStream<LocalMessage>.makeStream()
+        try c.node.startWorker(Inbox(continuation: sink), at: .local("nowhere"))
+        for _ in 0..<20 {
+            var initiator = try SecureChannelHandshake(role: .initiator, local: try .ephemeral(), trust: TrustContext())
+            try await c.node.send(LocalMessage(onwardRoute: [.local("api")], returnRoute: [.local("nowhere")], payload: try initiator.start()))
+        }
+        try await eventually("cap enforced by eviction") { c.channels.counters.handshakesEvicted == 15 }
+        #expect(c.channels.halfOpenHandshakes(listener: "api") == 5)
+        #expect(c.channels.counters.handshakesDroppedOverCap == 0)
+        try await eventually("evicted workers stopped") { c.node.workerAddresses.count == 4 + 5 }  // api, echo, nowhere, uppercase
+        await c.stop()
+    }
+
+    @Test func halfOpenHandshakesAreCappedPerSource() async throws {
+        let c = try await Peer.start(
+            "c", listener: SecureChannelOptions(handshakeTimeout: .seconds(30), maxHalfOpenHandshakesPerSource: 5))
         let (_, sink) = AsyncStream<LocalMessage>.makeStream()
         try c.node.startWorker(Inbox(continuation: sink), at: .local("nowhere"))
         for _ in 0..<20 {
@@ -291,6 +310,7 @@ struct EndToEndTests {
         }
         try await eventually("cap enforced") { c.channels.counters.handshakesDroppedOverCap == 15 }
         #expect(c.channels.halfOpenHandshakes(listener: "api") == 5)
+        #expect(c.channels.counters.handshakesEvicted == 0)
         await c.stop()
     }
 

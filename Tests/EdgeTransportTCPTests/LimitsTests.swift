@@ -1,0 +1,157 @@
+import EdgeNode
+import EdgeRouting
+import EdgeWire
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+import Testing
+
+@testable import EdgeTransportTCP
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The read deadlines as a pure machine (finding F2): what is armed when, for which bytes.
+@Suite("TCP read deadlines")
+struct ReadDeadlineTests {
+    let limits = OckamTCPReadDeadline.Limits(versionTimeout: .seconds(10), frameTimeout: .seconds(30), frameMinimumRate: 10_000)
+    let t0 = NIODeadline.uptimeNanoseconds(1_000_000_000)
+
+    func bytes(_ values: [UInt8]) -> ByteBufferView { ByteBuffer(bytes: values).readableBytesView }
+
+    @Test func allowanceIsTheBasePlusTheLengthAtTheMinimumRate() {
+        #expect(limits.allowance(forFrameOf: 1) == .seconds(30) + .microseconds(100))
+        #expect(limits.allowance(forFrameOf: 65_536) == .seconds(30) + .milliseconds(6_553) + .microseconds(600))
+        #expect(limits.allowance(forFrameOf: UInt32(ockamTCPMaxFrameSize)) == .seconds(30) + .microseconds(1_677_721_600))
+    }
+
+    @Test func versionThenIdleThenAFrameSplitAcrossReads() {
+        var deadline = OckamTCPReadDeadline(limits: limits)
+        #expect(deadline.start(now: t0) == .arm(t0 + .seconds(10)))
+        #expect(deadline.timeoutError == .versionTimeout)
+        #expect(deadline.received(bytes([0x01]), now: t0 + .seconds(1)) == .cancel)  // idle between frames: no deadline
+        let t1 = t0 + .seconds(100)
+        #expect(deadline.received(bytes([0, 0]), now: t1) == .arm(t1 + .seconds(30)))  // prefix incomplete: the base
+        #expect(deadline.timeoutError == .frameTimeout(length: nil, allowed: .seconds(30)))
+        // The length is known: measured from the frame's first byte, not from now.
+        #expect(deadline.received(bytes([0x27, 0x10, 0xAA]), now: t1 + .seconds(5)) == .arm(t1 + .seconds(31)))
+        #expect(deadline.timeoutError == .frameTimeout(length: 10_000, allowed: .seconds(31)))
+        #expect(deadline.received(bytes([UInt8](repeating: 0, count: 9_998)), now: t1 + .seconds(6)) == .unchanged)
+        #expect(deadline.received(bytes([0]), now: t1 + .seconds(7)) == .cancel)
+    }
+
+    @Test func severalFramesInOneReadEndWithTheLastFramesDeadline() {
+        var deadline = OckamTCPReadDeadline(limits: limits)
+        _ = deadline.start(now: t0)
+        // version, a complete 1-byte frame, then the first 2 bytes of the next prefix
+        #expect(deadline.received(bytes([0x01, 0, 0, 0, 1, 0x80, 0, 0]), now: t0) == .arm(t0 + .seconds(30)))
+        // a complete frame only: nothing pending
+        var other = OckamTCPReadDeadline(limits: limits)
+        #expect(other.received(bytes([0x01, 0, 0, 0, 2, 0x80, 0x80]), now: t0) == .cancel)
+    }
+}
+
+/// A sink that counts what it receives.
+final class CountingWorker: Worker {
+    let received = Mutex(0)
+    func handleMessage(_ message: LocalMessage, context: WorkerContext) async throws { received.withLock { $0 += 1 } }
+}
+
+// In the loopback suite: these tests block on raw sockets, and that suite runs one such test at a time (a blocked
+// test holds one of the few cooperative threads the transport's tasks need).
+extension LoopbackTests {
+    func start(_ configure: (inout TCPTransportOptions) -> Void) async throws -> (Node, TCPTransport, Int) {
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let node = Node(logger: logger)
+        try node.startDefaultServices()
+        var options = TCPTransportOptions()
+        configure(&options)
+        let tcp = TCPTransport(node: node, group: group, options: options)
+        let port = try await tcp.listen(host: "127.0.0.1", port: 0).port!
+        return (node, tcp, port)
+    }
+
+    @Test func tricklingPeerIsDisconnectedByTheFrameDeadlineAndCounted() async throws {
+        let (node, tcp, port) = try await start {
+            $0.frameTimeout = .milliseconds(300)
+            $0.frameMinimumRate = 1_000_000  // 1,000 bytes: +1 ms
+        }
+        let client = try RawClient(port: port)
+        client.send([0x01, 0, 0, 0, 4, 0x83, 0x80, 0x80, 0x40])  // version and a heartbeat: a complete frame
+        #expect(client.read(1) == [0x01])
+        try await eventually("connection registered") { tcp.connections.count == 1 }
+        // A frame of 1,000 bytes, one byte every 20 ms: it would take 20 s.
+        client.send([0, 0, 0x03, 0xE8])
+        var trickled = 0
+        while tcp.counters.frameTimeouts == 0 && trickled < 1_000 {
+            client.send([0x00])
+            trickled += 1
+            try await Task.sleep(for: .milliseconds(20))  // the trickle's pace, not a wait for the result
+        }
+        #expect(tcp.counters.frameTimeouts == 1)
+        #expect(trickled < 1_000, "closed before the frame could complete")
+        #expect(client.readsEOF())
+        try await eventually("connection removed") { tcp.connections.isEmpty }
+        #expect(tcp.counters.versionTimeouts == 0)
+        #expect(node.counters.droppedHeartbeat == 1)
+        await tcp.shutdown()
+        await node.shutdown()
+    }
+
+    @Test func silentPeerIsCountedAsAVersionTimeout() async throws {
+        let (node, tcp, port) = try await start { $0.versionTimeout = .milliseconds(300) }
+        let client = try RawClient(port: port)
+        // Our version byte (unless the timeout beat the task that writes it), then EOF.
+        if let first = client.read(1) {
+            #expect(first == [0x01])
+            #expect(client.readsEOF())
+        }
+        try await eventually("counted") { tcp.counters.versionTimeouts == 1 }
+        #expect(tcp.counters.frameTimeouts == 0)
+        await tcp.shutdown()
+        await node.shutdown()
+    }
+
+    @Test func listenerRefusesConnectionsOverItsCapAndCountsThem() async throws {
+        let (node, tcp, port) = try await start { $0.maxConnectionsPerListener = 2 }
+        var first: RawClient? = try RawClient(port: port)
+        let second = try RawClient(port: port)
+        #expect(first?.read(1) == [0x01])
+        #expect(second.read(1) == [0x01])
+        let third = try RawClient(port: port)
+        #expect(third.readsEOF(), "closed at once, before our version byte")
+        #expect(tcp.counters.connectionsRefusedOverCap == 1)
+        #expect(tcp.counters.connectionsAccepted == 2)
+        #expect(tcp.servedConnections == [2])
+        first = nil  // hang up: a slot frees
+        try await eventually("slot freed") { tcp.servedConnections == [1] }
+        let fourth = try RawClient(port: port)
+        #expect(fourth.read(1) == [0x01])
+        fourth.send([0x01] + RawClient.frame(RoutingMessage(onwardRoute: [.local("echo")], returnRoute: [.local("app")], payload: [5])))
+        #expect(fourth.readFrame()?.payload == [5])
+        #expect(tcp.counters.connectionsAccepted == 3)
+        #expect(tcp.counters.connectionsRefusedOverCap == 1)
+        await tcp.shutdown()
+        await node.shutdown()
+    }
+
+    @Test func messagesQueuedBeforeShutdownAreWrittenBeforeTheConnectionCloses() async throws {
+        let (b, btcp, port) = try await start { _ in }
+        let sink = CountingWorker()
+        try b.startWorker(sink, at: .local("sink"))
+        let (a, atcp, _) = try await start { $0.shutdownFlushTimeout = .seconds(20) }  // (not the bound under test)
+        for i in 0..<200 {
+            try await a.send(LocalMessage(onwardRoute: [.tcp("127.0.0.1:\(port)"), .local("sink")], returnRoute: [], payload: [UInt8(i % 256)]))
+        }
+        await atcp.shutdown()  // at once, as a short-lived CLI node does after closing its channels (F4)
+        try await eventually("all 200 delivered", within: .seconds(30)) {
+            sink.received.withLock { $0 } == 200
+        }
+        await a.shutdown()
+        await btcp.shutdown()
+        await b.shutdown()
+    }
+}
