@@ -174,6 +174,9 @@ struct EndToEndTests {
         let hop = EvilHop()
         try a.node.startWorker(hop, at: .local("evil"))
         let channel = try await a.channels.createChannel(to: [.local("evil"), .tcp(c.address), .local("api")])
+        // The initiator is done once message 3 is sent; it may still be in the hop's mailbox. Misbehaving before it
+        // reached the responder would break the handshake (tamper) or add a rejection (duplicate) — not the test.
+        try await eventually("the responder completed the handshake") { c.channels.counters.handshakesCompleted == 1 }
         return (a, c, hop, channel)
     }
 

@@ -1,5 +1,6 @@
 import EdgeNode
 import EdgeRouting
+import EdgeTestSupport
 import Synchronization
 import Testing
 
@@ -80,7 +81,7 @@ struct ReclaimTests {
         let a = try await Peer.start("a", listener: nil)
         let attacker = Task { try await flood(400) }
         let channel = try await a.channels.createChannel(to: [.tcp(c.address), .local("api")])
-        let reply = try await a.node.request(to: [channel.encryptor, .local("echo")], payload: [1], timeout: .seconds(10))
+        let reply = try await a.node.request(to: [channel.encryptor, .local("echo")], payload: [1], timeout: .seconds(30))
         #expect(reply.payload == [1])
         try await attacker.value
         #expect(c.channels.halfOpenHandshakes(listener: "api") <= cap, "memory stays bounded")
@@ -100,10 +101,10 @@ struct ReclaimTests {
         let (clock, c, a) = try await Self.idlePair()
         let channel = try await a.channels.createChannel(
             to: [.tcp(c.address), .local("api")], options: SecureChannelOptions(idleTimeout: nil))
-        _ = try await a.node.request(to: [channel.encryptor, .local("echo")], payload: [1], timeout: .seconds(10))
+        _ = try await a.node.request(to: [channel.encryptor, .local("echo")], payload: [1], timeout: .seconds(30))
         clock.advance(by: .seconds(40))
         #expect(await c.channels.closeIdleChannels().isEmpty)
-        _ = try await a.node.request(to: [channel.encryptor, .local("echo")], payload: [2], timeout: .seconds(10))  // used at 40 s
+        _ = try await a.node.request(to: [channel.encryptor, .local("echo")], payload: [2], timeout: .seconds(30))  // used at 40 s
         clock.advance(by: .seconds(50))  // 90 s: idle for 50 s
         #expect(await c.channels.closeIdleChannels().isEmpty)
         clock.advance(by: .seconds(11))  // idle for 61 s
@@ -141,7 +142,7 @@ struct ReclaimTests {
             return channel
         }
         func echo(_ channel: SecureChannelInfo) async throws -> [UInt8] {
-            try await a.node.request(to: [channel.encryptor, .local("echo")], payload: [7], timeout: .seconds(10)).payload
+            try await a.node.request(to: [channel.encryptor, .local("echo")], payload: [7], timeout: .seconds(30)).payload
         }
         let first = try await open(1)
         let second = try await open(2)
@@ -190,7 +191,7 @@ struct ReclaimTests {
             session.replacements == 1 && session.status == .up && session.route != before
         }
         let after = try #require(session.route)
-        let reply = try await a.node.request(to: after.appending([.local("echo")]), payload: [3], timeout: .seconds(10))
+        let reply = try await a.node.request(to: after.appending([.local("echo")]), payload: [3], timeout: .seconds(30))
         #expect(reply.payload == [3])
         #expect(c.channels.channels.count == 1)
         await session.stop()

@@ -1,5 +1,6 @@
 import EdgeNode
 import EdgeRouting
+import EdgeTestSupport
 import EdgeWire
 import Logging
 import NIOCore
