@@ -20,7 +20,7 @@ struct RawChannelTests {
         defer { listener.close() }
         let config = try BLEConnectConfiguration(parsing: "00:AA:01:00:00:00,psm=0x81")
         async let connecting = BLERawChannel.connect(config, endpoint: at, options: .init())
-        let server = try await listener.accept(timeout: .seconds(10))
+        let server = try await listener.accept(timeout: .seconds(60))  // a guard: the whole suite shares two threads
         let client = try await connecting
         #expect(client.sendMTU == 672 && client.receiveMTU == 672 && client.sduLimit == 672)
         #expect(listener.psm == L2CAPPSM(0x81))
@@ -52,7 +52,7 @@ struct RawChannelTests {
         defer { listener.close() }
         async let connecting = BLERawChannel.connect(
             try BLEConnectConfiguration(parsing: "00:AA:01:00:00:00,psm=0x81"), endpoint: at, options: .init())
-        let server = try await listener.accept(timeout: .seconds(10))
+        let server = try await listener.accept(timeout: .seconds(60))  // a guard: the whole suite shares two threads
         let client = try await connecting
         #expect(client.sduLimit == 100)
         #expect(throws: BLETransportError.sduTooLarge(size: 101, limit: 100)) {

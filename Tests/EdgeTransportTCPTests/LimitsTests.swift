@@ -82,7 +82,7 @@ extension LoopbackTests {
         }
         let client = try RawClient(port: port)
         client.send([0x01, 0, 0, 0, 4, 0x83, 0x80, 0x80, 0x40])  // version and a heartbeat: a complete frame
-        #expect(client.read(1) == [0x01])
+        #expect(await client.read(1) == [0x01])
         try await eventually("connection registered") { tcp.connections.count == 1 }
         // A frame of 1,000 bytes, one byte every 20 ms: it would take 20 s.
         client.send([0, 0, 0x03, 0xE8])
@@ -94,7 +94,7 @@ extension LoopbackTests {
         }
         #expect(tcp.counters.frameTimeouts == 1)
         #expect(trickled < 1_000, "closed before the frame could complete")
-        #expect(client.readsEOF())
+        #expect(await client.readsEOF())
         try await eventually("connection removed") { tcp.connections.isEmpty }
         #expect(tcp.counters.versionTimeouts == 0)
         #expect(node.counters.droppedHeartbeat == 1)
@@ -106,9 +106,9 @@ extension LoopbackTests {
         let (node, tcp, port) = try await start { $0.versionTimeout = .milliseconds(300) }
         let client = try RawClient(port: port)
         // Our version byte (unless the timeout beat the task that writes it), then EOF.
-        if let first = client.read(1) {
+        if let first = await client.read(1) {
             #expect(first == [0x01])
-            #expect(client.readsEOF())
+            #expect(await client.readsEOF())
         }
         try await eventually("counted") { tcp.counters.versionTimeouts == 1 }
         #expect(tcp.counters.frameTimeouts == 0)
@@ -120,19 +120,19 @@ extension LoopbackTests {
         let (node, tcp, port) = try await start { $0.maxConnectionsPerListener = 2 }
         var first: RawClient? = try RawClient(port: port)
         let second = try RawClient(port: port)
-        #expect(first?.read(1) == [0x01])
-        #expect(second.read(1) == [0x01])
+        #expect(await first?.read(1) == [0x01])
+        #expect(await second.read(1) == [0x01])
         let third = try RawClient(port: port)
-        #expect(third.readsEOF(), "closed at once, before our version byte")
+        #expect(await third.readsEOF(), "closed at once, before our version byte")
         #expect(tcp.counters.connectionsRefusedOverCap == 1)
         #expect(tcp.counters.connectionsAccepted == 2)
         #expect(tcp.servedConnections == [2])
         first = nil  // hang up: a slot frees
         try await eventually("slot freed") { tcp.servedConnections == [1] }
         let fourth = try RawClient(port: port)
-        #expect(fourth.read(1) == [0x01])
+        #expect(await fourth.read(1) == [0x01])
         fourth.send([0x01] + RawClient.frame(RoutingMessage(onwardRoute: [.local("echo")], returnRoute: [.local("app")], payload: [5])))
-        #expect(fourth.readFrame()?.payload == [5])
+        #expect(await fourth.readFrame()?.payload == [5])
         #expect(tcp.counters.connectionsAccepted == 3)
         #expect(tcp.counters.connectionsRefusedOverCap == 1)
         await tcp.shutdown()

@@ -13,9 +13,9 @@ import Testing
 import Glibc
 #endif
 
-/// A blocking raw TCP client for feeding a listener hostile bytes. Reads time out after 10 s (a guard
-/// against hangs, not a synchronisation device).
-final class RawClient {
+/// A raw TCP client for feeding a listener hostile bytes. Reads block (on a GCD thread, never on the concurrency pool,
+/// which the transport under test needs) and time out after 10 s (a guard against hangs, not a synchronisation device).
+final class RawClient: @unchecked Sendable {  // used by one test at a time
     let fd: Int32
 
     init(port: Int) throws {
@@ -48,7 +48,15 @@ final class RawClient {
     }
 
     /// Reads exactly `count` bytes, or nil on EOF/error/timeout.
-    func read(_ count: Int) -> [UInt8]? {
+    func read(_ count: Int) async -> [UInt8]? { (try? await blocking { self.readBlocking(count) }) ?? nil }
+
+    /// True when the peer closed the connection (EOF or reset) before sending anything more.
+    func readsEOF() async -> Bool { (try? await blocking { self.readsEOFBlocking() }) ?? false }
+
+    /// Reads one routing-message frame (after the version byte has been consumed).
+    func readFrame() async -> RoutingMessage? { (try? await blocking { self.readFrameBlocking() }) ?? nil }
+
+    private func readBlocking(_ count: Int) -> [UInt8]? {
         var out = [UInt8](repeating: 0, count: count)
         var offset = 0
         while offset < count {
@@ -59,18 +67,16 @@ final class RawClient {
         return out
     }
 
-    /// True when the peer closed the connection (EOF or reset) before sending anything more.
-    func readsEOF() -> Bool {
+    private func readsEOFBlocking() -> Bool {
         var byte: UInt8 = 0
         let n = recv(fd, &byte, 1, 0)
         return n == 0 || (n < 0 && errno == ECONNRESET)
     }
 
-    /// Reads one routing-message frame (after the version byte has been consumed).
-    func readFrame() -> RoutingMessage? {
-        guard let header = read(4) else { return nil }
+    private func readFrameBlocking() -> RoutingMessage? {
+        guard let header = readBlocking(4) else { return nil }
         let length = Int(header[0]) << 24 | Int(header[1]) << 16 | Int(header[2]) << 8 | Int(header[3])
-        guard let body = read(length) else { return nil }
+        guard let body = readBlocking(length) else { return nil }
         return try? RoutingMessage(decoding: body)
     }
 
@@ -177,14 +183,14 @@ struct LoopbackTests {
         let b = try await TestNode.start(name: "b", group: group)
         let client = try RawClient(port: b.port)
         client.send([0x01])
-        #expect(client.read(1) == [0x01])
+        #expect(await client.read(1) == [0x01])
         // A heartbeat is dropped silently and the connection stays usable.
         client.send([0, 0, 0, 4, 0x83, 0x80, 0x80, 0x40])
         let request = RoutingMessage(
             onwardRoute: [.local("uppercase")], returnRoute: [.local("app")], payload: BARE.encodeString("raw"),
             tracingContext: "{\"traceparent\":\"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\"}")
         client.send(RawClient.frame(request))
-        let reply = try #require(client.readFrame())
+        let reply = try #require(await client.readFrame())
         #expect(reply.onwardRoute == [.local("app")])
         #expect(reply.returnRoute == [.local("uppercase")])
         #expect(try BARE.decodeString(reply.payload) == "RAW")
@@ -204,8 +210,8 @@ struct LoopbackTests {
         let b = try await TestNode.start(name: "b", group: group)
         let bad = try RawClient(port: b.port)
         bad.send(bytes)
-        #expect(bad.read(1) == [0x01], "\(name): version byte first")
-        #expect(bad.readsEOF(), "\(name): connection closed")
+        #expect(await bad.read(1) == [0x01], "\(name): version byte first")
+        #expect(await bad.readsEOF(), "\(name): connection closed")
         // The node keeps serving everyone else.
         let a = try await TestNode.start(name: "a", group: group)
         let reply = try await a.node.request(to: [.tcp(b.address), .local("echo")], payload: [7], timeout: .seconds(30))
@@ -220,7 +226,7 @@ struct LoopbackTests {
         do {
             let client = try RawClient(port: b.port)
             client.send([0x01, 0, 0, 0, 100, 0x83, 0x81])
-            #expect(client.read(1) == [0x01])
+            #expect(await client.read(1) == [0x01])
             try await eventually("connection registered") { b.tcp.connections.count == 1 }
         }  // RawClient closes its socket here, mid-frame.
         try await eventually("connection removed") { b.tcp.connections.isEmpty }
@@ -240,8 +246,8 @@ struct LoopbackTests {
         let tcp = TCPTransport(node: node, group: group, options: options)
         let port = try await tcp.listen(host: "127.0.0.1", port: 0).port!
         let client = try RawClient(port: port)
-        #expect(client.read(1) == [0x01])
-        #expect(client.readsEOF())
+        #expect(await client.read(1) == [0x01])
+        #expect(await client.readsEOF())
         await tcp.shutdown()
     }
 
