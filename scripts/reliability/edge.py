@@ -295,6 +295,12 @@ class Context:
         self.nodes.append(node)
         return node
 
+    def agent(self, name, config, state=None):
+        """`ockam-edge agent` with `config` (YAML text; `node.name` must be `name`)."""
+        agent = Agent(self, name, config, state or self.state)
+        self.nodes.append(agent)
+        return agent
+
     def close(self):
         for cleanup in reversed(self.cleanups):
             try:
@@ -309,11 +315,15 @@ class Node:
     """An `ockam-edge node run` process; its first stdout line gives the bound address."""
 
     def __init__(self, ctx, name, extra, port=0, vault=None):
+        self.vault = vault or ctx.path("vault-" + name)
+        self._start(ctx, name, [
+            ctx.binary, "node", "run", "--name", name, "--tcp-listen", f"127.0.0.1:{port}", "--state-dir", ctx.state,
+            "--vault", self.vault, "--log-level", os.environ.get("RELIABILITY_LOG_LEVEL", "warning"), *extra])
+
+    def _start(self, ctx, name, args):
+        """Starts `args` and waits for the `listening host:port` line."""
         self.ctx = ctx
         self.name = name
-        self.vault = vault or ctx.path("vault-" + name)
-        args = [ctx.binary, "node", "run", "--name", name, "--tcp-listen", f"127.0.0.1:{port}", "--state-dir",
-                ctx.state, "--vault", self.vault, "--log-level", os.environ.get("RELIABILITY_LOG_LEVEL", "warning"), *extra]
         self.log = ctx.log_file(name)
         self.proc = subprocess.Popen(
             args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self.log, preexec_fn=_child_setup)
@@ -420,6 +430,21 @@ class Node:
                 return " | ".join(l.strip() for l in f.readlines()[-lines:])
         except OSError:
             return ""
+
+
+class Agent(Node):
+    """An `ockam-edge agent --config …` process (same control socket and status as a node)."""
+
+    def __init__(self, ctx, name, config, state):
+        path = ctx.path(f"agent-{name}.yaml")
+        with open(path, "w") as f:
+            f.write(config)
+        self.state = state
+        self._start(ctx, name, [ctx.binary, "agent", "--config", path])
+
+    @property
+    def socket_path(self):
+        return os.path.join(self.state, "nodes", self.name + ".sock")
 
 
 # ---------------------------------------------------------------------------------------------------------------

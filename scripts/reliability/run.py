@@ -660,10 +660,171 @@ def soak(ctx):
 # Not yet
 
 
+def _bridge_gateway_config(name, state, vault, serial_path, cloud_port, memory_messages, disk_bytes=None):
+    queue = f"""    queue:
+      memory_messages: {memory_messages}
+      durability: always
+""" + (f"      disk_bytes: {disk_bytes}\n" if disk_bytes else "")
+    return f"""node:
+  name: {name}
+  state_dir: {state}
+  log_level: warning
+vault:
+  path: {vault}
+transports:
+  tcp:
+    listen: 127.0.0.1:0
+  serial:
+    - path: {serial_path}
+      mode: listen
+      name: sensor1
+bridges:
+  - name: sensors
+    to: /ip4/127.0.0.1/tcp/{cloud_port}/secure/api/service/ingest
+    ack_timeout: 3s
+""" + queue
+
+
+def _ingest_config(name, state, vault, port, output):
+    return f"""node:
+  name: {name}
+  state_dir: {state}
+  log_level: warning
+vault:
+  path: {vault}
+transports:
+  tcp:
+    listen: 127.0.0.1:{port}
+ingest:
+  - address: ingest
+    output: {output}
+"""
+
+
+def _send_readings(sensor, texts, timeout="3s", after=None):
+    """Sends each text from the sensor to the gateway's bridge; returns {text: reply} ("ok <seq>", "error …", or
+    the failure when there was no reply). `after(i)` runs once message i is answered; the first message without a
+    reply ends the run (the gateway is gone)."""
+    replies = {}
+    for i, text in enumerate(texts):
+        try:
+            ok, body = sensor.call("message/send", _timeout=30, to="/serial/uplink/service/sensors", message=text,
+                                   timeout=timeout)
+            replies[text] = body.get("reply") if ok else f"failed: {body}"
+        except Exception as error:
+            replies[text] = f"failed: {error}"
+        if replies[text].startswith("failed: "):
+            break
+        if after:
+            after(i)
+    return replies
+
+
+def _ingested_texts(path):
+    texts = []
+    try:
+        with open(path) as f:
+            for line in f:
+                texts.append(json.loads(line)["text"])
+    except FileNotFoundError:
+        pass
+    return texts
+
+
 def store_and_forward(ctx):
-    # TODO(issue #9): store-and-forward disk-full and kill -9 during queue spills. The store-and-forward queue is
-    # another engineer's work in progress (worktree wt-queue); add the scenario when it lands.
-    return "SKIP", "store-and-forward is not merged yet (TODO issue #9: disk full, kill -9 during queue spills)"
+    """Kill -9 of the gateway agent while it spills its bridge queue, then a disk that fills up: every reading the
+    gateway acknowledged ("ok <seq>") reaches the cloud's ingest exactly once, in order; refused ones were refused to
+    the device ("error store"), never silently dropped."""
+    kills = size("SAF_KILLS", 5, 20)
+    per_round = size("SAF_MESSAGES", 30, 60)
+    rng = random.Random(int(os.environ.get("RELIABILITY_SEED", "9")))
+    modem = NullModem(ctx.dir)
+    ctx.cleanups.append(modem.stop)
+    cloud_port = free_port()
+    ingest_file = ctx.path("ingest.jsonl")
+    gw_config = _bridge_gateway_config("gw", ctx.state, ctx.path("vault-gw"), modem.path(NullModem.A), cloud_port, 4)
+    sensor = ctx.node("sensor", "--serial", modem.path(NullModem.B) + ",mode=connect,name=uplink")
+
+    def linked(node):
+        return any(p.get("phase") == "linked" for p in node.status().get("serial_ports", []))
+
+    # Part 1: the cloud is down, so everything is queued (4 in memory, the rest spilled, each fsynced before the
+    # acknowledgement: durability always); the gateway is killed with SIGKILL at a random point of each round.
+    replies = {}
+    for r in range(kills):
+        gw = ctx.agent("gw", gw_config)
+        eventually(lambda: linked(gw) and linked(sensor), 30, f"round {r}: serial link up")
+        texts = [f"r{r}-{n}" for n in range(per_round)]
+        kill_at = rng.randrange(1, per_round - 1)
+        killers = []
+
+        def kill_after(i, gw=gw, kill_at=kill_at):
+            # From another thread, while the next readings are on their way in (and being spilled).
+            if i == kill_at:
+                killers.append(threading.Thread(target=gw.kill9))
+                killers[-1].start()
+
+        replies.update(_send_readings(sensor, texts, after=kill_after))
+        for killer in killers:
+            killer.join()
+        gw.kill9()
+        check(not gw.alive(), f"round {r}: the gateway survived SIGKILL")
+    acknowledged = [t for t, reply in replies.items() if reply.startswith("ok ")]
+    check(len(acknowledged) >= kills, f"too few readings acknowledged before the kills: {len(acknowledged)}")
+    unanswered = len(replies) - len(acknowledged)
+
+    # The cloud comes up and the gateway restarts: the queue is recovered and delivered.
+    cloud = ctx.agent("cloud", _ingest_config("cloud", ctx.state, ctx.path("vault-cloud"), cloud_port, ingest_file))
+    gw = ctx.agent("gw", gw_config)
+    eventually(lambda: set(acknowledged) <= set(_ingested_texts(ingest_file)), 120,
+               "every acknowledged reading at the cloud after the restart")
+    ingested = _ingested_texts(ingest_file)
+    check(len(ingested) == len(set(ingested)), f"{len(ingested) - len(set(ingested))} readings ingested twice")
+    order = {t: i for i, t in enumerate(replies)}  # the order they were sent in
+    check([order[t] for t in ingested] == sorted(order[t] for t in ingested), "readings ingested out of order")
+    extra = len(ingested) - len(acknowledged)  # stored, but the acknowledgement was lost with the process
+    summary = (f"{kills} kill -9 of the gateway while spilling ({len(replies)} readings sent, {len(acknowledged)} "
+               f"acknowledged, {unanswered} unanswered because the gateway died): all {len(acknowledged)} "
+               f"acknowledged ingested once, in order (+{extra} stored but unacknowledged, also once)")
+    gw.stop()
+    cloud.stop()
+
+    # Part 2: the queue's directory is on a 256 KiB tmpfs and the cloud is down: once the disk is full the bridge
+    # refuses readings ("error store"), keeps the ones it acknowledged, and accepts again after the cloud drained it.
+    small = ctx.path("small-fs")
+    os.makedirs(small, exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs", small],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        return summary + f"; disk-full part NOT RUN (cannot mount a tmpfs here: {mounted.stderr.strip()})"
+    ctx.cleanups.append(lambda: subprocess.run(["umount", "-l", small], capture_output=True))
+    state2 = os.path.join(small, "state")
+    os.makedirs(state2, mode=0o700)
+    ingest2 = ctx.path("ingest-2.jsonl")
+    port2 = free_port()
+    config2 = _bridge_gateway_config("gw2", state2, ctx.path("vault-gw2"), modem.path(NullModem.A), port2, 1)
+    gw2 = ctx.agent("gw2", config2, state=state2)
+    eventually(lambda: linked(gw2) and linked(sensor), 30, "disk-full part: serial link up")
+    payload = "x" * 900
+    texts = [f"d{n} {payload}" for n in range(400)]  # ~360 KB of readings for a 256 KiB disk
+    replies2 = _send_readings(sensor, texts)
+    ok2 = [t for t in texts if replies2[t].startswith("ok ")]
+    refused = [t for t in texts if replies2[t] == "error store"]
+    other = [replies2[t] for t in texts if t not in ok2 and t not in refused]
+    check(refused, f"the disk never filled ({len(ok2)} accepted)")
+    check(not other, f"readings neither accepted nor refused: {other[:3]}")
+    check(gw2.alive(), "the gateway exited on a full disk")
+    cloud2 = ctx.agent("cloud2", _ingest_config("cloud2", ctx.state, ctx.path("vault-cloud2"), port2, ingest2))
+    eventually(lambda: len(_ingested_texts(ingest2)) >= len(ok2), 120, "every accepted reading at the cloud")
+    ingested2 = _ingested_texts(ingest2)
+    check(ingested2 == ok2, f"ingested {len(ingested2)} readings, accepted {len(ok2)} (or out of order / twice)")
+    after = _send_readings(sensor, ["after the drain"])
+    check(after["after the drain"].startswith("ok "), f"not accepted after the drain: {after}")
+    gw2.stop()
+    cloud2.stop()
+    return summary + (f"; disk full: {len(ok2)} of 400 readings accepted, {len(refused)} refused to the device with "
+                      f"'error store', gateway alive, all {len(ok2)} accepted ingested once in order after the cloud "
+                      f"returned, accepted again after the drain")
 
 
 SCENARIOS = [
