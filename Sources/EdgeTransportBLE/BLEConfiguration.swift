@@ -29,6 +29,10 @@ public enum BLESecurityLevel: String, Hashable, Sendable, CaseIterable, CustomSt
     public var description: String { rawValue }
 }
 
+extension BLESecurityLevel: Comparable {
+    public static func < (a: BLESecurityLevel, b: BLESecurityLevel) -> Bool { a.kernelValue < b.kernelValue }
+}
+
 /// Which local adapter (controller) a socket uses.
 public enum BLEAdapterSelector: Hashable, Sendable, CustomStringConvertible {
     /// Any adapter (`BDADDR_ANY`): the kernel picks one for outgoing connections and listens on all.

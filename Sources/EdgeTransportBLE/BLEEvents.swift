@@ -67,6 +67,9 @@ public struct BLECounters: Hashable, Sendable {
     public var connectFailures: UInt64 = 0
     /// Listener socket failures that led to a re-bind.
     public var listenerRestarts: UInt64 = 0
+    /// Accepted links closed because the device's required security level (``BLETransport/requireSecurity(_:of:)``)
+    /// was not met.
+    public var linksRefusedSecurity: UInt64 = 0
 
     public init() {}
 

@@ -75,6 +75,8 @@ public final class BLETransport: TransportResolver, Sendable {
         var nextSubscriberID = 0
         /// Tests: peers reached over AF_UNIX instead of L2CAP.
         var endpointOverrides: [BLEPeerAddress: SocketEndpoint] = [:]
+        /// The least link security some devices need (paired devices: what they were paired with).
+        var requiredSecurity: [BluetoothDeviceAddress: BLESecurityLevel] = [:]
         var closed = false
     }
 
@@ -241,8 +243,54 @@ public final class BLETransport: TransportResolver, Sendable {
         state.withLock { $0.endpointOverrides[peer] } ?? .l2cap(L2CAPSocketAddress(peer: peer))
     }
 
+    // MARK: Per-device security
+
+    /// Requires links to or from `device` to be at `level` at least (nil: no requirement beyond the connection's
+    /// own). Connects to it ask the kernel for that level (it pairs or encrypts first, or fails the connect); a
+    /// link it opens to one of our listeners at a lower level is closed and counted (`linksRefusedSecurity`).
+    /// A paired device keeps the level it was paired with this way (docs/pairing.md).
+    public func requireSecurity(_ level: BLESecurityLevel?, of device: BluetoothDeviceAddress) {
+        state.withLock { state in
+            if let level, level > .low { state.requiredSecurity[device] = level } else { state.requiredSecurity[device] = nil }
+        }
+    }
+
+    /// The level ``requireSecurity(_:of:)`` set for `device`, if any.
+    public func requiredSecurity(of device: BluetoothDeviceAddress) -> BLESecurityLevel? {
+        state.withLock { $0.requiredSecurity[device] }
+    }
+
+    /// What a device record asks of its BLE links: the address in its `transport` (`ble:<bdaddr>/<type>,psm=<psm>`,
+    /// as pairing stores it) and its `linkSecurity` level; nil when it was not paired over BLE or needs no more
+    /// than `low`.
+    public static func pairedDeviceRequirement(
+        transport: String, linkSecurity: String?
+    ) -> (BluetoothDeviceAddress, BLESecurityLevel)? {
+        guard transport.hasPrefix("ble:"), let text = linkSecurity, let level = BLESecurityLevel(rawValue: text),
+            level > .low,
+            let peer = try? BLEPeerAddress(parsing: String(transport.dropFirst("ble:".count)), allowedPSMs: 1...0xFFFF)
+        else { return nil }
+        return (peer.device, level)
+    }
+
+    /// `config` with its security raised to what its peer requires.
+    func effective(_ config: BLEConnectConfiguration) -> BLEConnectConfiguration {
+        var config = config
+        if let required = requiredSecurity(of: config.peer.device), required > config.security { config.security = required }
+        return config
+    }
+
+    /// Whether an accepted link at `level` (nil: the socket could not say) may stay up for a device that requires
+    /// `required`.
+    static func admits(linkLevel level: BLESecurityLevel?, required: BLESecurityLevel?) -> Bool {
+        guard let required else { return true }
+        guard let level else { return false }
+        return level >= required
+    }
+
     /// One connect attempt following ``SocketSetupPlan/connector(_:sendBuffer:)``.
     private func dial(_ config: BLEConnectConfiguration) async throws(BLETransportError) -> Link {
+        let config = effective(config)
         let endpoint = endpoint(for: config.peer)
         let fd: Int32
         let linkMTUs: LinkMTUs
@@ -432,6 +480,16 @@ public final class BLETransport: TransportResolver, Sendable {
             SeqPacketSocket.close(fd)
             logger.warning("could not set up accepted link: \(error)")
             return
+        }
+        if let peer = setup.peer, let required = requiredSecurity(of: peer.device) {
+            let level = SeqPacketSocket.security(fd)
+            guard Self.admits(linkLevel: level, required: required) else {
+                SeqPacketSocket.close(fd)
+                counterBox.update { $0.linksRefusedSecurity += 1 }
+                logger.warning(
+                    "refused a link from \(peer.device): the device needs security \(required), the link has \(level.map { "\($0)" } ?? "unknown")")
+                return
+            }
         }
         do {
             // attach owns (and on failure closes) the descriptor.

@@ -263,6 +263,15 @@ enum SeqPacketSocket {
         else { throw .system(call: "setsockopt(BT_SECURITY=\(level))", errno: errno) }
     }
 
+    /// The link's current `BT_SECURITY` level (what the kernel negotiated for the LE connection), or nil if the
+    /// socket cannot say (not an L2CAP socket).
+    static func security(_ fd: Int32) -> BLESecurityLevel? {
+        var value = bt_security()
+        var length = socklen_t(MemoryLayout<bt_security>.size)
+        guard getsockopt(fd, SOL_BLUETOOTH, BT_SECURITY, &value, &length) == 0 else { return nil }
+        return BLESecurityLevel(kernelValue: value.level)
+    }
+
     /// Raises the send buffer: `SO_SNDBUFFORCE` (needs CAP_NET_ADMIN) and else `SO_SNDBUF` (capped by
     /// `net.core.wmem_max`). Returns the effective size the kernel reports (twice the request, Linux-style).
     @discardableResult

@@ -92,6 +92,15 @@ final class DeviceLinks: Sendable {
                         ])
                     })
             ))
+            let c = ble.counters
+            fields.append((
+                "ble_counters",
+                .object([
+                    ("link_ups", .uint(c.linkUps)), ("link_downs", .uint(c.linkDowns)),
+                    ("reconnect_attempts", .uint(c.reconnectAttempts)), ("connect_failures", .uint(c.connectFailures)),
+                    ("links_refused_security", .uint(c.linksRefusedSecurity)),
+                ])
+            ))
         }
         return fields
     }

@@ -52,12 +52,28 @@ final class PairingService: Sendable {
         state.withLock { $0.paired = Dictionary(devices.map { ($0.name, $0.identifier) }, uniquingKeysWith: { a, _ in a }) }
     }
 
-    /// The transports pairing may use (those the node was started with).
+    /// The transports pairing may use (those the node was started with). A BLE transport is told the link security
+    /// each device paired over BLE requires from now on.
     func attach(serial: SerialTransport?, ble: BLETransport?) {
         state.withLock {
             $0.serial = serial
             $0.ble = ble
         }
+        if let ble, let devices = try? store.devices() {
+            for device in devices { Self.applyLinkSecurity(of: device, to: ble) }
+        }
+    }
+
+    /// Where a device paired over BLE with `security` must be reached from: its address and that level (nil for
+    /// devices paired over serial or without a BLE security requirement).
+    static func bleRequirement(of device: DeviceRecord) -> (BluetoothDeviceAddress, BLESecurityLevel)? {
+        BLETransport.pairedDeviceRequirement(transport: device.transport, linkSecurity: device.linkSecurity)
+    }
+
+    /// Makes `ble` hold every later link of `device` to the security it was paired with (or lifts it: `removed`).
+    static func applyLinkSecurity(of device: DeviceRecord, to ble: BLETransport, removed: Bool = false) {
+        guard let (address, level) = bleRequirement(of: device) else { return }
+        ble.requireSecurity(removed ? nil : level, of: address)
     }
 
     var pairedIdentifiers: Set<Identifier> { state.withLock { Set($0.paired.values) } }
@@ -215,6 +231,7 @@ final class PairingService: Sendable {
             $0.paired[name] = record.identifier
         }
         pending.expiry?.cancel()
+        if let ble = state.withLock({ $0.ble }) { Self.applyLinkSecurity(of: record, to: ble) }
         logger.notice("paired device '\(name)' (\(record.identifier)) over \(record.transport)")
         guard case .object(var members) = json(record) else { return json(record) }
         members.append(("channel", .string("/service/\(address.valueString)")))
@@ -226,6 +243,7 @@ final class PairingService: Sendable {
         guard let record = try store.device(named: name) else { throw CommandFailure("no paired device named '\(name)'") }
         try store.removeDevice(named: name)
         state.withLock { _ = $0.paired.removeValue(forKey: name) }
+        if let ble = state.withLock({ $0.ble }) { Self.applyLinkSecurity(of: record, to: ble, removed: true) }
         let closed = await channels.closeChannels(withPeer: record.identifier, reason: "device '\(name)' unpaired")
         logger.notice("unpaired device '\(name)' (\(record.identifier)); closed \(closed.count) channel(s)")
         return .object([

@@ -160,6 +160,47 @@ struct TransportTests {
         await node.shutdown()
     }
 
+    @Test func aDeviceSecurityRequirementRaisesConnectsAndGuardsAcceptedLinks() async throws {
+        let node = Node()
+        let transport = BLETransport(node: node)
+        let device = try BluetoothDeviceAddress(parsing: "00:AA:01:00:00:07")
+        let plain = try BLEConnectConfiguration(parsing: "00:AA:01:00:00:07,psm=0x81")
+        let strict = try BLEConnectConfiguration(parsing: "00:AA:01:00:00:07,psm=0x81,security=high")
+        #expect(transport.effective(plain).security == .low)
+        transport.requireSecurity(.medium, of: device)
+        #expect(transport.requiredSecurity(of: device) == .medium)
+        // Connects to the device ask the kernel for the required level, never for less than they asked themselves.
+        #expect(transport.effective(plain).security == .medium)
+        #expect(transport.effective(strict).security == .high)
+        #expect(SocketSetupPlan.connector(transport.effective(plain), sendBuffer: 1 << 16).contains(.setSecurity(.medium)))
+        let other = try BLEConnectConfiguration(parsing: "00:AA:01:00:00:08,psm=0x81")
+        #expect(transport.effective(other).security == .low)
+        // Accepted links below the requirement are refused; an unreadable level counts as below.
+        #expect(BLETransport.admits(linkLevel: .low, required: .medium) == false)
+        #expect(BLETransport.admits(linkLevel: nil, required: .medium) == false)
+        #expect(BLETransport.admits(linkLevel: .medium, required: .medium))
+        #expect(BLETransport.admits(linkLevel: .fips, required: .high))
+        #expect(BLETransport.admits(linkLevel: .low, required: nil))
+        // Unpairing lifts the requirement; `low` is no requirement.
+        transport.requireSecurity(nil, of: device)
+        #expect(transport.effective(plain).security == .low)
+        transport.requireSecurity(.low, of: device)
+        #expect(transport.requiredSecurity(of: device) == nil)
+        await transport.shutdown()
+        await node.shutdown()
+    }
+
+    @Test func pairedDeviceRecordsSayWhichLinkSecurityTheyNeed() throws {
+        let requirement = BLETransport.pairedDeviceRequirement(
+            transport: "ble:00:AA:01:00:00:07/random,psm=0x81", linkSecurity: "high")
+        #expect(requirement?.0 == (try BluetoothDeviceAddress(parsing: "00:AA:01:00:00:07")))
+        #expect(requirement?.1 == .high)
+        #expect(BLETransport.pairedDeviceRequirement(transport: "serial:sensor1", linkSecurity: "high") == nil)
+        #expect(BLETransport.pairedDeviceRequirement(transport: "ble:00:AA:01:00:00:07/public,psm=0x81", linkSecurity: nil) == nil)
+        #expect(BLETransport.pairedDeviceRequirement(transport: "ble:00:AA:01:00:00:07/public,psm=0x81", linkSecurity: "low") == nil)
+        #expect(BLETransport.pairedDeviceRequirement(transport: "ble:not-an-address", linkSecurity: "high") == nil)
+    }
+
     @Test func peerCloseReportsLinkDownWithTheSenderAddress() async throws {
         let node = Node()
         let transport = BLETransport(node: node)
