@@ -106,6 +106,9 @@ public struct AgentConfig: Equatable, Sendable {
         public var ackTimeout = "5s"
         public var reply = true
         public var queue = QueueSettings()
+        /// When set, only paired devices whose pairing attributes include all of these may use the bridge (through
+        /// their secure channel); link-only messages are refused.
+        public var requireAttributes: [String: String] = [:]
     }
 
     /// An ingest service: acknowledges bridge envelopes and writes each once as a JSON line.
@@ -457,7 +460,9 @@ public struct AgentConfig: Equatable, Sendable {
                         var name: String?
                         var to: String?
                         var bridge = Bridge(name: "", to: "")
-                        for (bk, bv, _) in try mapping(item, "bridges[]", allowed: ["name", "to", "ack_timeout", "reply", "queue"]) {
+                        for (bk, bv, _) in try mapping(
+                            item, "bridges[]", allowed: ["name", "to", "ack_timeout", "reply", "queue", "require_attributes"])
+                        {
                             switch bk {
                             case "name":
                                 let value = try nonEmpty(bv, "bridges[].name")
@@ -468,6 +473,14 @@ public struct AgentConfig: Equatable, Sendable {
                             case "to": to = try multiaddr(bv, "bridges[].to")
                             case "ack_timeout": bridge.ackTimeout = try duration(bv, "bridges[].ack_timeout")
                             case "reply": bridge.reply = try bool(bv, "bridges[].reply")
+                            case "require_attributes":
+                                guard case .mapping(let entries, _) = bv, !entries.isEmpty else {
+                                    throw fail(bv, "bridges[].require_attributes", "expected a non-empty mapping of attribute: value")
+                                }
+                                for entry in entries {
+                                    bridge.requireAttributes[entry.key] = try string(
+                                        entry.value, "bridges[].require_attributes.\(entry.key)")
+                                }
                             default:
                                 for (qk, qv, _) in try mapping(
                                     bv, "bridges[].queue", allowed: ["memory_messages", "memory_bytes", "disk_bytes", "durability"])

@@ -281,15 +281,21 @@ final class Agent: Sendable {
                 discard: { [self] route in await discard(route) })
             // Devices reach the bridge over their link (serial, BLE) or through a secure channel the trust policy
             // admits; a TCP peer cannot inject readings in a device's name.
+            // With require_attributes, only paired devices whose pairing attributes match, through their channel.
             let links = links
+            let required = settings.requireAttributes
             try node.startWorker(
                 bridge.worker, at: .local(settings.name),
                 options: WorkerOptions(accessControl: { [self] message in
                     if let peer = SecureChannelLocalInfo.identifier(of: message) {
+                        if !required.isEmpty {
+                            guard let paired = pairing.attributes(of: peer) else { return false }
+                            return required.allSatisfy { paired[$0.key] == $0.value }
+                        }
                         let info = PeerInfo(identifier: peer, attributes: channels.attributes(of: peer))
                         return pairing.trust(trustState.withLock { $0 }).policy.allows(info)  // paired devices too
                     }
-                    guard let first = message.returnRoute.addresses.first else { return false }
+                    guard required.isEmpty, let first = message.returnRoute.addresses.first else { return false }
                     return links.describe(first) != nil
                 }))
             live.withLock { $0.bridges[settings.name] = (bridge, queue) }

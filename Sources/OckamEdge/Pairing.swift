@@ -78,6 +78,12 @@ final class PairingService: Sendable {
 
     var pairedIdentifiers: Set<Identifier> { state.withLock { Set($0.paired.values) } }
 
+    /// The attributes `identifier` was paired with (`pair … --attribute k=v`), nil if it is not a paired device.
+    func attributes(of identifier: Identifier) -> [String: String]? {
+        guard let name = state.withLock({ $0.paired.first { $0.value == identifier }?.key }) else { return nil }
+        return (try? store.device(named: name))?.attributes
+    }
+
     /// `base`, widened to admit the paired devices: what the node's listeners use for every new handshake.
     func trust(_ base: TrustContext) -> TrustContext {
         TrustContext(policy: base.policy.admitting(paired: pairedIdentifiers), authorities: base.authorities)

@@ -177,6 +177,9 @@ struct BridgeConfigTests {
                   memory_messages: 10
                   disk_bytes: 10485760
                   durability: always
+                require_attributes:
+                  room: lab
+                  kind: meter
             ingest:
               - output: /var/lib/ockam-edge/ingest.jsonl
                 sync: true
@@ -186,6 +189,15 @@ struct BridgeConfigTests {
         #expect(config.bridges[0].reply && config.bridges[0].ackTimeout == "5s")
         #expect(config.bridges[1].queue.durability == "always" && config.bridges[1].queue.memoryMessages == 10)
         #expect(!config.bridges[1].reply)
+        #expect(config.bridges[0].requireAttributes.isEmpty)
+        #expect(config.bridges[1].requireAttributes == ["room": "lab", "kind": "meter"])
+        #expect(
+            throws: ConfigError(
+                file: "b.yaml", line: 4, key: "bridges[].require_attributes",
+                message: "expected a non-empty mapping of attribute: value")
+        ) {
+            try AgentConfig.parse("bridges:\n  - name: s\n    to: /node/x\n    require_attributes: lab\n", file: "b.yaml")
+        }
         #expect(config.ingest == [AgentConfig.Ingest(address: "ingest", output: "/var/lib/ockam-edge/ingest.jsonl", sync: true)])
         #expect(throws: ConfigError(file: "b.yaml", line: 5, key: "bridges[].queue.durability", message: "expected spill or always")) {
             try AgentConfig.parse("bridges:\n  - name: s\n    to: /node/x\n    queue:\n      durability: never\n", file: "b.yaml")

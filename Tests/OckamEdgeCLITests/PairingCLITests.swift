@@ -164,6 +164,76 @@ struct PairingCLITests {
         #expect(await gateway.stop() == 0)
     }
 
+    @Test func bridgesWithRequiredAttributesAdmitOnlyMatchingPairedDevices() async throws {
+        let dir = try temporaryDirectory()
+        let modem = try await blocking { try NullModem(directory: dir) }
+        defer { modem.stop() }
+        let state = dir + "/state"
+        let s = ["--state-dir", state]
+        let nowhere = try freePort()  // the bridges' cloud is down: readings are queued and acknowledged
+        let gateway = try await AgentProcess.start(
+            config: """
+                node:
+                  name: gw
+                  state_dir: \(state)
+                  log_level: warning
+                vault:
+                  path: \(dir)/gw-vault
+                trust:
+                  identities: [I\(String(repeating: "ab", count: 32))]
+                transports:
+                  tcp:
+                    listen: 127.0.0.1:0
+                  serial:
+                    - path: \(dir)/ttyA
+                      mode: listen
+                      name: sensor1
+                bridges:
+                  - name: lab
+                    to: /ip4/127.0.0.1/tcp/\(nowhere)/secure/api/service/ingest
+                    require_attributes:
+                      room: lab
+                  - name: kitchen
+                    to: /ip4/127.0.0.1/tcp/\(nowhere)/secure/api/service/ingest
+                    require_attributes:
+                      room: kitchen
+                  - name: any
+                    to: /ip4/127.0.0.1/tcp/\(nowhere)/secure/api/service/ingest
+                """, dir: dir)
+        let sensor = try await NodeProcess.start(
+            name: "sensor", stateDir: state, extra: ["--serial", dir + "/ttyB,mode=connect,name=uplink"])
+        try await waitForSerialLinks(["gw", "sensor"], stateDir: state)
+        func send(_ route: String) async throws -> Binary.Result {
+            try await Binary.run(["message", "send", "--from", "sensor", route, "reading", "--timeout", "2s"] + s)
+        }
+
+        // Before pairing: the channel itself is refused (trust), and link-only readings reach only the open bridge.
+        #expect(try await send("/serial/uplink/secure/api/service/lab").status == 1)
+        #expect(try await send("/serial/uplink/service/lab").status == 1, "a link-only reading for a bridge with requirements")
+        let open = try await send("/serial/uplink/service/any")
+        #expect(open.status == 0 && open.stdout.hasPrefix("ok "), "\(open.stdout) \(open.stderr)")
+
+        let paired = try await Binary.run(
+            ["pair", "serial", "sensor1", "--from", "gw", "--name", "thermo-1", "--attribute", "room=lab", "--yes"] + s)
+        #expect(paired.status == 0, "\(paired.stderr)")
+
+        // Paired with room=lab: the lab bridge takes its readings through its channel, the kitchen bridge does not,
+        // and link-only readings are still refused by both.
+        let lab = try await send("/serial/uplink/secure/api/service/lab")
+        #expect(lab.status == 0 && lab.stdout.hasPrefix("ok "), "\(lab.stdout) \(lab.stderr)")
+        #expect(try await send("/serial/uplink/secure/api/service/kitchen").status == 1)
+        #expect(try await send("/serial/uplink/service/lab").status == 1)
+
+        // Unpaired: refused again.
+        #expect(try await Binary.run(["unpair", "thermo-1", "--from", "gw"] + s).status == 0)
+        #expect(try await send("/serial/uplink/secure/api/service/lab").status == 1)
+
+        let status = try await Binary.run(["status", "--from", "gw", "--json"] + s)
+        #expect(status.stdout.contains("\"name\": \"lab\""), "\(status.stdout)")
+        #expect(await sensor.stop() == 0)
+        #expect(await gateway.stop() == 0)
+    }
+
     @Test func usageErrorsExitWithStatus2() async throws {
         let dir = try temporaryDirectory()
         let s = ["--state-dir", dir]
