@@ -660,11 +660,8 @@ def soak(ctx):
 # Not yet
 
 
-def _bridge_gateway_config(name, state, vault, serial_path, cloud_port, memory_messages, disk_bytes=None):
-    queue = f"""    queue:
-      memory_messages: {memory_messages}
-      durability: always
-""" + (f"      disk_bytes: {disk_bytes}\n" if disk_bytes else "")
+def _agent_header(name, state, vault, listen):
+    """The node, vault and TCP listener part of an agent configuration (ends inside `transports:`)."""
     return f"""node:
   name: {name}
   state_dir: {state}
@@ -673,8 +670,16 @@ vault:
   path: {vault}
 transports:
   tcp:
-    listen: 127.0.0.1:0
-  serial:
+    listen: {listen}
+"""
+
+
+def _bridge_gateway_config(name, state, vault, serial_path, cloud_port, memory_messages, disk_bytes=None):
+    queue = f"""    queue:
+      memory_messages: {memory_messages}
+      durability: always
+""" + (f"      disk_bytes: {disk_bytes}\n" if disk_bytes else "")
+    return _agent_header(name, state, vault, "127.0.0.1:0") + f"""  serial:
     - path: {serial_path}
       mode: listen
       name: sensor1
@@ -686,16 +691,7 @@ bridges:
 
 
 def _ingest_config(name, state, vault, port, output):
-    return f"""node:
-  name: {name}
-  state_dir: {state}
-  log_level: warning
-vault:
-  path: {vault}
-transports:
-  tcp:
-    listen: 127.0.0.1:{port}
-ingest:
+    return _agent_header(name, state, vault, f"127.0.0.1:{port}") + f"""ingest:
   - address: ingest
     output: {output}
 """
