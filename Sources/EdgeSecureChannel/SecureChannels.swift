@@ -593,11 +593,12 @@ final class DecryptorWorker: Worker {
         case .established(let established):
             await establish(established, remoteRoute: message.returnRoute, context: context)
         case .refused(let error, var encryptor):
-            if let close = try? encryptor.encrypt(SecureChannelMessage.close.encode()) {
+            let close = try? encryptor.encrypt(SecureChannelMessage.close.encode())
+            fail(error, context: context)  // counted and recorded before the peer can learn of it from the Close
+            if let close {
                 try? await context.node.send(
                     LocalMessage(onwardRoute: message.returnRoute, returnRoute: [channel.encryptor], payload: close))
             }
-            fail(error, context: context)
         }
     }
 
