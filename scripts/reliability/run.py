@@ -660,6 +660,47 @@ def soak(ctx):
 # Not yet
 
 
+def relay_restarts(ctx):
+    """A relay hub killed with SIGKILL and restarted on the same port and vault, 20x: the gateway behind it (an agent
+    with a supervised relay registration) must re-register every time, so plain and end-to-end traffic through the
+    hub's `forward_to_gw` resumes, and the gateway process never restarts."""
+    restarts = size("RELAY_RESTARTS", 20, 20)
+    hub_port = free_port()
+    hub_config = _agent_header("hub", ctx.state, ctx.path("vault-hub"), f"127.0.0.1:{hub_port}") + "relays:\n  serve: true\n"
+    gw_config = _agent_header("gw", ctx.state, ctx.path("vault-gw"), "127.0.0.1:0") + f"""relays:
+  register:
+    - name: gw
+      hub: /ip4/127.0.0.1/tcp/{hub_port}/secure/api
+sessions:
+  ping_interval: 300ms
+  ping_timeout: 2s
+  failures_before_replace: 2
+  max_backoff: 1s
+"""
+    hub = ctx.agent("hub", hub_config)
+    gw = ctx.agent("gw", gw_config)
+    plain = f"/ip4/127.0.0.1/tcp/{hub_port}/service/forward_to_gw/service/uppercase"
+    sealed = f"/ip4/127.0.0.1/tcp/{hub_port}/service/forward_to_gw/secure/api/service/echo"
+    eventually(lambda: message_ok(ctx, plain, "x", expect="X", timeout="2s")[0], 60, "relay registered")
+    recoveries = []
+    for i in range(restarts):
+        hub.kill9()
+        hub = ctx.agent("hub", hub_config)
+        started = time.monotonic()
+        eventually(lambda: message_ok(ctx, plain, f"r{i}", expect=f"R{i}", timeout="2s")[0], 60,
+                   f"restart {i}: traffic through the relay did not resume")
+        recoveries.append(time.monotonic() - started)
+        ok, info = message_ok(ctx, sealed, f"e2e {i}", timeout="5s")
+        check(ok, f"restart {i}: end-to-end channel through the relay failed: {info}")
+        check(gw.alive(), f"restart {i}: the gateway exited")
+    recoveries.sort()
+    gw.stop()
+    hub.stop()
+    return (f"{restarts} hub kill -9/restarts, {restarts} re-registrations (plain and end-to-end through the relay "
+            f"each time); relay back after median {recoveries[len(recoveries) // 2]:.1f} s, max {recoveries[-1]:.1f} s; "
+            f"gateway never restarted")
+
+
 def _agent_header(name, state, vault, listen):
     """The node, vault and TCP listener part of an agent configuration (ends inside `transports:`)."""
     return f"""node:
@@ -825,7 +866,7 @@ def store_and_forward(ctx):
 
 SCENARIOS = [
     serial_unplug_replug, serial_line_noise, tcp_uplink_restarts, stalled_handshake, handshake_flood,
-    handshake_flood_fairness, slowloris, tcp_connection_cap, vault_kill9, soak, store_and_forward,
+    handshake_flood_fairness, slowloris, tcp_connection_cap, vault_kill9, soak, store_and_forward, relay_restarts,
 ]
 
 # Scenarios that fail because of a known, reported defect: printed as XFAIL and not counted, unless
