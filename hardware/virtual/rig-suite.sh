@@ -8,7 +8,8 @@
 #
 # Environment: BLE_RIG_DRIVER (path to a built ble-rig-driver), BLE_RIG_PACKAGE (package to build it from,
 # default: the checkout this script is in), BLE_VM_TIMEOUT (default 900 s), BLE_RIG_STEP_TIMEOUT, and the
-# BLE_VM_* variables of run-in-vm.sh.
+# BLE_VM_* variables of run-in-vm.sh. BLE_RIG_CUTS, BLE_RIG_CUT_HOLD and BLE_RIG_CUT_MAX_RECONNECTS size the
+# `cuts` test (guest/suite.sh).
 set -uo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -32,7 +33,7 @@ if [ -z "$DRIVER" ]; then
 fi
 [ -x "$DRIVER" ] || fail_rig "rig driver $DRIVER is not an executable"
 
-export BLE_VM_PASSENV="${BLE_VM_PASSENV:-} BLE_RIG_STEP_TIMEOUT BLE_RIG_LOG"
+export BLE_VM_PASSENV="${BLE_VM_PASSENV:-} BLE_RIG_STEP_TIMEOUT BLE_RIG_LOG BLE_RIG_CUTS BLE_RIG_CUT_HOLD BLE_RIG_CUT_MAX_RECONNECTS"
 OUT=$(mktemp)
 trap 'rm -f "$OUT"' EXIT
 started=$SECONDS
