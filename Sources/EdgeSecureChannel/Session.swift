@@ -134,7 +134,7 @@ public final class Session: Sendable {
 /// The timeout is a ``OneShotTimer``: a `Task.sleep` raced against `body` would hold its memory until the deadline.
 public func withTimeout<T: Sendable>(_ timeout: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
     let task = Task { try await body() }
-    let expired = ExpiryFlag()
+    let expired = OnceFlag()
     let timer = OneShotTimer(after: timeout) {
         expired.set()
         task.cancel()
@@ -149,10 +149,4 @@ public func withTimeout<T: Sendable>(_ timeout: Duration, _ body: @escaping @Sen
     } onCancel: {
         task.cancel()
     }
-}
-
-private final class ExpiryFlag: Sendable {
-    private let value = Atomic<Bool>(false)
-    func set() { value.store(true, ordering: .releasing) }
-    var isSet: Bool { value.load(ordering: .acquiring) }
 }

@@ -535,13 +535,15 @@ public final class BLETransport: TransportResolver, Sendable {
         }
         let counters = counterBox
         let channel: NIOAsyncChannel<ByteBuffer, BLEOutboundMessage>
-        let handedOver = DescriptorHandover()
+        // NIO hands the descriptors back if the channel cannot be created, but closes them itself once it exists (the
+        // initializer ran): closing them again would close whatever reused the numbers.
+        let handedOver = OnceFlag()
         do {
             // Options are set in the initializer (not with `.channelOption`) so that nothing can fail between NIO
-            // creating the channel, which then owns the descriptors, and `handedOver.mark()`.
+            // creating the channel, which then owns the descriptors, and `handedOver.set()`.
             channel = try await NIOPipeBootstrap(group: group)
                 .takingOwnershipOfDescriptors(input: fd, output: output) { channel in
-                    handedOver.mark()
+                    handedOver.set()
                     return channel.eventLoop.makeCompletedFuture {
                         let options = channel.syncOptions!
                         try options.setOption(
@@ -558,7 +560,7 @@ public final class BLETransport: TransportResolver, Sendable {
                     }
                 }
         } catch {
-            if !handedOver.done {
+            if !handedOver.isSet {
                 SeqPacketSocket.close(fd)
                 SeqPacketSocket.close(output)
             }
@@ -762,13 +764,4 @@ struct BLESenderWorker: Worker {
     func shutdown(context: WorkerContext) async {
         channel.close(promise: nil)
     }
-}
-
-/// Who closes the descriptors given to `NIOPipeBootstrap` when the bootstrap fails: NIO hands them back if the
-/// channel could not be created, but closes them itself once the channel exists (the initializer ran). Closing them
-/// again then would close whatever unrelated descriptors reused the numbers.
-final class DescriptorHandover: Sendable {
-    private let state = Atomic<Bool>(false)
-    func mark() { state.store(true, ordering: .releasing) }
-    var done: Bool { state.load(ordering: .acquiring) }
 }

@@ -340,11 +340,13 @@ public final class SerialTransport: TransportResolver, Sendable {
         let seed = generator.next()
         let counters = record.counters
         let channel: NIOAsyncChannel<SerialInbound, SerialOutbound>
-        let handedOver = DescriptorHandover()
+        // NIO hands the descriptors back if the channel cannot be created, but closes them itself once it exists (the
+        // initializer ran): closing them again would close whatever reused the numbers.
+        let handedOver = OnceFlag()
         do {
             channel = try await NIOPipeBootstrap(group: group)
                 .takingOwnershipOfDescriptor(inputOutput: fd.rawValue) { channel in
-                    handedOver.mark()
+                    handedOver.set()
                     return channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandler(
                             SerialLinkHandler(
@@ -353,7 +355,7 @@ public final class SerialTransport: TransportResolver, Sendable {
                     }
                 }
         } catch {
-            if !handedOver.done { try? fd.close() }
+            if !handedOver.isSet { try? fd.close() }
             return (false, "cannot attach the port to the event loop: \(error)")
         }
         guard record.attach(channel.channel) else {
@@ -660,13 +662,4 @@ public struct SerialReopenBackoff: Sendable {
 
     /// Back to `initial` (after a link came up).
     public mutating func reset() { current = initial }
-}
-
-/// Who closes a descriptor given to `NIOPipeBootstrap` when the bootstrap fails: NIO hands it back if the channel
-/// could not be created, but closes it itself once the channel exists (the initializer ran). Closing it again then
-/// would close whatever unrelated descriptor reused the number.
-final class DescriptorHandover: Sendable {
-    private let state = Atomic<Bool>(false)
-    func mark() { state.store(true, ordering: .releasing) }
-    var done: Bool { state.load(ordering: .acquiring) }
 }
