@@ -5,7 +5,7 @@ import Foundation
 import Synchronization
 import Testing
 
-@Suite("AES-256-GCM")
+@Suite("AES-256-GCM", .cpuBound)
 struct AES256GCMTests {
     /// Runs the 256-bit-key, 96-bit-IV, 128-bit-tag Wycheproof vectors against one backend.
     @Test("Wycheproof aes_gcm_test.json", arguments: AES256GCM.Backend.allCases)
@@ -225,7 +225,7 @@ struct AES256GCMTests {
     }
 }
 
-@Suite("ChaCha20-Poly1305")
+@Suite("ChaCha20-Poly1305", .cpuBound)
 struct ChaCha20Poly1305Tests {
     @Test("Wycheproof chacha20_poly1305_test.json")
     func wycheproof() throws {

@@ -3,7 +3,7 @@ import EdgeCrypto
 import EdgeTestSupport
 import Testing
 
-@Suite("X25519")
+@Suite("X25519", .cpuBound)
 struct X25519Tests {
     /// Policy for Wycheproof "acceptable" vectors: every acceptable vector whose shared secret is all zeros
     /// (low-order public keys) must be rejected with `weakPublicKey`; every other acceptable vector (points on the
@@ -81,7 +81,7 @@ struct X25519Tests {
     }
 }
 
-@Suite("Ed25519")
+@Suite("Ed25519", .cpuBound)
 struct Ed25519Tests {
     @Test("Wycheproof ed25519_test.json")
     func wycheproof() throws {
@@ -153,7 +153,7 @@ struct Ed25519Tests {
     }
 }
 
-@Suite("ECDSA P-256")
+@Suite("ECDSA P-256", .cpuBound)
 struct ECDSAP256Tests {
     /// P-256 generator and order (SEC 2 / FIPS 186-4 domain parameters).
     static let generatorX = "6b17d1f2e12c4247f8bce6e563a440f277037d812deb33a0f4a13945d898c296"

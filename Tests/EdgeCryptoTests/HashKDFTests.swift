@@ -3,7 +3,7 @@ import EdgeCrypto
 import EdgeTestSupport
 import Testing
 
-@Suite("SHA-256")
+@Suite("SHA-256", .cpuBound)
 struct SHA256Tests {
     @Test("FIPS 180-2 known answers")
     func knownAnswers() {
@@ -30,7 +30,7 @@ struct SHA256Tests {
     }
 }
 
-@Suite("HMAC-SHA256")
+@Suite("HMAC-SHA256", .cpuBound)
 struct HMACTests {
     @Test("Wycheproof hmac_sha256_test.json (truncated-tag groups compare tagSize/8 bytes)")
     func wycheproof() throws {
@@ -88,7 +88,7 @@ struct HMACTests {
     }
 }
 
-@Suite("HKDF")
+@Suite("HKDF", .cpuBound)
 struct HKDFTests {
     @Test("Wycheproof hkdf_sha256_test.json")
     func wycheproof() throws {

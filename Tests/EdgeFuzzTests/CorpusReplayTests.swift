@@ -5,7 +5,7 @@ import Testing
 
 /// Replays the committed fuzz corpora (seeds and any crashers found since) through every fuzz target, so a
 /// regression shows up in the ordinary test run, not only while fuzzing.
-@Suite("Fuzz corpus replay")
+@Suite("Fuzz corpus replay", .cpuBound)
 struct CorpusReplayTests {
     static let corpusRoot = TestData.packageRoot.appendingPathComponent("Tests/Fuzz/Corpus")
 

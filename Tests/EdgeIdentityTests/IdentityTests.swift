@@ -27,7 +27,7 @@ struct KATIdentity: Sendable, CustomTestStringConvertible {
     }
 }
 
-@Suite("Ockam identities")
+@Suite("Ockam identities", .cpuBound)
 struct IdentityTests {
     @Test func allKATIdentitiesDecodeAndVerify() throws {
         let vectors = try KATIdentity.load()
@@ -119,7 +119,7 @@ struct IdentityTests {
     }
 }
 
-@Suite("Purpose keys and credentials")
+@Suite("Purpose keys and credentials", .cpuBound)
 struct CredentialTests {
     let now: Timestamp = 1_750_000_000
 

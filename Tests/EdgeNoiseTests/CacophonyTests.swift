@@ -4,7 +4,7 @@ import EdgeNoise
 import EdgeTestSupport
 import Testing
 
-@Suite("Cacophony vectors")
+@Suite("Cacophony vectors", .cpuBound)
 struct CacophonyTests {
     static let file = "noise/cacophony-xx-nn-sha256.json"
 

@@ -26,7 +26,7 @@ private func flipping(_ bytes: [UInt8], at index: Int) -> [UInt8] {
     return copy
 }
 
-@Suite("Handshake negative cases")
+@Suite("Handshake negative cases", .cpuBound)
 struct HandshakeNegativeTests {
     @Test("Tampered msg2 (every region) → decryptionFailed, state unchanged, genuine msg2 still accepted")
     func tamperedMessage2() throws {

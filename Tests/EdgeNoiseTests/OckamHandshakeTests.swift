@@ -4,7 +4,7 @@ import EdgeNoise
 import EdgeTestSupport
 import Testing
 
-@Suite("Ockam handshake")
+@Suite("Ockam handshake", .cpuBound)
 struct OckamHandshakeTests {
     static let file = "ockam/ockam-kat.json"
 

@@ -15,7 +15,7 @@ private func encryptMany(_ encryptor: inout OckamEncryptor, _ count: Int) throws
     try (0..<count).map { n in try encryptor.encrypt([UInt8(n >> 8), UInt8(n & 0xff)]) }
 }
 
-@Suite("Ockam transport")
+@Suite("Ockam transport", .cpuBound)
 struct OckamTransportTests {
     @Test("1,000 messages in order; every message opens with k_⌊n/32⌋ of an independently computed REKEY chain")
     func rekeyChain() throws {

@@ -5,7 +5,7 @@ import Testing
 
 @testable import EdgeQueue
 
-@Suite("Store-and-forward queue behaviour")
+@Suite("Store-and-forward queue behaviour", .cpuBound)
 struct QueueBehaviourTests {
     /// A random mix of appends, peeks and acknowledgements against a model array: the queue always holds exactly
     /// the model's records, in order, and sequences strictly increase; memory → spill → drain → memory repeats.

@@ -5,7 +5,7 @@ import Testing
 
 @testable import EdgeQueue
 
-@Suite("Store-and-forward queue formats")
+@Suite("Store-and-forward queue formats", .cpuBound)
 struct QueueFormatTests {
     /// The worked example of docs/store-and-forward.md: sequence 1, payload "hi".
     static let workedExample = "51 01 00 00 00 00 00 00 00 02 00 00 00 68 69 9b 7a 86 4c"

@@ -10,7 +10,7 @@ import Testing
 import Glibc
 #endif
 
-@Suite("Store-and-forward queue recovery")
+@Suite("Store-and-forward queue recovery", .cpuBound)
 struct QueueRecoveryTests {
     static let always = smallLimits(durability: .always)
 

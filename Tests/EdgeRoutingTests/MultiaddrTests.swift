@@ -4,7 +4,7 @@ import EdgeTestSupport
 import EdgeWire
 import Testing
 
-@Suite("Multiaddr")
+@Suite("Multiaddr", .cpuBound)
 struct MultiaddrTests {
     static let roundTripCases = [
         "/ip4/127.0.0.1/tcp/4000/service/echo",

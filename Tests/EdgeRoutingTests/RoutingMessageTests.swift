@@ -4,7 +4,7 @@ import EdgeTestSupport
 import EdgeWire
 import Testing
 
-@Suite("Routing message")
+@Suite("Routing message", .cpuBound)
 struct RoutingMessageTests {
     private static func decode(_ hex: String, limits: RoutingLimits = .default) throws(RoutingError) -> RoutingMessage {
         try RoutingMessage(decoding: [UInt8](hex: hex), limits: limits)

@@ -1,5 +1,6 @@
-// EdgeTestSupport: helpers shared by the test targets (hex, locating ../shared/vectors, JSON loading).
+// EdgeTestSupport: helpers shared by the test targets (hex, ../shared/vectors, JSON, work off the concurrency pool).
 import Foundation
+import Testing
 
 /// Errors raised while loading test data. A missing vector file is a test failure, never a skip.
 public struct TestDataError: Error, CustomStringConvertible {
@@ -86,15 +87,97 @@ public struct SeededGenerator: RandomNumberGenerator {
     }
 }
 
-/// Runs blocking work (waiting on child processes, pipes, DispatchGroups) on a GCD thread and awaits it, so
-/// the Swift concurrency pool — two threads on a 2-core machine — is never blocked by one test while other
-/// tests' async work (NIO-backed nodes, timers) needs it.
+/// Runs blocking work (waiting on child processes, pipes, DispatchGroups) on a thread of its own and awaits it, so
+/// the Swift concurrency pool — two threads on a 2-core machine, shared with `DispatchQueue.global()` — is never held
+/// by one test while other tests' async work (NIO-backed nodes, timers) needs it. The body runs inside the calling
+/// task (a task executor preference), so `#expect` and `Issue.record` in it are attributed to the running test.
 public func blocking<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { continuation in
-        DispatchQueue.global().async {
-            continuation.resume(with: Result { try body() })
+    let executor = DedicatedThreadsExecutor(name: "blocking", threads: 1)
+    defer { executor.shutdown() }
+    return try await withTaskExecutorPreference(executor) { try body() }
+}
+
+/// A task executor backed by threads of its own, outside the Swift concurrency pool. The pool is not preemptive and,
+/// on a 2-core machine, two threads wide: two CPU-bound tests that take tens of seconds under AddressSanitizer hold it
+/// for that long, and every request/reply test waiting on a NIO event in the meantime runs into its guard timeout.
+/// On threads of their own the kernel time-slices them with the pool instead.
+public final class DedicatedThreadsExecutor: TaskExecutor, @unchecked Sendable {
+    private let condition = NSCondition()
+    private var jobs: [UnownedJob] = []  // guarded by `condition`
+    private var running = true  // guarded by `condition`
+
+    public init(name: String, threads: Int) {
+        for index in 0..<max(1, threads) {
+            // Named from inside, through /proc (Glibc does not export pthread_setname_np, Foundation's `Thread.name`
+            // does not reach the kernel, and Linux threads inherit their creator's name). 15 characters are kept.
+            let threadName = String("\(name)-\(index)".prefix(15))
+            Thread { [self] in
+                try? threadName.write(toFile: "/proc/thread-self/comm", atomically: false, encoding: .utf8)
+                serve()
+            }.start()
         }
     }
+
+    public func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        condition.lock()
+        jobs.append(job)
+        condition.signal()
+        condition.unlock()
+    }
+
+    /// Lets the threads exit once the queued jobs have run.
+    public func shutdown() {
+        condition.lock()
+        running = false
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    private func serve() {
+        while true {
+            condition.lock()
+            while jobs.isEmpty && running { condition.wait() }
+            if jobs.isEmpty {
+                condition.unlock()
+                return
+            }
+            let job = jobs.removeFirst()
+            condition.unlock()
+            job.runSynchronously(on: asUnownedTaskExecutor())
+        }
+    }
+}
+
+/// Runs a test (or every test of a suite) on ``DedicatedThreadsExecutor/cpuBound``: for tests that compute for seconds
+/// without suspending (property loops, vector files, corpus replays), so they cannot starve the concurrency pool.
+public struct CPUBoundTrait: TestTrait, SuiteTrait, TestScoping {
+    public var isRecursive: Bool { true }
+
+    public func provideScope(
+        for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void
+    ) async throws {
+        // A suite's own scope is entered once around all its tests; each test gets the preference itself.
+        guard !test.isSuite else { return try await function() }
+        try await withTaskExecutorPreference(DedicatedThreadsExecutor.cpuBound) { try await function() }
+    }
+}
+
+/// The kernel's name of the running thread (what `top -H`, gdb and ``DedicatedThreadsExecutor`` threads show).
+public func currentThreadName() -> String {
+    ((try? String(contentsOfFile: "/proc/thread-self/comm", encoding: .utf8)) ?? "")
+        .trimmingCharacters(in: .whitespacesAndNewlines)
+}
+
+extension DedicatedThreadsExecutor {
+    /// Two threads shared by every `.cpuBound` test: they queue among themselves and the kernel shares the cores
+    /// between them and the concurrency pool.
+    public static let cpuBound = DedicatedThreadsExecutor(name: "cpubound", threads: 2)
+}
+
+extension Trait where Self == CPUBoundTrait {
+    /// See ``CPUBoundTrait``.
+    public static var cpuBound: Self { CPUBoundTrait() }
 }
 
 /// Waits until `condition` holds, polling: for state that settles asynchronously after I/O or a socket event. The

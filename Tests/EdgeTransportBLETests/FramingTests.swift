@@ -4,7 +4,7 @@ import Testing
 
 @testable import EdgeTransportBLE
 
-@Suite("BLE fragmentation")
+@Suite("BLE fragmentation", .cpuBound)
 struct FramingTests {
     static let sduSizes = [23, 24, 27, 100, 251, 672, 2048, 65535]
     static let messageSizes = [0, 1, 21, 22, 23, 24, 100, 420, 671, 672, 900, 4096, 65534, 65535, 65536, 200_000]

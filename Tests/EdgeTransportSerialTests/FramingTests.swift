@@ -27,7 +27,7 @@ enum WorkedExamples {
     static let keepaliveWire = [UInt8](hex: "06 04 4e c4 e7 95 00")
 }
 
-@Suite("CRC-32C and COBS")
+@Suite("CRC-32C and COBS", .cpuBound)
 struct ChecksumTests {
     @Test func crc32cCheckValue() {
         #expect(CRC32C.checksum(Array("123456789".utf8)) == 0xE306_9283)
@@ -104,7 +104,7 @@ struct ChecksumTests {
     }
 }
 
-@Suite("Serial frames")
+@Suite("Serial frames", .cpuBound)
 struct FrameTests {
     @Test func workedExamplesByteForByte() throws {
         #expect(WorkedExamples.hello.encode() == WorkedExamples.helloBody)

@@ -7,7 +7,7 @@ import Testing
 
 @testable import EdgeVault
 
-@Suite("Encryption at rest")
+@Suite("Encryption at rest", .cpuBound)
 struct EncryptionTests {
     @Test(
         "keys round-trip through an encrypted vault and never appear in plaintext on disk",

@@ -7,7 +7,7 @@ import Testing
 
 @testable import EdgeVault
 
-@Suite("File formats")
+@Suite("File formats", .cpuBound)
 struct FormatTests {
     /// A valid key file of `type`, plaintext or encrypted with `key`.
     func encodedKeyFile(_ type: KeyType, key: SecretKey? = nil) throws -> (bytes: [UInt8], handle: KeyHandle) {

@@ -7,7 +7,7 @@ import Testing
 
 @testable import EdgeVault
 
-@Suite("Keys")
+@Suite("Keys", .cpuBound)
 struct KeyTests {
     @Test("generate, reopen and load a key", arguments: KeyType.allCases)
     func roundTrip(type: KeyType) throws {

@@ -1,4 +1,5 @@
 // EdgeVaultTests/PermissionTests: refusal of insecure vaults (modes, owners, links, types), `check`, file modes.
+import EdgeTestSupport
 import EdgeCrypto
 import Foundation
 import SystemPackage
@@ -22,7 +23,7 @@ func populateVault(at path: FilePath, options: VaultOptions = VaultOptions()) th
     return handle
 }
 
-@Suite("Permissions")
+@Suite("Permissions", .cpuBound)
 struct PermissionTests {
     @Test(
         "a vault directory open to the group or others is refused, with the path and the chmod fix",

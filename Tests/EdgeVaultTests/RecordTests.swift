@@ -1,4 +1,5 @@
 // EdgeVaultTests/RecordTests: the named-record store, name validation, size limits, and default paths.
+import EdgeTestSupport
 import EdgeCrypto
 import Foundation
 import SystemPackage
@@ -6,7 +7,7 @@ import Testing
 
 @testable import EdgeVault
 
-@Suite("Records")
+@Suite("Records", .cpuBound)
 struct RecordTests {
     @Test("write, overwrite, read, list and delete records")
     func lifecycle() throws {

@@ -3,7 +3,7 @@ import EdgeTestSupport
 import EdgeWire
 import Testing
 
-@Suite("CBOR reader")
+@Suite("CBOR reader", .cpuBound)
 struct CBORReaderTests {
     private static func reader(_ hex: String) -> CBORReader { CBORReader([UInt8](hex: hex)) }
 
