@@ -23,6 +23,7 @@ public enum FuzzTargets {
         "multiaddr-text": multiaddrText,
         "multiaddr-binary": multiaddrBinary,
         "tcp-frames": tcpFrames,
+        "tcp-read-deadline": tcpReadDeadline,
         "identity": identity,
         "attestation": attestation,
         "credential": credential,

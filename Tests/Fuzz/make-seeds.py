@@ -73,6 +73,17 @@ seeds = {
         "wrong-version": b"\x02\x00\x00\x00\x01\x80",
         "oversize": b"\x01\xff\xff\xff\xff",
     },
+    # frameTimeout byte, rate byte, then (length, delay in 40 ms steps, bytes) reads.
+    "tcp-read-deadline": {
+        "frame-in-reads": bytes([2, 0]) + bytes([1, 0, 1]) + bytes([2, 5, 0, 0]) + bytes([2, 5, 0, 5])
+                          + bytes([5, 10]) + b"hello",
+        "two-frames-one-read": bytes([0, 3]) + bytes([21, 1]) + b"\x01" + frame(b"abcdefgh") + frame(b"ijklmnop"),
+        "prefix-stalls": bytes([1, 0]) + bytes([2, 0, 1, 0]) + bytes([0, 250]),
+        "version-never-sent": bytes([0, 0]) + bytes([0, 200]),
+        "body-trickles": bytes([0, 1]) + bytes([5, 0, 1, 0, 0, 3, 0xe8]) + bytes([200, 25]) + bytes(200) * 1
+                         + bytes([200, 250]) + bytes(200),
+        "empty-frame": bytes([3, 3]) + bytes([5, 0, 1, 0, 0, 0, 0]),
+    },
 }
 
 # --- Ockam known-answer vectors -------------------------------------------------------------------------------
