@@ -62,6 +62,9 @@ let package = Package(
             name: "CBlueZ",
             providers: [.apt(["libbluetooth-dev"])]
         ),
+        // Header-only: ThreadSanitizer's lock annotations as weak symbols (EdgeSync).
+        .systemLibrary(name: "CSanitizerHooks"),
+        .target(name: "EdgeSync", dependencies: ["CSanitizerHooks"], swiftSettings: strict),
 
         // MARK: - Pure protocol cores
         .target(name: "EdgeWire", swiftSettings: strict),
@@ -74,12 +77,12 @@ let package = Package(
         .target(name: "EdgeIdentity", dependencies: ["EdgeWire", "EdgeCrypto"], swiftSettings: strict),
         .target(
             name: "EdgeVault",
-            dependencies: ["EdgeCrypto", .product(name: "SystemPackage", package: "swift-system")],
+            dependencies: ["EdgeSync", "EdgeCrypto", .product(name: "SystemPackage", package: "swift-system")],
             swiftSettings: strict
         ),
         .target(
             name: "EdgeQueue",
-            dependencies: [.product(name: "SystemPackage", package: "swift-system")],
+            dependencies: ["EdgeSync", .product(name: "SystemPackage", package: "swift-system")],
             swiftSettings: strict
         ),
         .target(
@@ -91,7 +94,7 @@ let package = Package(
         .target(
             name: "EdgeSecureChannel",
             dependencies: [
-                "EdgeNode", "EdgeRouting", "EdgeIdentity", "EdgeCrypto", "EdgeWire", "EdgeNoise",
+                "EdgeSync", "EdgeNode", "EdgeRouting", "EdgeIdentity", "EdgeCrypto", "EdgeWire", "EdgeNoise",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
@@ -99,7 +102,7 @@ let package = Package(
         .target(
             name: "EdgeBridge",
             dependencies: [
-                "EdgeCLI", "EdgeIdentity", "EdgeNode", "EdgeRouting", "EdgeSecureChannel", "EdgeWire",
+                "EdgeSync", "EdgeCLI", "EdgeIdentity", "EdgeNode", "EdgeRouting", "EdgeSecureChannel", "EdgeWire",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
@@ -112,7 +115,7 @@ let package = Package(
         .target(
             name: "EdgeNode",
             dependencies: [
-                "EdgeRouting",
+                "EdgeSync", "EdgeRouting",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "DequeModule", package: "swift-collections"),
             ],
@@ -121,7 +124,7 @@ let package = Package(
         .target(
             name: "EdgeTransportTCP",
             dependencies: [
-                "EdgeNode",
+                "EdgeSync", "EdgeNode",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -133,7 +136,7 @@ let package = Package(
         .target(
             name: "EdgeTransportSerial",
             dependencies: [
-                "EdgeNode", "EdgeRouting", "EdgeWire", "CPty",
+                "EdgeSync", "EdgeNode", "EdgeRouting", "EdgeWire", "CPty",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -144,7 +147,7 @@ let package = Package(
         .target(
             name: "EdgeTransportBLE",
             dependencies: [
-                "EdgeNode", "EdgeRouting", "EdgeWire", "CBlueZ",
+                "EdgeSync", "EdgeNode", "EdgeRouting", "EdgeWire", "CBlueZ",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -166,7 +169,7 @@ let package = Package(
         .target(
             name: "EdgeControl",
             dependencies: [
-                "EdgeWire",
+                "EdgeSync", "EdgeWire",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -178,7 +181,7 @@ let package = Package(
         .executableTarget(
             name: "OckamEdge",
             dependencies: [
-                "EdgeBridge",
+                "EdgeSync", "EdgeBridge",
                 "EdgeCLI",
                 "EdgeConfig",
                 "EdgeQueue",
@@ -222,7 +225,7 @@ let package = Package(
         .executableTarget(
             name: "OckamEdgeBench",
             dependencies: [
-                "CSodium", "EdgeCrypto", "EdgeIdentity", "EdgeNoise", "EdgeNode", "EdgeRouting", "EdgeSecureChannel",
+                "EdgeSync", "CSodium", "EdgeCrypto", "EdgeIdentity", "EdgeNoise", "EdgeNode", "EdgeRouting", "EdgeSecureChannel",
                 "EdgeTransportBLE", "EdgeTransportSerial", "EdgeTransportTCP", "EdgeWire",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -254,18 +257,18 @@ let package = Package(
         .testTarget(
             name: "EdgeQueueTests",
             dependencies: [
-                "EdgeQueue", "EdgeTestSupport",
+                "EdgeSync", "EdgeQueue", "EdgeTestSupport",
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
         .target(name: "EdgeTestSupport", dependencies: ["EdgeWire"], path: "Tests/EdgeTestSupport"),
         .testTarget(name: "EdgeWireTests", dependencies: ["EdgeWire", "EdgeTestSupport"]),
         .testTarget(name: "EdgeRoutingTests", dependencies: ["EdgeRouting", "EdgeTestSupport"]),
-        .testTarget(name: "EdgeNodeTests", dependencies: ["EdgeNode", "EdgeTestSupport"]),
+        .testTarget(name: "EdgeNodeTests", dependencies: ["EdgeSync", "EdgeNode", "EdgeTestSupport"]),
         .testTarget(
             name: "EdgeTransportTCPTests",
             dependencies: [
-                "EdgeTransportTCP", "EdgeTestSupport",
+                "EdgeSync", "EdgeTransportTCP", "EdgeTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
@@ -276,7 +279,7 @@ let package = Package(
         .testTarget(
             name: "EdgeTransportBLETests",
             dependencies: [
-                "EdgeTransportBLE", "EdgeTestSupport", "EdgeNode", "EdgeRouting", "EdgeWire", "CBlueZ",
+                "EdgeSync", "EdgeTransportBLE", "EdgeTestSupport", "EdgeNode", "EdgeRouting", "EdgeWire", "CBlueZ",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
@@ -285,13 +288,13 @@ let package = Package(
         .testTarget(
             name: "EdgeTransportSerialTests",
             dependencies: [
-                "EdgeTransportSerial", "CPty", "EdgeTestSupport", "EdgeNode", "EdgeRouting", "EdgeWire",
+                "EdgeSync", "EdgeTransportSerial", "CPty", "EdgeTestSupport", "EdgeNode", "EdgeRouting", "EdgeWire",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
         .testTarget(name: "EdgeFuzzTests", dependencies: ["EdgeFuzz", "EdgeTestSupport"]),
-        .testTarget(name: "EdgeCryptoTests", dependencies: ["EdgeCrypto", "EdgeTestSupport"]),
+        .testTarget(name: "EdgeCryptoTests", dependencies: ["EdgeSync", "EdgeCrypto", "EdgeTestSupport"]),
         .testTarget(name: "EdgeIdentityTests", dependencies: ["EdgeIdentity", "EdgeTestSupport"]),
         .testTarget(
             name: "EdgeIdentityStoreTests",
@@ -304,7 +307,7 @@ let package = Package(
         .testTarget(
             name: "EdgeSecureChannelTests",
             dependencies: [
-                "EdgeSecureChannel", "EdgeTransportTCP", "EdgeTestSupport", "EdgeNoise",
+                "EdgeSync", "EdgeSecureChannel", "EdgeTransportTCP", "EdgeTestSupport", "EdgeNoise",
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
@@ -312,7 +315,7 @@ let package = Package(
         .testTarget(
             name: "EdgeBridgeTests",
             dependencies: [
-                "EdgeBridge", "EdgeTransportTCP", "EdgeTestSupport",
+                "EdgeSync", "EdgeBridge", "EdgeTransportTCP", "EdgeTestSupport",
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),

@@ -1,5 +1,6 @@
 // The bridge runtime: a device-facing worker that accepts messages into the store, and an uplink loop that delivers
 // them, oldest first, to the ingest service at the end of a (secure-channel) route, one acknowledged message at a time.
+import EdgeSync
 import Dispatch
 import EdgeIdentity
 import EdgeNode
@@ -7,7 +8,6 @@ import EdgeRouting
 import EdgeSecureChannel
 import EdgeWire
 import Logging
-import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -65,10 +65,10 @@ public final class Bridge: Sendable {
     let resolve: @Sendable () async throws -> Route
     let discard: @Sendable (Route) async -> Void
     private let io: DispatchQueue
-    private let state = Mutex(State())
+    private let state = EdgeMutex(State())
     private let wake: AsyncStream<Void>.Continuation
     private let wakes: AsyncStream<Void>
-    private let task = Mutex<Task<Void, Never>?>(nil)
+    private let task = EdgeMutex<Task<Void, Never>?>(nil)
 
     struct State {
         var counters = Counters()

@@ -1,4 +1,5 @@
 // The ingest service: receives bridge envelopes, writes each new one once (JSON lines), acknowledges every one.
+import EdgeSync
 import EdgeCLI
 import EdgeIdentity
 import EdgeNode
@@ -6,7 +7,6 @@ import EdgeRouting
 import EdgeSecureChannel
 import EdgeWire
 import Logging
-import Synchronization
 import SystemPackage
 
 #if canImport(Glibc)
@@ -24,7 +24,7 @@ public final class LineSink: IngestSink {
     private let fd: FileDescriptor
     private let owned: Bool
     private let sync: Bool
-    private let lock = Mutex(())
+    private let lock = EdgeMutex(())
 
     /// - Parameter sync: `fsync` after every line (the acknowledgement then means "on disk").
     public init(path: String, sync: Bool = false) throws {
@@ -65,7 +65,7 @@ public final class IngestService: Worker {
 
     let sink: any IngestSink
     let logger: Logger
-    private let state = Mutex(State())
+    private let state = EdgeMutex(State())
 
     struct State {
         var last: [String: UInt64] = [:]

@@ -1,8 +1,8 @@
 // The control socket server (in `node run`) and client (in the CLI): u32-BE-length-prefixed CBOR frames.
+import EdgeSync
 import Logging
 import NIOCore
 import NIOPosix
-import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -56,12 +56,12 @@ public final class ControlServer: Sendable {
 
     public let path: String
     private let channel: any Channel
-    private let task: Mutex<Task<Void, Never>?>
+    private let task: EdgeMutex<Task<Void, Never>?>
 
     private init(path: String, channel: any Channel) {
         self.path = path
         self.channel = channel
-        task = Mutex(nil)
+        task = EdgeMutex(nil)
     }
 
     /// Binds `path` (removing a stale socket left by a dead node), restricts it to the owner, and serves requests.

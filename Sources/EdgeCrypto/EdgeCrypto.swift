@@ -151,6 +151,9 @@ extension UnsafeMutableRawBufferPointer {
 /// plaintext) never lingers in freed memory.
 @inline(__always)
 func makeBytes(count: Int, _ body: (UnsafeMutableRawBufferPointer) -> Bool) -> [UInt8]? {
+    // `Array(unsafeUninitializedCapacity: 0)` stores its count into the shared empty-array storage: a write to one
+    // global from every thread that does it (ThreadSanitizer reports it; an empty AEAD plaintext does it).
+    guard count > 0 else { return body(UnsafeMutableRawBufferPointer(start: nil, count: 0)) ? [] : nil }
     var succeeded = false
     let bytes = [UInt8](unsafeUninitializedCapacity: count) { buffer, initializedCount in
         let raw = UnsafeMutableRawBufferPointer(buffer)
@@ -158,7 +161,7 @@ func makeBytes(count: Int, _ body: (UnsafeMutableRawBufferPointer) -> Bool) -> [
         if succeeded {
             initializedCount = count
         } else {
-            if count > 0 { sodium_memzero(raw.baseAddress, count) }
+            sodium_memzero(raw.baseAddress, count)
             initializedCount = 0
         }
     }

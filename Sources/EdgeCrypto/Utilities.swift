@@ -7,8 +7,9 @@ public enum Random {
     public static func bytes(count: Int) -> [UInt8] {
         precondition(count >= 0, "EdgeCrypto: negative random byte count")
         Sodium.ensureInitialized()
+        guard count > 0 else { return [] }  // see makeBytes: no unsafeUninitializedCapacity of 0
         return [UInt8](unsafeUninitializedCapacity: count) { buffer, initializedCount in
-            if count > 0 { randombytes_buf(buffer.baseAddress!, count) }
+            randombytes_buf(buffer.baseAddress!, count)
             initializedCount = count
         }
     }

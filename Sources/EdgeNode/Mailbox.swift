@@ -1,7 +1,7 @@
 // EdgeNode: the node runtime — workers at addresses, bounded mailboxes, routing between workers and transports.
+import EdgeSync
 import DequeModule
 import EdgeRouting
-import Synchronization
 
 /// A bounded FIFO mailbox with one consumer (the worker's task) and any number of producers.
 ///
@@ -23,7 +23,7 @@ final class Mailbox: Sendable {
 
     let capacity: Int
     let address: Address
-    private let state = Mutex(State())
+    private let state = EdgeMutex(State())
 
     init(capacity: Int, address: Address) {
         precondition(capacity > 0)

@@ -1,7 +1,7 @@
 // The node: a registry of workers and transports that routes LocalMessages by their onward route.
+import EdgeSync
 import EdgeRouting
 import Logging
-import Synchronization
 
 /// Errors of the node runtime.
 public enum NodeError: Error, Hashable, Sendable, CustomStringConvertible {
@@ -147,8 +147,8 @@ public final class Node: Sendable {
 
     public let logger: Logger
     public let options: Options
-    private let registry = Mutex(Registry())
-    private let counterStorage = Mutex(NodeCounters())
+    private let registry = EdgeMutex(Registry())
+    private let counterStorage = EdgeMutex(NodeCounters())
 
     public init(logger: Logger = Logger(label: "ockam-edge.node"), options: Options = Options()) {
         self.logger = logger
@@ -364,7 +364,7 @@ final class ReplyWorker: Worker {
         var waiter: CheckedContinuation<LocalMessage, any Error>?
         var timer: OneShotTimer?
     }
-    private let state = Mutex(State())
+    private let state = EdgeMutex(State())
 
     func handleMessage(_ message: LocalMessage, context: WorkerContext) async throws {
         finish(.success(message))

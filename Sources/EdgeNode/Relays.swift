@@ -1,8 +1,8 @@
 // Relays (spec §8.5): Ockam's static forwarding service on a reachable node, and the client that registers with it.
+import EdgeSync
 import EdgeRouting
 import EdgeWire
 import Logging
-import Synchronization
 
 /// The hub side: `static_forwarding_service` creates `forward_to_<name>` relays that forward everything to the route
 /// the registration came from, so a node behind NAT (which dialled out) becomes reachable.
@@ -43,11 +43,11 @@ public struct RelayService: Worker {
 
 /// One `forward_to_<name>` relay.
 final class Relay: Worker {
-    private let route: Mutex<Route>
+    private let route: EdgeMutex<Route>
     let name: String
 
     init(forwardRoute: Route, name: String) {
-        route = Mutex(forwardRoute)
+        route = EdgeMutex(forwardRoute)
         self.name = name
     }
 
@@ -83,7 +83,7 @@ public final class RemoteRelay: Worker {
         var waiter: CheckedContinuation<Registration, any Error>?
         var timedOut = false
     }
-    private let state = Mutex(State())
+    private let state = EdgeMutex(State())
 
     /// - Parameters:
     ///   - hubRoute: the route to the hub node (e.g. `[1#hub:4000]`, or a secure channel's encryptor).

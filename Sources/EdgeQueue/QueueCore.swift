@@ -2,6 +2,7 @@
 //
 // Not thread-safe: `StoreAndForwardQueue` keeps it behind a `Mutex`. All durable writes go through
 // `QueueWritePath`, so tests can inject `ENOSPC`/`EIO`.
+import EdgeSync
 import Synchronization
 import SystemPackage
 
@@ -69,7 +70,7 @@ struct DirectoryIdentity: Hashable, Sendable {
 struct QueueCore {
     /// Queue directories open in this process. The `lock` file's POSIX lock excludes other processes only (and
     /// opening and closing the lock file a second time would release it), so this is checked first.
-    static let openDirectories = Mutex<Set<DirectoryIdentity>>([])
+    static let openDirectories = EdgeMutex<Set<DirectoryIdentity>>([])
 
     /// Sequence numbers are reserved (in the `next` file) this many at a time.
     static let reservationBlock: UInt64 = 4096

@@ -1,7 +1,7 @@
 // EdgeQueue: the gateway's store-and-forward queue — bounded memory, spill to a size-capped crash-safe file log.
 //
 // See docs/store-and-forward.md for the behaviour, limits, durability modes, file formats and recovery rules.
-import Synchronization
+import EdgeSync
 import SystemPackage
 
 /// A FIFO of opaque records with strictly increasing sequence numbers, for messages waiting for an uplink.
@@ -30,7 +30,7 @@ import SystemPackage
 /// All methods are synchronous and may block on disk I/O (including `fsync`): call them off the event loop.
 /// They are serialised by a mutex, so the queue can be shared.
 public final class StoreAndForwardQueue: Sendable {
-    private let core: Mutex<QueueCore>
+    private let core: EdgeMutex<QueueCore>
     /// The queue directory.
     public let directory: FilePath
     /// The limits the queue was opened with.
@@ -39,7 +39,7 @@ public final class StoreAndForwardQueue: Sendable {
     private init(core: sending QueueCore) {
         directory = core.path
         limits = core.limits
-        self.core = Mutex(core)
+        self.core = EdgeMutex(core)
     }
 
     deinit {

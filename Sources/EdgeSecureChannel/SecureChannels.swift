@@ -1,4 +1,5 @@
 // Secure-channel workers on a node: listener, per-channel decryptor (handshake + decryption), encryptor, registry.
+import EdgeSync
 import EdgeCrypto
 import EdgeIdentity
 import EdgeNode
@@ -6,7 +7,6 @@ import EdgeNoise
 import EdgeRouting
 import EdgeWire
 import Logging
-import Synchronization
 
 /// The LocalInfo tag a decryptor attaches to every message it delivers (Ockam's type id and BARE-string data).
 public enum SecureChannelLocalInfo {
@@ -115,8 +115,8 @@ public final class SecureChannels: Sendable {
         var reapInterval: Duration = .seconds(60)
     }
 
-    private let state = Mutex(State())
-    private let counterStorage = Mutex(SecureChannelCounters())
+    private let state = EdgeMutex(State())
+    private let counterStorage = EdgeMutex(SecureChannelCounters())
     /// The time idle timeouts and "least recently used" are measured with (tests inject a manual clock).
     let clock: @Sendable () -> ContinuousClock.Instant
 
@@ -345,7 +345,7 @@ final class Channel: Sendable {
     let options: SecureChannelOptions
     let decryptor: Address
     let encryptor: Address
-    private let mutable = Mutex(Mutable())
+    private let mutable = EdgeMutex(Mutable())
 
     init(
         owner: SecureChannels, role: SecureChannelInfo.Role, listener: String?, options: SecureChannelOptions,
@@ -493,12 +493,12 @@ final class DecryptorWorker: Worker {
     let channel: Channel
     /// Initiator: the route to the listener.
     let initialRoute: Route?
-    private let mutable: Mutex<Mutable>
+    private let mutable: EdgeMutex<Mutable>
 
     init(channel: Channel, handshake: SecureChannelHandshake, initialRoute: Route?) {
         self.channel = channel
         self.initialRoute = initialRoute
-        mutable = Mutex(Mutable(handshake: handshake))
+        mutable = EdgeMutex(Mutable(handshake: handshake))
     }
 
     private var owner: SecureChannels { channel.owner }

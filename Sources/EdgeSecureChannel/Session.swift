@@ -1,9 +1,9 @@
 // Sessions: keep a route (relay registration, channel to an outlet) alive — ping it, detect failure, replace it
 // with capped exponential backoff and jitter.
+import EdgeSync
 import EdgeNode
 import EdgeRouting
 import Logging
-import Synchronization
 
 /// A supervised route. `establish` builds it (connect, open channel, register relay…); `ping` proves it still works.
 /// After `failuresBeforeReplace` consecutive failed pings the route is rebuilt; rebuilds back off exponentially
@@ -43,8 +43,8 @@ public final class Session: Sendable {
     let ping: @Sendable (Route) async throws -> Void
     let onChange: @Sendable (Route?) -> Void
     let logger: Logger
-    private let state = Mutex(State())
-    private let task = Mutex<Task<Void, Never>?>(nil)
+    private let state = EdgeMutex(State())
+    private let task = EdgeMutex<Task<Void, Never>?>(nil)
 
     public init(
         name: String, options: Options = Options(), logger: Logger,

@@ -1,11 +1,11 @@
 // EdgeTransportBLE: Ockam routing over Bluetooth LE credit-based L2CAP channels (BlueZ kernel sockets) on swift-nio.
+import EdgeSync
 import EdgeNode
 import EdgeRouting
 import Logging
 import NIOCore
 import NIOPosix
 import CBlueZ
-import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -80,7 +80,7 @@ public final class BLETransport: TransportResolver, Sendable {
         var closed = false
     }
 
-    private let state = Mutex(State())
+    private let state = EdgeMutex(State())
     let counterBox = CounterBox()
 
     public init(
@@ -725,7 +725,7 @@ extension SocketEndpoint {
 
 /// The counters, shared by the transport, its workers and handlers.
 final class CounterBox: Sendable {
-    private let storage = Mutex(BLECounters())
+    private let storage = EdgeMutex(BLECounters())
     var snapshot: BLECounters { storage.withLock { $0 } }
     func update(_ body: (inout BLECounters) -> Void) { storage.withLock { body(&$0) } }
 }

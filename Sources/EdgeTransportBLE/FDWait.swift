@@ -1,7 +1,7 @@
 // Waiting for readiness of a descriptor NIO cannot drive (a listening or connecting L2CAP socket): poll(2) on a
 // short-lived thread, woken by an eventfd when the waiting task is cancelled.
+import EdgeSync
 import CBlueZ
-import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -46,7 +46,7 @@ private final class PollJob: Sendable {
         var cancelled = false
         var continuation: CheckedContinuation<Result<FDWait.Outcome, BLETransportError>, Never>?
     }
-    private let state = Mutex(State())
+    private let state = EdgeMutex(State())
 
     init(fd: Int32, wake: Int32, events: Int16, timeout: Duration?) {
         self.fd = fd

@@ -1,6 +1,6 @@
 // The NIO adapter of one open port: bytes ⇄ SerialFrameDecoder/SerialLinkMachine, timers, counters.
+import EdgeSync
 import NIOCore
-import Synchronization
 
 /// Counters of one serial port, kept across reopens (exposed by ``SerialTransport/status(port:)``).
 public struct SerialCounters: Hashable, Sendable {
@@ -52,7 +52,7 @@ struct SerialOutbound: Sendable {
 
 /// Shared, lock-protected counters of a port.
 final class SerialCounterStore: Sendable {
-    private let storage = Mutex(SerialCounters())
+    private let storage = EdgeMutex(SerialCounters())
     var value: SerialCounters { storage.withLock { $0 } }
     func update(_ body: (inout SerialCounters) -> Void) { storage.withLock { body(&$0) } }
 }

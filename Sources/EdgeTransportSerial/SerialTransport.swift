@@ -1,11 +1,11 @@
 // EdgeTransportSerial: Ockam routing over UART/USB-serial links — COBS + CRC-32C frames, hello handshake, hot-plug.
+import EdgeSync
 import EdgeNode
 import EdgeRouting
 import EdgeWire
 import Logging
 import NIOCore
 import NIOPosix
-import Synchronization
 import SystemPackage
 
 #if canImport(Glibc)
@@ -128,7 +128,7 @@ public final class SerialTransport: TransportResolver, Sendable {
         var closed = false
     }
 
-    private let state = Mutex(State())
+    private let state = EdgeMutex(State())
 
     public init(
         node: Node, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
@@ -491,7 +491,7 @@ final class SerialPortRecord: Sendable {
         var closed = false
     }
 
-    private let state = Mutex(State())
+    private let state = EdgeMutex(State())
 
     init(configuration: SerialConfiguration) { self.configuration = configuration }
 
@@ -602,7 +602,7 @@ final class LinkWaiter: Sendable {
         var id: UInt64?
     }
 
-    private let state = Mutex(State())
+    private let state = EdgeMutex(State())
 
     var id: UInt64? {
         get { state.withLock { $0.id } }

@@ -1,12 +1,12 @@
 // TCP portals (spec §2.5): an inlet accepts local TCP clients and tunnels each through a route to an outlet,
 // which connects to the target; bytes travel as Ockam PortalMessages (Ping/Pong/Disconnect/Payload).
+import EdgeSync
 import EdgeNode
 import EdgeRouting
 import EdgeWire
 import Logging
 import NIOCore
 import NIOPosix
-import Synchronization
 
 /// Ockam's `PortalMessage`, hand-encoded as Ockam does: `00` Ping, `01` Pong, `02` Disconnect,
 /// `03 <uleb128 len> <bytes> [01 <u16 LE counter>]` Payload.
@@ -63,7 +63,7 @@ final class PortalConnection: Sendable {
         var expectedCounter: UInt16 = 0
         var pendingOutbound: [[UInt8]] = []
     }
-    private let state = Mutex(State())
+    private let state = EdgeMutex(State())
 
     var peerRoute: Route? { state.withLock { $0.peerRoute } }
     var isClosed: Bool { state.withLock { $0.closed } }
@@ -216,13 +216,13 @@ public struct OutletListener: Worker {
 /// The inlet: a local TCP listener; each client is tunnelled to the outlet at `outletRoute`.
 public final class Inlet: Sendable {
     public let node: Node
-    private let route: Mutex<Route>
+    private let route: EdgeMutex<Route>
     private let server: any Channel
     public let boundAddress: SocketAddress
 
     private init(node: Node, outletRoute: Route, server: any Channel, bound: SocketAddress) {
         self.node = node
-        route = Mutex(outletRoute)
+        route = EdgeMutex(outletRoute)
         self.server = server
         boundAddress = bound
     }

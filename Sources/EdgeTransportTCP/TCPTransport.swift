@@ -1,11 +1,11 @@
 // The TCP transport: listeners, connectors, per-connection sender workers and receive loops.
+import EdgeSync
 import EdgeNode
 import EdgeRouting
 import EdgeWire
 import Logging
 import NIOCore
 import NIOPosix
-import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -91,7 +91,7 @@ public final class TCPTransport: TransportResolver, Sendable {
         let info: TCPConnectionInfo
     }
 
-    private let state = Mutex(State())
+    private let state = EdgeMutex(State())
 
     public init(
         node: Node, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
@@ -392,7 +392,7 @@ public final class TCPTransport: TransportResolver, Sendable {
 final class WriteWindow: Sendable {
     /// Above this, the sender waits for its write to complete before taking the next message.
     static let limit = 1 << 20
-    private let outstanding = Mutex<(bytes: Int, last: EventLoopFuture<Void>?)>((0, nil))
+    private let outstanding = EdgeMutex<(bytes: Int, last: EventLoopFuture<Void>?)>((0, nil))
     /// Adds a write of `n` bytes (the newest; writes complete in order) and returns the bytes in flight.
     func add(_ n: Int, completion: EventLoopFuture<Void>) -> Int {
         outstanding.withLock {

@@ -2,8 +2,8 @@
 //
 // Layout, file formats, permission rules with their exact messages, the atomic write procedure, the lock and the
 // encryption-at-rest threat model are documented in docs/vault.md.
+import EdgeSync
 import EdgeCrypto
-import Synchronization
 import SystemPackage
 
 /// How to open a vault.
@@ -73,7 +73,7 @@ public final class Vault: Sendable {
     /// The effective user the vault belongs to.
     let user: UInt32
     /// `nil` once closed.
-    private let handles: Mutex<Handles?>
+    private let handles: EdgeMutex<Handles?>
 
     /// The largest record payload (1 MiB).
     public static let maximumRecordByteCount = RecordFile.maximumPayloadByteCount
@@ -89,7 +89,7 @@ public final class Vault: Sendable {
         self.isEncrypted = isEncrypted
         self.keyFileKey = keyFileKey
         self.user = user
-        self.handles = Mutex(handles)
+        self.handles = EdgeMutex(handles)
     }
 
     deinit {

@@ -1,4 +1,5 @@
 // `ockam-edge agent`: the gateway agent driven by a YAML configuration, with reload, drain and metrics.
+import EdgeSync
 import Dispatch
 import EdgeBridge
 import EdgeCLI
@@ -16,7 +17,6 @@ import EdgeWire
 import Logging
 import NIOCore
 import NIOPosix
-import Synchronization
 import SystemPackage
 
 #if canImport(Glibc)
@@ -119,8 +119,8 @@ final class Agent: Sendable {
     let stateDirectory: FilePath
     let name: String
     let pairing: PairingService
-    private let trustState: Mutex<TrustContext>
-    private let live = Mutex(Live())
+    private let trustState: EdgeMutex<TrustContext>
+    private let live = EdgeMutex(Live())
 
     struct Live: ~Copyable {
         var config = AgentConfig()
@@ -152,7 +152,7 @@ final class Agent: Sendable {
         self.stateDirectory = stateDirectory
         self.name = name
         pairing = PairingService(store: store, channels: channels, logger: logger)
-        trustState = Mutex(trust)
+        trustState = EdgeMutex(trust)
     }
 
     static func trustContext(_ config: AgentConfig, store: IdentityStore) throws -> TrustContext {

@@ -1,5 +1,6 @@
 // Pairing devices inside a running node: the control-socket side of `ockam-edge pair`, `unpair` and `devices`
 // (docs/pairing.md). The node owns the vault and the transports, so pairing runs here.
+import EdgeSync
 import EdgeCLI
 import EdgeControl
 import EdgeIdentity
@@ -9,7 +10,6 @@ import EdgeSecureChannel
 import EdgeTransportBLE
 import EdgeTransportSerial
 import Logging
-import Synchronization
 
 /// Paired devices of one node: the records in its vault, the trust they add, pairings awaiting confirmation.
 ///
@@ -37,7 +37,7 @@ final class PairingService: Sendable {
         var ble: BLETransport?
     }
 
-    private let state = Mutex(State())
+    private let state = EdgeMutex(State())
 
     init(store: IdentityStore, channels: SecureChannels, logger: Logger, pendingTimeout: Duration = .seconds(120)) {
         self.store = store

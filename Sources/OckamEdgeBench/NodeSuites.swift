@@ -4,6 +4,7 @@
 //   send             bulk throughput: N-byte messages initiator → responder (secure channel or plain routing)
 //   latency          paced small messages with timestamps; the sink reports one-way latency percentiles
 //   channels-open    opens N secure channels from one process against a node, reading the node's RSS as it goes
+import EdgeSync
 import EdgeCrypto
 import EdgeIdentity
 import EdgeNode
@@ -15,7 +16,6 @@ import EdgeTransportTCP
 import Logging
 import NIOCore
 import NIOPosix
-import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -44,7 +44,7 @@ final class SinkWorker: Worker {
         var last: UInt64 = 0
     }
 
-    private let state = Mutex(State())
+    private let state = EdgeMutex(State())
 
     func handleMessage(_ message: LocalMessage, context: WorkerContext) async throws {
         guard let first = message.payload.first, let kind = SinkKind(rawValue: first) else { return }

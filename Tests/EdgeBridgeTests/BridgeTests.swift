@@ -1,3 +1,4 @@
+import EdgeSync
 import EdgeIdentity
 import EdgeNode
 import EdgeRouting
@@ -14,7 +15,7 @@ import Testing
 
 /// A bounded in-memory store: the bridge's logic without the disk (EdgeQueue has its own tests).
 final class MemoryStore: BridgeStore {
-    private let state: Mutex<(next: UInt64, records: [(UInt64, [UInt8])])> = Mutex((1, []))
+    private let state: EdgeMutex<(next: UInt64, records: [(UInt64, [UInt8])])> = EdgeMutex((1, []))
     let capacity: Int
     init(capacity: Int = 10_000) { self.capacity = capacity }
     func store(_ record: [UInt8]) throws -> (sequence: UInt64, droppedOldest: Int) {
@@ -40,7 +41,7 @@ final class MemoryStore: BridgeStore {
 
 /// Collects ingest lines in memory.
 final class MemorySink: IngestSink {
-    let lines = Mutex<[String]>([])
+    let lines = EdgeMutex<[String]>([])
     func write(_ line: String) throws { lines.withLock { $0.append(line) } }
     var all: [String] { lines.withLock { $0 } }
 }
@@ -204,7 +205,12 @@ struct BridgeDeliveryTests {
         #expect(rig.sink.all.count == 1)
         #expect(rig.bridge.pending >= 100)  // (101 if the gate also swallowed the acknowledgement of "before")
         rig.gate.open.store(true, ordering: .releasing)
-        try await eventually("all delivered after recovery") { rig.sink.all.count == 101 }
+        // Delivery is one acknowledged round trip per message: under ThreadSanitizer with the whole suite running, 100
+        // of them took over 30 s (92 of 101 delivered at the 30 s mark, still moving), hence the longer guard.
+        try await eventually(
+            "all delivered after recovery (\(rig.sink.all.count) of 101, \(rig.bridge.counters.deliveryFailures) delivery failures)",
+            within: .seconds(120)
+        ) { rig.sink.all.count == 101 }
         #expect(rig.ingestedTexts == ["before"] + (0..<100).map { "m\($0)" })
         #expect(rig.ingest.counters.skipped == 0)
         #expect(rig.bridge.counters.deliveryFailures >= 1)

@@ -1,8 +1,8 @@
 // EdgeCryptoTests/AEAD: AES-256-GCM (both backends) and ChaCha20-Poly1305 against Wycheproof, plus property tests.
+import EdgeSync
 import EdgeCrypto
 import EdgeTestSupport
 import Foundation
-import Synchronization
 import Testing
 
 @Suite("AES-256-GCM", .cpuBound)
@@ -177,7 +177,7 @@ struct AES256GCMTests {
 
     @Test("OpenSSL backend is safe to use from many threads at once")
     func concurrentOpenSSL() throws {
-        let failures = Mutex(0)
+        let failures = EdgeMutex(0)
         DispatchQueue.concurrentPerform(iterations: 16) { worker in
             for round in 0..<100 {
                 let key = Random.bytes(count: 32), nonce = Random.bytes(count: 12)

@@ -1,6 +1,6 @@
+import EdgeSync
 import EdgeRouting
 import EdgeWire
-import Synchronization
 import Testing
 
 @testable import EdgeNode
@@ -17,8 +17,8 @@ struct CollectorWorker: Worker {
 final class GatedWorker: Worker {
     let gate: AsyncStream<Void>
     let gateContinuation: AsyncStream<Void>.Continuation
-    let received = Mutex<[Int]>([])
-    let active = Mutex<(now: Int, max: Int)>((0, 0))
+    let received = EdgeMutex<[Int]>([])
+    let active = EdgeMutex<(now: Int, max: Int)>((0, 0))
     let started: AsyncStream<Void>.Continuation
 
     init(started: AsyncStream<Void>.Continuation) {
@@ -264,7 +264,7 @@ struct NodeTests {
     }
 
     @Test func oneShotTimerFiresOnceAndNeverAfterCancel() async throws {
-        let fired = Mutex<[String]>([])
+        let fired = EdgeMutex<[String]>([])
         let (done, finish) = AsyncStream<Void>.makeStream()
         let cancelled = OneShotTimer(after: .milliseconds(1)) { fired.withLock { $0.append("cancelled") } }
         cancelled.cancel()

@@ -1,7 +1,7 @@
 // EdgeQueueTests/QueueTestSupport: temporary queue directories, a fault-injecting write path, and small limits.
+import EdgeSync
 import EdgeTestSupport
 import Foundation
-import Synchronization
 import SystemPackage
 import Testing
 
@@ -71,8 +71,8 @@ func writeFile(_ path: FilePath, _ bytes: [UInt8]) throws {
 /// A write path that fails on demand: each queued errno fails one `write` after writing half of its bytes (a
 /// short write followed by the error, as a full disk does).
 final class FaultInjector: QueueWritePath {
-    private let writeFailures = Mutex<[Errno]>([])
-    private let syncFailures = Mutex<[Errno]>([])
+    private let writeFailures = EdgeMutex<[Errno]>([])
+    private let syncFailures = EdgeMutex<[Errno]>([])
 
     func failNextWrite(_ errno: Errno) { writeFailures.withLock { $0.append(errno) } }
     func failNextSync(_ errno: Errno) { syncFailures.withLock { $0.append(errno) } }

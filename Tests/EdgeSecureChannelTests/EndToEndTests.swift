@@ -1,3 +1,4 @@
+import EdgeSync
 import EdgeCrypto
 import EdgeIdentity
 import EdgeNode
@@ -8,14 +9,13 @@ import EdgeWire
 import Logging
 import NIOCore
 import NIOPosix
-import Synchronization
 import Testing
 
 @testable import EdgeSecureChannel
 
 /// Everything every message routed on a node looked like (to prove a forwarding node never sees plaintext).
 final class Capture: Sendable {
-    let messages = Mutex<[LocalMessage]>([])
+    let messages = EdgeMutex<[LocalMessage]>([])
     func record(_ message: LocalMessage) { messages.withLock { $0.append(message) } }
     func contains(_ needle: [UInt8]) -> Bool {
         messages.withLock { all in all.contains { Capture.find(needle, in: $0.payload) } }
@@ -65,8 +65,8 @@ struct Peer {
 /// A hop on the initiator's node that can misbehave on demand: hold and shuffle, duplicate, tamper, truncate.
 final class EvilHop: Worker {
     enum Mode: Sendable { case pass, shuffle(batch: Int), duplicate, tamper, truncate }
-    let mode = Mutex<Mode>(.pass)
-    let held = Mutex<[LocalMessage]>([])
+    let mode = EdgeMutex<Mode>(.pass)
+    let held = EdgeMutex<[LocalMessage]>([])
 
     func handleMessage(_ message: LocalMessage, context: WorkerContext) async throws {
         var message = message

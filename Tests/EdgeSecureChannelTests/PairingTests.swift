@@ -1,16 +1,16 @@
+import EdgeSync
 import EdgeCrypto
 import EdgeIdentity
 import EdgeNode
 import EdgeRouting
 import EdgeTestSupport
-import Synchronization
 import Testing
 
 @testable import EdgeSecureChannel
 
 /// The paired identifiers a test's trust provider reads.
 final class PairedSet: Sendable {
-    let set = Mutex<Set<Identifier>>([])
+    let set = EdgeMutex<Set<Identifier>>([])
 }
 
 @Suite("Pairing: verification codes and live trust", .serialized)

@@ -1,14 +1,14 @@
+import EdgeSync
 import EdgeNode
 import EdgeRouting
 import EdgeTestSupport
-import Synchronization
 import Testing
 
 @testable import EdgeSecureChannel
 
 /// A clock the test moves by hand (idle timeouts and "least recently used" without waiting).
 final class ManualClock: Sendable {
-    private let instant = Mutex(ContinuousClock.now)
+    private let instant = EdgeMutex(ContinuousClock.now)
     func advance(by duration: Duration) { instant.withLock { $0 += duration } }
     var now: @Sendable () -> ContinuousClock.Instant { { self.instant.withLock { $0 } } }
 }

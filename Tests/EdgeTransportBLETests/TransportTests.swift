@@ -1,8 +1,8 @@
+import EdgeSync
 import CBlueZ
 import EdgeNode
 import EdgeRouting
 import EdgeWire
-import Synchronization
 import Testing
 
 @testable import EdgeTransportBLE
@@ -65,7 +65,7 @@ func randomBytes(_ count: Int) -> [UInt8] {
 @Suite("BLE transport over SOCK_SEQPACKET stand-ins", .timeLimit(.minutes(2)))
 struct TransportTests {
     @Test func twoNodesExchangeEchoAndUppercaseWithCorrectReturnRoutes() async throws {
-        let seen = Mutex<[LocalMessage]>([])
+        let seen = EdgeMutex<[LocalMessage]>([])
         let gatewayNode = Node(options: Node.Options(observer: { m in seen.withLock { $0.append(m) } }))
         try gatewayNode.startDefaultServices()
         let sensorNode = Node()

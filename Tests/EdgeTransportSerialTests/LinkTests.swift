@@ -1,11 +1,11 @@
 // Two nodes over a pty null-modem: routing, large frames, noise, slow lines, unplug/replug, exclusivity, limits.
+import EdgeSync
 import EdgeNode
 import EdgeRouting
 import EdgeTestSupport
 import EdgeTransportSerial
 import EdgeWire
 import Foundation
-import Synchronization
 import SystemPackage
 import Testing
 
@@ -230,7 +230,7 @@ struct LinkTests {
         let count = 120
         let payloadSize = 4000
         let sender = try #require(pair.gatewaySender)
-        let maxDepth = Mutex(0)
+        let maxDepth = EdgeMutex(0)
         let watcher = Task {
             while !Task.isCancelled {
                 let depth = pair.gateway.node.mailboxDepth(at: sender) ?? 0

@@ -1,11 +1,11 @@
 // Test support: pseudo-terminal pairs, a null-modem bridge between two ptys, serial test nodes, waiting helpers.
+import EdgeSync
 import CPty
 import EdgeNode
 import EdgeRouting
 import EdgeTransportSerial
 import Foundation
 import Logging
-import Synchronization
 import Testing
 
 #if canImport(Glibc)
@@ -35,7 +35,7 @@ final class PtyPair: @unchecked Sendable {  // plain fds, closed once
         slavePath = String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
-    private let closed = Mutex(false)
+    private let closed = EdgeMutex(false)
 
     func close() {
         let first = closed.withLock { done -> Bool in
@@ -164,7 +164,7 @@ final class NullModem: @unchecked Sendable {  // state guarded by `lock`; fds to
 
     /// A new pty for a side, and the side's symlink re-pointed at it (like a USB replug).
     func replug(_ side: Side) throws {
-        let result = Mutex<(any Error)?>(nil)
+        let result = EdgeMutex<(any Error)?>(nil)
         run {
             do {
                 let pair = try PtyPair()
@@ -317,14 +317,14 @@ final class EventRecorder: Sendable {
 }
 
 final class EventBox: Sendable {
-    private let storage = Mutex<[SerialLinkEvent]>([])
+    private let storage = EdgeMutex<[SerialLinkEvent]>([])
     func append(_ event: SerialLinkEvent) { storage.withLock { $0.append(event) } }
     var all: [SerialLinkEvent] { storage.withLock { $0 } }
 }
 
 /// A worker that records every message it gets.
 final class Collector: Worker {
-    private let storage = Mutex<[LocalMessage]>([])
+    private let storage = EdgeMutex<[LocalMessage]>([])
     var messages: [LocalMessage] { storage.withLock { $0 } }
     var count: Int { storage.withLock { $0.count } }
     func handleMessage(_ message: LocalMessage, context: WorkerContext) async throws {

@@ -1,3 +1,4 @@
+import EdgeSync
 import EdgeNode
 import EdgeRouting
 import EdgeTestSupport
@@ -5,7 +6,6 @@ import EdgeWire
 import Logging
 import NIOCore
 import NIOPosix
-import Synchronization
 import Testing
 
 @testable import EdgeTransportTCP
@@ -56,7 +56,7 @@ struct ReadDeadlineTests {
 
 /// A sink that counts what it receives.
 final class CountingWorker: Worker {
-    let received = Mutex(0)
+    let received = EdgeMutex(0)
     func handleMessage(_ message: LocalMessage, context: WorkerContext) async throws { received.withLock { $0 += 1 } }
 }
 

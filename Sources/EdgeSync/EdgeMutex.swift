@@ -1,0 +1,40 @@
+// EdgeSync: the mutex every target uses — Synchronization.Mutex, with critical sections ThreadSanitizer can see.
+import CSanitizerHooks
+import Synchronization
+
+/// `Synchronization.Mutex` with ThreadSanitizer annotations.
+///
+/// The toolchain's Synchronization module is prebuilt without TSan instrumentation, so TSan never sees its lock and
+/// reports every pair of accesses made under one mutex from two threads as a race. Each critical section here is
+/// bracketed by `__tsan_acquire` / `__tsan_release` on an address of its own (a 16-byte object: the value's address
+/// would need an access to the value before the acquire), which gives TSan the happens-before edge the lock
+/// provides. Outside a TSan build the hooks are weak undefined symbols: one predictable branch each.
+public struct EdgeMutex<Value: ~Copyable>: ~Copyable {
+    @usableFromInline let base: Mutex<Value>
+    @usableFromInline let syncPoint = SyncPoint()
+
+    public init(_ initialValue: consuming sending Value) {
+        base = Mutex(initialValue)
+    }
+
+    /// Runs `body` with exclusive access to the value.
+    @inlinable
+    public borrowing func withLock<Result: ~Copyable, E: Error>(
+        _ body: (inout sending Value) throws(E) -> sending Result
+    ) throws(E) -> sending Result {
+        try base.withLock { (value: inout sending Value) throws(E) -> sending Result in
+            let address = Unmanaged.passUnretained(syncPoint).toOpaque()
+            ockam_edge_tsan_acquire(address)
+            defer { ockam_edge_tsan_release(address) }
+            return try body(&value)
+        }
+    }
+}
+
+extension EdgeMutex: @unchecked Sendable where Value: ~Copyable {}
+
+/// The address a mutex's TSan annotations use (its identity only).
+@usableFromInline
+final class SyncPoint: Sendable {
+    @usableFromInline init() {}
+}
