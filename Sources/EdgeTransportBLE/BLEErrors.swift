@@ -78,6 +78,9 @@ public enum BLETransportError: Error, Hashable, Sendable, CustomStringConvertibl
     case connectTimeout(peer: String, Duration)
     /// The kernel refused or failed the connection (`SO_ERROR`).
     case connectFailed(peer: String, errno: Int32)
+    /// The kernel opened the channel on an LE link below the security the connector asked for (seen on Linux 6.1
+    /// when a channel asking for `medium` reused a still-open unencrypted connection); the channel is closed.
+    case insufficientSecurity(peer: String, link: BLESecurityLevel?, required: BLESecurityLevel)
     /// An outbound routing message larger than the transport's `maxMessageSize`.
     case messageTooLarge(size: Int, limit: Int)
     /// An SDU larger than the link's SDU limit (never sent) or our receive MTU (dropped).
@@ -102,6 +105,8 @@ public enum BLETransportError: Error, Hashable, Sendable, CustomStringConvertibl
         case .noSuchAdapter(let a): return "no Bluetooth adapter \(a)"
         case .connectTimeout(let peer, let d): return "connecting to \(peer) timed out after \(d)"
         case .connectFailed(let peer, let errno): return "connecting to \(peer) failed: \(Self.describe(errno: errno))"
+        case .insufficientSecurity(let peer, let link, let required):
+            return "the link to \(peer) opened at security \(link.map { "\($0)" } ?? "unknown"), below the required \(required); closed"
         case .messageTooLarge(let size, let limit):
             return "routing message of \(size) bytes exceeds the BLE transport limit of \(limit) bytes"
         case .sduTooLarge(let size, let limit): return "SDU of \(size) bytes exceeds the limit of \(limit) bytes"

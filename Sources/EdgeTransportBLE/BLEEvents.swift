@@ -17,10 +17,27 @@ public struct BLELinkInfo: Hashable, Sendable, CustomStringConvertible {
     public var receiveMTU: Int
     /// The largest SDU this side sends on the link (≤ `sendMTU`).
     public var sduLimit: Int
+    /// The LE link's security when the channel opened (`BT_SECURITY` of the connected socket: `medium` and above
+    /// mean the kernel paired and encrypted the link). Nil for sockets that are not L2CAP (tests).
+    public var security: BLESecurityLevel?
+
+    public init(
+        id: Int, peer: BLEPeerAddress?, senderAddress: Address, outgoing: Bool, sendMTU: Int, receiveMTU: Int,
+        sduLimit: Int, security: BLESecurityLevel? = nil
+    ) {
+        self.id = id
+        self.peer = peer
+        self.senderAddress = senderAddress
+        self.outgoing = outgoing
+        self.sendMTU = sendMTU
+        self.receiveMTU = receiveMTU
+        self.sduLimit = sduLimit
+        self.security = security
+    }
 
     public var description: String {
         "\(outgoing ? "to" : "from") \(peer.map { "\($0)" } ?? "?") sender=\(senderAddress) "
-            + "mtu=\(sendMTU)/\(receiveMTU) sdu=\(sduLimit)"
+            + "mtu=\(sendMTU)/\(receiveMTU) sdu=\(sduLimit)" + (security.map { " security=\($0)" } ?? "")
     }
 }
 

@@ -307,6 +307,16 @@ public final class BLETransport: TransportResolver, Sendable {
             counterBox.update { $0.connectFailures += 1 }
             throw error
         }
+        // Check what the kernel gave us, not only what we asked for: a channel over an LE connection that was already
+        // open unencrypted came up at `low` although BT_SECURITY asked for more (rig, Linux 6.1).
+        if case .l2cap = endpoint, config.security > .low {
+            let level = SeqPacketSocket.security(fd)
+            guard Self.admits(linkLevel: level, required: config.security) else {
+                SeqPacketSocket.close(fd)
+                counterBox.update { $0.connectFailures += 1 }
+                throw .insufficientSecurity(peer: "\(config.peer)", link: level, required: config.security)
+            }
+        }
         logger.debug("connected to \(config.peer) mtu=\(linkMTUs.send)/\(linkMTUs.receive) sdu=\(linkMTUs.sduLimit)")
         return try await attach(fd: fd, peer: config.peer, outgoing: true, mtus: linkMTUs)
     }
@@ -527,6 +537,7 @@ public final class BLETransport: TransportResolver, Sendable {
     /// Hands a connected SEQPACKET descriptor to NIO, starts its sender worker and receive loop.
     /// Takes ownership of `fd` (closed on failure).
     func attach(fd: Int32, peer: BLEPeerAddress?, outgoing: Bool, mtus: LinkMTUs) async throws(BLETransportError) -> Link {
+        let security = SeqPacketSocket.security(fd)  // nil for non-L2CAP sockets; read before NIO owns the descriptor
         let output = dup(fd)
         guard output >= 0 else {
             let code = errno
@@ -574,7 +585,7 @@ public final class BLETransport: TransportResolver, Sendable {
         }
         let info = BLELinkInfo(
             id: id, peer: peer, senderAddress: sender, outgoing: outgoing, sendMTU: mtus.send,
-            receiveMTU: mtus.receive, sduLimit: mtus.sduLimit)
+            receiveMTU: mtus.receive, sduLimit: mtus.sduLimit, security: security)
         if closed {
             try? await channel.executeThenClose { _, _ in }  // finishes the writer: dropping it unfinished traps
             throw .shutDown

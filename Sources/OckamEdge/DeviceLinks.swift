@@ -89,6 +89,7 @@ final class DeviceLinks: Sendable {
                             ("peer", link.peer.map { .string("\($0)") } ?? .null), ("sender", .string(link.senderAddress.description)),
                             ("outgoing", .bool(link.outgoing)), ("send_mtu", .uint(UInt64(link.sendMTU))),
                             ("receive_mtu", .uint(UInt64(link.receiveMTU))),
+                            ("security", link.security.map { .string($0.rawValue) } ?? .null),
                         ])
                     })
             ))

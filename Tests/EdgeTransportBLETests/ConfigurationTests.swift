@@ -98,5 +98,19 @@ struct ConfigurationTests {
             BLETransportError.messageTooLarge(size: 300_000, limit: 262_144).description
                 == "routing message of 300000 bytes exceeds the BLE transport limit of 262144 bytes")
         #expect(BLETransportError.connectFailed(peer: "x", errno: 111).description.contains("ECONNREFUSED"))
+        #expect(
+            BLETransportError.insufficientSecurity(peer: "AA:BB:CC:DD:EE:FF/public,psm=0x81", link: .low, required: .medium)
+                .description
+                == "the link to AA:BB:CC:DD:EE:FF/public,psm=0x81 opened at security low, below the required medium; closed")
+    }
+
+    /// Links say what security the kernel gave them; stand-in sockets (not L2CAP) have none to say.
+    @Test func linkInfoShowsTheLinkSecurityWhenKnown() {
+        var info = BLELinkInfo(
+            id: 1, peer: nil, senderAddress: .local("s"), outgoing: true, sendMTU: 672, receiveMTU: 672, sduLimit: 672)
+        #expect(info.security == nil)
+        #expect(!info.description.contains("security"))
+        info.security = .medium
+        #expect(info.description.hasSuffix("sdu=672 security=medium"))
     }
 }

@@ -100,6 +100,8 @@ struct TransportTests {
         let counters = sensor.counters
         #expect(counters.messagesIn == 2)
         #expect(counters.linkUps == 1 && counters.drops.isEmpty)
+        // SOCK_SEQPACKET stand-ins are not L2CAP sockets: no BT_SECURITY to report.
+        #expect(sensorLink.info.security == nil && gatewayLink.info.security == nil)
         await sensor.shutdown()
         await gateway.shutdown()
         await sensorNode.shutdown()

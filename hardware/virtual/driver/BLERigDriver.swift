@@ -1,7 +1,9 @@
 // BLERigDriver: drives ockam-edge nodes (Node + BLE transport + default services) for the hardware rigs.
 //
-//   ble-rig-driver gateway <listen-spec> [--ready-file PATH] [--watch TEXT]…
+//   ble-rig-driver gateway <listen-spec> [--ready-file PATH] [--watch TEXT]… [--require BDADDR=LEVEL]…
 //       Listens (e.g. `hci0,psm=0x81,mtu=672`), serves echo/uppercase, prints link events, runs until killed.
+//       --require makes links from BDADDR need at least LEVEL (low/medium/high/fips), as a paired device's record
+//       does in the agent: an accepted link below it is closed and counted (`links_refused_security`).
 //       It also has a TCP transport, so it forwards device messages to `1#host:port` hops (to a cloud node).
 //       With --watch, every message the gateway handles (delivered to its services or forwarded to a link) is
 //       searched for TEXT, and `SEEN TEXT …` is printed when it appears in clear.
@@ -14,6 +16,7 @@
 //         up                      wait for a link (first connect or reconnect)
 //         expect-mtu=N            the link's MTUs are N both ways (our BT_RCVMTU and the peer's BT_SNDMTU)
 //         expect-rx-mtu=N         our receive MTU is N (real boards, where the gateway's MTU is its own)
+//         expect-security=LEVEL   the link's LE security (BT_SECURITY of the connected socket) is at least LEVEL
 //         echo=S1,S2,…            send random payloads of these sizes to 4#gateway => echo; replies byte-exact
 //         uppercase=TEXT          4#gateway => uppercase returns TEXT upper-cased
 //         down                    wait for the link to go down (after the rig cut it)
@@ -70,7 +73,7 @@ struct BLERigDriver {
 
     static func usage() -> Never {
         say(
-            "usage: ble-rig-driver gateway <listen-spec> [--ready-file PATH] [--watch TEXT]… | "
+            "usage: ble-rig-driver gateway <listen-spec> [--ready-file PATH] [--watch TEXT]… [--require BDADDR=LEVEL]… | "
                 + "sensor <connect-spec> [--timeout S] STEP… | cloud <host:port> [--ready-file PATH]")
         exit(2)
     }
@@ -104,6 +107,13 @@ struct BLERigDriver {
         let node = Node(logger: Logger(label: "gateway"), options: Node.Options(observer: observer))
         try node.startDefaultServices()
         let transport = BLETransport(node: node)
+        for requirement in values(of: "--require", in: arguments) {
+            let parts = requirement.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2, let level = BLESecurityLevel(rawValue: parts[1]) else { usage() }
+            let device = try BluetoothDeviceAddress(parsing: parts[0])
+            transport.requireSecurity(level, of: device)
+            say("REQUIRE \(device) security \(level)")
+        }
         _ = TCPTransport(node: node)  // registers itself: device messages to `1#host:port` hops are forwarded
         let events = transport.events()
         Task {
@@ -211,6 +221,14 @@ struct BLERigDriver {
                 throw StepError("link MTUs are \(link.sendMTU)/\(link.receiveMTU), expected \(mtu)/\(mtu)")
             }
             return "send=\(link.sendMTU) receive=\(link.receiveMTU) sdu=\(link.sduLimit)"
+        case "expect-security":
+            // The outgoing link's LE security as the kernel reports it (medium and above: paired and encrypted).
+            guard let wanted = BLESecurityLevel(rawValue: value) else { throw StepError("bad security level \(value)") }
+            guard let link = transport.links.first(where: \.outgoing) else { throw StepError("no link") }
+            guard let level = link.security, level >= wanted else {
+                throw StepError("link security is \(link.security.map { "\($0)" } ?? "unknown"), expected at least \(wanted)")
+            }
+            return "security=\(level)"
         case "expect-rx-mtu":
             guard let mtu = Int(value) else { throw StepError("bad MTU \(value)") }
             guard let link = transport.links.first(where: \.outgoing) else { throw StepError("no link") }
