@@ -1,7 +1,7 @@
 # gnuplot throughput.gp (run in bench/results) → throughput.svg
 set terminal svg size 960,600 dynamic font 'sans,12'
 set output 'throughput.svg'
-set title "ockam-edge throughput vs message size — 2026-11-26 13:20 UTC, 2 CPUs AMD EPYC, full run" font 'sans,11'
+set title "ockam-edge throughput vs message size — 2026-11-26 13:31 UTC, 2 CPUs AMD EPYC, full run" font 'sans,11'
 set logscale x 2
 set logscale y 10
 set xlabel 'message size (bytes)'
