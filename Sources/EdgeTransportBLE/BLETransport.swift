@@ -309,16 +309,14 @@ public final class BLETransport: TransportResolver, Sendable {
         }
         // Check what the kernel gave us, not only what we asked for: a channel over an LE connection that was already
         // open unencrypted came up at `low` although BT_SECURITY asked for more (rig, Linux 6.1).
-        if case .l2cap = endpoint, config.security > .low {
-            let level = SeqPacketSocket.security(fd)
-            guard Self.admits(linkLevel: level, required: config.security) else {
-                SeqPacketSocket.close(fd)
-                counterBox.update { $0.connectFailures += 1 }
-                throw .insufficientSecurity(peer: "\(config.peer)", link: level, required: config.security)
-            }
+        let level = endpoint.isUnix ? nil : SeqPacketSocket.security(fd)
+        if !endpoint.isUnix, config.security > .low, !Self.admits(linkLevel: level, required: config.security) {
+            SeqPacketSocket.close(fd)
+            counterBox.update { $0.connectFailures += 1 }
+            throw .insufficientSecurity(peer: "\(config.peer)", link: level, required: config.security)
         }
         logger.debug("connected to \(config.peer) mtu=\(linkMTUs.send)/\(linkMTUs.receive) sdu=\(linkMTUs.sduLimit)")
-        return try await attach(fd: fd, peer: config.peer, outgoing: true, mtus: linkMTUs)
+        return try await attach(fd: fd, peer: config.peer, outgoing: true, mtus: linkMTUs, security: level)
     }
 
     /// Runs ``SocketSetupPlan/connector(_:sendBuffer:)`` on an open socket, connect included, and returns the link's
@@ -491,8 +489,8 @@ public final class BLETransport: TransportResolver, Sendable {
             logger.warning("could not set up accepted link: \(error)")
             return
         }
+        let level = endpoint.isUnix ? nil : SeqPacketSocket.security(fd)
         if let peer = setup.peer, let required = requiredSecurity(of: peer.device) {
-            let level = SeqPacketSocket.security(fd)
             guard Self.admits(linkLevel: level, required: required) else {
                 SeqPacketSocket.close(fd)
                 counterBox.update { $0.linksRefusedSecurity += 1 }
@@ -503,7 +501,7 @@ public final class BLETransport: TransportResolver, Sendable {
         }
         do {
             // attach owns (and on failure closes) the descriptor.
-            _ = try await attach(fd: fd, peer: setup.peer, outgoing: false, mtus: setup.mtus)
+            _ = try await attach(fd: fd, peer: setup.peer, outgoing: false, mtus: setup.mtus, security: level)
         } catch {
             logger.warning("could not set up accepted link: \(error)")
         }
@@ -536,8 +534,10 @@ public final class BLETransport: TransportResolver, Sendable {
 
     /// Hands a connected SEQPACKET descriptor to NIO, starts its sender worker and receive loop.
     /// Takes ownership of `fd` (closed on failure).
-    func attach(fd: Int32, peer: BLEPeerAddress?, outgoing: Bool, mtus: LinkMTUs) async throws(BLETransportError) -> Link {
-        let security = SeqPacketSocket.security(fd)  // nil for non-L2CAP sockets; read before NIO owns the descriptor
+    /// `security` is the link's `BT_SECURITY` level as the caller read it (nil for stand-in sockets).
+    func attach(
+        fd: Int32, peer: BLEPeerAddress?, outgoing: Bool, mtus: LinkMTUs, security: BLESecurityLevel? = nil
+    ) async throws(BLETransportError) -> Link {
         let output = dup(fd)
         guard output >= 0 else {
             let code = errno

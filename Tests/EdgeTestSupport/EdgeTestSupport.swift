@@ -108,8 +108,8 @@ public final class DedicatedThreadsExecutor: TaskExecutor, @unchecked Sendable {
 
     public init(name: String, threads: Int) {
         for index in 0..<max(1, threads) {
-            // Named from inside, through /proc (Glibc does not export pthread_setname_np, Foundation's `Thread.name`
-            // does not reach the kernel, and Linux threads inherit their creator's name). 15 characters are kept.
+            // Named from inside, through /proc (Glibc does not export pthread_setname_np, a `Thread.name` set before
+            // `start()` did not reach the kernel here, and Linux threads inherit their creator's name). 15 characters.
             let threadName = String("\(name)-\(index)".prefix(15))
             Thread { [self] in
                 try? threadName.write(toFile: "/proc/thread-self/comm", atomically: false, encoding: .utf8)
