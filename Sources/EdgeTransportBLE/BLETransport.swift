@@ -38,6 +38,11 @@ public struct BLETransportOptions: Sendable {
     public var resolverAdapter: BLEAdapterSelector = .any
     public var resolverReceiveMTU: Int?
     public var resolverSecurity: BLESecurityLevel = .low
+    /// Retries of one connect whose channel the kernel opened below the security asked for (``BLETransportError/insufficientSecurity``),
+    /// and the pause before each. The first channel over an LE connection that was open unencrypted can come up at
+    /// the connection's old level while the kernel pairs; once pairing has finished the connection is encrypted and
+    /// a new channel opens at the level asked for (rig, Linux 6.1). See ``BLESecurityRetry``.
+    public var securityRetry = BLESecurityRetry()
 
     public init() {}
 }
@@ -288,8 +293,24 @@ public final class BLETransport: TransportResolver, Sendable {
         return level >= required
     }
 
-    /// One connect attempt following ``SocketSetupPlan/connector(_:sendBuffer:)``.
+    /// One connect, retried as ``BLETransportOptions/securityRetry`` says when the channel opened below the
+    /// security asked for.
     private func dial(_ config: BLEConnectConfiguration) async throws(BLETransportError) -> Link {
+        var retries = 0
+        while true {
+            do {
+                return try await dialOnce(config)
+            } catch {
+                guard let pause = options.securityRetry.pause(after: error, retries: retries), !isClosed else { throw error }
+                retries += 1
+                logger.info("\(error); retrying in \(pause) (the kernel may have paired meanwhile; retry \(retries))")
+                do { try await Task.sleep(for: pause) } catch { throw .shutDown }
+            }
+        }
+    }
+
+    /// One connect attempt following ``SocketSetupPlan/connector(_:sendBuffer:)``.
+    private func dialOnce(_ config: BLEConnectConfiguration) async throws(BLETransportError) -> Link {
         let config = effective(config)
         let endpoint = endpoint(for: config.peer)
         let fd: Int32
