@@ -89,6 +89,8 @@ public enum SecureChannelError: Error, Hashable, Sendable, CustomStringConvertib
     case closed
     case tooManyHandshakes(Int)
     case unsupportedProtocol(String)
+    /// A channel a request went through closed before the reply came (e.g. its listener refused this identity).
+    case closedBeforeReply(peer: String, reason: String)
 
     public var description: String {
         switch self {
@@ -103,6 +105,8 @@ public enum SecureChannelError: Error, Hashable, Sendable, CustomStringConvertib
         case .closed: return "secure channel closed"
         case .tooManyHandshakes(let n): return "too many concurrent handshakes (limit \(n))"
         case .unsupportedProtocol(let s): return "unsupported protocol: \(s)"
+        case .closedBeforeReply(let peer, let reason):
+            return "the secure channel to \(peer) closed before the reply (\(reason))"
         }
     }
 }

@@ -113,6 +113,9 @@ public final class SecureChannels: Sendable {
         /// Closes idle channels periodically (started with the first channel that has an idle timeout).
         var reaper: Task<Void, Never>?
         var reapInterval: Duration = .seconds(60)
+        /// Tasks waiting in ``waitUntilClosed(_:)``, by encryptor address and waiter id.
+        var closeWaiters: [Address: [Int: CheckedContinuation<String?, Never>]] = [:]
+        var nextWaiter = 0
     }
 
     private let state = EdgeMutex(State())
@@ -245,7 +248,65 @@ public final class SecureChannels: Sendable {
             state.withLock { $0.reaper = $0.reaper ?? task }
         }
     }
-    func unregister(_ channel: Channel) { state.withLock { _ = $0.channels.removeValue(forKey: channel.encryptor) } }
+    func unregister(_ channel: Channel, reason: String) {
+        let waiters = state.withLock { state in
+            _ = state.channels.removeValue(forKey: channel.encryptor)
+            return state.closeWaiters.removeValue(forKey: channel.encryptor)
+        }
+        if let waiters { for waiter in waiters.values { waiter.resume(returning: reason) } }
+    }
+
+    /// Waits until the channel at `encryptor` closes and returns why ("closed by peer I…", …); returns at once with
+    /// "not open" if no such channel is open, and nil if the waiting task is cancelled.
+    public func waitUntilClosed(_ encryptor: Address) async -> String? {
+        let id = state.withLock { state in
+            defer { state.nextWaiter += 1 }
+            return state.nextWaiter
+        }
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<String?, Never>) in
+                let open: Bool = state.withLock { state in
+                    guard state.channels[encryptor] != nil else { return false }
+                    if Task.isCancelled { return false }
+                    state.closeWaiters[encryptor, default: [:]][id] = continuation
+                    return true
+                }
+                if !open { continuation.resume(returning: Task.isCancelled ? nil : "not open") }
+            }
+        } onCancel: {
+            let waiter = state.withLock { state -> CheckedContinuation<String?, Never>? in
+                let waiter = state.closeWaiters[encryptor]?.removeValue(forKey: id)
+                if state.closeWaiters[encryptor]?.isEmpty == true { state.closeWaiters[encryptor] = nil }
+                return waiter
+            }
+            waiter?.resume(returning: nil)
+        }
+    }
+
+    /// A request along `route`, which passes through the channels `through` (as ``route(for:options:)`` opened
+    /// them): fails as soon as one of them closes, instead of waiting out `timeout` for a reply that cannot come.
+    /// That is what happens when the listener's trust policy refuses this node's identity: Noise XX completes on
+    /// this side with message 3, and the responder answers it with Close.
+    /// - Throws: ``SecureChannelError/closedBeforeReply(peer:reason:)``, or what ``Node/request(to:payload:timeout:)`` throws.
+    public func request(
+        to route: Route, payload: [UInt8], timeout: Duration, through opened: [SecureChannelInfo]
+    ) async throws -> LocalMessage {
+        guard !opened.isEmpty else { return try await node.request(to: route, payload: payload, timeout: timeout) }
+        return try await withThrowingTaskGroup(of: LocalMessage?.self) { group in
+            group.addTask { try await self.node.request(to: route, payload: payload, timeout: timeout) }
+            for channel in opened {
+                group.addTask {
+                    guard let reason = await self.waitUntilClosed(channel.encryptor) else { return nil }
+                    throw SecureChannelError.closedBeforeReply(peer: channel.peer.description, reason: reason)
+                }
+            }
+            defer { group.cancelAll() }
+            while let result = try await group.next() {
+                if let reply = result { return reply }
+            }
+            throw SecureChannelError.closed
+        }
+    }
 
     func recordFailure(_ error: SecureChannelError, at decryptor: Address) {
         state.withLock { state in
@@ -428,7 +489,7 @@ final class Channel: Sendable {
                 LocalMessage(onwardRoute: remoteRoute, returnRoute: [encryptor], payload: ciphertext))
         }
         mutable.withLock { $0.closed = true }
-        owner.unregister(self)
+        owner.unregister(self, reason: reason)
         owner.logger.info("secure channel \(encryptor) closed: \(reason)")
         owner.node.stopWorkerNoWait(at: encryptor)
         owner.node.stopWorkerNoWait(at: decryptor)

@@ -495,10 +495,15 @@ struct NodeController: Sendable {
             // workers and keys behind on both nodes, and channels to peers that went away are never reclaimed.
             let reply: LocalMessage
             do {
-                reply = try await node.request(
-                    to: route, payload: raw ? Array(text.utf8) : BARE.encodeString(text), timeout: timeout)
+                reply = try await channels.request(
+                    to: route, payload: raw ? Array(text.utf8) : BARE.encodeString(text), timeout: timeout, through: opened)
             } catch {
                 for channel in opened.reversed() { await channels.close(channel.encryptor) }
+                if case SecureChannelError.closedBeforeReply(let peer, let reason) = error, reason.hasPrefix("closed by peer") {
+                    throw CommandFailure(
+                        "\(peer) closed the secure channel right after the handshake: its trust policy refused this node's "
+                            + "identity (\(channels.local.identity.identifier))")
+                }
                 throw error
             }
             for channel in opened.reversed() { await channels.close(channel.encryptor) }
@@ -618,13 +623,14 @@ struct MessageSendCommand {
         }
         let result: Result<LocalMessage, any Error>
         do {
-            let (route, _) = try await channels.route(for: segments, options: options)
+            let (route, opened) = try await channels.route(for: segments, options: options)
             for i in 0..<count - 1 {
                 try await pause(before: i)
-                show(try await node.request(to: route, payload: payload(i), timeout: timeout))
+                show(try await channels.request(to: route, payload: payload(i), timeout: timeout, through: opened))
             }
             try await pause(before: count - 1)
-            result = .success(try await node.request(to: route, payload: payload(count - 1), timeout: timeout))
+            result = .success(
+                try await channels.request(to: route, payload: payload(count - 1), timeout: timeout, through: opened))
         } catch {
             result = .failure(error)
         }

@@ -44,13 +44,16 @@ struct OckamEdgeMain {
 }
 
 /// An error that ends a command with a message and an exit status.
-struct CommandFailure: Error {
+struct CommandFailure: Error, CustomStringConvertible {
     var message: String
     var status: Int32 = 1
     init(_ message: String, status: Int32 = 1) {
         self.message = message
         self.status = status
     }
+
+    /// The message alone: a node's control commands answer with `"\(error)"`, which the CLI prints after "error: ".
+    var description: String { message }
 }
 
 enum Console {

@@ -332,6 +332,51 @@ struct EndToEndTests {
         await c.stop()
     }
 
+    @Test func aRequestThroughAChannelTheRefusingResponderClosedFailsWithThatReasonNotATimeout() async throws {
+        let stranger = try SecureChannelCredentials.ephemeral()
+        let c = try await Peer.start(
+            "c", listener: SecureChannelOptions(trust: TrustContext(policy: .identifiers([stranger.identity.identifier]))))
+        let a = try await Peer.start("a", listener: nil)
+        let (route, opened) = try await a.channels.route(
+            for: [.address(.tcp(c.address)), .secureChannel(listener: "api"), .address(.local("echo"))])
+        #expect(opened.count == 1)
+        // The timeout is far longer than the close takes: the request must end because the channel closed (a plain
+        // request would time out: nothing answers through a closed channel).
+        do {
+            let reply = try await a.channels.request(to: route, payload: [1], timeout: .seconds(120), through: opened)
+            Issue.record("a refused channel carried a reply: \(reply)")
+        } catch SecureChannelError.closedBeforeReply(let peer, let reason) {
+            #expect(peer == c.identifier.description)
+            #expect(reason == "closed by peer \(c.identifier)")
+        }
+        #expect(c.channels.counters.handshakesRefusedTrust == 1)
+        // A channel that is not open (any more) is reported at once.
+        #expect(await a.channels.waitUntilClosed(opened[0].encryptor) == "not open")
+        await a.stop()
+        await c.stop()
+    }
+
+    @Test func waitingForACloseEndsWithTheReasonOrWhenCancelledAndRequestsStillGetReplies() async throws {
+        let c = try await Peer.start("c")
+        let a = try await Peer.start("a", listener: nil)
+        let channel = try await a.channels.createChannel(to: [.tcp(c.address), .local("api")])
+        // An answered request through an open channel returns its reply and leaves the channel open.
+        let reply = try await a.channels.request(
+            to: [channel.encryptor, .local("echo")], payload: [7, 8], timeout: .seconds(30), through: [channel])
+        #expect(reply.payload == [7, 8])
+        #expect(a.channels.channel(channel.encryptor) != nil)
+        // Cancelled waiters return nil and are forgotten.
+        let cancelled = Task { await a.channels.waitUntilClosed(channel.encryptor) }
+        cancelled.cancel()
+        #expect(await cancelled.value == nil)
+        // Waiters see the reason of the close.
+        let waiters = (0..<3).map { _ in Task { await a.channels.waitUntilClosed(channel.encryptor) } }
+        await a.channels.close(channel.encryptor)
+        for waiter in waiters { #expect(await waiter.value == "closed locally") }
+        await a.stop()
+        await c.stop()
+    }
+
     @Test func initiatorRefusingTheResponderFailsWithAClearError() async throws {
         let c = try await Peer.start("c")
         let a = try await Peer.start("a", listener: nil)

@@ -75,6 +75,8 @@ struct PairingCLITests {
 
         let before = try await Binary.run(sealed)
         #expect(before.status == 1, "the gateway must refuse the unpaired sensor: \(before.stdout)")
+        // Said as such, not as a missing reply: the gateway closed the new channel because it does not trust the sensor.
+        #expect(before.stderr.contains("closed the secure channel right after the handshake: its trust policy refused this node's identity (\(sensorID))"), "\(before.stderr)")
 
         // 1. Pair, typing the code the sensor shows (its responder channel in `secure-channel list --json`).
         let pair = try InteractiveProcess(
@@ -109,7 +111,7 @@ struct PairingCLITests {
         // Links the node does not have.
         let noLink = try await Binary.run(["pair", "serial", "nosuch", "--from", "gw", "--name", "x", "--yes"] + s)
         #expect(noLink.status == 1)
-        #expect(noLink.stderr.contains("no serial link named 'nosuch' on this node (configured: sensor1)"))
+        #expect(noLink.stderr == "error: no serial link named 'nosuch' on this node (configured: sensor1)\n", "\(noLink.stderr)")
         let noBLE = try await Binary.run(["pair", "ble", "AA:BB:CC:DD:EE:FF,psm=0x81", "--from", "gw", "--name", "x"] + s)
         #expect(noBLE.status == 1)
         #expect(noBLE.stderr.contains("no BLE transport"))
