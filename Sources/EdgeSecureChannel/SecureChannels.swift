@@ -283,6 +283,9 @@ public final class SecureChannels: Sendable {
         }
     }
 
+    /// Tasks waiting in ``waitUntilClosed(_:)`` for the channel at `encryptor` (tests).
+    func closeWaiterCount(_ encryptor: Address) -> Int { state.withLock { $0.closeWaiters[encryptor]?.count ?? 0 } }
+
     /// A request along `route`, which passes through the channels `through` (as ``route(for:options:)`` opened
     /// them): fails as soon as one of them closes, instead of waiting out `timeout` for a reply that cannot come.
     /// That is what happens when the listener's trust policy refuses this node's identity: Noise XX completes on

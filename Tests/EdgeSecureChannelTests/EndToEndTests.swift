@@ -369,8 +369,10 @@ struct EndToEndTests {
         let cancelled = Task { await a.channels.waitUntilClosed(channel.encryptor) }
         cancelled.cancel()
         #expect(await cancelled.value == nil)
+        #expect(a.channels.closeWaiterCount(channel.encryptor) == 0)
         // Waiters see the reason of the close.
         let waiters = (0..<3).map { _ in Task { await a.channels.waitUntilClosed(channel.encryptor) } }
+        try await eventually("three waiters registered") { a.channels.closeWaiterCount(channel.encryptor) == 3 }
         await a.channels.close(channel.encryptor)
         for waiter in waiters { #expect(await waiter.value == "closed locally") }
         await a.stop()
