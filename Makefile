@@ -135,7 +135,7 @@ fuzz-smoke: fuzz-build
 # RIG_BIN_DIR=<swift bin dir> uses the ble-rig-driver and ockam-edge already built there (CI: the debug build that
 # `make test` made); without it each suite builds what it needs in release.
 RIG_BIN_DIR ?=
-RIG_ENV = $(if $(RIG_BIN_DIR),BLE_RIG_DRIVER=$(RIG_BIN_DIR)/ble-rig-driver UART_RIG_OCKAM_EDGE=$(RIG_BIN_DIR)/ockam-edge)
+RIG_ENV = $(if $(RIG_BIN_DIR),BLE_RIG_DRIVER=$(RIG_BIN_DIR)/ble-rig-driver BLE_RIG_OCKAM_EDGE=$(RIG_BIN_DIR)/ockam-edge UART_RIG_OCKAM_EDGE=$(RIG_BIN_DIR)/ockam-edge)
 .PHONY: test-rig test-rig-ble test-rig-uart
 test-rig: deps
 	@status=0; \

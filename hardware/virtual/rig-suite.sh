@@ -6,7 +6,8 @@
 # If this machine cannot run the rig (no QEMU, no kernel package, VM died or timed out) it says so and fails:
 # it never reports a pass it did not see.
 #
-# Environment: BLE_RIG_DRIVER (path to a built ble-rig-driver), BLE_RIG_PACKAGE (package to build it from,
+# Environment: BLE_RIG_DRIVER (path to a built ble-rig-driver), BLE_RIG_OCKAM_EDGE (the ockam-edge binary the
+# pair-ble test runs; default: next to the driver, built with it), BLE_RIG_PACKAGE (package to build it from,
 # default: the checkout this script is in), BLE_VM_TIMEOUT (default 900 s), BLE_RIG_STEP_TIMEOUT, and the
 # BLE_VM_* variables of run-in-vm.sh. BLE_RIG_CUTS, BLE_RIG_CUT_HOLD and BLE_RIG_CUT_MAX_RECONNECTS size the
 # `cuts` test (guest/suite.sh).
@@ -32,8 +33,13 @@ if [ -z "$DRIVER" ]; then
     DRIVER="$(cd "$PACKAGE" && swift build -c release --show-bin-path)/$product"
 fi
 [ -x "$DRIVER" ] || fail_rig "rig driver $DRIVER is not an executable"
+# The pair-ble test runs the ockam-edge CLI: BLE_RIG_OCKAM_EDGE, else the one built next to the driver.
+export BLE_RIG_OCKAM_EDGE=${BLE_RIG_OCKAM_EDGE:-$(dirname "$DRIVER")/ockam-edge}
+if [ ! -x "$BLE_RIG_OCKAM_EDGE" ] && [ -z "${BLE_RIG_DRIVER:-}" ]; then
+    (cd "$PACKAGE" && swift build -c release --product ockam-edge >&2) || fail_rig "could not build ockam-edge"
+fi
 
-export BLE_VM_PASSENV="${BLE_VM_PASSENV:-} BLE_RIG_STEP_TIMEOUT BLE_RIG_LOG BLE_RIG_CUTS BLE_RIG_CUT_HOLD BLE_RIG_CUT_MAX_RECONNECTS"
+export BLE_VM_PASSENV="${BLE_VM_PASSENV:-} BLE_RIG_STEP_TIMEOUT BLE_RIG_OCKAM_EDGE BLE_RIG_LOG BLE_RIG_CUTS BLE_RIG_CUT_HOLD BLE_RIG_CUT_MAX_RECONNECTS"
 OUT=$(mktemp)
 trap 'rm -f "$OUT"' EXIT
 started=$SECONDS

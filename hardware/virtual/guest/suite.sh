@@ -11,6 +11,8 @@ set -uo pipefail
 
 DRIVER=${1:?usage: suite.sh <ble-rig-driver> [test…]}
 shift
+# The pair-ble test runs the CLI itself: BLE_RIG_OCKAM_EDGE, else the ockam-edge built next to the driver.
+OCKAM_EDGE=${BLE_RIG_OCKAM_EDGE:-$(dirname "$DRIVER")/ockam-edge}
 HERE=$(cd "$(dirname "$0")" && pwd)
 STEP_TIMEOUT=${BLE_RIG_STEP_TIMEOUT:-90}
 WORK=${BLE_RIG_WORK:-/run/ble-rig}
@@ -63,6 +65,19 @@ stop_gateway() {
     [ -n "$GW_PID" ] && kill -9 "$GW_PID" 2>/dev/null && wait "$GW_PID" 2>/dev/null
     GW_PID=
 }
+
+# Powers both controllers off and on through mgmt, which registers SMP on them (see paired_links); with on|off,
+# LE Secure Connections is switched on or off in between (it decides between SC and legacy pairing).
+smp_power_cycle() {  # smp_power_cycle [on|off]
+    local dev
+    for dev in "$GATEWAY_ADAPTER" "$SENSOR_ADAPTER"; do
+        timeout 20 btmgmt --index "${dev#hci}" power off >/dev/null
+        [ -n "${1:-}" ] && timeout 20 btmgmt --index "${dev#hci}" sc "$1" >/dev/null
+        timeout 20 btmgmt --index "${dev#hci}" power on >/dev/null
+    done
+}
+
+stop_process() { [ -n "${1:-}" ] && kill "$1" 2>/dev/null && wait "$1" 2>/dev/null; return 0; }
 
 sensor() {  # sensor <mtu> <log> <step…>; SENSOR_LIMIT (seconds) bounds the whole run, default 4 step timeouts
     local mtu=$1 log=$2
@@ -295,21 +310,20 @@ secure_channel_via_gateway() {
 # when mgmt powers it on after its setup (`hciconfig up` in btvirt-up.sh is the setup power-on: without the cycle
 # the kernel logs "security requested but not available" and opens the channel unencrypted); (2) the kernel asks
 # user space to confirm even Just Works pairing and waits for the answer, which bluetoothd gives on a gateway:
-# guest/mgmt-agent.py answers on the mgmt socket instead. Pairing is Just Works without bonding (fresh each time).
+# guest/mgmt-agent.py answers on the mgmt socket instead. Pairing is without bonding (fresh each time).
 #   a. the listener requires `security=medium` and the sensor asks for nothing: the gateway's kernel refuses the
 #      channel ("insufficient encryption"), the sensor's kernel pairs and retries; both ends report medium;
 #   b. the listener requires nothing but the sensor's device does (`--require`, as its pairing record does in the
 #      agent): an unencrypted link from it is accepted by the kernel and closed by ockam-edge, counted and
-#      logged; the same sensor asking for `security=medium` gets an encrypted link and exchanges messages.
+#      logged; the same sensor asking for `security=medium` gets an encrypted link and exchanges messages;
+#   c. both ends require `high` (authenticated): legacy pairing with passkey entry; both ends report high;
+#   d. both ends require `fips`: LE Secure Connections with numeric comparison; both ends report fips.
+# (c and d: both controllers KeyboardDisplay, set by the agent; `btmgmt sc off|on` picks legacy or SC pairing.)
 paired_links() {
     local log="$WORK/paired.log" gwlog="$WORK/paired-gw.log" agentlog="$WORK/mgmt-agent.log" status=0
     : > "$log"
     : > "$gwlog"
-    local dev
-    for dev in "$GATEWAY_ADAPTER" "$SENSOR_ADAPTER"; do
-        timeout 20 btmgmt --index "${dev#hci}" power off >/dev/null
-        timeout 20 btmgmt --index "${dev#hci}" power on >/dev/null
-    done
+    smp_power_cycle
     advertise
     /usr/bin/python3 "$HERE/mgmt-agent.py" > "$agentlog" 2>&1 &
     local agent_pid=$!
@@ -353,13 +367,243 @@ paired_links() {
         status=1
     fi
     stop_gateway
-    kill "$agent_pid" 2>/dev/null
-    wait "$agent_pid" 2>/dev/null
+    stop_process "$agent_pid"
+
+    # Authenticated pairing needs input or output on both sides (the kernel's default IO capability,
+    # NoInputNoOutput, allows only Just Works): the agent makes both controllers KeyboardDisplay and plays the person.
+    local phase sc level proof
+    for phase in "c off high typed passkey" "d on fips show the same values: confirmed on both"; do
+        read -r phase sc level proof <<< "$phase"
+        note "$phase. listener and sensor require $level: $([ "$sc" = on ] \
+            && echo "LE Secure Connections, numeric comparison (the agent compares both displays)" \
+            || echo "legacy pairing, passkey entry (the agent types what one controller displays into the other)")"
+        echo "--- $phase" >> "$gwlog"
+        echo "--- $phase" >> "$agentlog"
+        smp_power_cycle "$sc"
+        advertise
+        /usr/bin/python3 "$HERE/mgmt-agent.py" --io-capability 4 >> "$agentlog" 2>&1 &
+        agent_pid=$!
+        wait_for 20 sh -c "sed -n '/^--- $phase/,\$p' '$agentlog' | grep -q listening" || { note "agent did not start"; status=1; }
+        if LISTEN_EXTRA=,security=$level start_gateway 672 "$gwlog"; then
+            CONNECT_EXTRA=,security=$level sensor 672 "$log" up "expect-security=$level" echo=100,2000 counters || status=1
+            sed -n "/^--- $phase/,\$p" "$gwlog" | grep -q "EVENT link up from .* security=$level" \
+                || { note "the gateway's link does not report security=$level"; status=1; }
+            sed -n "/^--- $phase/,\$p" "$agentlog" | grep -q "$proof" \
+                || { note "the pairing did not go through the agent ('$proof')"; status=1; }
+        else
+            note "gateway did not start"
+            status=1
+        fi
+        stop_gateway
+        stop_process "$agent_pid"
+    done
     grep -E '^(PASS|FAIL)' "$log" | sed 's/^/#   /'
     grep -E 'EVENT link up from|refused a link' "$gwlog" | sed 's/^/#   gateway: /'
     sed 's/^/#   /' "$agentlog"
-    record "$status" "paired links: SMP pairing (Just Works), encrypted links reported at both ends, a device's required security enforced" \
+    record "$status" "paired links: SMP pairing (Just Works, passkey entry, LE SC numeric comparison), medium/high/fips reported at both ends, a device's required security enforced" \
         "$log" "$gwlog"
+}
+
+# `ockam-edge pair ble` end to end (issue #7), with the real CLI and two `node run` processes: the gateway (hci0)
+# trusts only someone else, so pairing is the gate; the sensor (hci1) listens on its own PSM for the pairing and
+# otherwise keeps an uplink to the gateway. The gateway dials the sensor with `--security high`: the kernels pair with
+# LE Secure Connections and numeric comparison (both controllers KeyboardDisplay; mgmt-agent.py compares the two
+# displays, see paired_links). The person's part in ockam-edge's own comparison is played by reading the code the
+# sensor logs (the device's display). A btvirt controller that advertises cannot initiate (its connects time out),
+# so only the controller being dialled advertises: the sensor's while the gateway dials it (phases 2–3), else the
+# gateway's.
+#   1. before pairing, the sensor's sealed message to the gateway is refused (untrusted identity);
+#   2. a wrong code: `pair ble` exits 1, nothing is stored, the pairing channel is closed;
+#   3. the right code: exit 0, `devices list` has the record (identifier, attributes, ble transport, link security
+#      high), and the pairing link reports high or above;
+#   4. the sensor, restarted with an unencrypted uplink, is refused at the link (counted, logged); restarted with
+#      `security=high`, it opens a channel and is answered: the stored record admits it and its level holds;
+#   5. `unpair`: the record goes, the gateway's channels with the sensor close, sealed messages are refused again.
+# The first failure ends the test (later phases build on earlier ones), so a broken link costs one bounded wait.
+pair_ble() {
+    local dir="$WORK/pair" why=
+    local gwlog="$dir/gw.log" snlog="$dir/sensor.log" agentlog="$dir/mgmt-agent.log"
+    local edge=$OCKAM_EDGE sensor_psm=0x83 gw_pid= sensor_pid= agent_pid=
+    mkdir -p "$dir/state"
+    : > "$gwlog"
+    : > "$snlog"
+    if [ ! -x "$edge" ]; then
+        record 1 "pair ble: no ockam-edge binary at '$edge' (BLE_RIG_OCKAM_EDGE)"
+        return
+    fi
+    cli() { "$edge" "$@" --state-dir "$dir/state"; }
+    flat() { tr -d ' \n'; }
+    json_field() { flat | sed -n "s/.*\"$1\":\"\([^\"]*\)\".*/\1/p"; }  # first string field of that name
+    fail() { why=$*; note "$*"; return 1; }
+    start_node() {  # start_node <name> <log> <args…>: `node run`, waits for its control socket; sets NODE_PID
+        local name=$1 log=$2
+        shift 2
+        "$edge" node run --name "$name" --tcp-listen 127.0.0.1:0 --state-dir "$dir/state" --vault "$dir/vault-$name" \
+            --log-level info "$@" >> "$log" 2>&1 &
+        NODE_PID=$!
+        wait_for 60 cli status --from "$name" --json >/dev/null 2>&1 || fail "node $name did not start"
+    }
+    stop_sensor() { stop_process "$sensor_pid"; sensor_pid=; }
+    sensor_node() {  # sensor_node <label> [node run options…]
+        stop_sensor
+        echo "--- sensor: $1" >> "$snlog"
+        shift
+        start_node sensor "$snlog" --ble-listen "$SENSOR_ADAPTER,psm=$sensor_psm" "$@" || return 1
+        sensor_pid=$NODE_PID
+    }
+    advertising() {  # advertising <hciN> on|off
+        timeout 20 btmgmt --index "${1#hci}" connectable "$2" >/dev/null 2>&1
+        timeout 20 btmgmt --index "${1#hci}" advertising "$2" >/dev/null 2>&1
+        [ "$2" = on ] && hciconfig "$1" leadv 0 >/dev/null 2>&1
+        return 0
+    }
+    dialling() {  # dialling gateway|sensor: only the other controller advertises
+        if [ "$1" = gateway ]; then
+            advertising "$GATEWAY_ADAPTER" off
+            advertising "$SENSOR_ADAPTER" on
+        else
+            advertising "$SENSOR_ADAPTER" off
+            advertising "$GATEWAY_ADAPTER" on
+        fi
+    }
+    le_disconnected() {  # the controllers' LE connection is gone (disconnected through mgmt if it lingers)
+        timeout 20 btmgmt --index "${GATEWAY_ADAPTER#hci}" disconnect -t 1 "$sensor_address" >/dev/null 2>&1
+        wait_for 30 sh -c "! timeout 20 btmgmt --index '${GATEWAY_ADAPTER#hci}' con | grep -q '$sensor_address'"
+    }
+    local sensor_address someone_else sensor_id gw_id channel=
+    sensor_address=$(address_of "$SENSOR_ADAPTER")
+    someone_else=I$(printf 'ab%.0s' $(seq 32))
+    local uplink="$GATEWAY,psm=$PSM,adapter=$SENSOR_ADAPTER" echo_route="/ble/$GATEWAY/psm/$PSM/secure/api/service/echo"
+    sealed() {  # sealed <text> <seconds>: one request from the sensor through its channel to the gateway
+        cli message send --from sensor "$echo_route" "$1" --timeout "$2s" > "$dir/sealed.out" 2>&1
+    }
+    uplink_up() {  # uplink_up <label>: the sensor's link to the gateway is up (since the last restart)
+        wait_for 60 sh -c "sed -n '/^--- sensor: $1/,\$p' '$snlog' | grep -q 'link up to $GATEWAY/public,psm=$PSM '" \
+            || fail "the sensor's uplink did not come up ($1)"
+    }
+
+    setup() {
+        smp_power_cycle on
+        dialling sensor
+        /usr/bin/python3 "$HERE/mgmt-agent.py" --io-capability 4 > "$agentlog" 2>&1 &
+        agent_pid=$!
+        wait_for 20 grep -q listening "$agentlog" || fail "mgmt-agent did not start" || return 1
+        start_node gw "$gwlog" --ble-listen "$GATEWAY_ADAPTER,psm=$PSM" --trust "$someone_else" || return 1
+        gw_pid=$NODE_PID
+        sensor_node "with an uplink" --ble-connect "$uplink" || return 1
+        sensor_id=$(cli status --from sensor --json | json_field identifier)
+        gw_id=$(cli status --from gw --json | json_field identifier)
+        note "gateway $gw_id, sensor $sensor_id ($sensor_address)"
+    }
+
+    unpaired_refused() {
+        note "1. unpaired: the gateway refuses the sensor's sealed message"
+        uplink_up "with an uplink" || return 1
+        if sealed before 20; then fail "the gateway answered an unpaired sensor: $(cat "$dir/sealed.out")"; return 1; fi
+        grep -q "its trust policy refused this node's identity ($sensor_id)" "$dir/sealed.out" \
+            || fail "the refusal is not reported as such: $(cat "$dir/sealed.out")" || return 1
+        sed 's/^/#   refused as expected: /' "$dir/sealed.out"
+    }
+
+    pair() {  # pair wrong|right
+        local attempt=$1 out="$dir/pair-$1.out" err="$dir/pair-$1.err" printed shown typed rc=0 devices
+        note "$([ "$attempt" = wrong ] && echo 2 || echo 3). pair ble with the $attempt code"
+        rm -f "$dir/pair.in"
+        mkfifo "$dir/pair.in"
+        cli pair ble "$sensor_address,psm=$sensor_psm,adapter=$GATEWAY_ADAPTER" --from gw --name tag-7 \
+            --attribute room=lab --security high --timeout 60s --expect-code - < "$dir/pair.in" > "$out" 2> "$err" &
+        local pair_pid=$!
+        exec 7> "$dir/pair.in"
+        if wait_for 120 grep -q '^verification code' "$out"; then
+            printed=$(sed -n 's/^verification code //p' "$out")
+            # The device's display: the code its node logs for the channel that just reached its listener.
+            if wait_for 30 grep -q "verification code $printed" "$snlog"; then
+                shown=$(grep -o 'verification code [0-9]\{3\} [0-9]\{3\}' "$snlog" | tail -1 | sed 's/verification code //')
+                typed=${shown// /}
+                [ "$attempt" = wrong ] && typed=$(printf '%06d' $(((10#$typed + 1) % 1000000)))
+                echo "$typed" >&7
+            else
+                fail "$attempt: the sensor shows no channel with the code $printed"
+            fi
+        else
+            wait_for 5 sh -c "! kill -0 $pair_pid"
+            fail "$attempt: pair ble printed no code: $(cat "$err")"
+        fi
+        exec 7>&-
+        wait "$pair_pid" || rc=$?
+        sed 's/^/#   pair: /' "$out" "$err"
+        [ -z "$why" ] || return 1
+        devices=$(cli devices list --from gw --json | flat)
+        if [ "$attempt" = wrong ]; then
+            [ "$rc" = 1 ] || fail "wrong code: pair ble exited $rc, expected 1" || return 1
+            grep -q "mismatch" "$err" || fail "wrong code: no mismatch message" || return 1
+            [ "$devices" = "[]" ] || fail "wrong code: a device was stored: $devices" || return 1
+            ! cli secure-channel list --from gw --json | flat | grep -q "\"peer\":\"$sensor_id\"" \
+                || fail "wrong code: the pairing channel is still open"
+        else
+            [ "$rc" = 0 ] || fail "right code: pair ble exited $rc" || return 1
+            grep -q "paired tag-7 ($sensor_id)$" "$out" || fail "right code: no 'paired tag-7' line" || return 1
+            local want="\"name\":\"tag-7\",\"identifier\":\"$sensor_id\",\"attributes\":{\"room\":\"lab\"},"
+            want+="\"transport\":\"ble:$sensor_address/public,psm=$sensor_psm\",\"link_security\":\"high\""
+            echo "$devices" | grep -qF "$want" || fail "right code: devices list does not show the record: $devices" \
+                || return 1
+            grep -Eq "link up to $sensor_address/public,psm=$sensor_psm .*security=(high|fips)" "$gwlog" \
+                || fail "the pairing link to the sensor is not reported at security high or above"
+        fi
+    }
+
+    level_holds() {
+        note "4. the stored level holds: an unencrypted uplink is refused, an authenticated one is admitted"
+        dialling sensor
+        # The sensor's links ride one LE connection, encrypted by the pairing; a channel over it reports (and has)
+        # that encryption, so the connection must be gone before the unencrypted uplink is tried.
+        stop_sensor
+        le_disconnected || fail "the LE connection between the controllers did not drop" || return 1
+        sensor_node "unencrypted uplink" --ble-connect "$uplink" || return 1
+        wait_for 60 sh -c "'$edge' status --from gw --json --state-dir '$dir/state' | tr -d ' \n' \
+            | grep -q '\"links_refused_security\":[1-9]'" \
+            || fail "the gateway did not refuse the paired sensor's unencrypted link" || return 1
+        grep -q "refused a link from $sensor_address: the device needs security high" "$gwlog" \
+            || fail "no log line for the refused link" || return 1
+        sensor_node "uplink with security=high" --ble-connect "$uplink,security=high" || return 1
+        uplink_up "uplink with security=high" || return 1
+        sealed paired 30 && [ "$(cat "$dir/sealed.out")" = paired ] \
+            || fail "the paired sensor's sealed message got no echo: $(cat "$dir/sealed.out")" || return 1
+        # A channel that stays open, for unpair to close.
+        channel=$(cli secure-channel create --from sensor --to "/ble/$GATEWAY/psm/$PSM/secure/api" 2> "$dir/create.err") \
+            || fail "the paired sensor could not open a channel: $(cat "$dir/create.err")" || return 1
+        cli message send --from sensor "$channel/service/echo" kept --timeout 30s > "$dir/kept.out" 2>&1 \
+            && [ "$(cat "$dir/kept.out")" = kept ] || fail "no echo through the kept channel: $(cat "$dir/kept.out")" \
+            || return 1
+        cli secure-channel list --from gw --json | flat | grep -q "\"peer\":\"$sensor_id\"" \
+            || fail "the gateway lists no channel with the paired sensor"
+    }
+
+    unpair() {
+        note "5. unpair: the record goes, the channels with the sensor close, the sensor is refused again"
+        cli unpair tag-7 --from gw > "$dir/unpair.out" 2>&1 || fail "unpair failed: $(cat "$dir/unpair.out")" || return 1
+        [ "$(cli devices list --from gw --json | flat)" = "[]" ] || fail "the record is still listed after unpair" \
+            || return 1
+        ! cli secure-channel list --from gw --json | flat | grep -q "\"peer\":\"$sensor_id\"" \
+            || fail "a channel with the unpaired sensor is still open" || return 1
+        # The gateway sent Close: the sensor's end goes too.
+        wait_for 30 sh -c "! '$edge' secure-channel list --from sensor --json --state-dir '$dir/state' | grep -q '${channel#/service/}'" \
+            || fail "the sensor's end of the channel is still open after unpair" || return 1
+        if sealed unpaired 20; then fail "the gateway answered the unpaired sensor"; fi
+    }
+
+    setup && unpaired_refused && stop_sensor && dialling gateway && sensor_node "pairing listener" \
+        && pair wrong && pair right && level_holds && unpair
+    stop_sensor
+    stop_process "$gw_pid"
+    stop_process "$agent_pid"
+    dialling sensor  # as the other tests expect
+    grep -E 'pairing with|refused a link|link up|secure channel from' "$gwlog" "$snlog" | sed "s|^$dir/|#   |"
+    sed 's/^/#   /' "$agentlog"
+    [ -z "$why" ] || note "failed: $why"
+    record "$([ -z "$why" ] && echo 0 || echo 1)" \
+        "pair ble: numeric comparison over an authenticated BLE link (wrong code refused, right code stored with link security high), level enforced on later links, unpair closes channels" \
+        "$gwlog" "$snlog"
 }
 
 # --- Main --------------------------------------------------------------------------------------------------
@@ -374,7 +618,7 @@ advertise
 note "gateway $GATEWAY_ADAPTER $GATEWAY psm $PSM, sensor $SENSOR_ADAPTER $(address_of "$SENSOR_ADAPTER")"
 
 TESTS=("$@")
-[ ${#TESTS[@]} -eq 0 ] && TESTS=(mtu23 mtu672 mtu65535 paired killed cycle-gateway cycle-sensor cuts secure-channel)
+[ ${#TESTS[@]} -eq 0 ] && TESTS=(mtu23 mtu672 mtu65535 paired pair-ble killed cycle-gateway cycle-sensor cuts secure-channel)
 for t in "${TESTS[@]}"; do
     started=$SECONDS
     case "$t" in
@@ -382,6 +626,7 @@ for t in "${TESTS[@]}"; do
         mtu672) exchange_at_mtu 672 1,600,670,671,672,2000,30000 ;;
         mtu65535) exchange_at_mtu 65535 1,65000,65534,65535,65536,200000 ;;
         paired) paired_links ;;
+        pair-ble) pair_ble ;;
         killed) peer_killed ;;
         cycle-gateway) controller_cycle "$GATEWAY_ADAPTER" ;;
         cycle-sensor) controller_cycle "$SENSOR_ADAPTER" ;;
