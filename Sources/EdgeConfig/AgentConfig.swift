@@ -48,6 +48,8 @@ public struct AgentConfig: Equatable, Sendable {
         public var frameMinRate = 10_000
         /// Connections each listener serves at once; more are closed at accept and counted.
         public var maxConnections = 512
+        /// Connections each listener serves at once from one IPv4 address or IPv6 /64 (loopback exempt); nil: `off`.
+        public var maxConnectionsPerHost: Int? = 64
         public init() {}
     }
 
@@ -352,7 +354,8 @@ public struct AgentConfig: Equatable, Sendable {
                             continue
                         }
                         for (tk, tv, _) in try mapping(
-                            v, "transports.tcp", allowed: ["listen", "frame_timeout", "frame_min_rate", "max_connections"])
+                            v, "transports.tcp",
+                            allowed: ["listen", "frame_timeout", "frame_min_rate", "max_connections", "max_connections_per_host"])
                         {
                             switch tk {
                             case "frame_timeout":
@@ -363,6 +366,14 @@ public struct AgentConfig: Equatable, Sendable {
                                 continue
                             case "max_connections":
                                 config.tcp.maxConnections = try int(tv, "transports.tcp.max_connections", range: 1...1_000_000)
+                                continue
+                            case "max_connections_per_host":
+                                if case .scalar(let text, _) = tv, text == "off" {
+                                    config.tcp.maxConnectionsPerHost = nil
+                                } else {
+                                    config.tcp.maxConnectionsPerHost = try int(
+                                        tv, "transports.tcp.max_connections_per_host", range: 1...1_000_000)
+                                }
                                 continue
                             default: break
                             }

@@ -22,6 +22,12 @@ public struct TCPTransportOptions: Sendable {
     public var frameMinimumRate: Int = 10_000
     /// Most connections each listener serves at once; further ones are closed at accept and counted.
     public var maxConnectionsPerListener: Int = 512
+    /// Most connections each listener serves at once from one host (an IPv4 address, or an IPv6 /64, since one
+    /// IPv6 host has a whole /64 to pick from); nil: no per-host cap. Loopback peers are exempt unless
+    /// ``capLoopbackHosts`` (local processes are already on the machine; tests open many connections from there).
+    public var maxConnectionsPerHost: Int? = 64
+    /// Whether the per-host cap applies to loopback peers too.
+    public var capLoopbackHosts = false
     /// How long ``TCPTransport/shutdown()`` lets each connection write what is queued before closing it, and then
     /// waits for the peer to close its side (a graceful close).
     public var shutdownFlushTimeout: Duration = .seconds(2)
@@ -43,6 +49,8 @@ public struct TCPTransportCounters: Sendable, Equatable {
     public var connectionsAccepted: UInt64 = 0
     /// Connections closed at accept because their listener was at ``TCPTransportOptions/maxConnectionsPerListener``.
     public var connectionsRefusedOverCap: UInt64 = 0
+    /// Connections closed at accept because their host was at ``TCPTransportOptions/maxConnectionsPerHost``.
+    public var connectionsRefusedOverHostCap: UInt64 = 0
     /// Connections closed because the peer sent no version byte in time.
     public var versionTimeouts: UInt64 = 0
     /// Connections closed because the peer did not complete a frame in time.
@@ -78,6 +86,8 @@ public final class TCPTransport: TransportResolver, Sendable {
         var listeners: [any Channel] = []
         /// Inbound connections being served, per listener (index into the order of ``listen(host:port:)`` calls).
         var served: [Int: Int] = [:]
+        /// Inbound connections being served per listener and host (``TCPHostKey``), for the per-host cap.
+        var servedByHost: [TCPHostKey: Int] = [:]
         /// Per listener: when a refusal was last logged, and how many were not logged since.
         var refusalLog: [Int: (last: NIODeadline, unlogged: Int)] = [:]
         var counters = TCPTransportCounters()
@@ -143,14 +153,16 @@ public final class TCPTransport: TransportResolver, Sendable {
             do {
                 try await server.executeThenClose { inbound in
                     for try await connection in inbound {
-                        let peer = connection.channel.remoteAddress.map(Self.describe) ?? "unknown"
-                        guard self.admit(listener: listener, local: local, peer: peer) else {
+                        let remote = connection.channel.remoteAddress
+                        let peer = remote.map(Self.describe) ?? "unknown"
+                        let host = remote.flatMap { TCPHostKey(listener: listener, address: $0) }
+                        guard self.admit(listener: listener, local: local, peer: peer, host: host) else {
                             try? await connection.executeThenClose { _, _ in }  // before our version byte: EOF
                             continue
                         }
                         self.spawn {
                             await self.serve(connection, peer: peer, outgoing: false)
-                            self.state.withLock { $0.served[listener, default: 1] -= 1 }
+                            self.release(listener: listener, host: host)
                         }
                     }
                 }
@@ -161,33 +173,51 @@ public final class TCPTransport: TransportResolver, Sendable {
         return local
     }
 
-    /// Counts an accepted connection against its listener's cap, or refuses it (counted; logged at most every 10 s
-    /// per listener, with the number refused since the last log line).
-    private func admit(listener: Int, local: SocketAddress, peer: String) -> Bool {
+    /// Counts an accepted connection against its listener's cap and its host's, or refuses it (counted; logged at
+    /// most every 10 s per listener, with the number refused since the last log line).
+    private func admit(listener: Int, local: SocketAddress, peer: String, host: TCPHostKey?) -> Bool {
         let cap = options.maxConnectionsPerListener
-        let refusedSinceLog: Int? = state.withLock { state in
+        let hostCap = host.flatMap { !$0.loopback || options.capLoopbackHosts ? options.maxConnectionsPerHost : nil }
+        let (refusedSinceLog, overHost): (Int?, Bool) = state.withLock { state in
             let served = state.served[listener, default: 0]
-            if served < cap {
+            let fromHost = host.map { state.servedByHost[$0, default: 0] } ?? 0
+            let overHost = hostCap.map { fromHost >= $0 } ?? false
+            if served < cap && !overHost {
                 state.served[listener] = served + 1
+                if let host, hostCap != nil { state.servedByHost[host] = fromHost + 1 }
                 state.counters.connectionsAccepted += 1
-                return nil
+                return (nil, false)
             }
-            state.counters.connectionsRefusedOverCap += 1
+            if overHost { state.counters.connectionsRefusedOverHostCap += 1 } else { state.counters.connectionsRefusedOverCap += 1 }
             let now = NIODeadline.now()
             if let log = state.refusalLog[listener], now < log.last + .seconds(10) {
                 state.refusalLog[listener] = (log.last, log.unlogged + 1)
-                return 0
+                return (0, overHost)
             }
             let unlogged = state.refusalLog[listener]?.unlogged ?? 0
             state.refusalLog[listener] = (now, 0)
-            return unlogged + 1
+            return (unlogged + 1, overHost)
         }
         guard let refusedSinceLog else { return true }
         if refusedSinceLog > 0 {
+            let why =
+                overHost
+                ? "it serves \(hostCap ?? 0) connections from that host, the per-host cap (--tcp-max-connections-per-host / transports.tcp.max_connections_per_host)"
+                : "it serves \(cap) connections, its cap (--tcp-max-connections / transports.tcp.max_connections)"
             logger.warning(
-                "listener \(Self.describe(local)) refused a connection from \(peer): it serves \(cap) connections, its cap (--tcp-max-connections / transports.tcp.max_connections); \(refusedSinceLog) refused since the last such message")
+                "listener \(Self.describe(local)) refused a connection from \(peer): \(why); \(refusedSinceLog) refused since the last such message")
         }
         return false
+    }
+
+    /// Gives back what ``admit(listener:local:peer:host:)`` counted for a connection that has ended.
+    private func release(listener: Int, host: TCPHostKey?) {
+        state.withLock { state in
+            state.served[listener, default: 1] -= 1
+            if let host, let n = state.servedByHost[host] {
+                if n <= 1 { state.servedByHost[host] = nil } else { state.servedByHost[host] = n - 1 }
+            }
+        }
     }
 
     // MARK: Connecting
@@ -525,5 +555,39 @@ final class ReadDeadlineHandler: ChannelInboundHandler {
     func handlerRemoved(context: ChannelHandlerContext) {
         timer?.cancel()
         timer = nil
+    }
+}
+
+/// Which host an inbound connection counts against for ``TCPTransportOptions/maxConnectionsPerHost``: its IPv4
+/// address, or the /64 prefix of its IPv6 address (one IPv6 host can use any address of its /64); IPv4-mapped IPv6
+/// addresses count as the IPv4 address. Per listener.
+struct TCPHostKey: Hashable, Sendable {
+    let listener: Int
+    /// 4 bytes (IPv4) or 8 bytes (the IPv6 /64).
+    let prefix: [UInt8]
+    let loopback: Bool
+
+    init?(listener: Int, address: SocketAddress) {
+        self.listener = listener
+        // The raw sockaddr: sockaddr_in has the address at bytes 4..<8, sockaddr_in6 at 8..<24 (network order).
+        let raw: [UInt8] = address.withSockAddr { pointer, size in
+            Array(UnsafeRawBufferPointer(start: UnsafeRawPointer(pointer), count: size))
+        }
+        switch address {
+        case .v4 where raw.count >= 8:
+            prefix = Array(raw[4..<8])
+            loopback = prefix[0] == 127
+        case .v6 where raw.count >= 24:
+            let bytes = Array(raw[8..<24])
+            if bytes[0..<10].allSatisfy({ $0 == 0 }) && bytes[10] == 0xFF && bytes[11] == 0xFF {
+                prefix = Array(bytes[12..<16])
+                loopback = prefix[0] == 127
+            } else {
+                prefix = Array(bytes[0..<8])
+                loopback = bytes[0..<15].allSatisfy({ $0 == 0 }) && bytes[15] == 1
+            }
+        default:
+            return nil
+        }
     }
 }

@@ -251,6 +251,7 @@ final class Agent: Sendable {
         options.frameTimeout = try Support.parseDuration(settings.frameTimeout)
         options.frameMinimumRate = settings.frameMinRate
         options.maxConnectionsPerListener = settings.maxConnections
+        options.maxConnectionsPerHost = settings.maxConnectionsPerHost
         return options
     }
 
@@ -549,6 +550,7 @@ final class Agent: Sendable {
             samples: [
                 ([("outcome", "accepted")], Double(tc.connectionsAccepted)),
                 ([("outcome", "refused_over_cap")], Double(tc.connectionsRefusedOverCap)),
+                ([("outcome", "refused_over_host_cap")], Double(tc.connectionsRefusedOverHostCap)),
             ])
         p.metric(
             "ockam_edge_tcp_timeouts_total", help: "TCP connections closed for not completing what they started, by phase.",

@@ -109,6 +109,10 @@ struct NodeRunCommand {
             OptionSpec(
                 "tcp-max-connections", value: "n", help: "Connections the TCP listener serves at once; more are closed and counted.",
                 default: "512"),
+            OptionSpec(
+                "tcp-max-connections-per-host", value: "n|off",
+                help: "Connections the TCP listener serves at once from one IPv4 address or IPv6 /64 (loopback exempt); more are closed and counted.",
+                default: "64"),
             OptionSpec("identity", value: "name", help: "Vault identity to use (default: the vault's default identity)."),
             OptionSpec(
                 "secure-listener", value: "name", help: "Secure channel listener address(es).", default: "api",
@@ -238,12 +242,18 @@ struct NodeRunCommand {
         return 0
     }
 
-    /// `--tcp-frame-timeout`, `--tcp-frame-min-rate`, `--tcp-max-connections` (finding F2 in docs/security.md).
+    /// `--tcp-frame-timeout`, `--tcp-frame-min-rate`, `--tcp-max-connections`, `--tcp-max-connections-per-host`
+    /// (finding F2 in docs/security.md).
     func tcpOptions() throws -> TCPTransportOptions {
         var options = TCPTransportOptions()
         options.frameTimeout = try Support.parseDuration(arguments.value("tcp-frame-timeout") ?? "30s")
         options.frameMinimumRate = try Support.positiveCount(arguments, "tcp-frame-min-rate", default: 10_000)
         options.maxConnectionsPerListener = try Support.positiveCount(arguments, "tcp-max-connections", default: 512)
+        if arguments.value("tcp-max-connections-per-host") == "off" {
+            options.maxConnectionsPerHost = nil
+        } else {
+            options.maxConnectionsPerHost = try Support.positiveCount(arguments, "tcp-max-connections-per-host", default: 64)
+        }
         return options
     }
 }
@@ -444,6 +454,7 @@ struct NodeController: Sendable {
                             ("worker_errors", .uint(counters.workerErrors)),
                             ("tcp_connections_accepted", .uint(tcpCounters.connectionsAccepted)),
                             ("tcp_connections_refused_over_cap", .uint(tcpCounters.connectionsRefusedOverCap)),
+                            ("tcp_connections_refused_over_host_cap", .uint(tcpCounters.connectionsRefusedOverHostCap)),
                             ("tcp_version_timeouts", .uint(tcpCounters.versionTimeouts)),
                             ("tcp_frame_timeouts", .uint(tcpCounters.frameTimeouts)),
                             ("handshakes_completed", .uint(sc.handshakesCompleted)),

@@ -28,6 +28,7 @@ struct AgentConfigTests {
             frame_timeout: 10s
             frame_min_rate: 2000
             max_connections: 64
+            max_connections_per_host: 16
         secure_channels:
           listeners:
             - name: api
@@ -74,6 +75,7 @@ struct AgentConfigTests {
         #expect(config.tcp.frameTimeout == "10s")
         #expect(config.tcp.frameMinRate == 2000)
         #expect(config.tcp.maxConnections == 64)
+        #expect(config.tcp.maxConnectionsPerHost == 16)
         #expect(config.relayService)
         #expect(config.relays == [AgentConfig.Relay(name: "gateway-1", hub: "/ip4/10.0.0.5/tcp/4000/secure/api")])
         #expect(config.outlets.first?.target == "127.0.0.1:8080")
@@ -100,6 +102,9 @@ struct AgentConfigTests {
         #expect(config.tcpListen == ["127.0.0.1:4000"])
         #expect(config.tcp == AgentConfig.TCPSettings())
         #expect(config.tcp.maxConnections == 512 && config.tcp.frameTimeout == "30s" && config.tcp.frameMinRate == 10_000)
+        #expect(config.tcp.maxConnectionsPerHost == 64)
+        let off = try AgentConfig.parse("transports:\n  tcp:\n    max_connections_per_host: \"off\"\n", file: "agent.yaml")
+        #expect(off.tcp.maxConnectionsPerHost == nil)
         #expect(config.secureChannelListeners.map(\.name) == ["api"])
         #expect(config.secureChannelListeners[0].maxHalfOpenPerSource == 64)
         #expect(config.secureChannelListeners[0].idleTimeout == "6h" && config.secureChannelListeners[0].maxChannels == 1024)
@@ -114,6 +119,7 @@ struct AgentConfigTests {
         ("secure_channels:\n  listeners:\n    - cipher: rot13", "agent.yaml:3: secure_channels.listeners[].cipher: expected aes-gcm"),
         ("relays:\n  register:\n    - name: x", "agent.yaml:3: relays.register[]: needs both name and hub"),
         ("transports:\n  tcp:\n    max_connections: 0", "agent.yaml:3: transports.tcp.max_connections: expected a whole number"),
+        ("transports:\n  tcp:\n    max_connections_per_host: lots", "agent.yaml:3: transports.tcp.max_connections_per_host: expected a whole number"),
         ("transports:\n  tcp:\n    frame_timeout: soon", "agent.yaml:3: transports.tcp.frame_timeout: expected a duration"),
         ("secure_channels:\n  listeners:\n    - idle_timeout: never", "agent.yaml:3: secure_channels.listeners[].idle_timeout: expected a duration"),
         ("node:\n  forwarding: maybe", "agent.yaml:2: node.forwarding: expected true or false"),

@@ -139,6 +139,41 @@ extension LoopbackTests {
         await node.shutdown()
     }
 
+    @Test func oneHostIsRefusedOverThePerHostCapWhileTheListenerHasRoom() async throws {
+        // Loopback is exempt by default; capLoopbackHosts lets the test play a remote host from 127.0.0.1.
+        let (node, tcp, port) = try await start {
+            $0.maxConnectionsPerListener = 10
+            $0.maxConnectionsPerHost = 2
+            $0.capLoopbackHosts = true
+        }
+        var first: RawClient? = try RawClient(port: port)
+        let second = try RawClient(port: port)
+        #expect(await first?.read(1) == [0x01])
+        #expect(await second.read(1) == [0x01])
+        let third = try RawClient(port: port)
+        #expect(await third.readsEOF(), "closed at once, before our version byte")
+        #expect(tcp.counters.connectionsRefusedOverHostCap == 1)
+        #expect(tcp.counters.connectionsRefusedOverCap == 0)
+        #expect(tcp.servedConnections == [2])
+        first = nil  // hang up: the host's slot frees
+        try await eventually("slot freed") { tcp.servedConnections == [1] }
+        let fourth = try RawClient(port: port)
+        #expect(await fourth.read(1) == [0x01])
+        #expect(tcp.counters.connectionsAccepted == 3)
+        await tcp.shutdown()
+        await node.shutdown()
+    }
+
+    @Test func loopbackPeersAreExemptFromThePerHostCapByDefault() async throws {
+        let (node, tcp, port) = try await start { $0.maxConnectionsPerHost = 1 }
+        let clients = try (0..<3).map { _ in try RawClient(port: port) }
+        for client in clients { #expect(await client.read(1) == [0x01]) }
+        #expect(tcp.counters.connectionsRefusedOverHostCap == 0)
+        #expect(tcp.servedConnections == [3])
+        await tcp.shutdown()
+        await node.shutdown()
+    }
+
     @Test func messagesQueuedBeforeShutdownAreWrittenBeforeTheConnectionCloses() async throws {
         let (b, btcp, port) = try await start { _ in }
         let sink = CountingWorker()
@@ -156,3 +191,35 @@ extension LoopbackTests {
         await b.shutdown()
     }
 }
+
+@Suite("TCP per-host key")
+struct TCPHostKeyTests {
+    func key(_ ip: String) throws -> TCPHostKey {
+        try #require(TCPHostKey(listener: 0, address: try SocketAddress(ipAddress: ip, port: 4000)))
+    }
+
+    @Test func ipv4CountsPerAddressAndIPv6PerSlash64() throws {
+        #expect(try key("10.0.0.5") == key("10.0.0.5"))
+        #expect(try key("10.0.0.5") != key("10.0.0.6"))
+        #expect(try key("10.0.0.5").prefix == [10, 0, 0, 5])
+        // One IPv6 host picks any address of its /64: they all count as one.
+        #expect(try key("2001:db8:1:2::1") == key("2001:db8:1:2:ffff:1234:5678:9abc"))
+        #expect(try key("2001:db8:1:2::1") != key("2001:db8:1:3::1"))
+        #expect(try key("2001:db8:1:2::1").prefix.count == 8)
+        // An IPv4-mapped address is the IPv4 host.
+        #expect(try key("::ffff:10.0.0.5").prefix == [10, 0, 0, 5])
+        // Per listener.
+        #expect(TCPHostKey(listener: 1, address: try SocketAddress(ipAddress: "10.0.0.5", port: 1)) != (try key("10.0.0.5")))
+    }
+
+    @Test func loopbackIsRecognised() throws {
+        #expect(try key("127.0.0.1").loopback)
+        #expect(try key("127.3.4.5").loopback)
+        #expect(try key("::1").loopback)
+        #expect(try key("::ffff:127.0.0.1").loopback)
+        #expect(try !key("10.0.0.1").loopback)
+        #expect(try !key("::2").loopback)
+        #expect(try !key("2001:db8::1").loopback)
+    }
+}
+
