@@ -23,6 +23,9 @@ public enum NodeError: Error, Hashable, Sendable, CustomStringConvertible {
     case shuttingDown
     /// The destination worker refused the message (access control).
     case accessDenied(Address)
+    /// A request's message reached a worker on this node that failed to handle it (e.g. a transport's sender
+    /// refusing an over-size message); the reason is the worker's error.
+    case workerFailed(Address, reason: String)
 
     public var description: String {
         switch self {
@@ -35,6 +38,7 @@ public enum NodeError: Error, Hashable, Sendable, CustomStringConvertible {
         case .timeout(let d): return "no reply within \(d)"
         case .shuttingDown: return "node is shutting down"
         case .accessDenied(let a): return "access to \(a) denied"
+        case .workerFailed(let a, let reason): return "worker \(a) could not handle the message: \(reason)"
         }
     }
 }
@@ -143,6 +147,8 @@ public final class Node: Sendable {
         var tasks: [Address: Task<Void, Never>] = [:]
         var transports: [TransportType: any TransportResolver] = [:]
         var shuttingDown = false
+        /// The inboxes of requests in progress, by their temporary address (``request(to:payload:timeout:)``).
+        var pendingRequests: [Address: ReplyWorker] = [:]
     }
 
     public let logger: Logger
@@ -209,6 +215,10 @@ public final class Node: Sendable {
             } catch {
                 count { $0.workerErrors += 1 }
                 context.logger.warning("worker failed to handle a message: \(error)")
+                // A request sent straight to this worker learns why at once instead of waiting out its timeout.
+                if let from = message.returnRoute.first, let inbox = registry.withLock({ $0.pendingRequests[from] }) {
+                    inbox.fail(NodeError.workerFailed(addresses[0], reason: "\(error)"))
+                }
             }
         }
         await worker.shutdown(context: context)
@@ -338,7 +348,11 @@ public final class Node: Sendable {
         let address = Address.random()
         let inbox = ReplyWorker()
         try startWorker(inbox, at: address, options: WorkerOptions(mailboxCapacity: 4))
-        defer { stopWorkerNoWait(at: address) }
+        registry.withLock { $0.pendingRequests[address] = inbox }
+        defer {
+            _ = registry.withLock { $0.pendingRequests.removeValue(forKey: address) }
+            stopWorkerNoWait(at: address)
+        }
         try await send(LocalMessage(onwardRoute: route, returnRoute: [address], payload: payload))
         return try await inbox.wait(timeout: timeout)
     }
@@ -369,6 +383,9 @@ final class ReplyWorker: Worker {
     func handleMessage(_ message: LocalMessage, context: WorkerContext) async throws {
         finish(.success(message))
     }
+
+    /// Ends the wait with `error` (the message could not be delivered), unless it has already ended.
+    func fail(_ error: any Error) { finish(.failure(error)) }
 
     /// Records the outcome once and resumes the waiter, if it is waiting.
     private func finish(_ result: Result<LocalMessage, any Error>) {

@@ -59,13 +59,20 @@ struct NodeTests {
         await node.shutdown()
     }
 
-    @Test func uppercaseRejectsNonStringPayloadWithoutReplying() async throws {
+    @Test func uppercaseRejectsNonStringPayloadAndALocalRequesterLearnsWhyAtOnce() async throws {
         let node = Node()
         try node.startDefaultServices()
-        await #expect(throws: NodeError.self) {
-            _ = try await node.request(to: [.local("uppercase")], payload: [0x05, 0x41], timeout: .milliseconds(300))
+        // A timeout far longer than the test: the request must end because the worker failed, not time out.
+        do {
+            let reply = try await node.request(to: [.local("uppercase")], payload: [0x05, 0x41], timeout: .seconds(120))
+            Issue.record("uppercase replied to a non-string payload: \(reply)")
+        } catch NodeError.workerFailed(let worker, let reason) {
+            #expect(worker == .local("uppercase"))
+            #expect(!reason.isEmpty)
         }
         #expect(node.counters.workerErrors == 1)
+        // The failed request's inbox is gone like any other's.
+        #expect(Set(node.workerAddresses) == Set([Address.local("echo"), .local("uppercase")]))
         await node.shutdown()
     }
 

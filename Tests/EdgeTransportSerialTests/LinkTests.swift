@@ -151,6 +151,15 @@ struct LinkTests {
             ))
         try await eventually("oversize message rejected") { pair.gatewayCounters.rejectedTooLarge == 1 }
         #expect(pair.gateway.node.counters.workerErrors == 1)
+        // A request sent that way learns why at once (not after its timeout).
+        do {
+            _ = try await pair.gateway.node.request(
+                to: [.serial("dev"), .local("echo")], payload: payload + [0], timeout: .seconds(120))
+            Issue.record("an over-size request was answered")
+        } catch NodeError.workerFailed(_, let reason) {
+            #expect(reason.contains("exceeds the limit"), "\(reason)")
+        }
+        #expect(pair.gatewayCounters.rejectedTooLarge == 2)
         // In the other direction the gateway's 16 KiB limit applies; a 16 KiB echo round trip works.
         let echoPayload = [UInt8](repeating: 0x7E, count: 16 * 1024 - 200)
         let reply = try await pair.gateway.node.request(
