@@ -39,6 +39,9 @@ test: test-debug test-release
 # scripts/close-guard: the debug run also records every close() that fails with EBADF (a double close, which can close
 # another test's or component's descriptor) and fails if there was one, printing where it happened.
 TEST_TIME_LIMIT ?= 900
+# Every ockam-edge a test starts exits when its parent (the test bundle) is gone, so a crashed or killed run leaves
+# no nodes behind holding ptys, ports and vault locks (docs/configuration.md, OCKAM_EDGE_EXIT_WITH_PARENT).
+TEST_ENV := OCKAM_EDGE_EXIT_WITH_PARENT=1
 CLOSE_GUARD := .build/close-guard
 CC_FOR_TOOLS := $(shell command -v cc || command -v clang)
 test-debug: deps
@@ -46,12 +49,12 @@ test-debug: deps
 	rm -rf $(CLOSE_GUARD) && mkdir -p $(CLOSE_GUARD)/reports
 	$(CC_FOR_TOOLS) -shared -fPIC -O1 -o $(CLOSE_GUARD)/close-guard.so scripts/close-guard/close-guard.c -ldl
 	CLOSE_GUARD_DIR=$(CURDIR)/$(CLOSE_GUARD)/reports LD_PRELOAD=$(CURDIR)/$(CLOSE_GUARD)/close-guard.so \
-	  TEST_TIME_LIMIT=$(TEST_TIME_LIMIT) scripts/test-watchdog.py -- $(SWIFT) test --skip-build
+	  $(TEST_ENV) TEST_TIME_LIMIT=$(TEST_TIME_LIMIT) scripts/test-watchdog.py -- $(SWIFT) test --skip-build
 	scripts/close-guard/report.sh $(CLOSE_GUARD)/reports
 
 # (Build included in the limit: `swift test` enables testable imports in release, `swift build --build-tests` would not.)
 test-release: deps
-	TEST_TIME_LIMIT=$$(( $(TEST_TIME_LIMIT) + 1200 )) scripts/test-watchdog.py -- $(SWIFT) test -c release
+	$(TEST_ENV) TEST_TIME_LIMIT=$$(( $(TEST_TIME_LIMIT) + 1200 )) scripts/test-watchdog.py -- $(SWIFT) test -c release
 
 # AddressSanitizer over the unit suite (a CI stage): its own scratch path; the bundle runs directly so the
 # ockam-edge children of the process tests are the ASan build too. Leak checking is off: LeakSanitizer reports Swift's
@@ -59,7 +62,7 @@ test-release: deps
 ASAN_SCRATCH := .build-asan
 test-asan: deps
 	$(SWIFT) build --build-tests --scratch-path $(ASAN_SCRATCH) -Xswiftc -sanitize=address
-	ASAN_OPTIONS=detect_leaks=0:halt_on_error=1 TEST_TIME_LIMIT=$(TEST_TIME_LIMIT) scripts/test-watchdog.py -- \
+	$(TEST_ENV) ASAN_OPTIONS=detect_leaks=0:halt_on_error=1 TEST_TIME_LIMIT=$(TEST_TIME_LIMIT) scripts/test-watchdog.py -- \
 	  $(ASAN_SCRATCH)/debug/ockam-edgePackageTests.xctest --testing-library swift-testing
 
 # ThreadSanitizer over the unit suite (a CI stage), children included. Locks are visible to TSan through EdgeSync's
@@ -68,7 +71,7 @@ test-asan: deps
 TSAN_SCRATCH := .build-tsan
 test-tsan: deps
 	$(SWIFT) build --build-tests --scratch-path $(TSAN_SCRATCH) -Xswiftc -sanitize=thread
-	TSAN_OPTIONS=suppressions=$(CURDIR)/Tests/tsan.supp TEST_TIME_LIMIT=$(TEST_TIME_LIMIT) scripts/test-watchdog.py -- \
+	$(TEST_ENV) TSAN_OPTIONS=suppressions=$(CURDIR)/Tests/tsan.supp TEST_TIME_LIMIT=$(TEST_TIME_LIMIT) scripts/test-watchdog.py -- \
 	  $(TSAN_SCRATCH)/debug/ockam-edgePackageTests.xctest --testing-library swift-testing
 
 demo: build-release

@@ -16,6 +16,7 @@ struct OckamEdgeMain {
         var none = sigset_t()
         sigemptyset(&none)
         pthread_sigmask(SIG_SETMASK, &none, nil)
+        ParentWatch.startIfRequested()
         let argv = Array(CommandLine.arguments.dropFirst())
         let status: Int32
         switch CommandLineParser.parse(argv, root: Commands.root, programName: "ockam-edge") {
@@ -67,5 +68,32 @@ enum Console {
             if n <= 0 { return }
             bytes = bytes.dropFirst(n)
         }
+    }
+}
+
+/// `OCKAM_EDGE_EXIT_WITH_PARENT=1`: end this process when the one that started it is gone (it was re-parented),
+/// with SIGTERM so that nodes and agents shut down as usual, then at the latest 10 s later. The Makefile's test
+/// targets set it, so a test run that crashes or is killed leaves no nodes behind holding ptys, ports and vault
+/// locks for the next run. (Not `PR_SET_PDEATHSIG`: that fires when the *thread* that started the child exits,
+/// and test runners start children from short-lived threads.) Checked every 0.5 s.
+enum ParentWatch {
+    static func startIfRequested() {
+        guard Support.environment("OCKAM_EDGE_EXIT_WITH_PARENT") == "1" else { return }
+        let parent = getppid()
+        // Started after the parent was already gone (re-parented to init before we ran): nothing to wait for.
+        if parent == 1 { exitBecauseParentIsGone(parent) }
+        Task.detached {
+            while getppid() == parent {
+                try? await Task.sleep(for: .milliseconds(500))
+            }
+            exitBecauseParentIsGone(parent)
+            try? await Task.sleep(for: .seconds(10))
+            _exit(1)
+        }
+    }
+
+    private static func exitBecauseParentIsGone(_ parent: pid_t) {
+        Console.error("ockam-edge: the process that started this one (pid \(parent)) is gone; exiting (OCKAM_EDGE_EXIT_WITH_PARENT)")
+        kill(getpid(), SIGTERM)
     }
 }

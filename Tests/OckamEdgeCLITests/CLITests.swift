@@ -135,6 +135,46 @@ func temporaryDirectory() throws -> String {
 
 @Suite("ockam-edge CLI (separate processes)", .serialized)
 struct CLITests {
+    /// Whether `pid` has ended (gone, or a zombie nobody reaps: init in a container may not).
+    static func ended(_ pid: Int32) -> Bool {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8) else { return true }
+        guard let close = stat.lastIndex(of: ")") else { return true }
+        return stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces).hasPrefix("Z")
+    }
+
+    @Test func withExitWithParentANodeEndsWhenItsParentIsGoneAndWithoutItItStays() async throws {
+        let dir = try temporaryDirectory()
+        let edge = Binary.url.path
+        func node(_ name: String, _ prefix: String) -> String {
+            "\(prefix) '\(edge)' node run --name \(name) --tcp-listen 127.0.0.1:0 --state-dir '\(dir)/state' "
+                + "--vault '\(dir)/vault-\(name)' > /dev/null 2> '\(dir)/\(name).log' & echo $!; "
+                + "until '\(edge)' status --from \(name) --state-dir '\(dir)/state' > /dev/null 2>&1; do sleep 0.1; done; "
+        }
+        // The shell starts both nodes, waits until they serve their control sockets, prints their pids and exits:
+        // both are re-parented. Only the one with the variable ends.
+        let script = node("tied", "OCKAM_EDGE_EXIT_WITH_PARENT=1") + node("free", "env -u OCKAM_EDGE_EXIT_WITH_PARENT")
+        // Read the shell's output to its end (it has exited then) without waiting for Foundation to reap it: that
+        // wait can hang when no further SIGCHLD comes, and the re-parenting happens at the exit, reaped or not.
+        let shell = Process()
+        shell.executableURL = URL(fileURLWithPath: "/bin/sh")
+        shell.arguments = ["-c", script]
+        let out = Pipe()
+        shell.standardOutput = out
+        try shell.run()
+        let output = try await blocking { String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self) }
+        let pids = output.split(separator: "\n").compactMap { Int32($0) }
+        try #require(pids.count == 2, "\(output)")
+        defer { for pid in pids { kill(pid, SIGKILL) } }
+        try await eventually("the tied node ended") { Self.ended(pids[0]) }
+        let log = try String(contentsOfFile: dir + "/tied.log", encoding: .utf8)
+        #expect(log.contains("is gone; exiting (OCKAM_EDGE_EXIT_WITH_PARENT)"), "\(log)")
+        #expect(!Self.ended(pids[1]), "the node without the variable must not end with its parent")
+        let status = try await Binary.run(["status", "--from", "free", "--state-dir", dir + "/state"])
+        #expect(status.status == 0)
+        kill(pids[1], SIGTERM)
+        try await eventually("the free node stopped") { Self.ended(pids[1]) }
+    }
+
     @Test func messageRoundTripAcrossTwoProcesses() async throws {
         let state = try temporaryDirectory()
         let node = try await NodeProcess.start(name: "n1", stateDir: state)
