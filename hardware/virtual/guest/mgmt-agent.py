@@ -96,7 +96,8 @@ def main():
         elif event == EV_AUTH_FAILED and len(params) >= 8:
             log(f"hci{index}: pairing with {address(params)} failed, status 0x{params[7]:02x}")
         elif event == EV_NEW_LTK and len(params) >= 8:
-            log(f"hci{index}: new LTK for {address(params[1:])} (authenticated: {params[8] if len(params) > 8 else '?'})")
+            log(f"hci{index}: new LTK for {address(params[1:])} (key type {params[8] if len(params) > 8 else '?'}: "
+                "0 unauthenticated, 1 authenticated, 2/3 the same with Secure Connections)")
         elif event in (EV_CMD_COMPLETE, EV_CMD_STATUS) and len(params) >= 3:
             opcode, status = struct.unpack_from("<HB", params)
             if opcode == OP_READ_INDEX_LIST and status == 0 and len(params) >= 5:
