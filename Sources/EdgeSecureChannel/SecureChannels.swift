@@ -116,6 +116,10 @@ public final class SecureChannels: Sendable {
         /// Tasks waiting in ``waitUntilClosed(_:)``, by encryptor address and waiter id.
         var closeWaiters: [Address: [Int: CheckedContinuation<String?, Never>]] = [:]
         var nextWaiter = 0
+        /// Why the most recently closed channels closed (at most ``recentCloseLimit``, oldest forgotten first), so a
+        /// request that reaches a channel just after it closed can say why.
+        var recentCloses: [Address: String] = [:]
+        var recentCloseOrder: [Address] = []
     }
 
     private let state = EdgeMutex(State())
@@ -248,16 +252,27 @@ public final class SecureChannels: Sendable {
             state.withLock { $0.reaper = $0.reaper ?? task }
         }
     }
+    static let recentCloseLimit = 256
+
     func unregister(_ channel: Channel, reason: String) {
         let waiters = state.withLock { state in
             _ = state.channels.removeValue(forKey: channel.encryptor)
+            state.recentCloses[channel.encryptor] = reason
+            state.recentCloseOrder.append(channel.encryptor)
+            if state.recentCloseOrder.count > Self.recentCloseLimit {
+                state.recentCloses[state.recentCloseOrder.removeFirst()] = nil
+            }
             return state.closeWaiters.removeValue(forKey: channel.encryptor)
         }
         if let waiters { for waiter in waiters.values { waiter.resume(returning: reason) } }
     }
 
+    /// Why the channel at `encryptor` closed, if it closed recently (the last 256 closes are remembered).
+    public func closeReason(_ encryptor: Address) -> String? { state.withLock { $0.recentCloses[encryptor] } }
+
     /// Waits until the channel at `encryptor` closes and returns why ("closed by peer I…", …); returns at once with
-    /// "not open" if no such channel is open, and nil if the waiting task is cancelled.
+    /// that reason if it closed recently, else "not open" if no such channel is open, and nil if the waiting task is
+    /// cancelled.
     public func waitUntilClosed(_ encryptor: Address) async -> String? {
         let id = state.withLock { state in
             defer { state.nextWaiter += 1 }
@@ -271,7 +286,9 @@ public final class SecureChannels: Sendable {
                     state.closeWaiters[encryptor, default: [:]][id] = continuation
                     return true
                 }
-                if !open { continuation.resume(returning: Task.isCancelled ? nil : "not open") }
+                if !open {
+                    continuation.resume(returning: Task.isCancelled ? nil : closeReason(encryptor) ?? "not open")
+                }
             }
         } onCancel: {
             let waiter = state.withLock { state -> CheckedContinuation<String?, Never>? in
@@ -295,19 +312,28 @@ public final class SecureChannels: Sendable {
         to route: Route, payload: [UInt8], timeout: Duration, through opened: [SecureChannelInfo]
     ) async throws -> LocalMessage {
         guard !opened.isEmpty else { return try await node.request(to: route, payload: payload, timeout: timeout) }
-        return try await withThrowingTaskGroup(of: LocalMessage?.self) { group in
-            group.addTask { try await self.node.request(to: route, payload: payload, timeout: timeout) }
-            for channel in opened {
-                group.addTask {
-                    guard let reason = await self.waitUntilClosed(channel.encryptor) else { return nil }
-                    throw SecureChannelError.closedBeforeReply(peer: channel.peer.description, reason: reason)
+        do {
+            return try await withThrowingTaskGroup(of: LocalMessage?.self) { group in
+                group.addTask { try await self.node.request(to: route, payload: payload, timeout: timeout) }
+                for channel in opened {
+                    group.addTask {
+                        guard let reason = await self.waitUntilClosed(channel.encryptor) else { return nil }
+                        throw SecureChannelError.closedBeforeReply(peer: channel.peer.description, reason: reason)
+                    }
                 }
+                defer { group.cancelAll() }
+                while let result = try await group.next() {
+                    if let reply = result { return reply }
+                }
+                throw SecureChannelError.closed
             }
-            defer { group.cancelAll() }
-            while let result = try await group.next() {
-                if let reply = result { return reply }
+        } catch let error as NodeError {
+            // The channel may have closed before the request reached it: its encryptor is gone (no worker there).
+            if let gone = opened.first(where: { channel($0.encryptor) == nil }) {
+                throw SecureChannelError.closedBeforeReply(
+                    peer: gone.peer.description, reason: closeReason(gone.encryptor) ?? "closed")
             }
-            throw SecureChannelError.closed
+            throw error
         }
     }
 

@@ -350,8 +350,18 @@ struct EndToEndTests {
             #expect(reason == "closed by peer \(c.identifier)")
         }
         #expect(c.channels.counters.handshakesRefusedTrust == 1)
-        // A channel that is not open (any more) is reported at once.
-        #expect(await a.channels.waitUntilClosed(opened[0].encryptor) == "not open")
+        // A channel that closed is reported at once, with its reason; one never seen is "not open".
+        try await eventually("closed") { a.channels.channel(opened[0].encryptor) == nil }
+        #expect(await a.channels.waitUntilClosed(opened[0].encryptor) == "closed by peer \(c.identifier)")
+        #expect(await a.channels.waitUntilClosed(.local("never-a-channel")) == "not open")
+        // The other order: the Close arrived before the request was sent (its encryptor is gone by then). Same error.
+        do {
+            let reply = try await a.channels.request(to: route, payload: [2], timeout: .seconds(120), through: opened)
+            Issue.record("a closed channel carried a reply: \(reply)")
+        } catch SecureChannelError.closedBeforeReply(let peer, let reason) {
+            #expect(peer == c.identifier.description)
+            #expect(reason == "closed by peer \(c.identifier)")
+        }
         await a.stop()
         await c.stop()
     }
