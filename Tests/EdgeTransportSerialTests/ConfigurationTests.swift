@@ -1,5 +1,6 @@
 // Spec-string parsing, baud mapping and termios flags; opening ptys (raw mode, exclusivity, BOTHER).
 import CPty
+import EdgeTestSupport
 import EdgeTransportSerial
 import Foundation
 import SystemPackage
@@ -136,7 +137,7 @@ struct ConfigurationTests {
 
 @Suite("Opening ptys", .serialized)
 struct PortOpenTests {
-    @Test func opensRawExclusiveAndLocked() throws {
+    @Test func opensRawExclusiveAndLocked() async throws {
         let pty = try PtyPair()
         defer { pty.close() }
         let configuration = SerialConfiguration(
@@ -164,11 +165,17 @@ struct PortOpenTests {
             _ = try SerialPort.open(configuration)
         }
         #expect(SerialTransportError.portBusy(path: pty.slavePath).description.contains("in use by another process"))
-        // Closing releases the lock: the port opens again.
+        // Closing releases the lock: the port opens again. A child that another test is spawning at this moment holds
+        // a copy of the descriptor until its exec closes it (O_CLOEXEC), and with it the lock (CI's ThreadSanitizer
+        // stage, where exec is slow, once saw the port still busy): wait for the release, bounded.
         open = false
         try fd.close()
-        let again = try SerialPort.open(configuration)
-        try again.close()
+        var again: SystemPackage.FileDescriptor?
+        try await eventually("the port opens again once its lock is released") {
+            again = try? SerialPort.open(configuration)
+            return again != nil
+        }
+        try again?.close()
     }
 
     @Test func settingsADriverIgnoresAreErrors() throws {
