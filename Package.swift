@@ -157,7 +157,7 @@ let package = Package(
         .executableTarget(
             name: "BLERigDriver",
             dependencies: [
-                "EdgeTransportBLE", "EdgeNode", "EdgeRouting", "EdgeWire",
+                "EdgeSync", "EdgeTransportBLE", "EdgeNode", "EdgeRouting", "EdgeWire",
                 // The secure-channel rig test: the gateway forwards to a TCP "cloud" node with a secure listener.
                 "EdgeTransportTCP", "EdgeSecureChannel", "EdgeIdentity",
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -236,12 +236,16 @@ public final class BLETransport: TransportResolver, Sendable {
             state.dialing[peer] = task
             return task
         }
-        defer {
-            state.withLock { state in
-                if state.dialing[peer] == task { state.dialing[peer] = nil }
-            }
+        let result = await task.result
+        finishDial(peer, task)
+        return try result.get()
+    }
+
+    /// Forgets a finished dial (a synchronous step after the dial's suspension; see EdgeMutex.withLock).
+    private func finishDial(_ peer: BLEPeerAddress, _ task: Task<Link, any Error>) {
+        state.withLock { state in
+            if state.dialing[peer] == task { state.dialing[peer] = nil }
         }
-        return try await task.value
     }
 
     private func endpoint(for peer: BLEPeerAddress) -> SocketEndpoint {

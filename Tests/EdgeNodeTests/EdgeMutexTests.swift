@@ -36,4 +36,53 @@ struct EdgeMutexTests {
         // A body that throws keeps what it changed before throwing, and the lock is released.
         #expect(mutex.withLock { $0 } == [1, 2, 3, 4])
     }
+
+    /// Locks taken before and after suspension points that resume on other threads, in the shape that Swift 6.3.1
+    /// miscompiled when the mutex was inlined into async code (a lock, an await, a lock in a `defer`): each lock must
+    /// use the current thread's identity. Many tasks and yields make resumption on another thread near certain.
+    @Test func locksAfterSuspensionPointsUseTheCurrentThread() async {
+        let box = SuspendingLockBox()
+        await withTaskGroup(of: Void.self) { group in
+            for task in 0..<64 {
+                group.addTask {
+                    for round in 0..<200 { _ = try? await box.shared(key: (task + round) % 7) }
+                }
+            }
+        }
+        #expect(box.finished == 64 * 200)
+    }
+}
+
+/// A map of in-flight tasks shared by key: lock, await the task, forget it in a `defer` (the dial shape).
+private final class SuspendingLockBox: Sendable {
+    private struct State: ~Copyable {
+        var inFlight: [Int: Task<Int, any Error>] = [:]
+        var finished = 0
+        var closed = false
+    }
+    private struct Closed: Error {}
+    private let state = EdgeMutex(State())
+
+    var finished: Int { state.withLock { $0.finished } }
+
+    func shared(key: Int) async throws -> Int {
+        let task: Task<Int, any Error> = try state.withLock { (state) throws(Closed) in
+            if state.closed { throw Closed() }
+            if let pending = state.inFlight[key] { return pending }
+            let task = Task<Int, any Error> {
+                try await Task.sleep(for: .microseconds(20))
+                return key
+            }
+            state.inFlight[key] = task
+            return task
+        }
+        defer {
+            state.withLock { state in
+                if state.inFlight[key] == task { state.inFlight[key] = nil }
+                state.finished += 1
+            }
+        }
+        await Task.yield()
+        return try await task.value
+    }
 }

@@ -35,12 +35,12 @@ import EdgeIdentity
 import EdgeNode
 import EdgeRouting
 import EdgeSecureChannel
+import EdgeSync
 import EdgeTransportBLE
 import EdgeTransportTCP
 import EdgeWire
 import Logging
 import NIOCore
-import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -323,7 +323,7 @@ struct BLERigDriver {
 /// The sensor's secure channels and the channel the `secure-channel` step opened.
 final class SecureContext: Sendable {
     let channels: SecureChannels
-    let encryptor = Mutex<Address?>(nil)
+    let encryptor = EdgeMutex<Address?>(nil)
     init(channels: SecureChannels) { self.channels = channels }
 }
 
@@ -351,7 +351,7 @@ enum BLEBackoffSeconds {
 
 /// Events seen so far; steps wait for the first matching event after their cursor (polled: a rig driver).
 final class EventLog: Sendable {
-    private let events = Mutex<[BLELinkEvent]>([])
+    private let events = EdgeMutex<[BLELinkEvent]>([])
 
     func append(_ event: BLELinkEvent) { events.withLock { $0.append(event) } }
 
