@@ -36,4 +36,7 @@ extern int cbluez_accept4(int fd, struct sockaddr *address, socklen_t *length, i
 static inline uint32_t cbluez_hci_flag_up(void) { return 1u << HCI_UP; }
 /// The `HCI_RUNNING` bit of `hci_dev_info.flags`.
 static inline uint32_t cbluez_hci_flag_running(void) { return 1u << HCI_RUNNING; }
+
+/// poll(2)'s POLLRDHUP (the peer shut its sending side down), which <poll.h> defines only under _GNU_SOURCE.
+static inline short cbluez_pollrdhup(void) { return 0x2000; }
 #endif

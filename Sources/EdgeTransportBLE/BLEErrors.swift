@@ -58,8 +58,11 @@ public enum BLEDropReason: String, Hashable, Sendable, CaseIterable, CustomStrin
     case oversizeMessage = "oversize-message"
     /// A complete message that is not a valid routing message.
     case malformedMessage = "malformed-message"
-    /// A fragment that breaks the fragmentation rules (the link is closed).
+    /// A fragment that breaks the fragmentation rules, or an empty SDU (the link is closed).
     case framingViolation = "framing-violation"
+    /// A link the kernel closed itself because the peer broke L2CAP's rules on it (an SDU or PDU over our MTU, data
+    /// without credits): Linux drops what it was sending and disconnects the channel (``BLELinkEnd/closedByKernel(errno:)``).
+    case kernelClosed = "kernel-closed"
     /// An outbound message that could not be written (link closed or write error).
     case sendFailed = "send-failed"
 

@@ -557,7 +557,9 @@ public final class BLETransport: TransportResolver, Sendable {
 
     // MARK: Links
 
-    /// Hands a connected SEQPACKET descriptor to NIO, starts its sender worker and receive loop.
+    /// Starts a connected SEQPACKET descriptor's link: its receive side on a ``BLELinkReader``, its send side on a NIO
+    /// channel over a `dup` of the descriptor (NIO's output path handles packet sockets; its input path does not, see
+    /// ``BLELinkReader``), its sender worker and its receive loop.
     /// Takes ownership of `fd` (closed on failure).
     /// `security` is the link's `BT_SECURITY` level as the caller read it (nil for stand-in sockets).
     func attach(
@@ -570,21 +572,18 @@ public final class BLETransport: TransportResolver, Sendable {
             throw .system(call: "dup", errno: code)
         }
         let counters = counterBox
-        let channel: NIOAsyncChannel<ByteBuffer, BLEOutboundMessage>
-        // NIO hands the descriptors back if the channel cannot be created, but closes them itself once it exists (the
-        // initializer ran): closing them again would close whatever reused the numbers.
+        let channel: any Channel
+        // NIO hands the descriptor back if the channel cannot be created, but closes it itself once it exists (the
+        // initializer ran): closing it again would close whatever reused the number.
         let handedOver = OnceFlag()
         do {
             // Options are set in the initializer (not with `.channelOption`) so that nothing can fail between NIO
-            // creating the channel, which then owns the descriptors, and `handedOver.set()`.
+            // creating the channel, which then owns the descriptor, and `handedOver.set()`.
             channel = try await NIOPipeBootstrap(group: group)
-                .takingOwnershipOfDescriptors(input: fd, output: output) { channel in
+                .takingOwnershipOfDescriptor(output: output) { channel in
                     handedOver.set()
                     return channel.eventLoop.makeCompletedFuture {
-                        let options = channel.syncOptions!
-                        try options.setOption(
-                            .recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: mtus.receive + 1))
-                        try options.setOption(.maxMessagesPerRead, value: 16)
+                        try channel.syncOptions!.setOption(.autoRead, value: false)
                         try channel.pipeline.syncOperations.addHandler(
                             BLESDUWriter(sduLimit: mtus.sduLimit) { size in
                                 counters.update {
@@ -592,16 +591,24 @@ public final class BLETransport: TransportResolver, Sendable {
                                     $0.bytesOut += UInt64(size)
                                 }
                             })
-                        return try NIOAsyncChannel<ByteBuffer, BLEOutboundMessage>(wrappingChannelSynchronously: channel)
+                        return channel
                     }
                 }
         } catch {
-            if !handedOver.isSet {
-                SeqPacketSocket.close(fd)
-                SeqPacketSocket.close(output)
-            }
+            if !handedOver.isSet { SeqPacketSocket.close(output) }
+            SeqPacketSocket.close(fd)
             throw .system(call: "NIOPipeBootstrap(\(error))", errno: EIO)
         }
+        let reader: BLELinkReader
+        do {
+            reader = try BLELinkReader.start(fd: fd, receiveMTU: mtus.receive)
+        } catch {
+            SeqPacketSocket.close(fd)
+            channel.close(promise: nil)
+            throw error
+        }
+        // A link closed from this side (shutdown, disconnect, a failed write) ends its reader too.
+        channel.closeFuture.whenComplete { _ in reader.stop() }
         let sender = Address.random()
         let (id, closed) = state.withLock { state -> (Int, Bool) in
             let id = state.nextLinkID
@@ -612,38 +619,38 @@ public final class BLETransport: TransportResolver, Sendable {
             id: id, peer: peer, senderAddress: sender, outgoing: outgoing, sendMTU: mtus.send,
             receiveMTU: mtus.receive, sduLimit: mtus.sduLimit, security: security)
         if closed {
-            try? await channel.executeThenClose { _, _ in }  // finishes the writer: dropping it unfinished traps
+            channel.close(promise: nil)
             throw .shutDown
         }
         let worker = BLESenderWorker(
-            channel: channel.channel, sduLimit: mtus.sduLimit, maxMessageSize: options.maxMessageSize,
+            channel: channel, sduLimit: mtus.sduLimit, maxMessageSize: options.maxMessageSize,
             counters: counters)
         do {
             try node.startWorker(worker, at: sender)
         } catch {
-            try? await channel.executeThenClose { _, _ in }  // finishes the writer: dropping it unfinished traps
+            channel.close(promise: nil)
             throw .shutDown
         }
         // The receive loop waits for registration so that a fast peer close cannot unregister before we register.
         let (registered, registeredContinuation) = AsyncStream.makeStream(of: Void.self)
         guard let taskID = spawn({
             for await _ in registered {}
-            await self.receive(channel, info: info)
+            await self.receive(reader, channel: channel, info: info)
         }) else {
             node.stopWorkerNoWait(at: sender)
-            try? await channel.executeThenClose { _, _ in }  // finishes the writer: dropping it unfinished traps
+            channel.close(promise: nil)
             throw .shutDown
         }
         let link: Link? = state.withLock { state in
             guard !state.closed, let task = state.tasks[taskID] else { return nil }
-            let link = Link(info: info, channel: channel.channel, done: task)
+            let link = Link(info: info, channel: channel, done: task)
             state.links[id] = link
             if outgoing, let peer { state.outgoing[peer] = id }
             return link
         }
         registeredContinuation.finish()
         guard let link else {
-            channel.channel.close(promise: nil)
+            channel.close(promise: nil)
             throw .shutDown
         }
         counterBox.update { $0.linkUps += 1 }
@@ -651,51 +658,55 @@ public final class BLETransport: TransportResolver, Sendable {
         return link
     }
 
-    private func receive(_ channel: NIOAsyncChannel<ByteBuffer, BLEOutboundMessage>, info: BLELinkInfo) async {
-        var reason = "closed by peer"
+    private func receive(_ reader: BLELinkReader, channel: any Channel, info: BLELinkInfo) async {
+        var reason = BLELinkEnd.closedByPeer.description
         let sender = info.senderAddress
-        do {
-            try await channel.executeThenClose { inbound, _ in
-                var decoder = BLESDUDecoder(maxMessageSize: options.maxMessageSize, routingLimits: options.routingLimits)
-                for try await sdu in inbound {
-                    let size = sdu.readableBytes
-                    counterBox.update {
-                        $0.sdusIn += 1
-                        $0.bytesIn += UInt64(size)
-                    }
-                    guard size <= info.receiveMTU else {
-                        // The kernel disconnects a channel whose peer exceeds our MTU; do the same.
-                        counterBox.update { $0.drops[.oversizeSDU, default: 0] += 1 }
-                        throw BLETransportError.sduTooLarge(size: size, limit: info.receiveMTU)
-                    }
-                    let result: BLESDUDecoder.Result
-                    do {
-                        result = try decoder.decode(Array(sdu.readableBytesView)[...])
-                    } catch {
-                        counterBox.update { $0.drops[.framingViolation, default: 0] += 1 }
-                        throw error
-                    }
-                    switch result {
-                    case .incomplete:
-                        continue
-                    case .oversize(let declared):
-                        counterBox.update { $0.drops[.oversizeMessage, default: 0] += 1 }
-                        logger.warning("dropping \(declared)-byte message from \(info.peer.map { "\($0)" } ?? "?"): over \(options.maxMessageSize)")
-                    case .malformed(let error):
-                        counterBox.update { $0.drops[.malformedMessage, default: 0] += 1 }
-                        logger.warning("dropping malformed message: \(error)")
-                    case .message(let decoded):
-                        counterBox.update { $0.messagesIn += 1 }
-                        var returnRoute = decoded.returnRoute
-                        returnRoute.prepend(sender)
-                        await node.deliverFromTransport(
-                            LocalMessage(onwardRoute: decoded.onwardRoute, returnRoute: returnRoute, payload: decoded.payload))
-                    }
+        var decoder = BLESDUDecoder(maxMessageSize: options.maxMessageSize, routingLimits: options.routingLimits)
+        receiving: while true {
+            switch await reader.next() {
+            case .end(let end):
+                reason = end.description
+                switch end {
+                case .oversizeSDU: counterBox.update { $0.drops[.oversizeSDU, default: 0] += 1 }
+                case .emptySDU: counterBox.update { $0.drops[.framingViolation, default: 0] += 1 }
+                case .closedByKernel: counterBox.update { $0.drops[.kernelClosed, default: 0] += 1 }
+                case .closedByPeer, .failed, .stopped: break
+                }
+                break receiving
+            case .sdu(let sdu):
+                counterBox.update {
+                    $0.sdusIn += 1
+                    $0.bytesIn += UInt64(sdu.count)
+                }
+                let result: BLESDUDecoder.Result
+                do {
+                    result = try decoder.decode(sdu[...])
+                } catch {
+                    counterBox.update { $0.drops[.framingViolation, default: 0] += 1 }
+                    reason = "\(error)"
+                    break receiving
+                }
+                switch result {
+                case .incomplete:
+                    continue
+                case .oversize(let declared):
+                    counterBox.update { $0.drops[.oversizeMessage, default: 0] += 1 }
+                    logger.warning("dropping \(declared)-byte message from \(info.peer.map { "\($0)" } ?? "?"): over \(options.maxMessageSize)")
+                case .malformed(let error):
+                    counterBox.update { $0.drops[.malformedMessage, default: 0] += 1 }
+                    logger.warning("dropping malformed message: \(error)")
+                case .message(let decoded):
+                    counterBox.update { $0.messagesIn += 1 }
+                    var returnRoute = decoded.returnRoute
+                    returnRoute.prepend(sender)
+                    await node.deliverFromTransport(
+                        LocalMessage(onwardRoute: decoded.onwardRoute, returnRoute: returnRoute, payload: decoded.payload))
                 }
             }
-        } catch {
-            reason = isClosed ? "transport shut down" : "\(error)"
         }
+        if isClosed { reason = "transport shut down" }
+        reader.stop()
+        try? await channel.close()
         state.withLock { state in
             state.links[info.id] = nil
             if let peer = info.peer, state.outgoing[peer] == info.id { state.outgoing[peer] = nil }

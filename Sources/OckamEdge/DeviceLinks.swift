@@ -100,6 +100,11 @@ final class DeviceLinks: Sendable {
                     ("link_ups", .uint(c.linkUps)), ("link_downs", .uint(c.linkDowns)),
                     ("reconnect_attempts", .uint(c.reconnectAttempts)), ("connect_failures", .uint(c.connectFailures)),
                     ("links_refused_security", .uint(c.linksRefusedSecurity)),
+                    ("sdus_in", .uint(c.sdusIn)), ("sdus_out", .uint(c.sdusOut)),
+                    ("bytes_in", .uint(c.bytesIn)), ("bytes_out", .uint(c.bytesOut)),
+                    ("messages_in", .uint(c.messagesIn)), ("messages_out", .uint(c.messagesOut)),
+                    // Every reason, zero or not, so a monitor sees the full set (docs/ble.md §6).
+                    ("drops", .object(BLEDropReason.allCases.map { ($0.rawValue, .uint(c.dropped($0))) })),
                 ])
             ))
         }

@@ -154,10 +154,31 @@ struct TransportTests {
         let down = await events.next(where: isLinkDown)
         guard case .linkDown(let info, let reason) = down else { Issue.record("no link down"); return }
         #expect(info.senderAddress == link.info.senderAddress)
-        #expect(reason.contains("bytes exceeds the limit of 1000 bytes"))
+        #expect(reason == "framing violation: an SDU of 1500 bytes, over our MTU 1000")
         #expect(transport.counters.dropped(.oversizeSDU) == 1)
         #expect(await raw.receive() == nil)  // the peer sees the close
         #expect(!node.hasWorker(at: link.info.senderAddress))
+        await transport.shutdown()
+        await node.shutdown()
+    }
+
+    /// Every SDU carries at least its header byte: an empty one is a framing violation, not the peer closing.
+    @Test func anEmptySDUIsAFramingViolationNotAPeerClose() async throws {
+        let node = Node()
+        let transport = BLETransport(node: node)
+        var events = transport.events().makeAsyncIterator()
+        let (a, b) = try seqpacketPair()
+        let link = try await transport.attach(fd: a, peer: nil, outgoing: false, mtus: mtus(672, 672))
+        let raw = RawPeer(fd: b)
+        #expect(raw.send([]) == 0)
+        guard case .linkDown(let info, let reason) = await events.next(where: isLinkDown) else {
+            Issue.record("no link down")
+            return
+        }
+        #expect(info.senderAddress == link.info.senderAddress)
+        #expect(reason == "framing violation: an empty SDU")
+        #expect(transport.counters.dropped(.framingViolation) == 1)
+        #expect(await raw.receive() == nil)
         await transport.shutdown()
         await node.shutdown()
     }
