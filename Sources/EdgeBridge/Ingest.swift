@@ -96,7 +96,11 @@ public final class IngestService: Worker {
         } else {
             if let last, envelope.sequence > last + 1 {
                 let gap = envelope.sequence - last - 1
-                state.withLock { $0.counters.skipped += gap }
+                state.withLock {
+                    // Sequence numbers are the sender's: gaps of several bridges may add up past UInt64.max.
+                    let (sum, overflow) = $0.counters.skipped.addingReportingOverflow(gap)
+                    $0.counters.skipped = overflow ? .max : sum
+                }
                 logger.notice(
                     "ingest: \(key) skipped \(gap) sequence number(s) before \(envelope.sequence): dropped at the gateway (queue full) or unused after a gateway crash")
             }

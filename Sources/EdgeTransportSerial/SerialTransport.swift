@@ -339,13 +339,22 @@ public final class SerialTransport: TransportResolver, Sendable {
         var generator = SystemRandomNumberGenerator()
         let seed = generator.next()
         let counters = record.counters
+        // The channel writes to a duplicate of the descriptor. Made here, not by `takingOwnershipOfDescriptor(
+        // inputOutput:)`, whose `dup` is a `try!`: with the descriptor table full (EMFILE; peers' connections count
+        // towards it) a replugged device would trap the process instead of failing this session, which is retried.
+        let output = fcntl(fd.rawValue, F_DUPFD_CLOEXEC, 0)
+        guard output >= 0 else {
+            let error = Errno(rawValue: errno)
+            try? fd.close()
+            return (false, "cannot attach the port to the event loop: dup: \(error)")
+        }
         let channel: NIOAsyncChannel<SerialInbound, SerialOutbound>
         // NIO hands the descriptors back if the channel cannot be created, but closes them itself once it exists (the
         // initializer ran): closing them again would close whatever reused the numbers.
         let handedOver = OnceFlag()
         do {
             channel = try await NIOPipeBootstrap(group: group)
-                .takingOwnershipOfDescriptor(inputOutput: fd.rawValue) { channel in
+                .takingOwnershipOfDescriptors(input: fd.rawValue, output: output) { channel in
                     handedOver.set()
                     return channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandler(
@@ -355,7 +364,10 @@ public final class SerialTransport: TransportResolver, Sendable {
                     }
                 }
         } catch {
-            if !handedOver.isSet { try? fd.close() }
+            if !handedOver.isSet {
+                try? fd.close()
+                _ = Glibc.close(output)
+            }
             return (false, "cannot attach the port to the event loop: \(error)")
         }
         guard record.attach(channel.channel) else {

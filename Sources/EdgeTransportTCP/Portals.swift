@@ -192,23 +192,35 @@ public struct OutletListener: Worker {
         let (host, port, group) = (self.host, self.port, self.group)
         // Connect first, then Pong (as Ockam); a failed connect answers Disconnect.
         Task {
+            let channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
             do {
-                let channel = try await ClientBootstrap(group: group)
+                channel = try await ClientBootstrap(group: group)
                     .connect(host: host, port: port) { ch in
                         ch.eventLoop.makeCompletedFuture {
                             try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: ch)
                         }
                     }
-                connection.setChannel(channel.channel)
-                try node.startWorker(
-                    PortalSocketWorker(connection: connection, isInlet: false, onPong: { _ in }), at: address)
-                try await node.send(LocalMessage(onwardRoute: peer, returnRoute: [address], payload: PortalMessage.pong.encode()))
-                await pumpSocket(channel, connection: connection, node: node, address: address, logger: logger)
             } catch {
                 logger.warning("outlet cannot connect to \(host):\(port): \(error)")
                 try? await node.send(
                     LocalMessage(onwardRoute: peer, returnRoute: [address], payload: PortalMessage.disconnect.encode()))
+                return
             }
+            do {
+                connection.setChannel(channel.channel)
+                try node.startWorker(
+                    PortalSocketWorker(connection: connection, isInlet: false, onPong: { _ in }), at: address)
+                try await node.send(LocalMessage(onwardRoute: peer, returnRoute: [address], payload: PortalMessage.pong.encode()))
+            } catch {
+                // The Ping's return route is the peer's: the Pong may well not be deliverable (the peer closed its
+                // connection or channel right after the Ping). Close the target connection; dropping the channel
+                // without finishing its writer would trap.
+                logger.warning("outlet cannot answer \(peer): \(error)")
+                node.stopWorkerNoWait(at: address)
+                try? await channel.executeThenClose { _, _ in }
+                return
+            }
+            await pumpSocket(channel, connection: connection, node: node, address: address, logger: logger)
         }
     }
 }

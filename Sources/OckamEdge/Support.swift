@@ -26,12 +26,16 @@ enum Support {
 
     /// Parses `10s`, `500ms`, `2m` or a plain number of seconds.
     static func parseDuration(_ text: String) throws(CommandFailure) -> Duration {
-        func number(_ s: Substring) -> Double? { Double(s).flatMap { $0 >= 0 && $0.isFinite ? $0 : nil } }
-        if text.hasSuffix("ms"), let v = number(text.dropLast(2)) { return .milliseconds(Int64(v)) }
-        if text.hasSuffix("s"), let v = number(text.dropLast()) { return .milliseconds(Int64(v * 1000)) }
-        if text.hasSuffix("m"), let v = number(text.dropLast()) { return .seconds(Int64(v * 60)) }
-        if text.hasSuffix("h"), let v = number(text.dropLast()) { return .seconds(Int64(v * 3600)) }
-        if let v = number(text[...]) { return .milliseconds(Int64(v * 1000)) }
+        // Whole units; nil beyond Int64, whose conversion would trap (control requests carry durations too).
+        func number(_ s: Substring, times unit: Double) -> Int64? {
+            guard let v = Double(s), v >= 0, v * unit < 0x1p63 else { return nil }
+            return Int64(v * unit)
+        }
+        if text.hasSuffix("ms"), let v = number(text.dropLast(2), times: 1) { return .milliseconds(v) }
+        if text.hasSuffix("s"), let v = number(text.dropLast(), times: 1000) { return .milliseconds(v) }
+        if text.hasSuffix("m"), let v = number(text.dropLast(), times: 60) { return .seconds(v) }
+        if text.hasSuffix("h"), let v = number(text.dropLast(), times: 3600) { return .seconds(v) }
+        if let v = number(text[...], times: 1000) { return .milliseconds(v) }
         throw CommandFailure("invalid duration '\(text)' (examples: 10s, 500ms, 2m, 6h)", status: 2)
     }
 

@@ -271,6 +271,25 @@ struct IngestTests {
         await node.shutdown()
     }
 
+    @Test func sequenceGapsThatAddUpPastTheCounterSaturateIt() async throws {
+        // Sequence numbers are the sender's: gaps of two bridges adding up past UInt64.max trapped `skipped += gap`.
+        let node = Node(logger: quietLogger("ingest-node"))
+        let ingest = IngestService(sink: MemorySink(), logger: quietLogger("ingest"))
+        try node.startWorker(ingest, at: .local("ingest"))
+        func send(_ sequence: UInt64, bridge: String) async throws -> BridgeAck {
+            let envelope = BridgeEnvelope(
+                sequence: sequence, bridge: bridge, record: BridgeRecord(device: "d", receivedAt: 1, payload: [1]))
+            let reply = try await node.request(to: [.local("ingest")], payload: envelope.encoded(), timeout: .seconds(30))
+            return try BridgeAck(decoding: reply.payload)
+        }
+        #expect(try await send(0, bridge: "a").sequence == 0)
+        #expect(try await send(.max, bridge: "a").sequence == .max)  // skipped: 2⁶⁴ − 2
+        #expect(try await send(0, bridge: "b").sequence == 0)
+        #expect(try await send(3, bridge: "b").sequence == 3)  // skipped: 2 more
+        #expect(ingest.counters == IngestService.Counters(accepted: 4, duplicates: 0, skipped: .max, malformed: 0, sinkFailures: 0))
+        await node.shutdown()
+    }
+
     @Test func linesAreJSONWithTextWhenThePayloadIsText() {
         let envelope = BridgeEnvelope(
             sequence: 3, bridge: "sensors", record: BridgeRecord(device: "ble:AA", receivedAt: 5, payload: BARE.encodeString("t=\"1\"")))

@@ -62,6 +62,27 @@ struct SecureChannelCLITests {
         #expect(await cloud.stop() == 0)
     }
 
+    @Test func anOutOfRangeTimeoutInAControlRequestIsRefusedNotATrap() async throws {
+        // `secure-channel create --from` passes its --timeout text to the node, which converted it with a trapping
+        // Int64(Double): "1e300s" sent to the control socket ended the node.
+        let dir = try temporaryDirectory()
+        let node = try await NodeProcess.start(name: "timeouts", stateDir: dir + "/state", extra: ["--vault", dir + "/v"])
+        let state = ["--state-dir", dir + "/state"]
+        let created = try await Binary.run(
+            ["secure-channel", "create", "--from", "timeouts", "--to", "/node/timeouts", "--timeout", "1e300s"] + state)
+        #expect(created.status == 1)
+        #expect(created.stderr.contains("invalid duration '1e300s'"), "\(created.stderr)")
+        let status = try await Binary.run(["status", "--from", "timeouts"] + state)
+        #expect(status.status == 0, "the node is still serving: \(status.stderr)")
+        // The CLI's own parsing of the option, for every unit.
+        for timeout in ["1e300", "1e300s", "1e18m", "1e16h", "9.3e18ms"] {
+            let sent = try await Binary.run(["message", "send", "/node/timeouts/service/echo", "x", "--timeout", timeout] + state)
+            #expect(sent.status == 2, "\(timeout): \(sent.stderr)")
+            #expect(sent.stderr.contains("invalid duration '\(timeout)'"), "\(sent.stderr)")
+        }
+        #expect(await node.stop() == 0)
+    }
+
     @Test func trustPolicyRefusalIsReportedToTheClient() async throws {
         let dir = try temporaryDirectory()
         let someoneElse = "I" + String(repeating: "ab", count: 32)

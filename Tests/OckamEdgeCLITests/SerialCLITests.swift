@@ -89,6 +89,51 @@ struct SerialCLITests {
         modem.stop()
     }
 
+    @Test func aDeviceOpenedWithTheLastFreeDescriptorIsRetriedNotATrap() async throws {
+        // The transport handed ttys to NIOPipeBootstrap.takingOwnershipOfDescriptor(inputOutput:), which duplicates
+        // the descriptor with `try!`: when opening a (re)plugged device took the node's last free descriptor number
+        // (peers' connections count towards the limit), the duplicate failed with EMFILE and the node trapped. Here
+        // the node's limit is lowered from outside so that exactly one number is left when the device appears.
+        let dir = try temporaryDirectory()
+        let modem = try await blocking { try NullModem(directory: dir) }
+        let state = dir + "/state"
+        let node = try await NodeProcess.start(
+            name: "fdlimit", stateDir: state, extra: ["--serial", dir + "/port,mode=listen,name=device"])
+        let pid = node.process.processIdentifier
+        var limits = rlimit()  // the node's: inherited from this process
+        #expect(getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limits) == 0)
+        let original = limits.rlim_cur
+        /// Sets the node's soft limit on descriptors (util-linux's prlimit).
+        @Sendable func setLimit(_ soft: rlim_t) {
+            _ = try? Binary.runShell("prlimit --pid \(pid) --nofile=\(soft == rlim_t.max ? "unlimited" : "\(soft)"):")
+        }
+        /// Leaves the node exactly one free descriptor number (an idle node opens none meanwhile; if it did, this is
+        /// simply done again before its next attempt).
+        @Sendable func leaveOneDescriptor() {
+            let used = Set(
+                ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd")) ?? []).compactMap { Int($0) })
+            setLimit(rlim_t((0...).first { !used.contains($0) }! + 1))
+        }
+        leaveOneDescriptor()
+        #expect(symlink(dir + "/ttyA", dir + "/port") == 0)  // the device appears
+        let log: @Sendable () -> String = { (try? String(contentsOfFile: node.logPath, encoding: .utf8)) ?? "" }
+        try await waitFor("the node's attempt to use the device", within: 60) {
+            if log().contains("dup") || !node.process.isRunning { return true }
+            leaveOneDescriptor()
+            return false
+        }
+        try #require(node.process.isRunning, "\(log())")
+        #expect(log().contains("cannot attach the port to the event loop: dup: Too many open files"), "\(log())")
+        // With descriptors to spare again, the next attempt opens the port.
+        setLimit(original)
+        try await waitFor("the port open", within: 60) {
+            let status = try Binary.runBlocking(["status", "--from", "fdlimit", "--json", "--state-dir", state])
+            return status.stdout.contains("\"phase\": \"open\"")
+        }
+        #expect(await node.stop() == 0)
+        modem.stop()
+    }
+
     @Test func serialListRuns() async throws {
         let list = try await Binary.run(["serial", "list", "--json"])
         #expect(list.status == 0)
