@@ -13,10 +13,10 @@ import Musl
 public enum BLELinkEnd: Hashable, Sendable, CustomStringConvertible {
     /// The peer closed the channel (an orderly L2CAP disconnect: end of file).
     case closedByPeer
-    /// The kernel closed the channel itself: the socket reports a hang-up or an error, yet there is nothing to read
-    /// and no end of file. Linux does this when the peer breaks L2CAP's rules on the channel — an SDU over our MTU,
-    /// a PDU over it, data without credits — and answers it with an L2CAP disconnect. `errno` is `SO_ERROR` (often 0:
-    /// the peer's disconnect response clears it).
+    /// The kernel closed the channel itself with an L2CAP disconnect of its own. Linux does this when the peer breaks
+    /// L2CAP's rules on the channel — an SDU over our MTU, a PDU over it, data without credits. Seen from the socket:
+    /// a hang-up with nothing to read and no end of file once the peer has answered the disconnect (`errno` is then
+    /// `SO_ERROR`, usually 0), or, before it has, an error (ECONNRESET) without a hang-up.
     case closedByKernel(errno: Int32)
     /// An SDU of zero bytes: every SDU of docs/ble.md §3 carries at least its header byte (a framing violation).
     case emptySDU
@@ -31,8 +31,8 @@ public enum BLELinkEnd: Hashable, Sendable, CustomStringConvertible {
         switch self {
         case .closedByPeer: return "closed by peer"
         case .closedByKernel(let code):
-            return "closed by the kernel (the peer broke L2CAP's rules: an SDU or PDU over our MTU, or data without"
-                + " credits)" + (code == 0 ? "" : ", \(BLETransportError.describe(errno: code))")
+            return "closed by the kernel (an L2CAP disconnect of its own: the peer broke L2CAP's rules, e.g. an SDU or"
+                + " PDU over our MTU or data without credits)" + (code == 0 ? "" : "; \(BLETransportError.describe(errno: code))")
         case .emptySDU: return "framing violation: an empty SDU"
         case .oversizeSDU(let size, let limit): return "framing violation: an SDU of \(size) bytes, over our MTU \(limit)"
         case .failed(let call, let code): return "link lost (\(call): \(BLETransportError.describe(errno: code)))"
@@ -258,6 +258,11 @@ final class BLELinkReader: Sendable {
             let closed = Int16(POLLHUP) | Int16(POLLERR) | pollRDHUP
             return revents & closed != 0 ? .ended(.closedByKernel(errno: 0)) : .wait
         default:
+            // An error with no hang-up yet: the kernel started an L2CAP disconnect of its own and waits for the peer's
+            // response (the socket is BT_DISCONN). A link that was lost is BT_CLOSED, which reports POLLHUP too.
+            if revents & Int16(POLLERR) != 0 && revents & Int16(POLLHUP) == 0 {
+                return .ended(.closedByKernel(errno: code))
+            }
             return .ended(.failed(call: "recv", errno: code))
         }
     }

@@ -38,14 +38,18 @@ struct LinkReaderTests {
             == .ended(.oversizeSDU(size: 673, limit: 672)))
         #expect(BLELinkReader.classify(received: 0, errno: 0, revents: pollin, receiveMTU: 672) == .endOfFileOrEmpty)
         #expect(BLELinkReader.classify(received: -1, errno: EINTR, revents: pollin, receiveMTU: 672) == .retry)
-        #expect(BLELinkReader.classify(received: -1, errno: ETIMEDOUT, revents: err, receiveMTU: 672)
+        // A link that was lost is closed (POLLHUP) and says why.
+        #expect(BLELinkReader.classify(received: -1, errno: ETIMEDOUT, revents: err | hup, receiveMTU: 672)
             == .ended(.failed(call: "recv", errno: ETIMEDOUT)))
+        // Before the peer answers the kernel's own disconnect, the socket has the error but no hang-up yet.
+        #expect(BLELinkReader.classify(received: -1, errno: ECONNRESET, revents: err, receiveMTU: 672)
+            == .ended(.closedByKernel(errno: ECONNRESET)))
     }
 
     @Test func endsAreDescribedForOperators() {
         #expect(BLELinkEnd.closedByPeer.description == "closed by peer")
         #expect(BLELinkEnd.emptySDU.description == "framing violation: an empty SDU")
-        #expect(BLELinkEnd.closedByKernel(errno: 0).description.hasPrefix("closed by the kernel (the peer broke L2CAP's rules"))
+        #expect(BLELinkEnd.closedByKernel(errno: 0).description.hasPrefix("closed by the kernel (an L2CAP disconnect of its own"))
         #expect(BLELinkEnd.closedByKernel(errno: ECONNRESET).description.contains("ECONNRESET"))
         #expect(BLELinkEnd.failed(call: "recv", errno: ETIMEDOUT).description.contains("ETIMEDOUT"))
     }
