@@ -3,12 +3,16 @@
 #   1. installs the Debian packages it needs, only those missing;
 #   2. downloads the Debian kernel package (not installed: unpacked into the cache) and runs depmod;
 #   3. extracts a PVH-bootable vmlinux from the bzImage (saves ~3 s per boot under TCG);
-#   4. builds a tiny busybox initramfs that mounts the host root over 9p.
+#   4. builds a tiny busybox initramfs that mounts the host root over 9p;
+#   5. makes a Python venv with Bumble (pinned) for the independent BLE host of the `hostile` and `ble-fuzz` cases.
 # Cache: $BLE_VM_CACHE (default /var/tmp/ockam-edge-ble-vm), ~0.5 GB.
 set -euo pipefail
 
 CACHE=${BLE_VM_CACHE:-/var/tmp/ockam-edge-ble-vm}
-PACKAGES=(qemu-system-x86 bluez bluez-test-tools busybox-static cpio kmod xz-utils)
+PACKAGES=(qemu-system-x86 bluez bluez-test-tools busybox-static cpio kmod xz-utils python3-venv)
+# Bumble drives a controller through the HCI user channel with its own host stack. Pinned: the rig's peer uses its
+# L2CAP internals (raw K-frames on a channel), which may change between releases.
+BUMBLE_VERSION=0.0.236
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO=sudo
 
@@ -122,6 +126,16 @@ EOF
     (cd "$work" && find . | cpio -o -H newc --quiet | gzip -1) > "$CACHE/initramfs.cpio.gz.tmp"
     mv "$CACHE/initramfs.cpio.gz.tmp" "$CACHE/initramfs.cpio.gz"
     log "initramfs: $(tr '\n' ' ' < "$work/mods/order")"
+fi
+
+# 5. Bumble, in a venv of Debian's python3 (which has AF_BLUETOOTH; a pyenv python may not). PyPI only.
+VENV="$CACHE/bumble-venv"
+if [ "$(cat "$VENV/.bumble-version" 2>/dev/null)" != "$BUMBLE_VERSION" ]; then
+    rm -rf "$VENV"
+    /usr/bin/python3 -m venv "$VENV"
+    "$VENV/bin/pip" install -q --disable-pip-version-check "bumble==$BUMBLE_VERSION" >&2
+    echo "$BUMBLE_VERSION" > "$VENV/.bumble-version"
+    log "bumble $BUMBLE_VERSION in $VENV"
 fi
 
 # Rebuild the initramfs when guest/init changes.

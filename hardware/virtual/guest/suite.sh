@@ -606,6 +606,59 @@ pair_ble() {
         "$gwlog" "$snlog"
 }
 
+# An independent BLE host against the real gateway: Bumble's host stack (guest/hostile-peer.py) drives the sensor's
+# controller through the HCI user channel, so it can send what a kernel socket never would (SDUs over the gateway's
+# MTU, PDUs without credits, credit floods, hostile LE signalling, framing violations). The gateway is `ockam-edge
+# node run --ble-listen`. After every attack the peer opens a fresh channel and needs an echo, and checks the gateway
+# process; here, afterwards: the process is alive, and `status --json` counted what the attacks broke.
+#   hostile_peer <test label> <peer case…> (case `fuzz` runs for BLE_RIG_FUZZ_SECONDS, default 30 s, seed
+#   BLE_RIG_FUZZ_SEED or the time; HOSTILE_EXPECT: regular expressions `status --json` must match afterwards)
+hostile_peer() {
+    local label=$1
+    shift
+    local dir="$WORK/hostile-$label" edge=$OCKAM_EDGE why=
+    local gwlog="$dir/gw.log" log="$dir/peer.log"
+    local python=${BLE_RIG_BUMBLE_PYTHON:-/var/tmp/ockam-edge-ble-vm/bumble-venv/bin/python3}
+    mkdir -p "$dir/state"
+    : > "$gwlog"
+    : > "$log"
+    if [ ! -x "$edge" ] || [ ! -x "$python" ]; then
+        record 1 "$label: needs ockam-edge ('$edge') and Bumble's python ('$python'; hardware/virtual/setup.sh)"
+        return
+    fi
+    "$edge" node run --name gw --tcp-listen 127.0.0.1:0 --state-dir "$dir/state" --vault "$dir/vault" \
+        --log-level info --ble-listen "$GATEWAY_ADAPTER,psm=$PSM" >> "$gwlog" 2>&1 &
+    local gw_pid=$!
+    status_json() { "$edge" status --from gw --json --state-dir "$dir/state" 2>/dev/null | tr -d ' \n'; }
+    if ! wait_for 60 sh -c "'$edge' status --from gw --json --state-dir '$dir/state' | grep -q ble_counters"; then
+        why="the gateway did not start"
+    else
+        advertise
+        # The user channel needs the controller down and out of the kernel's hands (mgmt power off, then down).
+        timeout 20 btmgmt --index "${SENSOR_ADAPTER#hci}" power off >/dev/null 2>&1
+        hciconfig "$SENSOR_ADAPTER" down 2>/dev/null
+        timeout "$((STEP_TIMEOUT * 3 + ${BLE_RIG_FUZZ_SECONDS:-30}))" "$python" "$HERE/hostile-peer.py" \
+            --hci "${SENSOR_ADAPTER#hci}" --gateway "$GATEWAY" --psm "$PSM" --pid "$gw_pid" \
+            --seconds "${BLE_RIG_FUZZ_SECONDS:-30}" ${BLE_RIG_FUZZ_SEED:+--seed "$BLE_RIG_FUZZ_SEED"} "$@" >> "$log" 2>&1 \
+            || why="the peer reported failures (exit $?)"
+        kill -0 "$gw_pid" 2>/dev/null || why="the gateway process died"
+        local status
+        status=$(status_json)
+        note "gateway ble_counters: $(echo "$status" | sed -n 's/.*"ble_counters":\({[^}]*}[^}]*}\).*/\1/p')"
+        local expected
+        for expected in ${HOSTILE_EXPECT:-}; do  # what the attacks must have been counted as
+            [ -n "$why" ] || echo "$status" | grep -Eq "$expected" || why="status --json does not show $expected"
+        done
+        timeout 20 btmgmt --index "${SENSOR_ADAPTER#hci}" power on >/dev/null 2>&1 || hciconfig "$SENSOR_ADAPTER" up
+    fi
+    grep -E '^(PASS|FAIL|#)' "$log" | sed 's/^/#   /'
+    grep -E 'link (up|down)|violation|warning|error|Fatal' "$gwlog" | tail -40 | sed 's/^/#   gw: /'
+    stop_process "$gw_pid"
+    [ -z "$why" ] || note "failed: $why"
+    record "$([ -z "$why" ] && echo 0 || echo 1)" "$label: independent BLE host (Bumble) against the gateway: $*" \
+        "$gwlog"
+}
+
 # --- Main --------------------------------------------------------------------------------------------------
 
 # The VM brings up no network: the loopback interface is down, so TCP to 127.0.0.1 (the cloud node of the
@@ -618,7 +671,8 @@ advertise
 note "gateway $GATEWAY_ADAPTER $GATEWAY psm $PSM, sensor $SENSOR_ADAPTER $(address_of "$SENSOR_ADAPTER")"
 
 TESTS=("$@")
-[ ${#TESTS[@]} -eq 0 ] && TESTS=(mtu23 mtu672 mtu65535 paired pair-ble killed cycle-gateway cycle-sensor cuts secure-channel)
+[ ${#TESTS[@]} -eq 0 ] && TESTS=(mtu23 mtu672 mtu65535 paired pair-ble killed cycle-gateway cycle-sensor cuts secure-channel
+    hostile ble-fuzz)
 for t in "${TESTS[@]}"; do
     started=$SECONDS
     case "$t" in
@@ -632,6 +686,10 @@ for t in "${TESTS[@]}"; do
         cycle-sensor) controller_cycle "$SENSOR_ADAPTER" ;;
         cuts) link_cuts ;;
         secure-channel) secure_channel_via_gateway ;;
+        hostile)  # the over-MTU SDU is closed by the kernel; the six framing violations by ockam-edge
+            HOSTILE_EXPECT='"kernel-closed":[1-9] "framing-violation":([6-9]|[1-9][0-9])' \
+                hostile_peer hostile baseline over-mtu no-credits credit-flood signalling framing ;;
+        ble-fuzz) hostile_peer ble-fuzz fuzz ;;
         *) record 1 "unknown test $t" ;;
     esac
     note "$t took $((SECONDS - started)) s"
