@@ -15,6 +15,8 @@ help:
 	@echo "make test-tsan   the unit suite under ThreadSanitizer (a CI stage)"
 	@echo "make build   debug build"
 	@echo "make reliability   fault-injection and soak suite (CI sizes; RELIABILITY_FULL=1 for full sizes)"
+	@echo "make test-rig      hardware-in-the-loop rig in QEMU: BLE (incl. an independent host attacking the gateway) and UART"
+	@echo "                   (RIG_BIN_DIR=<bin dir> to use built binaries; BLE_RIG_FUZZ_SECONDS=600 for a long BLE fuzz)"
 
 # Installs only what is missing, so repeated runs are fast and need no network.
 deps:
@@ -135,8 +137,8 @@ fuzz-smoke: fuzz-build
 # here; not part of `make test`.
 # The virtual hardware rig (hardware/README.md), QEMU/TCG: the BLE suite (btvirt L2CAP) and the 16550 UART suite.
 # `make test-rig` runs both (the second runs even if the first fails) and fails if either does.
-# RIG_BIN_DIR=<swift bin dir> uses the ble-rig-driver and ockam-edge already built there (CI: the debug build that
-# `make test` made); without it each suite builds what it needs in release.
+# RIG_BIN_DIR=<swift bin dir> uses the ble-rig-driver and ockam-edge already built there (CI: its release build);
+# without it each suite builds what it needs in release.
 RIG_BIN_DIR ?=
 RIG_ENV = $(if $(RIG_BIN_DIR),BLE_RIG_DRIVER=$(RIG_BIN_DIR)/ble-rig-driver BLE_RIG_OCKAM_EDGE=$(RIG_BIN_DIR)/ockam-edge UART_RIG_OCKAM_EDGE=$(RIG_BIN_DIR)/ockam-edge)
 .PHONY: test-rig test-rig-ble test-rig-uart
