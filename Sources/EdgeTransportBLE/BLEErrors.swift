@@ -113,7 +113,7 @@ public enum BLETransportError: Error, Hashable, Sendable, CustomStringConvertibl
         case .messageTooLarge(let size, let limit):
             return "routing message of \(size) bytes exceeds the BLE transport limit of \(limit) bytes"
         case .sduTooLarge(let size, let limit): return "SDU of \(size) bytes exceeds the limit of \(limit) bytes"
-        case .framingViolation(let why): return "BLE fragmentation violated: \(why)"
+        case .framingViolation(let why): return "framing violation: \(why)"
         case .invalidAddress(let e): return "\(e)"
         case .linkClosed: return "BLE link closed"
         case .cancelled: return "cancelled"

@@ -116,7 +116,7 @@ public struct BLEReassembler: Sendable {
         guard let header = sdu.first else { throw .framingViolation("empty SDU") }
         let body = sdu.dropFirst()
         guard let kind = BLEFragmentKind(rawValue: header) else {
-            throw .framingViolation("unknown fragment header 0x\(String(header, radix: 16))")
+            throw .framingViolation("unknown fragment header 0x\(header < 16 ? "0" : "")\(String(header, radix: 16))")
         }
         switch kind {
         case .complete:
@@ -134,8 +134,8 @@ public struct BLEReassembler: Sendable {
                 throw .framingViolation("first fragment carries \(data.count) bytes of a \(total)-byte message")
             }
             if total > maxMessageSize {
-                skipping = true
                 remaining = total - data.count
+                skipping = remaining > 0  // a first fragment that carried it all leaves nothing to skip
                 return .oversize(declared: total)
             }
             if data.count == total { return .message(Array(data)) }

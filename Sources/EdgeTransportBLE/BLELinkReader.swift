@@ -33,7 +33,7 @@ public enum BLELinkEnd: Hashable, Sendable, CustomStringConvertible {
         case .closedByKernel(let code):
             return "closed by the kernel (an L2CAP disconnect of its own: the peer broke L2CAP's rules, e.g. an SDU or"
                 + " PDU over our MTU or data without credits)" + (code == 0 ? "" : "; \(BLETransportError.describe(errno: code))")
-        case .emptySDU: return "framing violation: an empty SDU"
+        case .emptySDU: return "framing violation: empty SDU"
         case .oversizeSDU(let size, let limit): return "framing violation: an SDU of \(size) bytes, over our MTU \(limit)"
         case .failed(let call, let code): return "link lost (\(call): \(BLETransportError.describe(errno: code)))"
         case .stopped: return "closed"
@@ -208,8 +208,8 @@ final class BLELinkReader: Sendable {
                     break reading
                 case .endOfFileOrEmpty:
                     return Self.hungUp(fd) ? .closedByPeer : .emptySDU
-                case .ended(.closedByKernel):
-                    return .closedByKernel(errno: Self.socketError(fd))
+                case .ended(.closedByKernel(let code)):
+                    return .closedByKernel(errno: code != 0 ? code : Self.socketError(fd))
                 case .ended(let end):
                     return end
                 }

@@ -165,7 +165,8 @@ public final class BLETransport: TransportResolver, Sendable {
     }
 
     /// Keeps a link to `config.peer` up in the background, starting now, whatever the first attempts give (for
-    /// devices that boot before their gateway). Follow it through ``events()``.
+    /// devices that boot before their gateway). Follow it through ``events()``. With `config.reconnect` off it makes
+    /// one attempt, in the background, and does not re-establish the link once it is down.
     public func maintain(_ config: BLEConnectConfiguration) {
         startMaintaining(config, initial: nil)
     }
@@ -203,11 +204,15 @@ public final class BLETransport: TransportResolver, Sendable {
                 if ContinuousClock.now - upSince >= options.stableLinkTime { attempt = 0 }
                 reason = "link down"
                 current = nil
-                if Task.isCancelled || isClosed { break }
+                if Task.isCancelled || isClosed || !config.reconnect { break }
             }
             if first {
                 first = false
             } else {
+                guard config.reconnect else {
+                    logger.warning("connecting to \(config.peer) failed (reconnect=off: not retried): \(reason)")
+                    break
+                }
                 let delay = options.reconnectBackoff.delay(attempt: attempt)
                 attempt += 1
                 counterBox.update { $0.reconnectAttempts += 1 }
@@ -751,6 +756,9 @@ public final class BLETransport: TransportResolver, Sendable {
     }
 
     // MARK: Tests
+
+    /// Background tasks still running (listeners, links, maintained connections).
+    var taskCount: Int { state.withLock { $0.tasks.count } }
 
     /// Routes connections to `peer` to an AF_UNIX SEQPACKET endpoint (the L2CAP stand-in of the tests).
     func overrideEndpoint(for peer: BLEPeerAddress, with endpoint: SocketEndpoint) {

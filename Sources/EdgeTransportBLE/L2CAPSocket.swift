@@ -308,7 +308,8 @@ enum SeqPacketSocket {
 struct LinkMTUs: Hashable, Sendable {
     /// The peer's receive MTU (`BT_SNDMTU`): no SDU we send may exceed it.
     var send: Int
-    /// Our receive MTU (`BT_RCVMTU`): the receive buffer is one byte larger, to detect oversize SDUs.
+    /// Our receive MTU (`BT_RCVMTU`): the largest SDU the link reader accepts (it reads with `MSG_TRUNC`, which reports a
+    /// longer SDU's real length).
     var receive: Int
     /// The largest SDU we send: min(peer MTU, configured cap, send buffer / ``sendBufferDivisor``).
     var sduLimit: Int

@@ -86,9 +86,10 @@ final class DeviceLinks: Sendable {
                 .array(
                     ble.links.map { link in
                         .object([
+                            ("id", .uint(UInt64(link.id))),
                             ("peer", link.peer.map { .string("\($0)") } ?? .null), ("sender", .string(link.senderAddress.description)),
                             ("outgoing", .bool(link.outgoing)), ("send_mtu", .uint(UInt64(link.sendMTU))),
-                            ("receive_mtu", .uint(UInt64(link.receiveMTU))),
+                            ("receive_mtu", .uint(UInt64(link.receiveMTU))), ("sdu_limit", .uint(UInt64(link.sduLimit))),
                             ("security", link.security.map { .string($0.rawValue) } ?? .null),
                         ])
                     })
@@ -100,6 +101,7 @@ final class DeviceLinks: Sendable {
                     ("link_ups", .uint(c.linkUps)), ("link_downs", .uint(c.linkDowns)),
                     ("reconnect_attempts", .uint(c.reconnectAttempts)), ("connect_failures", .uint(c.connectFailures)),
                     ("links_refused_security", .uint(c.linksRefusedSecurity)),
+                    ("listener_restarts", .uint(c.listenerRestarts)),
                     ("sdus_in", .uint(c.sdusIn)), ("sdus_out", .uint(c.sdusOut)),
                     ("bytes_in", .uint(c.bytesIn)), ("bytes_out", .uint(c.bytesOut)),
                     ("messages_in", .uint(c.messagesIn)), ("messages_out", .uint(c.messagesOut)),

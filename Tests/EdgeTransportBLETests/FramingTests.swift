@@ -76,9 +76,19 @@ struct FramingTests {
         #expect(try reassembler.push([0] + [UInt8](repeating: 1, count: 51)) == .oversize(declared: 51))
     }
 
+    /// A first fragment that carries a whole over-limit message leaves nothing to skip: the next multi-fragment
+    /// message is delivered, not silently swallowed as the rest of the skipped one.
+    @Test func anOversizeMessageInOneFirstFragmentLeavesNothingToSkip() throws {
+        var reassembler = BLEReassembler(maxMessageSize: 10)
+        #expect(try reassembler.push([0x01, 0, 0, 0, 12] + [UInt8](repeating: 5, count: 12)) == .oversize(declared: 12))
+        #expect(reassembler.isIdle)
+        #expect(try reassembler.push([0x01, 0, 0, 0, 4, 1, 2][...]) == .incomplete)
+        #expect(try reassembler.push([0x02, 3, 4][...]) == .message([1, 2, 3, 4]))
+    }
+
     @Test(arguments: [
         ([[UInt8]()], "empty SDU"),
-        ([[0x03, 1]], "unknown fragment header 0x3"),
+        ([[0x03, 1]], "unknown fragment header 0x03"),
         ([[0x80]], "unknown fragment header 0x80"),
         ([[0x02, 1]], "continuation fragment with no message in progress"),
         ([[0x01, 0, 0, 0, 10, 1], [0x00, 1]], "new message while 9 bytes are outstanding"),

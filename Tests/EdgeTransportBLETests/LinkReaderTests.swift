@@ -48,7 +48,7 @@ struct LinkReaderTests {
 
     @Test func endsAreDescribedForOperators() {
         #expect(BLELinkEnd.closedByPeer.description == "closed by peer")
-        #expect(BLELinkEnd.emptySDU.description == "framing violation: an empty SDU")
+        #expect(BLELinkEnd.emptySDU.description == "framing violation: empty SDU")
         #expect(BLELinkEnd.closedByKernel(errno: 0).description.hasPrefix("closed by the kernel (an L2CAP disconnect of its own"))
         #expect(BLELinkEnd.closedByKernel(errno: ECONNRESET).description.contains("ECONNRESET"))
         #expect(BLELinkEnd.failed(call: "recv", errno: ETIMEDOUT).description.contains("ETIMEDOUT"))

@@ -1,6 +1,7 @@
 import EdgeSync
 import CBlueZ
 import EdgeNode
+import EdgeTestSupport
 import EdgeRouting
 import EdgeWire
 import Testing
@@ -108,7 +109,7 @@ struct TransportTests {
         await gatewayNode.shutdown()
     }
 
-    /// NIO's default allocator truncates packets over 2048 bytes; the fixed allocator of MTU + 1 does not.
+    /// SDUs of any size up to the MTU keep their boundaries (the link reader receives each into a buffer of the MTU).
     @Test func sdusLargerThan2048BytesKeepTheirBoundaries() async throws {
         let node = Node()
         try node.startDefaultServices()
@@ -176,7 +177,7 @@ struct TransportTests {
             return
         }
         #expect(info.senderAddress == link.info.senderAddress)
-        #expect(reason == "framing violation: an empty SDU")
+        #expect(reason == "framing violation: empty SDU")
         #expect(transport.counters.dropped(.framingViolation) == 1)
         #expect(await raw.receive() == nil)
         await transport.shutdown()
@@ -303,6 +304,33 @@ struct TransportTests {
 
     /// Listener, resolver (`4#…` hops reuse the live link), connector, link loss and reconnection with backoff,
     /// over AF_UNIX SOCK_SEQPACKET listen/accept.
+    /// `reconnect=off` (`--ble-connect …,reconnect=off`): one link, not re-established when it drops.
+    @Test func maintainWithReconnectOffConnectsOnceAndDoesNotRetry() async throws {
+        let name = "ockam-edge-ble-test-\(UInt64.random(in: 0...UInt64.max))"
+        let endpoint = SocketEndpoint.unix(name: name, sendMTU: 672, receiveMTU: 672)
+        let peer = try BLEPeerAddress(parsing: "00:AA:01:00:00:00/public,psm=0x81")
+        let gatewayNode = Node()
+        let gateway = BLETransport(node: gatewayNode)
+        try await gateway.listen(try BLEListenConfiguration(parsing: "psm=0x81"), endpoint: endpoint)
+        var options = BLETransportOptions()
+        options.reconnectBackoff = BLEBackoff(initial: .milliseconds(5), maximum: .milliseconds(10))
+        let sensorNode = Node()
+        let sensor = BLETransport(node: sensorNode, options: options)
+        sensor.overrideEndpoint(for: peer, with: endpoint)
+        var events = sensor.events().makeAsyncIterator()
+        sensor.maintain(try BLEConnectConfiguration(parsing: "00:AA:01:00:00:00,psm=0x81,reconnect=off"))
+        #expect(await events.next(where: isLinkUp) != nil)
+        await gateway.shutdown()
+        await gatewayNode.shutdown()
+        #expect(await events.next(where: isLinkDown) != nil)
+        // Once the maintenance task has ended, nothing will retry: the transport has no task left.
+        try await eventually("the maintenance task ended") { sensor.taskCount == 0 }
+        #expect(sensor.counters.reconnectAttempts == 0)
+        #expect(sensor.links.isEmpty)
+        await sensor.shutdown()
+        await sensorNode.shutdown()
+    }
+
     @Test func listenResolveReconnect() async throws {
         let name = "ockam-edge-ble-test-\(UInt64.random(in: 0...UInt64.max))"
         let endpoint = SocketEndpoint.unix(name: name, sendMTU: 672, receiveMTU: 672)
