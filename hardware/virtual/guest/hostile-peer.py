@@ -31,31 +31,10 @@ LE_SIGNALING_CID = 0x0005
 ROUND_TRIP_TIMEOUT = 15.0
 
 
-# --- docs/ble.md framing and the routing message (docs/routing.md), written from the documents -------------------
+# --- docs/ble.md framing; the routing message (docs/routing.md) from the reliability suite's helpers -----------
 
-def cbor_head(major: int, n: int) -> bytes:
-    if n < 24:
-        return bytes([major << 5 | n])
-    if n < 0x100:
-        return bytes([major << 5 | 24, n])
-    if n < 0x10000:
-        return bytes([major << 5 | 25]) + struct.pack(">H", n)
-    return bytes([major << 5 | 26]) + struct.pack(">I", n)
-
-
-def cbor_bytes(b: bytes) -> bytes:
-    return cbor_head(2, len(b)) + b
-
-
-def route(*hops: tuple[int, bytes]) -> bytes:
-    out = cbor_head(4, len(hops))
-    for tt, value in hops:
-        out += cbor_head(4, 2) + cbor_head(0, tt) + cbor_bytes(value)
-    return out
-
-
-def routing_message(onward: bytes, ret: bytes, payload: bytes) -> bytes:
-    return cbor_head(4, 3) + onward + ret + cbor_bytes(payload)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "scripts", "reliability"))
+from edge import cbor_decode, local, routing_message  # noqa: E402
 
 
 def fragments(message: bytes, limit: int) -> list[bytes]:
@@ -69,46 +48,10 @@ def fragments(message: bytes, limit: int) -> list[bytes]:
     return out
 
 
-class CBORReader:
-    def __init__(self, data: bytes):
-        self.data, self.pos = data, 0
-
-    def head(self) -> tuple[int, int]:
-        b = self.data[self.pos]
-        self.pos += 1
-        major, info = b >> 5, b & 31
-        if info < 24:
-            return major, info
-        size = {24: 1, 25: 2, 26: 4, 27: 8}[info]
-        n = int.from_bytes(self.data[self.pos:self.pos + size], "big")
-        self.pos += size
-        return major, n
-
-    def bytes_(self) -> bytes:
-        major, n = self.head()
-        assert major == 2, "expected a byte string"
-        out = self.data[self.pos:self.pos + n]
-        self.pos += n
-        return out
-
-    def route(self) -> list[tuple[int, bytes]]:
-        major, n = self.head()
-        assert major == 4
-        hops = []
-        for _ in range(n):
-            _, count = self.head()
-            _, tt = self.head()
-            hops.append((tt, self.bytes_()))
-            for _ in range(count - 2):
-                self.head()
-        return hops
-
-
 def parse_message(message: bytes) -> tuple[list, list, bytes]:
-    r = CBORReader(message)
-    major, _ = r.head()
-    assert major == 4
-    return r.route(), r.route(), r.bytes_()
+    """[onward, return, payload] of a routing message; each address is [transport type, value]."""
+    onward, ret, payload = cbor_decode(message)[0][:3]
+    return onward, ret, payload
 
 
 class Reassembler:
@@ -170,14 +113,14 @@ class Link:
         reply_to = os.urandom(16).hex().encode()
         future = asyncio.get_running_loop().create_future()
         self.replies[reply_to] = future
-        message = routing_message(route((0, b"echo")), route((0, reply_to)), payload)
+        message = routing_message([local("echo")], [local(reply_to)], payload)
         for sdu in fragments(message, self.channel.peer_mtu):
             self.channel.write(sdu)
         try:
             onward, got = await asyncio.wait_for(future, timeout)
         except asyncio.TimeoutError:
             return False
-        return got == payload and onward == [(0, reply_to)]
+        return got == payload and onward == [local(reply_to)]
 
     def raw_sdu(self, sdu_length: int, data: bytes) -> None:
         """Sends K-frames for one SDU whatever its length, credits or MTU: the first carries the 2-byte SDU length."""
@@ -291,7 +234,7 @@ class Peer:
         link = await self.link()
         granted = link.channel.credits
         # Far more complete SDUs than the credits the gateway granted, back to back, ignoring credit frames.
-        message = routing_message(route((0, b"echo")), route((0, b"00" * 16)), b"x")
+        message = routing_message([local("echo")], [local(b"00" * 16)], b"x")
         for _ in range(granted * 4 + 16):
             link.raw_sdu(len(message) + 1, b"\x00" + message)
         await asyncio.sleep(1)
@@ -347,7 +290,7 @@ class Peer:
         await self.good_round_trip("signalling")
 
     async def case_framing(self) -> None:
-        good = routing_message(route((0, b"echo")), route((0, b"11" * 16)), b"payload")
+        good = routing_message([local("echo")], [local(b"11" * 16)], b"payload")
         violations = {
             "empty SDU": None,
             "unknown header 0x07": b"\x07" + good,
@@ -371,7 +314,7 @@ class Peer:
             await self.disconnect()
         # Accepted, not violations: a message split although it fits one SDU, and fragments below the SDU limit.
         link = await self.link()
-        message = routing_message(route((0, b"echo")), route((0, b"22" * 16)), b"split")
+        message = routing_message([local("echo")], [local(b"22" * 16)], b"split")
         reply = asyncio.get_running_loop().create_future()
         link.replies[b"22" * 16] = reply
         link.channel.write(b"\x01" + struct.pack(">I", len(message)) + message[:3])
@@ -409,7 +352,7 @@ class Peer:
                     link.channel.write(bytes([rng.choice([0, 1, 2, rng.randrange(256)])])
                                        + rng.randbytes(rng.randint(0, 64)))
                 elif kind == "mutated":
-                    message = bytearray(b"\x00" + routing_message(route((0, b"echo")), route((0, b"33" * 16)),
+                    message = bytearray(b"\x00" + routing_message([local("echo")], [local(b"33" * 16)],
                                                                   rng.randbytes(rng.randint(0, 40))))
                     for _ in range(rng.randint(1, 4)):
                         message[rng.randrange(len(message))] = rng.randrange(256)
