@@ -264,7 +264,9 @@ let package = Package(
         .target(name: "EdgeTestSupport", dependencies: ["EdgeWire"], path: "Tests/EdgeTestSupport"),
         .testTarget(name: "EdgeWireTests", dependencies: ["EdgeWire", "EdgeTestSupport"]),
         .testTarget(name: "EdgeRoutingTests", dependencies: ["EdgeRouting", "EdgeTestSupport"]),
-        .testTarget(name: "EdgeNodeTests", dependencies: ["EdgeSync", "EdgeNode", "EdgeTestSupport"]),
+        .testTarget(
+            name: "EdgeNodeTests",
+            dependencies: ["EdgeSync", "EdgeNode", "EdgeTestSupport", .product(name: "Logging", package: "swift-log")]),
         .testTarget(
             name: "EdgeTransportTCPTests",
             dependencies: [

@@ -209,12 +209,25 @@ public final class Node: Sendable {
             await worker.shutdown(context: context)
             return
         }
+        // A peer chooses how often a worker fails (e.g. messages the next hop would refuse): warnings are rate-limited
+        // per worker, at most one per `errorLogInterval` with a count of those suppressed since; the rest go to debug.
+        var lastWarning: ContinuousClock.Instant?
+        var suppressed = 0
         while let message = await mailbox.next() {
             do {
                 try await worker.handleMessage(message, context: context)
             } catch {
                 count { $0.workerErrors += 1 }
-                context.logger.warning("worker failed to handle a message: \(error)")
+                let now = ContinuousClock.now
+                if let last = lastWarning, now - last < Self.errorLogInterval {
+                    suppressed += 1
+                    context.logger.debug("worker failed to handle a message: \(error)")
+                } else {
+                    let note = suppressed > 0 ? " (\(suppressed) similar failures since the last warning)" : ""
+                    context.logger.warning("worker failed to handle a message: \(error)\(note)")
+                    lastWarning = now
+                    suppressed = 0
+                }
                 // A request sent straight to this worker learns why at once instead of waiting out its timeout.
                 if let from = message.returnRoute.first, let inbox = registry.withLock({ $0.pendingRequests[from] }) {
                     inbox.fail(NodeError.workerFailed(addresses[0], reason: "\(error)"))
@@ -260,6 +273,10 @@ public final class Node: Sendable {
             if refused > 0 { count { $0.droppedWorkerStopped += UInt64(refused) } }
         }
     }
+
+    /// The shortest interval between two "worker failed" warnings of one worker (the others are logged at debug and
+    /// counted in `workerErrors`).
+    static let errorLogInterval: Duration = .seconds(10)
 
     /// The primary address of the worker whose task is running, if any (a worker stopping itself must not
     /// wait for its own task).

@@ -64,6 +64,24 @@ public struct RoutingMessage: Hashable, Sendable {
         if let tracingContext { writer.writeText(tracingContext) }
     }
 
+    /// Throws what a receiver applying `limits` would refuse this message for (``init(decoding:limits:)``): a route
+    /// longer than `maxRouteLength`, an address value longer than `maxAddressLength`, or an encoding (`encodedSize`)
+    /// over `maxMessageSize`. A node checks what it is about to send, after adding its own hops, so that it never
+    /// sends what the next hop must reject.
+    public func checkLimits(_ limits: RoutingLimits, encodedSize: Int) throws(RoutingError) {
+        for (name, route) in [("onward route length", onwardRoute), ("return route length", returnRoute)] {
+            guard route.count <= limits.maxRouteLength else {
+                throw .limitExceeded(what: name, limit: limits.maxRouteLength)
+            }
+            for address in route.addresses where address.value.count > limits.maxAddressLength {
+                throw .limitExceeded(what: "address length", limit: limits.maxAddressLength)
+            }
+        }
+        guard encodedSize <= limits.maxMessageSize else {
+            throw .limitExceeded(what: "routing message size", limit: limits.maxMessageSize)
+        }
+    }
+
     // MARK: Decoding
 
     /// Decodes one complete message; trailing bytes after the CBOR item are an error.

@@ -16,8 +16,6 @@ public enum TCPTransportError: Error, Hashable, Sendable, CustomStringConvertibl
     /// The peer started a frame and did not finish it in time (``OckamTCPReadDeadline``); `length` is nil while the
     /// 4-byte length prefix itself was incomplete.
     case frameTimeout(length: UInt32?, allowed: Duration)
-    /// The frame body is not a valid routing message.
-    case malformedMessage(String)
     /// An address value is not `host:port`.
     case invalidPeerAddress(String)
     /// The connection is closed.
@@ -33,7 +31,6 @@ public enum TCPTransportError: Error, Hashable, Sendable, CustomStringConvertibl
         case .frameTimeout(let length, let allowed):
             let what = length.map { "a frame of \($0) bytes" } ?? "a frame's length prefix"
             return "peer did not complete \(what) within \(allowed) (frame timeout + length / minimum rate)"
-        case .malformedMessage(let why): return "malformed routing message: \(why)"
         case .invalidPeerAddress(let a): return "invalid TCP peer address \"\(a)\" (expected host:port)"
         case .connectionClosed: return "connection closed"
         }

@@ -55,6 +55,12 @@ public struct TCPTransportCounters: Sendable, Equatable {
     public var versionTimeouts: UInt64 = 0
     /// Connections closed because the peer did not complete a frame in time.
     public var frameTimeouts: UInt64 = 0
+    /// Well-framed messages whose body is not a valid routing message (or breaks a limit): dropped, and the connection
+    /// and everything else on it live on. Only a broken framing closes a connection.
+    public var messagesDroppedMalformed: UInt64 = 0
+    /// Messages not sent because the next hop would have to reject them (a route or address over its limit once
+    /// this node added its hop, or an encoding over the frame limit).
+    public var messagesDroppedOverLimit: UInt64 = 0
 }
 
 /// A live TCP connection as seen by `status`.
@@ -303,7 +309,9 @@ public final class TCPTransport: TransportResolver, Sendable {
     ) throws -> Address {
         let sender = Address.random()
         channel.channel.writeAndFlush(OckamTCPOutbound.version, promise: nil)
-        var worker = TCPSenderWorker(channel: channel.channel, peer: peer, routingLimits: options.routingLimits)
+        var worker = TCPSenderWorker(channel: channel.channel, peer: peer, routingLimits: options.routingLimits) {
+            [weak self] in self?.state.withLock { $0.counters.messagesDroppedOverLimit += 1 }
+        }
         worker.closeTimeout = options.shutdownFlushTimeout
         try node.startWorker(worker, at: sender)
         let info = TCPConnectionInfo(peer: peer, senderAddress: sender, outgoing: outgoing)
@@ -325,6 +333,7 @@ public final class TCPTransport: TransportResolver, Sendable {
         _ channel: NIOAsyncChannel<ByteBuffer, OckamTCPOutbound>, peer: String, sender: Address
     ) async {
         var reason = "closed by peer"
+        var malformed = 0
         do {
             try await channel.executeThenClose { inbound, _ in
                 for try await frame in inbound {
@@ -333,7 +342,16 @@ public final class TCPTransport: TransportResolver, Sendable {
                     do {
                         decoded = try RoutingMessage(decoding: bytes, limits: options.routingLimits)
                     } catch {
-                        throw TCPTransportError.malformedMessage(String(describing: error))
+                        // The frame was well delimited, so the next one will be too: drop this message only. Logged
+                        // once per connection as a warning (a peer chooses how often this happens), then at debug.
+                        state.withLock { $0.counters.messagesDroppedMalformed += 1 }
+                        malformed += 1
+                        if malformed == 1 {
+                            logger.warning("dropped a malformed message from \(peer) (later ones are counted, not logged): \(error)")
+                        } else {
+                            logger.debug("dropped malformed message \(malformed) from \(peer): \(error)")
+                        }
+                        continue
                     }
                     // Heartbeats (empty onward route) are dropped and counted by the node.
                     var returnRoute = decoded.returnRoute
@@ -446,9 +464,18 @@ struct TCPSenderWorker: Worker {
     let channel: any Channel
     let peer: String
     let routingLimits: RoutingLimits
+    /// Counts a message not sent because the peer would have to reject it.
+    let droppedOverLimit: @Sendable () -> Void
     /// How long a graceful close waits for the peer to close its side.
     var closeTimeout: Duration = .seconds(2)
     let window = WriteWindow()
+
+    init(channel: any Channel, peer: String, routingLimits: RoutingLimits, droppedOverLimit: @escaping @Sendable () -> Void = {}) {
+        self.channel = channel
+        self.peer = peer
+        self.routingLimits = routingLimits
+        self.droppedOverLimit = droppedOverLimit
+    }
 
     func handleMessage(_ message: LocalMessage, context: WorkerContext) async throws {
         var onward = message.onwardRoute
@@ -456,7 +483,15 @@ struct TCPSenderWorker: Worker {
         let wire = RoutingMessage(onwardRoute: onward, returnRoute: message.returnRoute, payload: message.payload)
         let bytes = wire.encode()
         guard bytes.count <= ockamTCPMaxFrameSize else {
+            droppedOverLimit()
             throw TCPTransportError.frameTooLarge(UInt32(clamping: bytes.count), limit: ockamTCPMaxFrameSize)
+        }
+        // Never send what the peer must reject (it would drop it; an older peer would close the whole connection).
+        do {
+            try wire.checkLimits(routingLimits, encodedSize: bytes.count)
+        } catch {
+            droppedOverLimit()
+            throw error
         }
         let buffer = channel.allocator.buffer(bytes: bytes)
         let promise = channel.eventLoop.makePromise(of: Void.self)

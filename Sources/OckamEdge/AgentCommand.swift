@@ -557,6 +557,13 @@ final class Agent: Sendable {
             samples: [
                 ([("phase", "version")], Double(tc.versionTimeouts)), ([("phase", "frame")], Double(tc.frameTimeouts)),
             ])
+        p.metric(
+            "ockam_edge_tcp_messages_dropped_total",
+            help: "TCP messages dropped with the connection kept: malformed on receipt, or over the next hop's limits.",
+            samples: [
+                ([("reason", "malformed")], Double(tc.messagesDroppedMalformed)),
+                ([("reason", "over_limit")], Double(tc.messagesDroppedOverLimit)),
+            ])
         let (serialUp, bleUp) = links.linksUp
         p.metric(
             "ockam_edge_link_up", type: "gauge", help: "Transport links currently up, by transport.",

@@ -457,6 +457,8 @@ struct NodeController: Sendable {
                             ("tcp_connections_refused_over_host_cap", .uint(tcpCounters.connectionsRefusedOverHostCap)),
                             ("tcp_version_timeouts", .uint(tcpCounters.versionTimeouts)),
                             ("tcp_frame_timeouts", .uint(tcpCounters.frameTimeouts)),
+                            ("tcp_messages_dropped_malformed", .uint(tcpCounters.messagesDroppedMalformed)),
+                            ("tcp_messages_dropped_over_limit", .uint(tcpCounters.messagesDroppedOverLimit)),
                             ("handshakes_completed", .uint(sc.handshakesCompleted)),
                             ("handshakes_failed", .uint(sc.handshakesFailed)),
                             ("handshakes_refused_trust", .uint(sc.handshakesRefusedTrust)),

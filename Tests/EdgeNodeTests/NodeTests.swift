@@ -1,6 +1,8 @@
 import EdgeSync
 import EdgeRouting
+import EdgeTestSupport
 import EdgeWire
+import Logging
 import Testing
 
 @testable import EdgeNode
@@ -39,8 +41,48 @@ final class GatedWorker: Worker {
     }
 }
 
+/// Log records kept by ``CapturingLogHandler``.
+final class LogRecords: Sendable {
+    let all = EdgeMutex<[(Logger.Level, String)]>([])
+}
+
+/// A log handler that keeps every record's level and message.
+struct CapturingLogHandler: LogHandler {
+    let records: LogRecords
+    var metadata: Logger.Metadata = [:]
+    var logLevel: Logger.Level = .trace
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+    func log(event: LogEvent) {
+        records.all.withLock { $0.append((event.level, "\(event.message)")) }
+    }
+}
+
+/// A worker that fails every message.
+struct FailingWorker: Worker {
+    struct Refused: Error {}
+    func handleMessage(_ message: LocalMessage, context: WorkerContext) async throws { throw Refused() }
+}
+
 @Suite("Node runtime")
 struct NodeTests {
+    /// A peer decides how often a worker fails: one warning per interval, the rest at debug, all counted.
+    @Test func workerFailureWarningsAreRateLimited() async throws {
+        let records = LogRecords()
+        let node = Node(logger: Logger(label: "test") { _ in CapturingLogHandler(records: records) })
+        try node.startWorker(FailingWorker(), at: .local("failing"))
+        for i in 0..<5 {
+            try await node.send(LocalMessage(onwardRoute: [.local("failing")], returnRoute: [], payload: [UInt8(i)]))
+        }
+        try await eventually("5 failures counted") { node.counters.workerErrors == 5 }
+        let failures = records.all.withLock { $0.filter { $0.1.hasPrefix("worker failed to handle a message") } }
+        #expect(failures.filter { $0.0 == .warning }.count == 1)
+        #expect(failures.filter { $0.0 == .debug }.count == 4)
+        await node.shutdown()
+    }
+
     @Test func echoRepliesWithTheSamePayload() async throws {
         let node = Node()
         try node.startDefaultServices()

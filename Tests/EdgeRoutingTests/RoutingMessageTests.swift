@@ -6,6 +6,31 @@ import Testing
 
 @Suite("Routing message", .cpuBound)
 struct RoutingMessageTests {
+    /// What a sender checks before sending: exactly what the receiver's decoder refuses (one hop added to a full
+    /// route, an address over the limit, an encoding over the size), nothing it accepts.
+    @Test func checkLimitsAgreesWithTheDecoder() throws {
+        let limits = RoutingLimits(maxMessageSize: 400, maxRouteLength: 4, maxAddressLength: 8)
+        func verdicts(_ message: RoutingMessage) -> (sender: Bool, receiver: Bool) {
+            let bytes = message.encode()
+            let sender = (try? message.checkLimits(limits, encodedSize: bytes.count)) != nil
+            let receiver = (try? RoutingMessage(decoding: bytes[...], limits: limits)) != nil
+            return (sender, receiver)
+        }
+        let hop = Address.local("12345678")
+        let cases: [RoutingMessage] = [
+            RoutingMessage(onwardRoute: [hop], returnRoute: Route(Array(repeating: hop, count: 4)), payload: []),
+            RoutingMessage(onwardRoute: [hop], returnRoute: Route(Array(repeating: hop, count: 5)), payload: []),
+            RoutingMessage(onwardRoute: Route(Array(repeating: hop, count: 5)), returnRoute: [], payload: []),
+            RoutingMessage(onwardRoute: [.local("123456789")], returnRoute: [], payload: []),
+            RoutingMessage(onwardRoute: [hop], returnRoute: [.local("123456789")], payload: []),
+            RoutingMessage(onwardRoute: [hop], returnRoute: [], payload: Array(repeating: 1, count: 300)),
+            RoutingMessage(onwardRoute: [hop], returnRoute: [], payload: Array(repeating: 1, count: 400)),
+        ]
+        let seen = cases.map(verdicts)
+        #expect(seen.map(\.sender) == [true, false, false, false, false, true, false])
+        #expect(seen.map(\.sender) == seen.map(\.receiver))
+    }
+
     private static func decode(_ hex: String, limits: RoutingLimits = .default) throws(RoutingError) -> RoutingMessage {
         try RoutingMessage(decoding: [UInt8](hex: hex), limits: limits)
     }

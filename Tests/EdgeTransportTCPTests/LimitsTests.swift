@@ -174,6 +174,51 @@ extension LoopbackTests {
         await node.shutdown()
     }
 
+    /// A well-framed message that is not a valid routing message (garbage, a route over the limit, a float where the
+    /// tracing context goes) is dropped and counted; the connection, and what else travels on it, lives on.
+    @Test func aMalformedMessageIsDroppedAndTheConnectionLivesOn() async throws {
+        let (node, tcp, port) = try await start { _ in }
+        let client = try RawClient(port: port)
+        let echo = RoutingMessage(onwardRoute: [.local("echo")], returnRoute: [.local("app")], payload: [7])
+        let tooLong = RoutingMessage(
+            onwardRoute: [.local("echo")], returnRoute: Route((0..<65).map { _ in .local("r") }), payload: [1])
+        // [onward, return, payload, 1.5 as a half float]: the fourth item is the tracing context, a text string.
+        var withFloat = RoutingMessage(onwardRoute: [.local("echo")], returnRoute: [.local("app")], payload: [8]).encode()
+        withFloat[0] = 0x84
+        withFloat += [0xf9, 0x3e, 0x00]
+        client.send([0x01] + RawClient.frame(bytes: [0xff, 0x00, 0x13]) + RawClient.frame(tooLong) + RawClient.frame(echo))
+        #expect(await client.read(1) == [0x01])
+        #expect(await client.readFrame()?.payload == [7])
+        client.send(RawClient.frame(bytes: withFloat) + RawClient.frame(echo))
+        #expect(await client.readFrame()?.payload == [7])
+        #expect(tcp.counters.messagesDroppedMalformed == 3)
+        #expect(tcp.connections.count == 1)
+        await tcp.shutdown()
+        await node.shutdown()
+    }
+
+    /// The gateway case: a peer's return route is at the limit, this node adds its own hop, and the next hop would
+    /// have to refuse the result. It is not sent (counted), and the connection to the next hop stays up for others.
+    @Test func aMessageTheNextHopMustRefuseIsNotForwarded() async throws {
+        let (cloud, cloudTCP, cloudPort) = try await start { _ in }
+        let (gateway, gatewayTCP, gatewayPort) = try await start { _ in }
+        let device = try RawClient(port: gatewayPort)
+        #expect(await device.read(1) == [0x01])
+        let full = Route((0..<64).map { _ in .local("r") })
+        let viaCloud: Route = [.tcp("127.0.0.1:\(cloudPort)"), .local("echo")]
+        device.send([0x01] + RawClient.frame(RoutingMessage(onwardRoute: viaCloud, returnRoute: full, payload: [1])))
+        try await eventually("dropped before the cloud") { gatewayTCP.counters.messagesDroppedOverLimit == 1 }
+        #expect(cloudTCP.counters.messagesDroppedMalformed == 0)
+        // The same path with a shorter return route works, over the same connections.
+        device.send(RawClient.frame(RoutingMessage(onwardRoute: viaCloud, returnRoute: [.local("app")], payload: [2])))
+        #expect(await device.readFrame()?.payload == [2])
+        #expect(gatewayTCP.connections.count == 2 && cloudTCP.connections.count == 1)
+        await gatewayTCP.shutdown()
+        await gateway.shutdown()
+        await cloudTCP.shutdown()
+        await cloud.shutdown()
+    }
+
     @Test func messagesQueuedBeforeShutdownAreWrittenBeforeTheConnectionCloses() async throws {
         let (b, btcp, port) = try await start { _ in }
         let sink = CountingWorker()

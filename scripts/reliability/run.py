@@ -32,7 +32,7 @@ sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from edge import (  # noqa: E402
     Context, Control, Fail, NullModem, RawOckamClient, check, eventually, free_port, garbage, handshake_message1,
-    local, mib, _child_setup)
+    local, mib, tcp_frame, _child_setup)
 
 FULL = os.environ.get("RELIABILITY_FULL") == "1"
 SIZES = {}
@@ -485,6 +485,43 @@ def tcp_connection_cap(ctx):
             f"(attempt {ok})")
 
 
+def shared_connection_survives(ctx):
+    """One peer's message cannot tear down a connection others share: a return route at the limit is not forwarded
+    once the gateway adds its hop, and a malformed message is dropped, not answered by closing the connection."""
+    rounds = size("SHARED_ROUNDS", 20, 200)
+    cloud = ctx.node("cloud")
+    gateway = ctx.node("gateway")
+    to_cloud = [[1, f"127.0.0.1:{cloud.port}".encode()], local("echo")]
+    # Someone else's traffic on the gateway → cloud connection, before and after the attack.
+    ok, info = message_ok(ctx, f"/ip4/127.0.0.1/tcp/{gateway.port}/ip4/127.0.0.1/tcp/{cloud.port}/service/echo", "before")
+    check(ok, f"the path through the gateway does not work: {info}")
+    attacker = RawOckamClient(gateway.port)
+    ctx.cleanups.append(attacker.close)
+    full = [local(f"r{i:02d}") for i in range(64)]
+    for _ in range(rounds):
+        attacker.send_message(to_cloud, full, b"x")
+    eventually(lambda: gateway.status()["counters"]["tcp_messages_dropped_over_limit"] >= rounds, 30,
+               "the gateway counted the over-limit messages")
+    # Malformed bodies straight at the cloud, on the attacker's own connection to it.
+    garbage_peer = RawOckamClient(cloud.port)
+    ctx.cleanups.append(garbage_peer.close)
+    for _ in range(rounds):
+        garbage_peer.sock.sendall(tcp_frame(b"\x9b\xff\xff\xff\xff\xff\xff\xff\xff"))
+    garbage_peer.send_message([local("echo")], [local("app")], b"still here")
+    eventually(lambda: garbage_peer.frames_received() == 1, 30, "the malformed peer's next message answered")
+    cloud_counters = cloud.status()["counters"]
+    check(cloud_counters["tcp_messages_dropped_malformed"] == rounds,
+          f"cloud counted {cloud_counters['tcp_messages_dropped_malformed']} malformed messages, expected {rounds}")
+    check(not attacker.closed_by_peer and not garbage_peer.closed_by_peer, "a connection was closed")
+    ok, info = message_ok(ctx, f"/ip4/127.0.0.1/tcp/{gateway.port}/ip4/127.0.0.1/tcp/{cloud.port}/service/echo", "after")
+    check(ok, f"the shared path failed after the attack: {info}")
+    warnings = gateway.log_tail(400).count("worker failed") + cloud.log_tail(400).count("dropped a malformed message")
+    return (f"{rounds} messages with a 64-hop return route through the gateway: not forwarded, counted "
+            f"(tcp_messages_dropped_over_limit); {rounds} malformed bodies at the cloud: dropped and counted, that "
+            f"connection answered its next message; the shared gateway → cloud path worked before and after; "
+            f"{warnings} warning line(s) logged")
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # 6. kill -9 during vault writes
 
@@ -866,7 +903,8 @@ def store_and_forward(ctx):
 
 SCENARIOS = [
     serial_unplug_replug, serial_line_noise, tcp_uplink_restarts, stalled_handshake, handshake_flood,
-    handshake_flood_fairness, slowloris, tcp_connection_cap, vault_kill9, soak, store_and_forward, relay_restarts,
+    handshake_flood_fairness, slowloris, tcp_connection_cap, shared_connection_survives, vault_kill9, soak,
+    store_and_forward, relay_restarts,
 ]
 
 # Scenarios that fail because of a known, reported defect: printed as XFAIL and not counted, unless
