@@ -61,7 +61,10 @@ public enum YAML {
         var lines: [Line] = []
         var number = 0
         var sawDocument = false
-        for raw in source.split(separator: "\n", omittingEmptySubsequences: false) {
+        // A UTF-8 byte-order mark (Windows editors) is not content. CRLF line ends are line ends: Swift sees "\r\n" as
+        // one Character, so splitting on "\n" alone would leave a CRLF file as one long line.
+        let text = source.hasPrefix("\u{FEFF}") ? source.dropFirst() : source[...]
+        for raw in text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }) {
             number += 1
             var line = raw
             if line.last == "\r" { line = line.dropLast() }

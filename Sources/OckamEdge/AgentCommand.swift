@@ -46,9 +46,7 @@ struct AgentCommand {
     init(_ arguments: ParsedArguments) { self.arguments = arguments }
 
     static func load(_ path: String) throws -> AgentConfig {
-        guard let text = Support.readFile(FilePath(path), limit: YAML.maxBytes + 1) else {
-            throw CommandFailure("cannot read \(path)")
-        }
+        let text = try Support.readRegularFile(FilePath(path), limit: YAML.maxBytes + 1)
         guard text.utf8.count <= YAML.maxBytes else { throw CommandFailure("\(path): larger than \(YAML.maxBytes) bytes") }
         let config = try AgentConfig.parse(text, file: path)
         // Meaning, not just syntax: identities decode, multiaddrs parse.

@@ -106,6 +106,40 @@ enum Support {
         }
     }
 
+    /// The text of a regular file, at most `limit` bytes (read to the end or the limit). A directory, FIFO, socket or
+    /// device is refused with a clear error, without blocking (a FIFO is opened non-blocking and refused): a
+    /// configuration path that names one is a mistake, not an empty file.
+    static func readRegularFile(_ path: FilePath, limit: Int) throws(CommandFailure) -> String {
+        let fd: FileDescriptor
+        do {
+            fd = try FileDescriptor.open(path, .readOnly, options: [.closeOnExec, .nonBlocking])
+        } catch {
+            throw CommandFailure("cannot read \(path): \(error)")
+        }
+        defer { try? fd.close() }
+        var info = stat()
+        guard fstat(fd.rawValue, &info) == 0 else { throw CommandFailure("cannot read \(path): \(Errno(rawValue: errno))") }
+        switch info.st_mode & S_IFMT {
+        case S_IFREG: break
+        case S_IFDIR: throw CommandFailure("\(path) is a directory, not a configuration file")
+        case S_IFIFO: throw CommandFailure("\(path) is a FIFO, not a configuration file (it would block)")
+        default: throw CommandFailure("\(path) is not a regular file")
+        }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
+        while bytes.count < limit {
+            let n: Int
+            do {
+                n = try chunk.withUnsafeMutableBytes { try fd.read(into: $0, retryOnInterrupt: true) }
+            } catch {
+                throw CommandFailure("cannot read \(path): \(error)")
+            }
+            if n == 0 { break }
+            bytes += chunk[..<min(n, limit - bytes.count)]
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
     static func readFile(_ path: FilePath, limit: Int = 64 * 1024) -> String? {
         guard let fd = try? FileDescriptor.open(path, .readOnly, options: [.closeOnExec]) else { return nil }
         defer { try? fd.close() }

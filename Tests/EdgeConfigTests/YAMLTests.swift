@@ -58,6 +58,18 @@ struct YAMLTests {
         #expect(scalar(lookup(serial[1], "port")) == "/dev/ttyACM0")
     }
 
+    /// Windows line ends and a byte-order mark: the same document, the same line numbers.
+    @Test func crlfLineEndsAndAByteOrderMarkAreAccepted() throws {
+        let unix = "node:\n  name: gw\ntrust:\n  - I1\n  - I2\n"
+        let windows = "\u{FEFF}" + unix.split(separator: "\n", omittingEmptySubsequences: false).joined(separator: "\r\n")
+        #expect(try YAML.parse(windows) == (try YAML.parse(unix)))
+        #expect(scalar(lookup(try #require(lookup(try YAML.parse(windows), "node")), "name")) == "gw")
+        // An error still names the right line.
+        #expect(throws: YAMLError(line: 3, message: "tab in indentation (use spaces)")) {
+            try YAML.parse("a: 1\r\nb: 2\r\n\tc: 3\r\n")
+        }
+    }
+
     @Test func escapes() throws {
         let root = try YAML.parse(#"a: "x\"y\\z\n\u00e9""#)
         #expect(scalar(lookup(root, "a")) == "x\"y\\z\né")

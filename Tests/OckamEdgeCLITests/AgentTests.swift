@@ -165,6 +165,19 @@ struct AgentTests {
         #expect(failed.stderr.contains("\(bad):5: transports.tcp.listen: expected host:port"), "\(failed.stderr)")
     }
 
+    /// A configuration path that names a directory or a FIFO is an error at once (it used to validate as an empty
+    /// configuration, and a FIFO hung the agent).
+    @Test func checkConfigRefusesADirectoryAndAFIFO() async throws {
+        let dir = try temporaryDirectory()
+        let fifo = dir + "/fifo.yaml"
+        #expect(mkfifo(fifo, 0o600) == 0)
+        for (path, why) in [(dir, "is a directory"), (fifo, "is a FIFO")] {
+            let result = try await Binary.run(["agent", "--config", path, "--check-config"], timeout: 30)
+            #expect(result.status != 0)
+            #expect(result.stderr.contains("\(path) \(why)"), "\(result.stderr)")
+        }
+    }
+
     @Test func relayHubRestartReRegistersTheRelayAndTrafficResumes() async throws {
         let dir = try temporaryDirectory()
         let hubPort = try freePort()
