@@ -587,6 +587,7 @@ struct MessageSendCommand {
         func pause(before i: Int) async throws { if i > 0 && interval > .zero { try await Task.sleep(for: interval) } }
 
         let segments: [Multiaddr.RouteSegment]
+        if to.contains("/node/") { try directory.checkSafe() }  // say why, rather than "unknown node"
         do {
             segments = try Multiaddr(parsing: to).routeSegments(resolveNode: { directory.lookup(name: $0) })
         } catch {
@@ -711,6 +712,8 @@ enum SecureChannelCommands {
     /// Sends a request to a node's control socket; returns the body of an `ok` response.
     static func call(_ request: ControlRequest, node: String, directory: NodeDirectory) async throws -> String {
         try NodeDirectory.validate(name: node)
+        try directory.checkSafe()
+        try directory.checkSocket(name: node)
         let group = Commands.makeEventLoopGroup()
         let response: ControlResponse
         do {

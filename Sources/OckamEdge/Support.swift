@@ -237,14 +237,59 @@ struct NodeDirectory {
 
     func record(name: String, address: String) throws(CommandFailure) {
         try Support.makeDirectories(directory)
+        try checkSafe()
         try Support.writeFileAtomically(directory.appending(name), "\(address)\n\(getpid())\n")
+    }
+
+    /// Refuses a state directory that another user could tamper with, as the vault does for its own: whoever can
+    /// write the state directory or `nodes/` can replace node records (where `/node/<name>` routes go) and control
+    /// sockets (what `--from <name>` talks to, and so what the CLI prints as a node's answer). Both must be
+    /// directories owned by the user running ockam-edge and not writable by group or others; `nodes/` must not be a
+    /// symbolic link. Missing ones are fine (they are created 0700).
+    func checkSafe() throws(CommandFailure) {
+        let user = geteuid()
+        for (path, followLink) in [(stateDirectory, true), (directory, false)] {
+            var info = stat()
+            let result = followLink ? stat(path.string, &info) : lstat(path.string, &info)
+            guard result == 0 else {
+                if errno == ENOENT { continue }
+                throw CommandFailure("cannot examine the state directory \(path): \(Errno(rawValue: errno))")
+            }
+            let type = info.st_mode & S_IFMT
+            if type == S_IFLNK {
+                throw CommandFailure("\(path) is a symbolic link; the node directory must be a real directory (remove it)")
+            }
+            guard type == S_IFDIR else { throw CommandFailure("\(path) is not a directory") }
+            guard info.st_uid == user else {
+                throw CommandFailure(
+                    "\(path) is owned by uid \(info.st_uid), not by the user running ockam-edge (uid \(user)): another "
+                        + "user could replace node records and control sockets (use your own --state-dir, or chown it)")
+            }
+            guard info.st_mode & 0o022 == 0 else {
+                throw CommandFailure(
+                    "\(path) is writable by group or others (mode \(String(info.st_mode & 0o777, radix: 8))): they could "
+                        + "replace node records and control sockets (chmod go-w '\(path)')")
+            }
+        }
+    }
+
+    /// Refuses a control socket that is not a socket owned by the user running ockam-edge (checked before connecting).
+    func checkSocket(name: String) throws(CommandFailure) {
+        let path = socketPath(name: name)
+        var info = stat()
+        guard lstat(path.string, &info) == 0 else { return }  // missing: the connect says "not running"
+        guard info.st_mode & S_IFMT == S_IFSOCK else { throw CommandFailure("\(path) is not a socket") }
+        guard info.st_uid == geteuid() else {
+            throw CommandFailure(
+                "the control socket \(path) is owned by uid \(info.st_uid), not by you (uid \(geteuid())): refusing to talk to it")
+        }
     }
 
     func remove(name: String) { _ = unlink(directory.appending(name).string) }
 
     /// The listener address of a running node, or nil if unknown or its process is gone.
     func lookup(name: String) -> String? {
-        guard (try? NodeDirectory.validate(name: name)) != nil,
+        guard (try? NodeDirectory.validate(name: name)) != nil, (try? checkSafe()) != nil,
             let text = Support.readFile(directory.appending(name))
         else { return nil }
         let lines = text.split(separator: "\n")

@@ -191,6 +191,35 @@ struct CLITests {
         #expect(gone.stderr.contains("unknown node \"n1\""))
     }
 
+    /// A state directory that another user could write is refused, by a node starting there and by the CLI asking a
+    /// node there: whoever can write it can replace node records and control sockets (and so forge a node's answers).
+    @Test func aStateDirectoryOthersCanWriteIsRefused() async throws {
+        let state = try temporaryDirectory()
+        let node = try await NodeProcess.start(name: "n1", stateDir: state)
+        #expect(chmod(state + "/nodes", 0o777) == 0)
+        let status = try await Binary.run(["status", "--from", "n1", "--state-dir", state])
+        #expect(status.status != 0)
+        #expect(status.stderr.contains("\(state)/nodes is writable by group or others (mode 777)"), "\(status.stderr)")
+        let send = try await Binary.run(["message", "send", "/node/n1/service/echo", "x", "--state-dir", state])
+        #expect(send.status != 0)
+        #expect(send.stderr.contains("is writable by group or others"), "\(send.stderr)")
+        #expect(chmod(state + "/nodes", 0o700) == 0)
+        let fine = try await Binary.run(["message", "send", "/node/n1/service/echo", "x", "--state-dir", state])
+        #expect(fine.stdout == "x\n", "\(fine.stderr)")
+        #expect(await node.stop() == 0)
+        // A node does not start there either.
+        #expect(chmod(state, 0o777) == 0)
+        let refused = try await Binary.run(["node", "run", "--name", "n2", "--tcp-listen", "127.0.0.1:0", "--state-dir", state])
+        #expect(refused.status != 0)
+        #expect(refused.stderr.contains("\(state) is writable by group or others"), "\(refused.stderr)")
+        // As root (CI), a directory owned by another user is refused whatever its mode.
+        if geteuid() == 0 {
+            #expect(chmod(state, 0o700) == 0 && chown(state, 65534, 65534) == 0)
+            let owned = try await Binary.run(["status", "--from", "n1", "--state-dir", state])
+            #expect(owned.stderr.contains("is owned by uid 65534, not by the user running ockam-edge"), "\(owned.stderr)")
+        }
+    }
+
     /// SIGTERM at once after the 'listening' line (what a supervisor or `make reliability` may do) is a clean
     /// shutdown, never death by the default action (exit by signal, node record and control socket left behind).
     @Test func sigtermRightAfterStartIsACleanShutdown() async throws {
