@@ -210,23 +210,17 @@ public final class Node: Sendable {
             return
         }
         // A peer chooses how often a worker fails (e.g. messages the next hop would refuse): warnings are rate-limited
-        // per worker, at most one per `errorLogInterval` with a count of those suppressed since; the rest go to debug.
-        var lastWarning: ContinuousClock.Instant?
-        var suppressed = 0
+        // per worker, with a count of those suppressed since; the rest go to debug.
+        let failureLog = LogRateLimiter(interval: Self.errorLogInterval)
         while let message = await mailbox.next() {
             do {
                 try await worker.handleMessage(message, context: context)
             } catch {
                 count { $0.workerErrors += 1 }
-                let now = ContinuousClock.now
-                if let last = lastWarning, now - last < Self.errorLogInterval {
-                    suppressed += 1
-                    context.logger.debug("worker failed to handle a message: \(error)")
+                if let suppressed = failureLog.admit() {
+                    context.logger.warning("worker failed to handle a message: \(error)\(LogRateLimiter.note(suppressed))")
                 } else {
-                    let note = suppressed > 0 ? " (\(suppressed) similar failures since the last warning)" : ""
-                    context.logger.warning("worker failed to handle a message: \(error)\(note)")
-                    lastWarning = now
-                    suppressed = 0
+                    context.logger.debug("worker failed to handle a message: \(error)")
                 }
                 // A request sent straight to this worker learns why at once instead of waiting out its timeout.
                 if let from = message.returnRoute.first, let inbox = registry.withLock({ $0.pendingRequests[from] }) {

@@ -104,6 +104,8 @@ public final class SecureChannels: Sendable {
     public let node: Node
     public let local: SecureChannelCredentials
     let logger: Logger
+    /// Failed handshakes: anyone who can reach a listener can cause one per message 1 (docs/security.md).
+    let handshakeFailureLog = LogRateLimiter()
 
     private struct State: ~Copyable {
         var channels: [Address: Channel] = [:]  // by encryptor address
@@ -639,7 +641,12 @@ final class DecryptorWorker: Worker {
             if case .trustPolicyRefused = error { $0.handshakesRefusedTrust += 1 } else { $0.handshakesFailed += 1 }
         }
         owner.recordFailure(error, at: channel.decryptor)
-        context.logger.warning("secure channel handshake failed (\(channel.role.rawValue)): \(error)")
+        if let suppressed = owner.handshakeFailureLog.admit() {
+            context.logger.warning(
+                "secure channel handshake failed (\(channel.role.rawValue)): \(error)\(LogRateLimiter.note(suppressed))")
+        } else {
+            context.logger.debug("secure channel handshake failed (\(channel.role.rawValue)): \(error)")
+        }
         channel.complete(.failure(error))
         context.node.stopWorkerNoWait(at: channel.decryptor)
     }

@@ -405,7 +405,12 @@ public final class SerialTransport: TransportResolver, Sendable {
                         record.linkUp(sender: address, peer: peer)
                         let keepalive = peer.keepaliveInterval.map { "\($0)" } ?? "off"
                         let peerLimits = "max frame \(peer.maxFrameSize), keepalive \(keepalive)"
-                        logger.info("link up: sender \(address), peer framing v\(peer.version), \(peerLimits)")
+                        if let suppressed = record.linkLog.admit() {
+                            logger.info(
+                                "link up: sender \(address), peer framing v\(peer.version), \(peerLimits)\(LogRateLimiter.note(suppressed))")
+                        } else {
+                            logger.debug("link up: sender \(address), peer framing v\(peer.version), \(peerLimits)")
+                        }
                         self.emit(SerialLinkEvent(port: name, senderAddress: address, kind: .up(peer)))
                     case .linkDown(let why):
                         if let old = sender { self.linkDown(record, sender: old, reason: why, logger: logger) }
@@ -444,7 +449,11 @@ public final class SerialTransport: TransportResolver, Sendable {
     private func linkDown(_ record: SerialPortRecord, sender: Address, reason: SerialLinkDownReason, logger: Logger) {
         node.stopWorkerNoWait(at: sender)
         record.linkDown()
-        logger.info("link down: \(reason)")
+        if let suppressed = record.linkLog.admit() {
+            logger.info("link down: \(reason)\(LogRateLimiter.note(suppressed))")
+        } else {
+            logger.debug("link down: \(reason)")
+        }
         emit(SerialLinkEvent(port: record.configuration.name, senderAddress: sender, kind: .down(reason)))
     }
 
@@ -491,6 +500,8 @@ struct SerialSenderWorker: Worker {
 final class SerialPortRecord: Sendable {
     let configuration: SerialConfiguration
     let counters = SerialCounterStore()
+    /// Link up/down lines: a device can send HELLOs as fast as the line allows, each a new session.
+    let linkLog = LogRateLimiter()
 
     private struct State {
         var phase: SerialPortPhase = .waitingForDevice

@@ -68,6 +68,19 @@ struct FailingWorker: Worker {
 
 @Suite("Node runtime")
 struct NodeTests {
+    @Test func logRateLimiterAdmitsOnePerIntervalAndCountsTheRest() {
+        let limiter = LogRateLimiter(interval: .seconds(10))
+        let t0 = ContinuousClock.now
+        #expect(limiter.admit(now: t0) == 0)
+        #expect(limiter.admit(now: t0 + .seconds(1)) == nil)
+        #expect(limiter.admit(now: t0 + .seconds(9)) == nil)
+        #expect(limiter.admit(now: t0 + .seconds(10)) == 2)
+        #expect(limiter.admit(now: t0 + .seconds(11)) == nil)
+        #expect(limiter.admit(now: t0 + .seconds(30)) == 1)
+        #expect(LogRateLimiter.note(0) == "")
+        #expect(LogRateLimiter.note(2) == " (2 more since the last one logged)")
+    }
+
     /// A peer decides how often a worker fails: one warning per interval, the rest at debug, all counted.
     @Test func workerFailureWarningsAreRateLimited() async throws {
         let records = LogRecords()
