@@ -108,6 +108,17 @@ public struct IdentityStore: Sendable {
         }
     }
 
+    /// Keys that belonged to identities whose records are gone: the vault has no identity records, yet holds key
+    /// material that only exists once an identity did (a secure-channel key, or more than one key). Empty otherwise —
+    /// including after a first start cut off between generating the identity's key and saving its record, which
+    /// leaves one signing key and nothing else. A node must not silently create a new default identity over these:
+    /// its peers and authorities know the lost one (docs/vault.md).
+    public func keysOfLostIdentities() throws -> [StoredKey] {
+        guard try vault.listRecords(kind: Self.identities).isEmpty else { return [] }
+        let keys = try vault.listKeys()
+        return keys.count >= 2 || keys.contains(where: { $0.type == .x25519 }) ? keys : []
+    }
+
     public func list() throws -> [NamedIdentity] {
         try vault.listRecords(kind: Self.identities).sorted().map { try get($0) }
     }

@@ -179,6 +179,7 @@ final class Agent: Sendable {
         let storedDefault = try store.defaultName()
         let identityName = config.identity ?? storedDefault ?? "default"
         if (try? store.get(identityName)) == nil {
+            if config.identity == nil { try NodeRunCommand.refuseOverLostIdentities(store) }
             let created = try store.create(name: identityName)
             logger.notice("created identity \(created.identity.identifier) (\(identityName)) in \(vaultPath)")
         }

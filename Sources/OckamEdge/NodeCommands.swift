@@ -79,6 +79,17 @@ enum TrustOptions {
 // MARK: - node run
 
 struct NodeRunCommand {
+    /// A vault whose identity records are gone but whose keys are not: refuse to mint a new default identity over them.
+    static func refuseOverLostIdentities(_ store: IdentityStore) throws {
+        let lost = try store.keysOfLostIdentities()
+        guard !lost.isEmpty else { return }
+        throw CommandFailure(
+            "the vault at \(store.vault.path) holds \(lost.count) keys but no identity records (were records/ deleted?): "
+                + "refusing to create a new identity over them, as peers and authorities know the lost one. Restore the "
+                + "vault's records/ from a backup; or, to start afresh on purpose, create one yourself: ockam-edge "
+                + "identity create default --vault \(store.vault.path)")
+    }
+
     static let spec = CommandSpec(
         "run", abstract: "Run a node in the foreground until SIGINT/SIGTERM.",
         discussion: """
@@ -172,6 +183,7 @@ struct NodeRunCommand {
                 try store.setDefault("default")
                 logger.notice("made the existing identity 'default' (\(existing.identity.identifier)) the vault's default")
             } else {
+                try Self.refuseOverLostIdentities(store)
                 let created = try store.create(name: "default")
                 logger.notice("created identity \(created.identity.identifier) in \(store.vault.path)")
             }

@@ -191,6 +191,25 @@ struct CLITests {
         #expect(gone.stderr.contains("unknown node \"n1\""))
     }
 
+    /// With its identity records deleted and its keys left, a vault is not given a new identity behind the operator's
+    /// back: `node run` refuses and says how to restore or start afresh; an explicit `identity create` works.
+    @Test func aNodeRefusesToMintANewIdentityOverLostOnes() async throws {
+        let state = try temporaryDirectory()
+        let vault = state + "/vault-n1"
+        let first = try await NodeProcess.start(name: "n1", stateDir: state)
+        #expect(await first.stop() == 0)
+        try FileManager.default.removeItem(atPath: vault + "/records")
+        let refused = try await Binary.run(
+            ["node", "run", "--name", "n1", "--tcp-listen", "127.0.0.1:0", "--state-dir", state, "--vault", vault])
+        #expect(refused.status != 0)
+        #expect(refused.stderr.contains("holds 2 keys but no identity records"), "\(refused.stderr)")
+        #expect(refused.stderr.contains("ockam-edge identity create default --vault \(vault)"), "\(refused.stderr)")
+        let created = try await Binary.run(["identity", "create", "default", "--vault", vault])
+        #expect(created.status == 0, "\(created.stderr)")
+        let again = try await NodeProcess.start(name: "n1", stateDir: state)
+        #expect(await again.stop() == 0)
+    }
+
     /// A state directory that another user could write is refused, by a node starting there and by the CLI asking a
     /// node there: whoever can write it can replace node records and control sockets (and so forge a node's answers).
     @Test func aStateDirectoryOthersCanWriteIsRefused() async throws {
