@@ -360,12 +360,22 @@ public final class Node: Sendable {
         let inbox = ReplyWorker()
         try startWorker(inbox, at: address, options: WorkerOptions(mailboxCapacity: 4))
         registry.withLock { $0.pendingRequests[address] = inbox }
-        defer {
-            _ = registry.withLock { $0.pendingRequests.removeValue(forKey: address) }
-            stopWorkerNoWait(at: address)
+        let result: Result<LocalMessage, any Error>
+        do {
+            try await send(LocalMessage(onwardRoute: route, returnRoute: [address], payload: payload))
+            result = .success(try await inbox.wait(timeout: timeout))
+        } catch {
+            result = .failure(error)
         }
-        try await send(LocalMessage(onwardRoute: route, returnRoute: [address], payload: payload))
-        return try await inbox.wait(timeout: timeout)
+        finishRequest(at: address)
+        return try result.get()
+    }
+
+    /// Forgets a finished request's inbox: a synchronous step after the request's suspensions, not a lock in a
+    /// `defer` of the async function (the shape Swift 6.3.1 miscompiled with an inlined mutex; see EdgeMutex.withLock).
+    private func finishRequest(at address: Address) {
+        _ = registry.withLock { $0.pendingRequests.removeValue(forKey: address) }
+        stopWorkerNoWait(at: address)
     }
 
     // MARK: Shutdown

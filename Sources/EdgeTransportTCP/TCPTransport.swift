@@ -238,8 +238,15 @@ public final class TCPTransport: TransportResolver, Sendable {
             state.connecting[peer] = task
             return task
         }
-        defer { _ = state.withLock { $0.connecting.removeValue(forKey: peer) } }
-        return try await task.value
+        let result = await task.result
+        finishConnecting(peer)
+        return try result.get()
+    }
+
+    /// Forgets a finished connect: a synchronous step after the suspension, not a lock in a `defer` of the async
+    /// function (the shape Swift 6.3.1 miscompiled with an inlined mutex; see EdgeMutex.withLock).
+    private func finishConnecting(_ peer: String) {
+        _ = state.withLock { $0.connecting.removeValue(forKey: peer) }
     }
 
     /// Opens a connection to `host:port` and returns its sender address.
