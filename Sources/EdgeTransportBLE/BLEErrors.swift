@@ -99,6 +99,8 @@ public enum BLETransportError: Error, Hashable, Sendable, CustomStringConvertibl
     case cancelled
     /// The transport is shut down.
     case shutDown
+    /// The transport already has ``BLETransportOptions/maxLinks`` links.
+    case tooManyLinks(limit: Int)
 
     public var description: String {
         switch self {
@@ -118,6 +120,7 @@ public enum BLETransportError: Error, Hashable, Sendable, CustomStringConvertibl
         case .linkClosed: return "BLE link closed"
         case .cancelled: return "cancelled"
         case .shutDown: return "BLE transport is shut down"
+        case .tooManyLinks(let limit): return "the BLE transport already has its maximum of \(limit) links"
         }
     }
 

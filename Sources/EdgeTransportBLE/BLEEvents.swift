@@ -87,6 +87,8 @@ public struct BLECounters: Hashable, Sendable {
     /// Accepted links closed because the device's required security level (``BLETransport/requireSecurity(_:of:)``)
     /// was not met.
     public var linksRefusedSecurity: UInt64 = 0
+    /// Links closed as soon as they came up because the transport already had ``BLETransportOptions/maxLinks``.
+    public var linksRefusedOverCap: UInt64 = 0
 
     public init() {}
 

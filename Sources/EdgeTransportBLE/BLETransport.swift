@@ -19,6 +19,10 @@ public struct BLETransportOptions: Sendable {
     public var connectTimeout: Duration = .seconds(20)
     /// Largest routing message sent or reassembled (docs/ble.md §3). Secure-channel handshakes need ~1 KiB.
     public var maxMessageSize: Int = 256 * 1024
+    /// Most links at once, both directions (each has a reader thread and up to 8 SDUs buffered). A device can open
+    /// many channels over one LE connection; links past this are closed as they come up and counted
+    /// (`linksRefusedOverCap`).
+    public var maxLinks: Int = 64
     /// Limits for decoding routing messages.
     public var routingLimits: RoutingLimits = .default
     /// Send buffer requested for every link (`SO_SNDBUFFORCE`, else `SO_SNDBUF`); see ``LinkMTUs``.
@@ -570,6 +574,12 @@ public final class BLETransport: TransportResolver, Sendable {
     func attach(
         fd: Int32, peer: BLEPeerAddress?, outgoing: Bool, mtus: LinkMTUs, security: BLESecurityLevel? = nil
     ) async throws(BLETransportError) -> Link {
+        if state.withLock({ $0.links.count }) >= options.maxLinks {
+            SeqPacketSocket.close(fd)
+            counterBox.update { $0.linksRefusedOverCap += 1 }
+            logger.warning("refused a link \(outgoing ? "to" : "from") \(peer.map { "\($0)" } ?? "?"): \(BLETransportError.tooManyLinks(limit: options.maxLinks))")
+            throw .tooManyLinks(limit: options.maxLinks)
+        }
         let output = dup(fd)
         guard output >= 0 else {
             let code = errno

@@ -102,6 +102,7 @@ final class DeviceLinks: Sendable {
                     ("reconnect_attempts", .uint(c.reconnectAttempts)), ("connect_failures", .uint(c.connectFailures)),
                     ("links_refused_security", .uint(c.linksRefusedSecurity)),
                     ("listener_restarts", .uint(c.listenerRestarts)),
+                    ("links_refused_over_cap", .uint(c.linksRefusedOverCap)),
                     ("sdus_in", .uint(c.sdusIn)), ("sdus_out", .uint(c.sdusOut)),
                     ("bytes_in", .uint(c.bytesIn)), ("bytes_out", .uint(c.bytesOut)),
                     ("messages_in", .uint(c.messagesIn)), ("messages_out", .uint(c.messagesOut)),

@@ -163,6 +163,30 @@ struct TransportTests {
         await node.shutdown()
     }
 
+    /// A device can open many channels over one LE connection: past `maxLinks` they are closed and counted.
+    @Test func linksPastTheCapAreRefusedAndCounted() async throws {
+        var options = BLETransportOptions()
+        options.maxLinks = 2
+        let node = Node()
+        let transport = BLETransport(node: node, options: options)
+        var peers: [RawPeer] = []
+        for _ in 0..<2 {
+            let (a, b) = try seqpacketPair()
+            peers.append(RawPeer(fd: b))
+            _ = try await transport.attach(fd: a, peer: nil, outgoing: false, mtus: mtus(672, 672))
+        }
+        let (a, b) = try seqpacketPair()
+        let refused = RawPeer(fd: b)
+        await #expect(throws: BLETransportError.tooManyLinks(limit: 2)) {
+            _ = try await transport.attach(fd: a, peer: nil, outgoing: false, mtus: mtus(672, 672))
+        }
+        #expect(await refused.receive() == nil)  // closed
+        #expect(transport.counters.linksRefusedOverCap == 1)
+        #expect(transport.links.count == 2)
+        await transport.shutdown()
+        await node.shutdown()
+    }
+
     /// Every SDU carries at least its header byte: an empty one is a framing violation, not the peer closing.
     @Test func anEmptySDUIsAFramingViolationNotAPeerClose() async throws {
         let node = Node()
