@@ -97,6 +97,10 @@ public final class TCPTransport: TransportResolver, Sendable {
         /// Per listener: when a refusal was last logged, and how many were not logged since.
         var refusalLog: [Int: (last: NIODeadline, unlogged: Int)] = [:]
         var counters = TCPTransportCounters()
+        /// Why the last outgoing connections closed, by `host:port` (the newest 64), so a caller whose request got
+        /// no reply can say what happened to the connection.
+        var closeReasons: [String: String] = [:]
+        var closeOrder: [String] = []
         var tasks: [Int: Task<Void, Never>] = [:]
         var nextTaskID = 0
         var closed = false
@@ -228,6 +232,9 @@ public final class TCPTransport: TransportResolver, Sendable {
 
     // MARK: Connecting
 
+    /// Why the last outgoing connection to `peer` (`host:port` as in the route) closed, if one did.
+    public func closeReason(peer: String) -> String? { state.withLock { $0.closeReasons[peer] } }
+
     /// Resolves `1#host:port` to the local sender address of a (new or existing) connection.
     public func resolve(_ address: Address) async throws -> Address {
         let peer = address.valueString
@@ -253,7 +260,7 @@ public final class TCPTransport: TransportResolver, Sendable {
     public func connect(peer: String) async throws -> Address {
         let (host, port) = try Self.splitHostPort(peer)
         var bootstrap = ClientBootstrap(group: group)
-            .connectTimeout(.nanoseconds(Int64(options.connectTimeout.components.seconds) * 1_000_000_000))
+            .connectTimeout(TimeAmount(options.connectTimeout))
         if let keepalive = options.keepalive {
             bootstrap = bootstrap
                 .channelOption(.socketOption(.so_keepalive), value: 1)
@@ -372,7 +379,13 @@ public final class TCPTransport: TransportResolver, Sendable {
         }
         state.withLock { state in
             state.connections[sender] = nil
-            if state.outgoing[peer] == sender { state.outgoing[peer] = nil }
+            if state.outgoing[peer] == sender {
+                state.outgoing[peer] = nil
+                if state.closeReasons.updateValue(reason, forKey: peer) == nil {
+                    state.closeOrder.append(peer)
+                    if state.closeOrder.count > 64 { state.closeReasons[state.closeOrder.removeFirst()] = nil }
+                }
+            }
         }
         await node.stopWorker(at: sender)
         logger.info("connection \(peer) closed: \(reason)")

@@ -636,7 +636,12 @@ struct MessageSendCommand {
 
         let group = Commands.makeEventLoopGroup()
         let node = Node(logger: Logger(label: "ockam-edge"))
-        let tcp = TCPTransport(node: node, group: group)
+        // --timeout bounds the connect too, and the close afterwards waits briefly: the replies prove delivery, and a
+        // peer that does not read must not add seconds to the command.
+        var tcpOptions = TCPTransportOptions()
+        tcpOptions.connectTimeout = min(tcpOptions.connectTimeout, timeout)
+        tcpOptions.shutdownFlushTimeout = .milliseconds(500)
+        let tcp = TCPTransport(node: node, group: group, options: tcpOptions)
         let channels = SecureChannels(node: node, local: local)
         func payload(_ i: Int) -> [UInt8] { raw ? Array(message(i).utf8) : BARE.encodeString(message(i)) }
         func show(_ reply: LocalMessage) {
@@ -676,8 +681,15 @@ struct MessageSendCommand {
                     "the peer closed the secure channel right after the handshake: its trust policy refused "
                         + "this identity (\(local.identity.identifier))")
             }
-            if case NodeError.timeout = error { throw CommandFailure("no reply from \(to) within \(timeout)") }
-            throw CommandFailure("cannot send to \(to): \(error)")
+            // Say what happened to the connection, if it closed: a wrong version byte, garbage, an immediate close.
+            let closed = segments.lazy.compactMap { segment -> String? in
+                guard case .address(let hop) = segment, hop.transportType == .tcp else { return nil }
+                return tcp.closeReason(peer: hop.valueString).map { "the connection to \(hop.valueString) closed: \($0)" }
+            }.first
+            if case NodeError.timeout = error {
+                throw CommandFailure("no reply from \(to) within \(timeout)" + (closed.map { " (\($0))" } ?? ""))
+            }
+            throw CommandFailure("cannot send to \(to): \(error)" + (closed.map { " (\($0))" } ?? ""))
         }
     }
 }

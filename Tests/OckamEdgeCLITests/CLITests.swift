@@ -275,6 +275,40 @@ struct CLITests {
         _ = await node.stop()
     }
 
+    /// A peer that is not an Ockam node (or closes at once): the error says what happened to the connection, not
+    /// only that no reply came.
+    @Test(arguments: [
+        ("HTTP/1.1 400 Bad Request\r\n\r\n", "wrong protocol version byte 0x48 (expected 0x01)"),
+        ("", "closed by peer"),
+    ])
+    func aPeerThatIsNotAnOckamNodeIsNamedInTheError(answer: String, reason: String) async throws {
+        let server = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa -> Bool in
+                bind(server, sa, length) == 0 && listen(server, 4) == 0 && getsockname(server, sa, &length) == 0
+            }
+        }
+        #expect(bound)
+        let port = Int(UInt16(bigEndian: address.sin_port))
+        // One connection: answer (or not) and close, as an HTTP server or a port scanner's target would.
+        let thread = Thread {
+            let client = accept(server, nil, nil)
+            _ = answer.utf8CString.withUnsafeBufferPointer { send(client, $0.baseAddress, answer.utf8.count, 0) }
+            close(client)
+        }
+        thread.start()
+        defer { close(server) }
+        let result = try await Binary.run(
+            ["message", "send", "/ip4/127.0.0.1/tcp/\(port)/service/echo", "x", "--timeout", "2s"])
+        #expect(result.status == 1)
+        #expect(result.stderr.contains("no reply from"), "\(result.stderr)")
+        #expect(result.stderr.contains("the connection to 127.0.0.1:\(port) closed: \(reason)"), "\(result.stderr)")
+    }
+
     @Test func badMultiaddrPointsAtTheBadPart() async throws {
         let result = try await Binary.run(["message", "send", "/ip4/300.1.1.1/tcp/4000/service/echo", "x"])
         #expect(result.status == 2)
