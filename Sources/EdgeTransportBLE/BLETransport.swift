@@ -47,6 +47,9 @@ public struct BLETransportOptions: Sendable {
     /// the connection's old level while the kernel pairs; once pairing has finished the connection is encrypted and
     /// a new channel opens at the level asked for (rig, Linux 6.1). See ``BLESecurityRetry``.
     public var securityRetry = BLESecurityRetry()
+    /// Tests: a pause just before a new link is announced, which widens the window in which its receive loop could run
+    /// first if the order were wrong.
+    var announceDelay: Duration?
 
     public init() {}
 }
@@ -663,13 +666,16 @@ public final class BLETransport: TransportResolver, Sendable {
             if outgoing, let peer { state.outgoing[peer] = id }
             return link
         }
-        registeredContinuation.finish()
         guard let link else {
+            registeredContinuation.finish()
             channel.close(promise: nil)
             throw .shutDown
         }
+        // Announced before the receive loop may run: a link its peer closes at once must still read up, then down.
+        if let delay = options.announceDelay { try? await Task.sleep(for: delay) }
         counterBox.update { $0.linkUps += 1 }
         emit(.linkUp(info))
+        registeredContinuation.finish()
         return link
     }
 

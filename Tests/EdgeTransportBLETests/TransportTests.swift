@@ -163,6 +163,32 @@ struct TransportTests {
         await node.shutdown()
     }
 
+    /// A link whose peer has already gone (a gateway that refuses the link at once) is reported up, then down: never
+    /// down before up, which left a consumer waiting for a "down" that had already passed.
+    @Test func aLinkClosedAtOnceIsReportedUpThenDown() async throws {
+        var options = BLETransportOptions()
+        options.announceDelay = .milliseconds(50)  // time for a receive loop that started too early to end the link
+        let node = Node()
+        let transport = BLETransport(node: node, options: options)
+        var events = transport.events().makeAsyncIterator()
+        for _ in 0..<3 {
+            let (a, b) = try seqpacketPair()
+            close(b)
+            _ = try await transport.attach(fd: a, peer: nil, outgoing: true, mtus: mtus(672, 672))
+            guard case .linkUp(let up)? = await events.next() else {
+                Issue.record("the first event is not the link up")
+                break
+            }
+            guard case .linkDown(let down, _)? = await events.next() else {
+                Issue.record("the second event is not the link down")
+                break
+            }
+            #expect(down.id == up.id)
+        }
+        await transport.shutdown()
+        await node.shutdown()
+    }
+
     /// A device can open many channels over one LE connection: past `maxLinks` they are closed and counted.
     @Test func linksPastTheCapAreRefusedAndCounted() async throws {
         var options = BLETransportOptions()

@@ -23,3 +23,19 @@ advertise() {
     hciconfig "$GATEWAY_ADAPTER" leadv 0 >/dev/null 2>&1
     return 0
 }
+
+# advertising_resumed: after a power cycle of the gateway's adapter, arm advertising again, twice a second apart:
+# under TCG on a loaded host the first attempt, made while the controller is still finishing its power-on, was seen
+# not to take (and btmgmt's non-interactive `info` prints nothing here to check it by). Each step is idempotent.
+advertising_resumed() {
+    advertise
+    sleep 1
+    advertise
+}
+
+# le_connection_gone <peer address>: the gateway's LE connection to the peer is gone (disconnected through mgmt if it
+# lingers after its last channel closed, as the kernel lets it for a few seconds).
+le_connection_gone() {
+    timeout 20 btmgmt --index "${GATEWAY_ADAPTER#hci}" disconnect -t 1 "$1" >/dev/null 2>&1
+    wait_for 30 sh -c "! timeout 20 btmgmt --index '${GATEWAY_ADAPTER#hci}' con | grep -q '$1'"
+}
