@@ -196,7 +196,18 @@ link_cuts() {
         wait_for "$STEP_TIMEOUT" cut_reconnects "$i" "$log" >/dev/null || { why="cut $i: no reconnect attempt"; break; }
         timeout 20 btmgmt --index "${adapter#hci}" power on >/dev/null
         [ "$adapter" = "$GATEWAY_ADAPTER" ] && advertising_resumed
-        wait_for "$STEP_TIMEOUT" test -f "$WORK/cut-$i" || { why="cut $i: no echo over a new link"; break; }
+        # Recovery is the transport's job, the radio environment the rig's: while no new link has come, re-arm the
+        # gateway's advertising (and make sure the sensor's controller is not advertising, which stops a btvirt
+        # controller from initiating) every 15 s. Seen in CI: advertising that did not resume after a power-on.
+        local waited=0
+        until wait_for 15 test -f "$WORK/cut-$i"; do
+            waited=$((waited + 15))
+            [ "$waited" -ge "$STEP_TIMEOUT" ] && break
+            note "cut $i: no new link ${waited}s after the power-on; re-arming advertising"
+            advertise
+            timeout 20 btmgmt --index "${SENSOR_ADAPTER#hci}" advertising off >/dev/null 2>&1
+        done
+        test -f "$WORK/cut-$i" || { why="cut $i: no echo over a new link"; break; }
         times+=("$(echo "$EPOCHREALTIME - $cut_at" | bc)")
         # Reconnect attempts of this cut: numbered from 1, each delay at least the backoff's floor
         # (250 ms × 2^(n-1) less 50 % jitter, capped at 30 s), and no more than max_reconnects.
