@@ -24,9 +24,9 @@ public struct EdgeMutex<Value: ~Copyable>: ~Copyable {
     /// calling thread's id through a thread-local slot; the optimiser keeps that slot's address in the async frame
     /// across a suspension point, so a lock taken after an `await` that resumed on another thread uses the previous
     /// thread's id (and can write into that thread's slot), and the unlock, which reads the current thread's slot,
-    /// traps: "Call to unlock Mutex on a thread which hasn't acquired the lock" (seen in `BLETransport`'s dial path,
-    /// release builds only). Out of line, every lock and unlock happen in one synchronous function, which reads the
-    /// thread-local slot afresh on every call. `Tests/EdgeSyncTests` runs that shape in the release test run.
+    /// traps: "Call to unlock Mutex on a thread which hasn't acquired the lock" (release builds only; reproducer and
+    /// cause: scripts/swift-bugs/). Out of line, every lock and unlock happen in one synchronous function, which reads
+    /// the thread-local slot afresh on every call. `EdgeMutexTests` runs that shape in the release test run.
     @inlinable @inline(never)
     public borrowing func withLock<Result: ~Copyable, E: Error>(
         _ body: (inout sending Value) throws(E) -> sending Result

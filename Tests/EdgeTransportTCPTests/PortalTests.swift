@@ -29,8 +29,8 @@ final class ConnectionCounter: ChannelInboundHandler, Sendable {
 struct PortalTests {
     @Test func outletWhosePongCannotBeDeliveredClosesTheTargetConnection() async throws {
         // The Ping's return route is the peer's: here its first hop does not exist (as when the peer's connection or
-        // channel closed right after the Ping). The outlet has connected to the target by then; it used to drop that
-        // channel with its writer unfinished, which traps ("Deinited NIOAsyncWriter without calling finish()").
+        // channel closed right after the Ping). The outlet has connected to the target by then and must close that
+        // channel: dropping it with its writer unfinished traps ("Deinited NIOAsyncWriter without calling finish()").
         let counter = ConnectionCounter()
         let target = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .childChannelInitializer { channel in

@@ -165,8 +165,8 @@ struct AgentTests {
         #expect(failed.stderr.contains("\(bad):5: transports.tcp.listen: expected host:port"), "\(failed.stderr)")
     }
 
-    /// A configuration path that names a directory or a FIFO is an error at once (it used to validate as an empty
-    /// configuration, and a FIFO hung the agent).
+    /// A configuration path that names a directory or a FIFO is an error at once: not an empty configuration (which
+    /// trusts everyone), and no blocking open of a FIFO.
     @Test func checkConfigRefusesADirectoryAndAFIFO() async throws {
         let dir = try temporaryDirectory()
         let fifo = dir + "/fifo.yaml"

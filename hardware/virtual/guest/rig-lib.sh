@@ -25,8 +25,8 @@ advertise() {
 }
 
 # advertising_resumed: after a power cycle of the gateway's adapter, arm advertising again, twice a second apart:
-# under TCG on a loaded host the first attempt, made while the controller is still finishing its power-on, was seen
-# not to take (and btmgmt's non-interactive `info` prints nothing here to check it by). Each step is idempotent.
+# under TCG on a loaded host the first attempt, made while the controller is still finishing its power-on, does not
+# always take (and btmgmt's non-interactive `info` prints nothing here to check it by). Each step is idempotent.
 advertising_resumed() {
     advertise
     sleep 1

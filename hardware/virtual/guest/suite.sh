@@ -198,7 +198,7 @@ link_cuts() {
         [ "$adapter" = "$GATEWAY_ADAPTER" ] && advertising_resumed
         # Recovery is the transport's job, the radio environment the rig's: while no new link has come, re-arm the
         # gateway's advertising (and make sure the sensor's controller is not advertising, which stops a btvirt
-        # controller from initiating) every 15 s. Seen in CI: advertising that did not resume after a power-on.
+        # controller from initiating) every 15 s: under TCG, advertising does not always resume after a power-on.
         local waited=0
         until wait_for 15 test -f "$WORK/cut-$i"; do
             waited=$((waited + 15))
