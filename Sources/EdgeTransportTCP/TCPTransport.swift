@@ -94,8 +94,8 @@ public final class TCPTransport: TransportResolver, Sendable {
         var served: [Int: Int] = [:]
         /// Inbound connections being served per listener and host (``TCPHostKey``), for the per-host cap.
         var servedByHost: [TCPHostKey: Int] = [:]
-        /// Per listener: when a refusal was last logged, and how many were not logged since.
-        var refusalLog: [Int: (last: NIODeadline, unlogged: Int)] = [:]
+        /// Per listener: refusal log lines, at most one per 10 s with the number refused since.
+        var refusalLogs: [Int: LogRateLimiter] = [:]
         var counters = TCPTransportCounters()
         /// Why the last outgoing connections closed, by `host:port` (the newest 64), so a caller whose request got
         /// no reply can say what happened to the connection.
@@ -188,7 +188,7 @@ public final class TCPTransport: TransportResolver, Sendable {
     private func admit(listener: Int, local: SocketAddress, peer: String, host: TCPHostKey?) -> Bool {
         let cap = options.maxConnectionsPerListener
         let hostCap = host.flatMap { !$0.loopback || options.capLoopbackHosts ? options.maxConnectionsPerHost : nil }
-        let (refusedSinceLog, overHost): (Int?, Bool) = state.withLock { state in
+        let (refusalLog, overHost): (LogRateLimiter?, Bool) = state.withLock { state in
             let served = state.served[listener, default: 0]
             let fromHost = host.map { state.servedByHost[$0, default: 0] } ?? 0
             let overHost = hostCap.map { fromHost >= $0 } ?? false
@@ -199,17 +199,14 @@ public final class TCPTransport: TransportResolver, Sendable {
                 return (nil, false)
             }
             if overHost { state.counters.connectionsRefusedOverHostCap += 1 } else { state.counters.connectionsRefusedOverCap += 1 }
-            let now = NIODeadline.now()
-            if let log = state.refusalLog[listener], now < log.last + .seconds(10) {
-                state.refusalLog[listener] = (log.last, log.unlogged + 1)
-                return (0, overHost)
-            }
-            let unlogged = state.refusalLog[listener]?.unlogged ?? 0
-            state.refusalLog[listener] = (now, 0)
-            return (unlogged + 1, overHost)
+            if let log = state.refusalLogs[listener] { return (log, overHost) }
+            let log = LogRateLimiter()
+            state.refusalLogs[listener] = log
+            return (log, overHost)
         }
-        guard let refusedSinceLog else { return true }
-        if refusedSinceLog > 0 {
+        guard let refusalLog else { return true }
+        if let suppressed = refusalLog.admit() {
+            let refusedSinceLog = suppressed + 1
             let why =
                 overHost
                 ? "it serves \(hostCap ?? 0) connections from that host, the per-host cap (--tcp-max-connections-per-host / transports.tcp.max_connections_per_host)"
