@@ -104,13 +104,20 @@ public enum SerialPort {
             try apply(configuration, to: fd)
             _ = tcflush(raw, TCIFLUSH)
         } catch let error as SerialTransportError {
-            _ = Glibc.close(raw)
+            release(raw)
             throw error
         } catch {
-            _ = Glibc.close(raw)
+            release(raw)
             throw .openFailed(path: path, errno: .ioError)
         }
         return fd
+    }
+
+    /// Drops our `flock` (if taken) before closing: the lock belongs to the open file description, which a child
+    /// forked by another thread shares until it execs, so closing our descriptor alone would not free the port.
+    private static func release(_ raw: CInt) {
+        _ = flock(raw, LOCK_UN)
+        _ = Glibc.close(raw)
     }
 
     /// Applies the line settings of `configuration` to an open tty: raw mode (`cfmakeraw`, `CLOCAL | CREAD`,

@@ -125,9 +125,15 @@ public final class Vault: Sendable {
 
         let (root, rootProblems) = try openVaultDirectory(path, user: user, create: true)
         var opened: [FileDescriptor] = [root]
+        var heldLock: FileDescriptor?
         var succeeded = false
         defer {
-            if !succeeded { for fd in opened.reversed() { try? fd.close() } }
+            if !succeeded {
+                // flock(2) belongs to the open file description, which a child forked by another thread shares
+                // until it execs: closing our descriptor alone could leave the vault locked for that moment.
+                if let heldLock { releaseLock(heldLock) }
+                for fd in opened.reversed() { try? fd.close() }
+            }
         }
         if !rootProblems.isEmpty {
             // Refused; but report everything at once, from a read-only walk (nothing is created or locked).
@@ -139,6 +145,7 @@ public final class Vault: Sendable {
         // The lock comes first: everything below happens with it held.
         let lock = try acquireLock(root, vault: path, user: user)
         opened.append(lock)
+        heldLock = lock
 
         var inspector = VaultInspector(root: path, user: user, deep: false)
         inspector.walk(vault: root)
@@ -181,8 +188,7 @@ public final class Vault: Sendable {
     private static func release(_ handles: inout Handles?) {
         guard let open = handles else { return }
         handles = nil
-        try? open.lock.resize(to: 0)  // forget our pid before unlocking
-        try? open.lock.unlock()
+        releaseLock(open.lock)
         try? open.records.close()
         try? open.keys.close()
         try? open.lock.close()
@@ -294,6 +300,7 @@ public final class Vault: Sendable {
                 try systemCall { try lock.resize(to: 0) }
                 _ = try systemCall { try lock.writeAll(toAbsoluteOffset: 0, Array("\(currentProcessID)\n".utf8)) }
             } catch {
+                releaseLock(lock)
                 throw .io("write lock file", lockPath, error)
             }
         } catch {
@@ -301,6 +308,13 @@ public final class Vault: Sendable {
             throw error
         }
         return lock
+    }
+
+    /// Forgets our pid and drops the `flock` explicitly (`LOCK_UN` releases it for every descriptor that shares the
+    /// open file description, including copies in children forked by other threads that have not exec'd yet).
+    private static func releaseLock(_ lock: FileDescriptor) {
+        try? lock.resize(to: 0)
+        try? lock.unlock()
     }
 
     /// The pid written in a lock file by its holder, if readable.

@@ -1,4 +1,5 @@
 // EdgeVaultTests/LockTests: one open Vault per directory, in this process and across processes.
+import EdgeCrypto
 import EdgeTestSupport
 import Foundation
 import SystemPackage
@@ -42,6 +43,48 @@ struct LockTests {
             let again = try Vault.open(at: path)
             #expect(try again.listKeys().count == 1)
             again.close()
+        }
+    }
+
+    @Test("close releases the lock even while a forked child still shares the lock's descriptor")
+    func closeWithAForkedChild() throws {
+        try withVaultPath { path in
+            let vault = try Vault.open(at: path)
+            var pipeEnds: [Int32] = [0, 0]
+            try #require(pipe(&pipeEnds) == 0)
+            let child = fork()
+            try #require(child >= 0)
+            if child == 0 {
+                // The child holds a copy of every descriptor, the vault's lock among them, until it exits.
+                var byte: UInt8 = 0
+                close(pipeEnds[1])
+                _ = read(pipeEnds[0], &byte, 1)
+                _exit(0)
+            }
+            close(pipeEnds[0])
+            defer {
+                close(pipeEnds[1])
+                var status: Int32 = 0
+                waitpid(child, &status, 0)
+            }
+            vault.close()
+            let again = try Vault.open(at: path)
+            again.close()
+        }
+    }
+
+    @Test("an open that fails after taking the lock leaves the lock free and forgets its pid")
+    func failedOpenReleases() throws {
+        try withVaultPath { path in
+            let key = SecretKey(copying: Random.bytes(count: 32))
+            _ = try populateVault(at: path, options: VaultOptions(encryptionKey: key))
+            let other = SecretKey(copying: Random.bytes(count: 32))
+            expectVaultError(.wrongEncryptionKey) {
+                try Vault.open(at: path, options: VaultOptions(encryptionKey: other))
+            }
+            #expect(try readBytes(path.appending(".lock")).isEmpty)
+            let vault = try Vault.open(at: path, options: VaultOptions(encryptionKey: key))
+            vault.close()
         }
     }
 
