@@ -20,7 +20,17 @@ public struct AgentConfig: Equatable, Sendable {
         public var name = "agent"
         public var stateDirectory: String?
         public var logLevel = "info"
+        /// Master switch: forward messages from links and secure channels to remote hops at all.
         public var forwarding = true
+        /// Whether `echo` and `uppercase` are reachable from plain links (else only through secure channels).
+        public var publicServices = true
+    }
+
+    /// An entry of `forwarding.allow` (`host:port`, `host:*`, `a.b.c.d/len:port`, `[v6/len]:port`), with its line;
+    /// the agent validates it with the TCP transport's parser.
+    public struct ForwardRule: Equatable, Sendable {
+        public var text: String
+        public var line: Int
     }
 
     public struct VaultSettings: Equatable, Sendable {
@@ -50,6 +60,8 @@ public struct AgentConfig: Equatable, Sendable {
         public var maxConnections = 512
         /// Connections each listener serves at once from one IPv4 address or IPv6 /64 (loopback exempt); nil: `off`.
         public var maxConnectionsPerHost: Int? = 64
+        /// Outgoing connections open or being opened at once.
+        public var maxOutgoing = 256
         public init() {}
     }
 
@@ -149,6 +161,8 @@ public struct AgentConfig: Equatable, Sendable {
     public var bleConnect: [DeviceLink] = []
     public var bridges: [Bridge] = []
     public var ingest: [Ingest] = []
+    /// TCP destinations a link's or secure channel's messages may be forwarded to, besides the configured uplinks.
+    public var forwardAllow: [ForwardRule] = []
 
     public init() {}
 
@@ -275,12 +289,14 @@ public struct AgentConfig: Equatable, Sendable {
                 root, "",
                 allowed: [
                     "node", "vault", "identity", "trust", "transports", "secure_channels", "relays", "portals", "bridges",
-                    "ingest", "sessions", "metrics",
+                    "ingest", "sessions", "metrics", "forwarding",
                 ])
             for (key, value, _) in top {
                 switch key {
                 case "node":
-                    for (k, v, _) in try mapping(value, "node", allowed: ["name", "state_dir", "log_level", "forwarding"]) {
+                    for (k, v, _) in try mapping(
+                        value, "node", allowed: ["name", "state_dir", "log_level", "forwarding", "public_services"])
+                    {
                         switch k {
                         case "name":
                             let name = try nonEmpty(v, "node.name")
@@ -295,7 +311,15 @@ public struct AgentConfig: Equatable, Sendable {
                                 throw fail(v, "node.log_level", "expected trace, debug, info, notice, warning, error or critical")
                             }
                             config.node.logLevel = level
+                        case "public_services": config.node.publicServices = try bool(v, "node.public_services")
                         default: config.node.forwarding = try bool(v, "node.forwarding")
+                        }
+                    }
+                case "forwarding":
+                    for (_, v, _) in try mapping(value, "forwarding", allowed: ["allow"]) {
+                        for item in try list(v, "forwarding.allow") {
+                            let text = try nonEmpty(item, "forwarding.allow[]")
+                            config.forwardAllow.append(ForwardRule(text: text, line: item.line))
                         }
                     }
                 case "vault":
@@ -355,7 +379,10 @@ public struct AgentConfig: Equatable, Sendable {
                         }
                         for (tk, tv, _) in try mapping(
                             v, "transports.tcp",
-                            allowed: ["listen", "frame_timeout", "frame_min_rate", "max_connections", "max_connections_per_host"])
+                            allowed: [
+                                "listen", "frame_timeout", "frame_min_rate", "max_connections", "max_connections_per_host",
+                                "max_outgoing",
+                            ])
                         {
                             switch tk {
                             case "frame_timeout":
@@ -366,6 +393,9 @@ public struct AgentConfig: Equatable, Sendable {
                                 continue
                             case "max_connections":
                                 config.tcp.maxConnections = try int(tv, "transports.tcp.max_connections", range: 1...1_000_000)
+                                continue
+                            case "max_outgoing":
+                                config.tcp.maxOutgoing = try int(tv, "transports.tcp.max_outgoing", range: 1...1_000_000)
                                 continue
                             case "max_connections_per_host":
                                 if case .scalar(let text, _) = tv, text == "off" {

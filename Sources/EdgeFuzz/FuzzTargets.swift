@@ -24,6 +24,7 @@ public enum FuzzTargets {
         "multiaddr-binary": multiaddrBinary,
         "tcp-frames": tcpFrames,
         "tcp-read-deadline": tcpReadDeadline,
+        "tcp-destination": tcpDestination,
         "identity": identity,
         "attestation": attestation,
         "credential": credential,

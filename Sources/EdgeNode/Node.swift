@@ -17,6 +17,8 @@ public enum NodeError: Error, Hashable, Sendable, CustomStringConvertible {
     case emptyOnwardRoute
     /// The node does not forward messages from transports to remote hops (`--no-forwarding`).
     case forwardingDisabled(Address)
+    /// The forwarding policy does not allow this remote hop for a message from a link or secure channel.
+    case forwardingNotAllowed(Address)
     /// No reply arrived within the timeout.
     case timeout(Duration)
     /// The node is shutting down.
@@ -35,6 +37,7 @@ public enum NodeError: Error, Hashable, Sendable, CustomStringConvertible {
         case .noTransport(let t): return "no transport registered for transport type \(t)"
         case .emptyOnwardRoute: return "message has an empty onward route"
         case .forwardingDisabled(let a): return "forwarding to remote hop \(a) is disabled on this node"
+        case .forwardingNotAllowed(let a): return "forwarding to remote hop \(a) is not allowed on this node"
         case .timeout(let d): return "no reply within \(d)"
         case .shuttingDown: return "node is shutting down"
         case .accessDenied(let a): return "access to \(a) denied"
@@ -67,11 +70,75 @@ public struct WorkerOptions: Sendable {
     public var mailboxCapacity: Int
     /// Checked before a message is enqueued; refusals are counted and logged.
     public var accessControl: IncomingAccessControl
+    /// Which messages from transport links may reach the worker at all (flow control, checked before
+    /// ``accessControl``); messages from this node's workers and out of secure channels are not restricted by it.
+    public var reach: Reach
 
-    public init(mailboxCapacity: Int = 256, accessControl: @escaping IncomingAccessControl = { _ in true }) {
+    /// Flow control: what may reach a worker from the network (see docs/routing.md "Flow control").
+    public enum Reach: Sendable, Hashable {
+        /// Only this node's own workers, the CLI and the control socket, messages out of secure channels, and the
+        /// links this worker has itself sent a message through (the replies it asked for). The default.
+        case local
+        /// Also every transport link: secure channel listeners, services configured as public, relays.
+        case links
+        /// Every transport link too, for a worker that accepts only authenticated input under an unguessable address
+        /// (a secure channel's decryptor); not listed among the public workers in `status`.
+        case linksAuthenticated
+        /// A transport's sender worker for one link: reachable from its own link. A message routed to it registers
+        /// the message's reply address as a consumer of the link, so the link's replies may reach that worker.
+        case linkSender
+    }
+
+    public init(
+        mailboxCapacity: Int = 256, reach: Reach = .local, accessControl: @escaping IncomingAccessControl = { _ in true }
+    ) {
         self.mailboxCapacity = mailboxCapacity
+        self.reach = reach
         self.accessControl = accessControl
     }
+}
+
+/// Where a message that is being routed came from: what flow control decides by.
+public enum MessageOrigin: Sendable, Hashable, CustomStringConvertible {
+    /// A worker of this node, the CLI or the control socket.
+    case local
+    /// A transport link (a TCP connection, a serial or BLE link), named by its sender worker's address.
+    case link(Address)
+    /// The secure channel whose decryptor is at this address (the peer is authenticated).
+    case secureChannel(Address)
+
+    public var description: String {
+        switch self {
+        case .local: "local"
+        case .link(let sender): "link \(sender)"
+        case .secureChannel(let decryptor): "secure channel \(decryptor)"
+        }
+    }
+}
+
+/// Which remote hops (`1#host:port`, `4#…`) a node resolves for messages that came from a link or out of a secure
+/// channel, i.e. on a remote party's behalf. Messages from this node's own workers, the CLI and the control socket
+/// may go anywhere (a local user asked for it).
+public struct ForwardingPolicy: Sendable {
+    /// Whether such messages may reach remote hops at all (`--no-forwarding`, `node.forwarding: false`).
+    public var enabled: Bool
+    /// Decides for one remote hop (the transport's address as written in the route).
+    public var allows: @Sendable (Address) -> Bool
+    /// What the policy allows now, for `status` (e.g. `["10.0.0.5:4000", "10.1.0.0/16:443"]`).
+    public var summary: @Sendable () -> [String]
+
+    public init(
+        enabled: Bool = true, summary: @escaping @Sendable () -> [String], allows: @escaping @Sendable (Address) -> Bool
+    ) {
+        self.enabled = enabled
+        self.allows = allows
+        self.summary = summary
+    }
+
+    /// Forward nothing on a remote party's behalf.
+    public static let none = ForwardingPolicy(enabled: false, summary: { [] }) { _ in false }
+    /// Forward to any remote hop: an open relay, for tests and closed labs only.
+    public static let any = ForwardingPolicy(summary: { ["*"] }) { _ in true }
 }
 
 /// What a worker can do: send messages, start and stop workers, read its own address.
@@ -101,6 +168,10 @@ public struct NodeCounters: Sendable, Equatable {
     public var droppedWorkerStopped: UInt64 = 0
     public var droppedHeartbeat: UInt64 = 0
     public var droppedForwardingDisabled: UInt64 = 0
+    /// Messages from a link or secure channel whose remote next hop the forwarding policy does not allow.
+    public var droppedForwardNotAllowed: UInt64 = 0
+    /// Messages from a link to a worker that link may not reach (flow control).
+    public var droppedFlowControl: UInt64 = 0
     public var workerErrors: UInt64 = 0
 }
 
@@ -117,18 +188,18 @@ public protocol TransportResolver: Sendable {
 /// address; a non-local first hop is first resolved by the transport registered for its type.
 public final class Node: Sendable {
     public struct Options: Sendable {
-        /// Resolve remote hops (e.g. `1#host:port`) in messages that arrived from a transport. A gateway
-        /// needs this to forward device messages onward; turn it off on nodes that must not relay.
-        public var forwardTransportMessages: Bool
+        /// Which remote hops (e.g. `1#host:port`) are resolved for messages that came from a link or out of a secure
+        /// channel. A gateway forwards device messages to its uplinks; nothing else needs to relay.
+        public var forwarding: ForwardingPolicy
         public var defaultMailboxCapacity: Int
         /// Called with every message just before it is enqueued for a worker (tests, tracing, packet capture).
         public var observer: (@Sendable (LocalMessage) -> Void)?
 
         public init(
-            forwardTransportMessages: Bool = true, defaultMailboxCapacity: Int = 256,
+            forwarding: ForwardingPolicy = .none, defaultMailboxCapacity: Int = 256,
             observer: (@Sendable (LocalMessage) -> Void)? = nil
         ) {
-            self.forwardTransportMessages = forwardTransportMessages
+            self.forwarding = forwarding
             self.defaultMailboxCapacity = defaultMailboxCapacity
             self.observer = observer
         }
@@ -137,6 +208,7 @@ public final class Node: Sendable {
     private struct Entry: Sendable {
         let mailbox: Mailbox
         let accessControl: IncomingAccessControl
+        let reach: WorkerOptions.Reach
         /// Every address of the worker, the primary first (stopping it unregisters them without a scan).
         let addresses: [Address]
         var primary: Address { addresses[0] }
@@ -149,12 +221,35 @@ public final class Node: Sendable {
         var shuttingDown = false
         /// The inboxes of requests in progress, by their temporary address (``request(to:payload:timeout:)``).
         var pendingRequests: [Address: ReplyWorker] = [:]
+        /// Flow control: per link (its sender's address), the addresses that sent through it and so may receive from
+        /// it; and the reverse, so a stopping worker or link is forgotten without a scan.
+        var consumers: [Address: Set<Address>] = [:]
+        var consumedLinks: [Address: Set<Address>] = [:]
+
+        /// Removes `addresses` from the worker table and from the flow-control tables (as consumers and as links).
+        mutating func remove(_ addresses: [Address]) {
+            for address in addresses {
+                workers[address] = nil
+                if let links = consumedLinks.removeValue(forKey: address) {
+                    for link in links { consumers[link]?.remove(address) }
+                }
+                if let members = consumers.removeValue(forKey: address) {
+                    for member in members { consumedLinks[member]?.remove(address) }
+                }
+            }
+        }
     }
+
+    /// Most addresses registered as consumers of one link; beyond it, replies to further ones are refused (counted
+    /// as flow-control drops). Request inboxes and channels unregister when they stop, so this is only reached by a
+    /// node with thousands of requests in flight over one link.
+    static let maxConsumersPerLink = 4096
 
     public let logger: Logger
     public let options: Options
     private let registry = EdgeMutex(Registry())
     private let counterStorage = EdgeMutex(NodeCounters())
+    private let refusalLog = LogRateLimiter(interval: Node.errorLogInterval)
 
     public init(logger: Logger = Logger(label: "ockam-edge.node"), options: Options = Options()) {
         self.logger = logger
@@ -175,7 +270,7 @@ public final class Node: Sendable {
         let options = options ?? WorkerOptions(mailboxCapacity: self.options.defaultMailboxCapacity)
         let primary = addresses[0]
         let mailbox = Mailbox(capacity: options.mailboxCapacity, address: primary)
-        let entry = Entry(mailbox: mailbox, accessControl: options.accessControl, addresses: addresses)
+        let entry = Entry(mailbox: mailbox, accessControl: options.accessControl, reach: options.reach, addresses: addresses)
         try registry.withLock { (registry: inout Registry) throws(NodeError) in
             if registry.shuttingDown { throw .shuttingDown }
             for address in addresses where registry.workers[address] != nil { throw .addressInUse(address) }
@@ -234,9 +329,7 @@ public final class Node: Sendable {
 
     private func unregister(_ addresses: [Address], mailbox: Mailbox) {
         registry.withLock { registry in
-            for address in addresses where registry.workers[address]?.mailbox === mailbox {
-                registry.workers[address] = nil
-            }
+            registry.remove(addresses.filter { registry.workers[$0]?.mailbox === mailbox })
         }
     }
 
@@ -246,7 +339,7 @@ public final class Node: Sendable {
         let found: (Mailbox, [Address], Task<Void, Never>?)? = registry.withLock { registry in
             guard let entry = registry.workers[address] else { return nil }
             let addresses = entry.addresses.filter { registry.workers[$0]?.mailbox === entry.mailbox }
-            for a in addresses { registry.workers[a] = nil }
+            registry.remove(addresses)
             return (entry.mailbox, addresses, registry.tasks[entry.primary])
         }
         guard let (mailbox, addresses, task) = found else { return }
@@ -259,7 +352,7 @@ public final class Node: Sendable {
     public func stopWorkerNoWait(at address: Address) {
         let mailbox: Mailbox? = registry.withLock { registry in
             guard let entry = registry.workers[address] else { return nil }
-            for a in entry.addresses where registry.workers[a]?.mailbox === entry.mailbox { registry.workers[a] = nil }
+            registry.remove(entry.addresses.filter { registry.workers[$0]?.mailbox === entry.mailbox })
             return entry.mailbox
         }
         if let mailbox {
@@ -296,32 +389,59 @@ public final class Node: Sendable {
 
     // MARK: Routing
 
-    /// Routes a message to the worker named by its first onward address, resolving a remote first hop
-    /// through its transport. Suspends while the destination mailbox is full.
+    /// Routes a message from this node (a worker, the CLI, the control socket) to the worker named by its first
+    /// onward address, resolving a remote first hop through its transport. Suspends while the destination mailbox is
+    /// full.
     public func send(_ message: LocalMessage) async throws {
-        try await route(message, fromTransport: false)
+        try await route(message, origin: .local)
     }
 
-    /// Entry point for transport receivers: like ``send(_:)`` but honours ``Options/forwardTransportMessages``
-    /// and never throws; failures are counted and logged (the connection keeps running).
-    public func deliverFromTransport(_ message: LocalMessage) async {
+    /// Routes a message that came from `origin`: flow control and the forwarding policy apply to a link's and a
+    /// secure channel's messages (``MessageOrigin``). Throws why a message was not delivered (also counted).
+    public func deliver(_ message: LocalMessage, origin: MessageOrigin) async throws {
+        try await route(message, origin: origin)
+    }
+
+    /// Entry point for transport receivers: routes a message that arrived on the link whose sender worker is at
+    /// `link`, and never throws; failures are counted and logged (the connection keeps running).
+    public func deliverFromTransport(_ message: LocalMessage, link: Address) async {
         do {
-            try await route(message, fromTransport: true)
+            try await route(message, origin: .link(link))
         } catch {
             logger.debug("dropped message from transport: \(error)")
         }
     }
 
-    private func route(_ message: LocalMessage, fromTransport: Bool) async throws {
+    /// What this node's flow control allows, for `status`: the forwarding policy and the workers links may reach.
+    public var flowControlSummary: (forwarding: Bool, forwardTo: [String], reachableFromLinks: [Address]) {
+        let public_ = registry.withLock { registry in
+            Set(registry.workers.values.filter { $0.reach == .links }.map(\.primary))
+        }
+        return (
+            options.forwarding.enabled, options.forwarding.summary(),
+            public_.sorted { $0.description < $1.description }
+        )
+    }
+
+    private func route(_ message: LocalMessage, origin: MessageOrigin) async throws {
         var message = message
         guard let first = message.onwardRoute.first else {
             count { $0.droppedHeartbeat += 1 }
             throw NodeError.emptyOnwardRoute
         }
+        var forwarded = false
         if !first.isLocal {
-            if fromTransport && !options.forwardTransportMessages {
-                count { $0.droppedForwardingDisabled += 1 }
-                throw NodeError.forwardingDisabled(first)
+            if origin != .local {
+                guard options.forwarding.enabled else {
+                    count { $0.droppedForwardingDisabled += 1 }
+                    throw NodeError.forwardingDisabled(first)
+                }
+                guard options.forwarding.allows(first) else {
+                    count { $0.droppedForwardNotAllowed += 1 }
+                    noteRefusal("forwarding from \(origin) to \(first) is not allowed (forwarding.allow / --forward-to)")
+                    throw NodeError.forwardingNotAllowed(first)
+                }
+                forwarded = true
             }
             let transport = registry.withLock { $0.transports[first.transportType] }
             guard let transport else {
@@ -332,14 +452,31 @@ public final class Node: Sendable {
             message.onwardRoute.replaceFront(with: local)
         }
         guard let destination = message.onwardRoute.first else { throw NodeError.emptyOnwardRoute }
-        let entry = registry.withLock { $0.workers[destination] }
+        let replyAddress = message.returnRoute.first
+        let entry = registry.withLock { registry -> Entry? in
+            guard let entry = registry.workers[destination] else { return nil }
+            // A message to a link's sender lets the link's replies reach the address it names for them.
+            if entry.reach == .linkSender, let replyAddress, replyAddress != destination,
+                let consumer = registry.workers[replyAddress], consumer.reach != .links, consumer.reach != .linksAuthenticated,
+                registry.consumers[destination, default: []].count < Self.maxConsumersPerLink
+            {
+                registry.consumers[destination, default: []].insert(replyAddress)
+                registry.consumedLinks[replyAddress, default: []].insert(destination)
+            }
+            return entry
+        }
         guard let entry else {
             count { $0.droppedUnknownAddress += 1 }
             throw NodeError.unknownAddress(destination)
         }
+        if case .link(let link) = origin, !forwarded, !mayReach(entry, at: destination, from: link) {
+            count { $0.droppedFlowControl += 1 }
+            noteRefusal("a message from \(origin) for \(destination) was refused: that worker is not reachable from links")
+            throw NodeError.accessDenied(destination)
+        }
         guard entry.accessControl(message) else {
             count { $0.droppedAccessDenied += 1 }
-            logger.warning("access denied: message for \(destination) refused by its access control")
+            noteRefusal("access denied: message for \(destination) refused by its access control")
             throw NodeError.accessDenied(destination)
         }
         options.observer?(message)
@@ -349,6 +486,27 @@ public final class Node: Sendable {
         } catch {
             count { $0.droppedWorkerStopped += 1 }
             throw error
+        }
+    }
+
+    /// Flow control for a message from the link whose sender is at `link`: public workers, the link's own sender,
+    /// and the addresses that sent through that link (their replies).
+    private func mayReach(_ entry: Entry, at destination: Address, from link: Address) -> Bool {
+        switch entry.reach {
+        case .links, .linksAuthenticated: return true
+        case .linkSender where entry.addresses.contains(link): return true
+        case .local, .linkSender:
+            return registry.withLock { $0.consumers[link]?.contains(destination) ?? false }
+        }
+    }
+
+    /// Refusals are decided by what peers send: warnings at most every 10 s with a count of those in between; the
+    /// rest at debug (all are counted).
+    private func noteRefusal(_ text: @autoclosure () -> String) {
+        if let suppressed = refusalLog.admit() {
+            logger.warning("\(text())\(LogRateLimiter.note(suppressed))")
+        } else {
+            logger.debug("\(text())")
         }
     }
 

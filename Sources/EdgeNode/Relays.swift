@@ -36,7 +36,9 @@ public struct RelayService: Worker {
         let relayAddress = Address.local(Self.prefix + name)
         // A node that reconnects registers again: the new route replaces the old one.
         await context.node.stopWorker(at: relayAddress)
-        try context.node.startWorker(Relay(forwardRoute: message.returnRoute, name: relayAddress.valueString), at: relayAddress)
+        try context.node.startWorker(
+            Relay(forwardRoute: message.returnRoute, name: relayAddress.valueString), at: relayAddress,
+            options: WorkerOptions(reach: .links))
         context.logger.info("relay \(relayAddress) → \(message.returnRoute)")
     }
 }
@@ -169,6 +171,8 @@ extension Node {
 
     /// Starts the relay service (`static_forwarding_service` and `forwarding_service`) on this node.
     public func startRelayService(authorize: @escaping RelayService.Authorization = { _, _ in true }) throws(NodeError) {
-        try startWorker(RelayService(authorize: authorize), at: [RelayService.staticAddress, RelayService.randomAddress])
+        try startWorker(
+            RelayService(authorize: authorize), at: [RelayService.staticAddress, RelayService.randomAddress],
+            options: WorkerOptions(reach: .links))
     }
 }

@@ -26,9 +26,11 @@ public struct UppercaseService: Worker {
 }
 
 extension Node {
-    /// Starts the services a stock Ockam node offers to plain TCP peers (`echo`, `uppercase`).
-    public func startDefaultServices() throws(NodeError) {
-        try startWorker(EchoService(), at: EchoService.defaultAddress)
-        try startWorker(UppercaseService(), at: UppercaseService.defaultAddress)
+    /// Starts the services a stock Ockam node offers (`echo`, `uppercase`): reachable from every link when `public`
+    /// (as on a stock node, for Ockam's own demos), else only locally and through secure channels.
+    public func startDefaultServices(public: Bool = true) throws(NodeError) {
+        let options = WorkerOptions(mailboxCapacity: self.options.defaultMailboxCapacity, reach: `public` ? .links : .local)
+        try startWorker(EchoService(), at: EchoService.defaultAddress, options: options)
+        try startWorker(UppercaseService(), at: UppercaseService.defaultAddress, options: options)
     }
 }

@@ -172,7 +172,10 @@ public final class SecureChannels: Sendable {
 
     /// Starts a listener (Ockam's default name is `api`) that spawns a responder for every first message.
     public func startListener(name: String = "api", options: SecureChannelOptions = SecureChannelOptions()) throws {
-        try node.startWorker(ListenerWorker(channels: self, name: name, options: options), at: .local(name))
+        // Reachable from every link (as Ockam's listener is a consumer of its TCP listener's connections).
+        try node.startWorker(
+            ListenerWorker(channels: self, name: name, options: options), at: .local(name),
+            options: WorkerOptions(reach: .links))
     }
 
     func admitHandshake(
@@ -210,7 +213,7 @@ public final class SecureChannels: Sendable {
         return try await withCheckedThrowingContinuation { continuation in
             channel.setCompletion(continuation)
             do {
-                try node.startWorker(worker, at: channel.decryptor)
+                try node.startWorker(worker, at: channel.decryptor, options: DecryptorWorker.workerOptions)
             } catch {
                 channel.complete(.failure(error))
             }
@@ -561,7 +564,9 @@ struct ListenerWorker: Worker {
         do {
             let handshake = try SecureChannelHandshake(
                 role: .responder, suite: options.suite, local: channels.local, trust: options.currentTrust)
-            try context.node.startWorker(DecryptorWorker(channel: channel, handshake: handshake, initialRoute: nil), at: channel.decryptor)
+            try context.node.startWorker(
+                DecryptorWorker(channel: channel, handshake: handshake, initialRoute: nil), at: channel.decryptor,
+                options: DecryptorWorker.workerOptions)
         } catch {
             channels.releaseHandshake(listener: name, decryptor: channel.decryptor)
             throw error
@@ -574,6 +579,11 @@ struct ListenerWorker: Worker {
 
 /// The per-channel worker at `decryptor_remote`: runs the handshake, then decrypts (Ockam's HandshakeWorker).
 final class DecryptorWorker: Worker {
+    /// Reachable from every link: its address is 128 random bits and everything it accepts is authenticated (a
+    /// handshake message or AEAD ciphertext), and a peer whose connection was replaced reaches it over the new one
+    /// (responder route tracking).
+    static let workerOptions = WorkerOptions(reach: .linksAuthenticated)
+
     private struct Mutable: ~Copyable {
         var handshake: SecureChannelHandshake?
         var decryptor: OckamDecryptor?
@@ -778,10 +788,11 @@ final class DecryptorWorker: Worker {
             var returnRoute = innerReturn
             returnRoute.prepend(channel.encryptor)
             do {
-                try await context.node.send(
+                try await context.node.deliver(
                     LocalMessage(
                         onwardRoute: onward, returnRoute: returnRoute, payload: payload,
-                        localInfo: [SecureChannelLocalInfo.make(peer.identifier)]))
+                        localInfo: [SecureChannelLocalInfo.make(peer.identifier)]),
+                    origin: .secureChannel(channel.decryptor))
             } catch {
                 context.logger.debug("decrypted message for \(onward) not delivered: \(error)")
             }

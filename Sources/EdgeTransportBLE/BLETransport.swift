@@ -644,7 +644,7 @@ public final class BLETransport: TransportResolver, Sendable {
             channel: channel, sduLimit: mtus.sduLimit, maxMessageSize: options.maxMessageSize,
             counters: counters)
         do {
-            try node.startWorker(worker, at: sender)
+            try node.startWorker(worker, at: sender, options: WorkerOptions(reach: .linkSender))
         } catch {
             channel.close(promise: nil)
             throw .shutDown
@@ -721,7 +721,8 @@ public final class BLETransport: TransportResolver, Sendable {
                     var returnRoute = decoded.returnRoute
                     returnRoute.prepend(sender)
                     await node.deliverFromTransport(
-                        LocalMessage(onwardRoute: decoded.onwardRoute, returnRoute: returnRoute, payload: decoded.payload))
+                        LocalMessage(onwardRoute: decoded.onwardRoute, returnRoute: returnRoute, payload: decoded.payload),
+                        link: sender)
                 }
             }
         }

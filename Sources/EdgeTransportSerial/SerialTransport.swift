@@ -393,7 +393,7 @@ public final class SerialTransport: TransportResolver, Sendable {
                             channel: channel.channel, port: name, maxMessageSize: peer.maxMessageSize,
                             counters: counters)
                         do {
-                            try self.node.startWorker(worker, at: address)
+                            try self.node.startWorker(worker, at: address, options: WorkerOptions(reach: .linkSender))
                         } catch {
                             // Only a node that is shutting down refuses a fresh random address: stop serving the port.
                             logger.error("cannot start the link's sender worker: \(error)")
@@ -433,7 +433,8 @@ public final class SerialTransport: TransportResolver, Sendable {
                         returnRoute.prepend(sender)
                         await self.node.deliverFromTransport(
                             LocalMessage(
-                                onwardRoute: decoded.onwardRoute, returnRoute: returnRoute, payload: decoded.payload))
+                                onwardRoute: decoded.onwardRoute, returnRoute: returnRoute, payload: decoded.payload),
+                            link: sender)
                     }
                 }
             }

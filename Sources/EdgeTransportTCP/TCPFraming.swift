@@ -18,6 +18,10 @@ public enum TCPTransportError: Error, Hashable, Sendable, CustomStringConvertibl
     case frameTimeout(length: UInt32?, allowed: Duration)
     /// An address value is not `host:port`.
     case invalidPeerAddress(String)
+    /// A forwarding allow-list entry is not `host:port`, `host:*`, `a.b.c.d/len:port` or `[v6/len]:port`.
+    case invalidForwardRule(String)
+    /// The node already has its cap of outgoing connections.
+    case tooManyOutgoingConnections(limit: Int)
     /// The connection is closed.
     case connectionClosed
 
@@ -32,6 +36,10 @@ public enum TCPTransportError: Error, Hashable, Sendable, CustomStringConvertibl
             let what = length.map { "a frame of \($0) bytes" } ?? "a frame's length prefix"
             return "peer did not complete \(what) within \(allowed) (frame timeout + length / minimum rate)"
         case .invalidPeerAddress(let a): return "invalid TCP peer address \"\(a)\" (expected host:port)"
+        case .invalidForwardRule(let a):
+            return "invalid forwarding rule \"\(a)\" (expected host:port, host:*, a.b.c.d/len:port or [v6/len]:port)"
+        case .tooManyOutgoingConnections(let limit):
+            return "too many outgoing TCP connections (the cap is \(limit): --tcp-max-outgoing / transports.tcp.max_outgoing)"
         case .connectionClosed: return "connection closed"
         }
     }

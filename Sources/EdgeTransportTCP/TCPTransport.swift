@@ -33,6 +33,9 @@ public struct TCPTransportOptions: Sendable {
     public var shutdownFlushTimeout: Duration = .seconds(2)
     /// How long an outgoing connect may take.
     public var connectTimeout: Duration = .seconds(10)
+    /// Most outgoing connections open or being opened at once (one per destination); a route to one more fails and
+    /// is counted. With the listeners' 512 this stays within the usual 1024 descriptors.
+    public var maxOutgoingConnections: Int = 256
     /// Largest frame accepted and sent.
     public var maxFrameSize: Int = ockamTCPMaxFrameSize
     /// Limits for decoding routing messages.
@@ -61,6 +64,8 @@ public struct TCPTransportCounters: Sendable, Equatable {
     /// Messages not sent because the next hop would have to reject them (a route or address over its limit once
     /// this node added its hop, or an encoding over the frame limit).
     public var messagesDroppedOverLimit: UInt64 = 0
+    /// Outgoing connections not opened because ``TCPTransportOptions/maxOutgoingConnections`` were open or opening.
+    public var outgoingRefusedOverCap: UInt64 = 0
 }
 
 /// A live TCP connection as seen by `status`.
@@ -112,6 +117,7 @@ public final class TCPTransport: TransportResolver, Sendable {
     }
 
     private let state = EdgeMutex(State())
+    private let outgoingCapLog = LogRateLimiter()
 
     public init(
         node: Node, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
@@ -229,22 +235,47 @@ public final class TCPTransport: TransportResolver, Sendable {
 
     // MARK: Connecting
 
-    /// Why the last outgoing connection to `peer` (`host:port` as in the route) closed, if one did.
-    public func closeReason(peer: String) -> String? { state.withLock { $0.closeReasons[peer] } }
+    /// Why the last outgoing connection to `peer` (`host:port`, any spelling of it) closed, if one did.
+    public func closeReason(peer: String) -> String? {
+        let key = (try? TCPDestination(parsing: peer))?.description ?? peer
+        return state.withLock { $0.closeReasons[key] }
+    }
 
-    /// Resolves `1#host:port` to the local sender address of a (new or existing) connection.
+    /// Resolves `1#host:port` to the local sender address of a (new or existing) connection. Every spelling of one
+    /// destination (``TCPDestination``) shares one connection; at most ``TCPTransportOptions/maxOutgoingConnections``
+    /// are open or being opened at once.
     public func resolve(_ address: Address) async throws -> Address {
-        let peer = address.valueString
-        if let existing = state.withLock({ $0.outgoing[peer] }) { return existing }
-        let task: Task<Address, any Error> = state.withLock { state in
-            if let pending = state.connecting[peer] { return pending }
+        let destination = try TCPDestination(parsing: address.valueString)
+        let peer = destination.description
+        enum Step {
+            case existing(Address)
+            case wait(Task<Address, any Error>)
+            case refused
+        }
+        let step: Step = state.withLock { state in
+            if let existing = state.outgoing[peer] { return .existing(existing) }
+            if let pending = state.connecting[peer] { return .wait(pending) }
+            guard state.outgoing.count + state.connecting.count < options.maxOutgoingConnections else {
+                state.counters.outgoingRefusedOverCap += 1
+                return .refused
+            }
             let task = Task { try await self.connect(peer: peer) }
             state.connecting[peer] = task
-            return task
+            return .wait(task)
         }
-        let result = await task.result
-        finishConnecting(peer)
-        return try result.get()
+        switch step {
+        case .existing(let sender): return sender
+        case .refused:
+            if let suppressed = outgoingCapLog.admit() {
+                logger.warning(
+                    "not connecting to \(peer): \(TCPTransportError.tooManyOutgoingConnections(limit: options.maxOutgoingConnections))\(LogRateLimiter.note(suppressed))")
+            }
+            throw TCPTransportError.tooManyOutgoingConnections(limit: options.maxOutgoingConnections)
+        case .wait(let task):
+            let result = await task.result
+            finishConnecting(peer)
+            return try result.get()
+        }
     }
 
     /// Forgets a finished connect: a synchronous step after the suspension, not a lock in a `defer` of the async
@@ -253,9 +284,11 @@ public final class TCPTransport: TransportResolver, Sendable {
         _ = state.withLock { $0.connecting.removeValue(forKey: peer) }
     }
 
-    /// Opens a connection to `host:port` and returns its sender address.
+    /// Opens a connection to `host:port` and returns its sender address (``resolve(_:)`` reuses connections).
     public func connect(peer: String) async throws -> Address {
-        let (host, port) = try Self.splitHostPort(peer)
+        let destination = try TCPDestination(parsing: peer)
+        let peer = destination.description
+        let (host, port) = (destination.hostText, Int(destination.port))
         var bootstrap = ClientBootstrap(group: group)
             .connectTimeout(TimeAmount(options.connectTimeout))
         if let keepalive = options.keepalive {
@@ -324,7 +357,7 @@ public final class TCPTransport: TransportResolver, Sendable {
             [weak self] in self?.state.withLock { $0.counters.messagesDroppedOverLimit += 1 }
         }
         worker.closeTimeout = options.shutdownFlushTimeout
-        try node.startWorker(worker, at: sender)
+        try node.startWorker(worker, at: sender, options: WorkerOptions(reach: .linkSender))
         let info = TCPConnectionInfo(peer: peer, senderAddress: sender, outgoing: outgoing)
         let accepted = state.withLock { state -> Bool in
             if state.closed { return false }
@@ -368,7 +401,8 @@ public final class TCPTransport: TransportResolver, Sendable {
                     var returnRoute = decoded.returnRoute
                     returnRoute.prepend(sender)
                     await node.deliverFromTransport(
-                        LocalMessage(onwardRoute: decoded.onwardRoute, returnRoute: returnRoute, payload: decoded.payload))
+                        LocalMessage(onwardRoute: decoded.onwardRoute, returnRoute: returnRoute, payload: decoded.payload),
+                        link: sender)
                 }
             }
         } catch {

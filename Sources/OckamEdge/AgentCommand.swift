@@ -72,7 +72,30 @@ struct AgentCommand {
         try DeviceLinks.validate(
             serial: deviceLinks(config.serialPorts, path), bleListen: deviceLinks(config.bleListen, path),
             bleConnect: deviceLinks(config.bleConnect, path))
+        _ = try forwardRules(config, path, lookup: { _ in nil })
         return config
+    }
+
+    /// What a link's or secure channel's messages may be forwarded to: `forwarding.allow`, and the TCP hop each
+    /// configured uplink starts with (bridges' `to`, relay hubs, inlets' `to`), so a gateway's devices reach the
+    /// uplinks its own configuration names and nothing else (docs/routing.md "Flow control").
+    static func forwardRules(
+        _ config: AgentConfig, _ path: String, lookup: (String) -> String?
+    ) throws -> [TCPForwardRule] {
+        var rules: [TCPForwardRule] = []
+        for rule in config.forwardAllow {
+            do { rules.append(try TCPForwardRule(parsing: rule.text)) } catch {
+                throw CommandFailure("\(path):\(rule.line): forwarding.allow: \(error)")
+            }
+        }
+        let uplinks = config.bridges.map(\.to) + config.relays.map(\.hub) + config.inlets.map(\.to)
+        for text in uplinks {
+            guard case .address(let first)? = (try? Multiaddr(parsing: text).routeSegments(resolveNode: lookup))?.first,
+                first.transportType == .tcp, let destination = try? TCPDestination(parsing: first.valueString)
+            else { continue }
+            rules.append(TCPForwardRule(exactly: destination))
+        }
+        return rules
     }
 
     static func deviceLinks(_ links: [AgentConfig.DeviceLink], _ path: String) -> [DeviceLinkSpec] {
@@ -117,6 +140,8 @@ final class Agent: Sendable {
     let stateDirectory: FilePath
     let name: String
     let pairing: PairingService
+    /// Where links' and secure channels' messages may be forwarded; follows the configuration on reload.
+    let forwardAllowList: TCPForwardAllowList
     private let trustState: EdgeMutex<TrustContext>
     private let live = EdgeMutex(Live())
 
@@ -136,8 +161,9 @@ final class Agent: Sendable {
     private init(
         logger: Logger, configPath: String, group: MultiThreadedEventLoopGroup, node: Node, tcp: TCPTransport,
         channels: SecureChannels, store: IdentityStore, directory: NodeDirectory, links: DeviceLinks,
-        stateDirectory: FilePath, name: String, trust: TrustContext
+        stateDirectory: FilePath, name: String, trust: TrustContext, forwardAllowList: TCPForwardAllowList
     ) {
+        self.forwardAllowList = forwardAllowList
         self.logger = logger
         self.configPath = configPath
         self.group = group
@@ -189,19 +215,24 @@ final class Agent: Sendable {
             logger.notice("secure channels accept every identity that proves itself; restrict with trust: in \(configPath)")
         }
         let group = Commands.makeEventLoopGroup()
-        let node = Node(logger: logger, options: Node.Options(forwardTransportMessages: config.node.forwarding))
-        try node.startDefaultServices()
-        let tcp = TCPTransport(node: node, group: group, options: try Self.tcpOptions(config.tcp))
-        let channels = SecureChannels(node: node, local: local, logger: logger)
         let stateDirectory = Support.stateDirectory(config.node.stateDirectory)
         let directory = NodeDirectory(stateDirectory: stateDirectory)
+        let forwardAllowList = TCPForwardAllowList(
+            try AgentCommand.forwardRules(config, configPath, lookup: { directory.lookup(name: $0) }))
+        let node = Node(
+            logger: logger,
+            options: Node.Options(forwarding: .tcp(forwardAllowList, enabled: config.node.forwarding)))
+        try node.startDefaultServices(public: config.node.publicServices)
+        let tcp = TCPTransport(node: node, group: group, options: try Self.tcpOptions(config.tcp))
+        let channels = SecureChannels(node: node, local: local, logger: logger)
         let links = try await DeviceLinks.attach(
             node: node, group: group, logger: logger, serial: AgentCommand.deviceLinks(config.serialPorts, configPath),
             bleListen: AgentCommand.deviceLinks(config.bleListen, configPath),
             bleConnect: AgentCommand.deviceLinks(config.bleConnect, configPath))
         let agent = Agent(
             logger: logger, configPath: configPath, group: group, node: node, tcp: tcp, channels: channels, store: store,
-            directory: directory, links: links, stateDirectory: stateDirectory, name: config.node.name, trust: trust)
+            directory: directory, links: links, stateDirectory: stateDirectory, name: config.node.name, trust: trust,
+            forwardAllowList: forwardAllowList)
         try agent.pairing.load()
         agent.pairing.attach(serial: links.serial, ble: links.ble)
 
@@ -251,6 +282,7 @@ final class Agent: Sendable {
         options.frameMinimumRate = settings.frameMinRate
         options.maxConnectionsPerListener = settings.maxConnections
         options.maxConnectionsPerHost = settings.maxConnectionsPerHost
+        options.maxOutgoingConnections = settings.maxOutgoing
         return options
     }
 
@@ -286,7 +318,7 @@ final class Agent: Sendable {
             let required = settings.requireAttributes
             try node.startWorker(
                 bridge.worker, at: .local(settings.name),
-                options: WorkerOptions(accessControl: { [self] message in
+                options: WorkerOptions(reach: .links, accessControl: { [self] message in
                     if let peer = SecureChannelLocalInfo.identifier(of: message) {
                         if !required.isEmpty {
                             guard let paired = pairing.attributes(of: peer) else { return false }
@@ -355,6 +387,7 @@ final class Agent: Sendable {
 
     /// Brings relays, outlets and inlets in line with `config`, touching only what changed.
     func apply(_ config: AgentConfig) async throws {
+        forwardAllowList.replace(with: try AgentCommand.forwardRules(config, configPath, lookup: { directory.lookup(name: $0) }))
         let previous = live.withLock { l in
             defer { l.config.sessions = config.sessions }  // new sessions below use the new settings
             return l.config
@@ -541,6 +574,8 @@ final class Agent: Sendable {
                 ([("reason", "worker_stopped")], Double(counters.droppedWorkerStopped)),
                 ([("reason", "heartbeat")], Double(counters.droppedHeartbeat)),
                 ([("reason", "forwarding_disabled")], Double(counters.droppedForwardingDisabled)),
+                ([("reason", "forward_not_allowed")], Double(counters.droppedForwardNotAllowed)),
+                ([("reason", "flow_control")], Double(counters.droppedFlowControl)),
             ])
         p.metric("ockam_edge_worker_errors_total", help: "Messages a worker failed to handle.", value: Double(counters.workerErrors))
         let tc = tcp.counters

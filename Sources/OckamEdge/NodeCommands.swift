@@ -146,7 +146,15 @@ struct NodeRunCommand {
                 "max-channels", value: "n",
                 help: "Established channels per secure channel listener; a new one closes the least recently used.",
                 default: "1024"),
-            .flag("no-forwarding", help: "Do not forward messages from transports to remote hops."),
+            .flag("no-forwarding", help: "Forward no message from a link or secure channel to a remote hop (overrides --forward-to)."),
+            OptionSpec(
+                "forward-to", value: "host:port|host:*|a.b.c.d/len:port",
+                help: "Let messages from links and secure channels be forwarded to these TCP destinations (default: none).",
+                repeatable: true),
+            .flag("private-services", help: "Make echo and uppercase reachable only locally and through secure channels."),
+            OptionSpec(
+                "tcp-max-outgoing", value: "n", help: "Outgoing TCP connections open or opening at once; more fail and are counted.",
+                default: "256"),
             OptionSpec(
                 "serial", value: "path[,baud=…][,mode=listen|connect][,name=…]",
                 help: "Attach a serial port (docs/serial-framing.md); route to the device with /serial/<name>.",
@@ -169,6 +177,10 @@ struct NodeRunCommand {
         let name = arguments.value("name") ?? "default"
         try NodeDirectory.validate(name: name)
         let (host, port) = try Support.parseHostPort(arguments.value("tcp-listen") ?? "127.0.0.1:4000")
+        var forwardRules: [TCPForwardRule] = []
+        for text in arguments.values("forward-to") {
+            do { forwardRules.append(try TCPForwardRule(parsing: text)) } catch { throw CommandFailure("--forward-to: \(error)") }
+        }
         var logger = Logger(label: "ockam-edge")
         logger[metadataKey: "node"] = "\(name)"
         umask(0o077)  // everything the node creates is private to its user
@@ -202,8 +214,9 @@ struct NodeRunCommand {
         }
 
         let group = Commands.makeEventLoopGroup()
-        let node = Node(logger: logger, options: Node.Options(forwardTransportMessages: !arguments.flag("no-forwarding")))
-        try node.startDefaultServices()
+        let forwarding = ForwardingPolicy.tcp(TCPForwardAllowList(forwardRules), enabled: !arguments.flag("no-forwarding"))
+        let node = Node(logger: logger, options: Node.Options(forwarding: forwarding))
+        try node.startDefaultServices(public: !arguments.flag("private-services"))
         let tcp = TCPTransport(node: node, group: group, options: try tcpOptions())
         let channels = SecureChannels(node: node, local: local, logger: logger)
         let pairing = PairingService(store: store, channels: channels, logger: logger)
@@ -266,6 +279,7 @@ struct NodeRunCommand {
         } else {
             options.maxConnectionsPerHost = try Support.positiveCount(arguments, "tcp-max-connections-per-host", default: 64)
         }
+        options.maxOutgoingConnections = try Support.positiveCount(arguments, "tcp-max-outgoing", default: 256)
         return options
     }
 }
@@ -399,6 +413,17 @@ struct NodeController: Sendable {
         ])
     }
 
+    /// `status --json`'s `flow_control`: whether and where links' and channels' messages may be forwarded, and which
+    /// workers plain links may reach (docs/routing.md "Flow control").
+    var flowControlJSON: JSON {
+        let summary = node.flowControlSummary
+        return .object([
+            ("forwarding", .bool(summary.forwarding)),
+            ("forward_to", .array(summary.forwardTo.map { .string($0) })),
+            ("reachable_from_links", .array(summary.reachableFromLinks.map { .string($0.description) })),
+        ])
+    }
+
     static func json(_ info: SecureChannelInfo) -> JSON {
         .object([
             ("address", .string("/service/\(info.encryptor.valueString)")), ("encryptor", .string(info.encryptor.description)),
@@ -448,6 +473,7 @@ struct NodeController: Sendable {
                             })
                     ),
                     ("secure_channels", .array(channels.channels.map(Self.json))),
+                    ("flow_control", flowControlJSON),
                 ] + statusExtras() + [
                     (
                         "half_open_handshakes",
@@ -463,6 +489,8 @@ struct NodeController: Sendable {
                             ("dropped_worker_stopped", .uint(counters.droppedWorkerStopped)),
                             ("dropped_heartbeat", .uint(counters.droppedHeartbeat)),
                             ("dropped_forwarding_disabled", .uint(counters.droppedForwardingDisabled)),
+                            ("dropped_forward_not_allowed", .uint(counters.droppedForwardNotAllowed)),
+                            ("dropped_flow_control", .uint(counters.droppedFlowControl)),
                             ("worker_errors", .uint(counters.workerErrors)),
                             ("tcp_connections_accepted", .uint(tcpCounters.connectionsAccepted)),
                             ("tcp_connections_refused_over_cap", .uint(tcpCounters.connectionsRefusedOverCap)),
@@ -471,6 +499,7 @@ struct NodeController: Sendable {
                             ("tcp_frame_timeouts", .uint(tcpCounters.frameTimeouts)),
                             ("tcp_messages_dropped_malformed", .uint(tcpCounters.messagesDroppedMalformed)),
                             ("tcp_messages_dropped_over_limit", .uint(tcpCounters.messagesDroppedOverLimit)),
+                            ("tcp_outgoing_refused_over_cap", .uint(tcpCounters.outgoingRefusedOverCap)),
                             ("handshakes_completed", .uint(sc.handshakesCompleted)),
                             ("handshakes_failed", .uint(sc.handshakesFailed)),
                             ("handshakes_refused_trust", .uint(sc.handshakesRefusedTrust)),

@@ -141,7 +141,7 @@ struct NodeTests {
 
     @Test func emptyOnwardRouteIsDroppedAsHeartbeat() async throws {
         let node = Node()
-        await node.deliverFromTransport(LocalMessage(onwardRoute: [], returnRoute: [], payload: []))
+        await node.deliverFromTransport(LocalMessage(onwardRoute: [], returnRoute: [], payload: []), link: .local("link"))
         #expect(node.counters.droppedHeartbeat == 1)
     }
 
@@ -269,8 +269,9 @@ struct NodeTests {
     }
 
     @Test func forwardingCanBeDisabledForTransportMessages() async throws {
-        let node = Node(options: Node.Options(forwardTransportMessages: false))
-        await node.deliverFromTransport(LocalMessage(onwardRoute: [.tcp("10.0.0.1:4000")], returnRoute: [], payload: []))
+        let node = Node(options: Node.Options(forwarding: .none))
+        await node.deliverFromTransport(
+            LocalMessage(onwardRoute: [.tcp("10.0.0.1:4000")], returnRoute: [], payload: []), link: .local("link"))
         #expect(node.counters.droppedForwardingDisabled == 1)
     }
 

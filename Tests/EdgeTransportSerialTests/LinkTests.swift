@@ -138,7 +138,7 @@ struct LinkTests {
         let payload = (0..<size).map { _ in UInt8.random(in: 0...255, using: &generator) }
         // The device's frames to the gateway are limited by the gateway's 16 KiB, so use a one-way collector.
         let collector = Collector()
-        try pair.device.node.startWorker(collector, at: .local("collector"))
+        try pair.device.node.startWorker(collector, at: .local("collector"), options: WorkerOptions(reach: .links))
         try await pair.gateway.node.send(
             LocalMessage(
                 onwardRoute: [.serial("dev"), .local("collector")], returnRoute: [.local("app")], payload: payload))
@@ -175,7 +175,7 @@ struct LinkTests {
         let good = RoutingMessage(
             onwardRoute: [.local("echo")], returnRoute: [.local("app")], payload: Array("hi".utf8))
         let collector = Collector()
-        try pair.gateway.node.startWorker(collector, at: .local("app"))
+        try pair.gateway.node.startWorker(collector, at: .local("app"), options: WorkerOptions(reach: .links))
         for round in 0..<20 {
             // Garbage toward both nodes, including zeros and things that look like frames.
             for side in NullModem.Side.allCases {
@@ -233,7 +233,7 @@ struct LinkTests {
     @Test func slowLineBackpressureLosesNothing() async throws {
         let pair = try await LinkedPair.start()
         let collector = Collector()
-        try pair.device.node.startWorker(collector, at: .local("collector"))
+        try pair.device.node.startWorker(collector, at: .local("collector"), options: WorkerOptions(reach: .links))
         // The line from the gateway now carries about 200 KB/s in 200-byte pieces: the gateway writes far faster.
         pair.modem.setReadRate(from: .a, bytesPerMillisecond: 200)
         let count = 120

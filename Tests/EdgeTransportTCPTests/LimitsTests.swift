@@ -66,7 +66,7 @@ extension LoopbackTests {
     func start(_ configure: (inout TCPTransportOptions) -> Void) async throws -> (Node, TCPTransport, Int) {
         var logger = Logger(label: "test")
         logger.logLevel = .critical
-        let node = Node(logger: logger)
+        let node = Node(logger: logger, options: Node.Options(forwarding: .any))
         try node.startDefaultServices()
         var options = TCPTransportOptions()
         configure(&options)
@@ -222,7 +222,7 @@ extension LoopbackTests {
     @Test func messagesQueuedBeforeShutdownAreWrittenBeforeTheConnectionCloses() async throws {
         let (b, btcp, port) = try await start { _ in }
         let sink = CountingWorker()
-        try b.startWorker(sink, at: .local("sink"))
+        try b.startWorker(sink, at: .local("sink"), options: WorkerOptions(reach: .links))
         let (a, atcp, _) = try await start { $0.shutdownFlushTimeout = .seconds(20) }  // (not the bound under test)
         for i in 0..<200 {
             try await a.send(LocalMessage(onwardRoute: [.tcp("127.0.0.1:\(port)"), .local("sink")], returnRoute: [], payload: [UInt8(i % 256)]))

@@ -95,10 +95,12 @@ struct TestNode {
     let port: Int
     let address: String
 
-    static func start(name: String, group: any EventLoopGroup, forwarding: Bool = true) async throws -> TestNode {
+    static func start(
+        name: String, group: any EventLoopGroup, forwarding: ForwardingPolicy = .any
+    ) async throws -> TestNode {
         var logger = Logger(label: "test.\(name)")
         logger.logLevel = .critical
-        let node = Node(logger: logger, options: Node.Options(forwardTransportMessages: forwarding))
+        let node = Node(logger: logger, options: Node.Options(forwarding: forwarding))
         try node.startDefaultServices()
         let tcp = TCPTransport(node: node, group: group)
         let bound = try await tcp.listen(host: "127.0.0.1", port: 0)
@@ -168,7 +170,7 @@ struct LoopbackTests {
 
     @Test func nodeWithForwardingDisabledDropsRemoteHops() async throws {
         let c = try await TestNode.start(name: "c", group: group)
-        let b = try await TestNode.start(name: "b", group: group, forwarding: false)
+        let b = try await TestNode.start(name: "b", group: group, forwarding: .none)
         let a = try await TestNode.start(name: "a", group: group)
         await #expect(throws: NodeError.timeout(.milliseconds(500))) {
             _ = try await a.node.request(

@@ -163,6 +163,11 @@ struct AgentTests {
         let failed = try await Binary.run(["agent", "--config", bad, "--check-config"])
         #expect(failed.status == 1)
         #expect(failed.stderr.contains("\(bad):5: transports.tcp.listen: expected host:port"), "\(failed.stderr)")
+        // A forwarding rule is checked with the TCP transport's own parser, and named by its line.
+        try "forwarding:\n  allow:\n    - 10.0.0.0/8:443\n    - 10.0.0.1/33:443\n".write(toFile: bad, atomically: true, encoding: .utf8)
+        let badRule = try await Binary.run(["agent", "--config", bad, "--check-config"])
+        #expect(badRule.status == 1)
+        #expect(badRule.stderr.contains("\(bad):4: forwarding.allow: invalid forwarding rule \"10.0.0.1/33:443\""), "\(badRule.stderr)")
     }
 
     /// A configuration path that names a directory or a FIFO is an error at once: not an empty configuration (which
@@ -282,6 +287,12 @@ struct AgentTests {
                   to: /ip4/127.0.0.1/tcp/\(cloud.port)/secure/api/service/outlet
             """
         let gateway = try await AgentProcess.start(config: gatewayConfig, dir: dir)
+        // Flow control: the gateway forwards a peer's messages to the uplink its configuration names (the relay hub and
+        // the inlet's route start at the same TCP hop), and nowhere else.
+        let status = try await Binary.run(["status", "--from", "gateway", "--state-dir", dir + "/state", "--json"])
+        let flow = (try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any])?["flow_control"]
+        #expect((flow as? [String: Any])?["forward_to"] as? [String] == ["127.0.0.1:\(cloud.port)"], "\(status.stdout)")
+        #expect((flow as? [String: Any])?["forwarding"] as? Bool == true)
 
         // The agent answers the pairing commands too (it owns the vault); this one has no serial link to pair over.
         let devices = try await Binary.run(["devices", "list", "--from", "cloud", "--state-dir", dir + "/state"])

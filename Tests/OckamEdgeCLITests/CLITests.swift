@@ -254,14 +254,43 @@ struct CLITests {
     @Test func messageThroughAForwardingMiddleNode() async throws {
         let state = try temporaryDirectory()
         let c = try await NodeProcess.start(name: "c", stateDir: state)
-        let b = try await NodeProcess.start(name: "b", stateDir: state)
+        // By default a node forwards nothing on a peer's behalf (no open relay): the hop is refused and counted.
+        let closed = try await NodeProcess.start(name: "closed", stateDir: state)
+        let refused = try await Binary.run([
+            "message", "send", "/ip4/127.0.0.1/tcp/\(closed.port)/ip4/127.0.0.1/tcp/\(c.port)/service/uppercase", "x",
+            "--timeout", "500ms",
+        ])
+        #expect(refused.status == 1)
+        let status = try await Binary.run(["status", "--from", "closed", "--state-dir", state, "--json"])
+        let json = try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any]
+        let counters = json?["counters"] as? [String: Any]
+        #expect(counters?["dropped_forward_not_allowed"] as? Int == 1, "\(status.stdout)")
+        let flow = json?["flow_control"] as? [String: Any]
+        #expect(flow?["forward_to"] as? [String] == [])
+        #expect(flow?["reachable_from_links"] as? [String] == ["0#api", "0#echo", "0#uppercase"], "\(status.stdout)")
+        #expect(await closed.stop() == 0)
+
+        let b = try await NodeProcess.start(
+            name: "b", stateDir: state, extra: ["--forward-to", "127.0.0.1:0\(c.port)", "--forward-to", "10.0.0.0/8:*"])
         let result = try await Binary.run([
             "message", "send", "/ip4/127.0.0.1/tcp/\(b.port)/ip4/127.0.0.1/tcp/\(c.port)/service/uppercase", "via b",
         ])
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.stdout == "VIA B\n")
+        let bStatus = try await Binary.run(["status", "--from", "b", "--state-dir", state, "--json"])
+        let bFlow = (try JSONSerialization.jsonObject(with: Data(bStatus.stdout.utf8)) as? [String: Any])?["flow_control"]
+        #expect((bFlow as? [String: Any])?["forward_to"] as? [String] == ["10.0.0.0/8:*", "127.0.0.1:\(c.port)"])
         #expect(await b.stop() == 0)
         #expect(await c.stop() == 0)
+    }
+
+    @Test func aBadForwardToIsRefusedAtStart() async throws {
+        let state = try temporaryDirectory()
+        let result = try await Binary.run([
+            "node", "run", "--name", "bad", "--state-dir", state, "--tcp-listen", "127.0.0.1:0", "--forward-to", "010.0.0.1:80",
+        ])
+        #expect(result.status != 0)
+        #expect(result.stderr.contains("--forward-to: invalid forwarding rule \"010.0.0.1:80\""), "\(result.stderr)")
     }
 
     @Test func timeoutIsReportedWithNonZeroStatus() async throws {

@@ -12,7 +12,8 @@ struct SecureChannelCLITests {
         let dir = try temporaryDirectory()
         let cloud = try await NodeProcess.start(name: "cloud", stateDir: dir + "/state", extra: ["--vault", dir + "/cloud"])
         let gateway = try await NodeProcess.start(
-            name: "gateway", stateDir: dir + "/state", extra: ["--vault", dir + "/gateway"])
+            name: "gateway", stateDir: dir + "/state",
+            extra: ["--vault", dir + "/gateway", "--forward-to", "127.0.0.1:\(cloud.port)"])
         // A fresh client identity, a channel to the cloud through the gateway, and a request through it.
         let sent = try await Binary.run([
             "message", "send",

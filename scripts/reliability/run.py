@@ -31,7 +31,8 @@ import traceback
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from edge import (  # noqa: E402
-    Context, Control, Fail, NullModem, RawOckamClient, check, eventually, free_port, garbage, handshake_message1,
+    Context, Control, Fail, NullModem, RawOckamClient, check, eventually, fd_count, free_port, garbage,
+    handshake_message1,
     local, mib, tcp_frame, _child_setup)
 
 FULL = os.environ.get("RELIABILITY_FULL") == "1"
@@ -490,7 +491,7 @@ def shared_connection_survives(ctx):
     once the gateway adds its hop, and a malformed message is dropped, not answered by closing the connection."""
     rounds = size("SHARED_ROUNDS", 20, 200)
     cloud = ctx.node("cloud")
-    gateway = ctx.node("gateway")
+    gateway = ctx.node("gateway", "--forward-to", f"127.0.0.1:{cloud.port}")
     to_cloud = [[1, f"127.0.0.1:{cloud.port}".encode()], local("echo")]
     # Someone else's traffic on the gateway → cloud connection, before and after the attack.
     ok, info = message_ok(ctx, f"/ip4/127.0.0.1/tcp/{gateway.port}/ip4/127.0.0.1/tcp/{cloud.port}/service/echo", "before")
@@ -520,6 +521,56 @@ def shared_connection_survives(ctx):
             f"(tcp_messages_dropped_over_limit); {rounds} malformed bodies at the cloud: dropped and counted, that "
             f"connection answered its next message; the shared gateway → cloud path worked before and after; "
             f"{warnings} warning line(s) logged")
+
+
+def open_relay(ctx):
+    """A peer cannot make a node connect anywhere (open relay, SSRF into the gateway's LAN): remote hops are forwarded
+    only to allowed destinations, every spelling of one destination shares one connection, and a peer cannot address
+    another connection's sender or a private worker (flow control)."""
+    n = size("RELAY_HOPS", 200, 2000)
+    cloud = ctx.node("cloud")
+    gateway = ctx.node("gateway", "--forward-to", f"127.0.0.1:{cloud.port}")
+    ok, info = message_ok(ctx, f"/ip4/127.0.0.1/tcp/{gateway.port}/ip4/127.0.0.1/tcp/{cloud.port}/service/echo", "before")
+    check(ok, f"the allowed path through the gateway does not work: {info}")
+    fds_before = fd_count(gateway.pid)
+    attacker = RawOckamClient(gateway.port)
+    ctx.cleanups.append(attacker.close)
+    # Destinations nobody allowed: other hosts of the LAN, other ports of the allowed host.
+    for i in range(n):
+        attacker.send_message([[1, f"127.0.{i // 250}.{1 + i % 250}:{20000 + i}".encode()], local("echo")],
+                              [local("a")], b"x")
+    # The allowed uplink, spelled with 0-9 leading zeros in its port.
+    for i in range(n):
+        attacker.send_message([[1, f"127.0.0.1:{'0' * (i % 10)}{cloud.port}".encode()], local("echo")],
+                              [local("a")], b"y")
+    eventually(lambda: gateway.status()["counters"]["dropped_forward_not_allowed"] >= n, 30,
+               "the gateway counted the refused hops")
+    eventually(lambda: attacker.frames_received() >= n, 60, "the cloud's replies through the allowed uplink")
+    status = gateway.status()
+    outgoing = [c for c in status["tcp_connections"] if c["outgoing"]]
+    check(len(outgoing) == 1, f"{len(outgoing)} outgoing connections (expected 1): {outgoing}")
+    # Another peer's connection, addressed through its sender worker: that peer never sent the attacker anything.
+    bystander = RawOckamClient(gateway.port)
+    ctx.cleanups.append(bystander.close)
+    eventually(lambda: len(gateway.status()["tcp_connections"]) == 3, 30, "the bystander's connection registered")
+    known = {outgoing[0]["sender"]} | {c["sender"] for c in status["tcp_connections"]}
+    theirs = [c["sender"] for c in gateway.status()["tcp_connections"] if c["sender"] not in known]
+    check(len(theirs) == 1, f"cannot tell the bystander's connection: {theirs}")
+    attacker.send_message([[0, theirs[0].split("#", 1)[1].encode()], local("victim")], [local("a")], b"z")
+    eventually(lambda: gateway.status()["counters"]["dropped_flow_control"] >= 1, 30,
+               "the gateway refused a peer addressing another peer's connection")
+    check(bystander.frames_received() == 0, "the bystander received the attacker's message")
+    fds_after = fd_count(gateway.pid)
+    check(fds_after <= fds_before + 4, f"descriptors {fds_before} → {fds_after}")
+    counters = gateway.status()["counters"]
+    check(counters["dropped_forward_not_allowed"] == n,
+          f"dropped_forward_not_allowed {counters['dropped_forward_not_allowed']} (expected {n})")
+    warnings = gateway.log_tail(400).count("is not allowed")
+    ok, info = message_ok(ctx, f"/ip4/127.0.0.1/tcp/{gateway.port}/service/echo", "after")
+    check(ok, f"the gateway stopped serving others: {info}")
+    return (f"{n} hops to unallowed destinations refused and counted (dropped_forward_not_allowed), {n} spellings of "
+            f"the allowed uplink answered over 1 outgoing connection, a peer addressing another peer's connection refused "
+            f"(dropped_flow_control); descriptors {fds_before} → {fds_after}; {warnings} warning line(s)")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -903,7 +954,7 @@ def store_and_forward(ctx):
 
 SCENARIOS = [
     serial_unplug_replug, serial_line_noise, tcp_uplink_restarts, stalled_handshake, handshake_flood,
-    handshake_flood_fairness, slowloris, tcp_connection_cap, shared_connection_survives, vault_kill9, soak,
+    handshake_flood_fairness, slowloris, tcp_connection_cap, shared_connection_survives, open_relay, vault_kill9, soak,
     store_and_forward, relay_restarts,
 ]
 

@@ -104,7 +104,10 @@ struct BLERigDriver {
                 }
             }
         }
-        let node = Node(logger: Logger(label: "gateway"), options: Node.Options(observer: observer))
+        // Device messages may be forwarded to this VM's own TCP nodes (the cases' clouds listen on 127.0.0.1).
+        let uplinks = TCPForwardAllowList([try TCPForwardRule(parsing: "127.0.0.0/8:*")])
+        let node = Node(
+            logger: Logger(label: "gateway"), options: Node.Options(forwarding: .tcp(uplinks), observer: observer))
         try node.startDefaultServices()
         let transport = BLETransport(node: node)
         for requirement in values(of: "--require", in: arguments) {
@@ -114,7 +117,7 @@ struct BLERigDriver {
             transport.requireSecurity(level, of: device)
             say("REQUIRE \(device) security \(level)")
         }
-        _ = TCPTransport(node: node)  // registers itself: device messages to `1#host:port` hops are forwarded
+        _ = TCPTransport(node: node)  // registers itself: device messages to allowed `1#host:port` hops are forwarded
         let events = transport.events()
         Task {
             for await event in events { say("EVENT \(event)") }
