@@ -133,6 +133,7 @@ let package = Package(
         ),
 
         .target(name: "CPty"),
+        .target(name: "CMemory"),
         .target(
             name: "EdgeTransportSerial",
             dependencies: [
@@ -181,7 +182,7 @@ let package = Package(
         .executableTarget(
             name: "OckamEdge",
             dependencies: [
-                "EdgeSync", "EdgeBridge",
+                "CMemory", "EdgeSync", "EdgeBridge",
                 "EdgeCLI",
                 "EdgeConfig",
                 "EdgeQueue",

@@ -456,9 +456,10 @@ class SkipSuite(Exception):
 
 def start_agent(procs, workdir, name, cpu, extra=()):
     state = os.path.join(workdir, "state")
+    # --forward-to: the gateway forwards the device's messages to the cloud node (on HOST, any port).
     return procs.start(name, [AGENT, "node", "run", "--name", name, "--tcp-listen", f"{HOST}:0",
                               "--vault", os.path.join(workdir, f"vault-{name}"), "--state-dir", state,
-                              "--log-level", "warning", *extra], cpu=cpu, timeout=60)
+                              "--forward-to", f"{HOST}:*", "--log-level", "warning", *extra], cpu=cpu, timeout=60)
 
 
 def suite_gateway(procs, workdir):

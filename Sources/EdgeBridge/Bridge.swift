@@ -157,8 +157,8 @@ public final class Bridge: Sendable {
             }
         }
         if options.replyToDevices && !message.returnRoute.addresses.isEmpty {
-            try? await context.node.send(
-                LocalMessage(onwardRoute: message.returnRoute, returnRoute: [context.address], payload: BARE.encodeString(reply)))
+            // One device that does not read its replies must not stall the bridge for the others: dropped, counted.
+            try? await context.reply(to: message.returnRoute, payload: BARE.encodeString(reply))
         }
     }
 

@@ -116,10 +116,9 @@ public final class IngestService: Worker {
                 $0.counters.accepted += 1
             }
         }
-        try await context.node.send(
-            LocalMessage(
-                onwardRoute: message.returnRoute, returnRoute: [context.address],
-                payload: BridgeAck(sequence: envelope.sequence).encoded()))
+        // Shared by every gateway: a gateway whose channel does not take the ack loses it (counted) and resends the
+        // envelope, which is then acknowledged as a duplicate; the other gateways are not held up.
+        try await context.reply(to: message.returnRoute, payload: BridgeAck(sequence: envelope.sequence).encoded())
     }
 
     /// `{"from":…,"bridge":…,"device":…,"sequence":…,"received_at_ms":…,"text":…,"hex":…}` — `text` only when the

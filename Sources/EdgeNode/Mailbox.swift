@@ -9,27 +9,65 @@ import EdgeRouting
 /// fast transport is slowed to the pace of the worker (backpressure reaches the socket) instead of
 /// messages being dropped. Waiting producers are served in FIFO order.
 ///
+/// The buffer is bounded in messages (`capacity`) and in bytes (`capacityBytes`, the messages' payloads and
+/// addresses): one message is always accepted into an empty buffer, whatever its size.
+///
 /// ### Invariants
-/// - At most `capacity` messages are buffered; at most one message per suspended producer is held beyond that.
+/// - At most `capacity` messages and, beyond the first, `capacityBytes` bytes are buffered; at most one message per
+///   suspended producer is held beyond that.
 /// - After ``close()``, producers get ``NodeError/workerStopped(_:)`` and every message still waiting is
 ///   returned by ``close()`` so the caller can account for it (nothing disappears without being counted).
 final class Mailbox: Sendable {
     private struct State: ~Copyable {
         var buffer: Deque<LocalMessage> = []
+        var bufferedBytes = 0
         var waitingSenders: Deque<(LocalMessage, CheckedContinuation<Void, any Error>)> = []
         var receiver: CheckedContinuation<LocalMessage?, Never>?
         var closed = false
+
+        func hasRoom(for message: LocalMessage, capacity: Int, capacityBytes: Int) -> Bool {
+            buffer.isEmpty || (buffer.count < capacity && bufferedBytes + message.approximateSize <= capacityBytes)
+        }
+
+        mutating func append(_ message: LocalMessage) {
+            bufferedBytes += message.approximateSize
+            buffer.append(message)
+        }
+
+        /// Moves the first waiting producer's message into the buffer if it fits now; returns that producer to resume.
+        mutating func admitWaiting(capacity: Int, capacityBytes: Int) -> CheckedContinuation<Void, any Error>? {
+            guard let (pending, continuation) = waitingSenders.first,
+                hasRoom(for: pending, capacity: capacity, capacityBytes: capacityBytes)
+            else { return nil }
+            waitingSenders.removeFirst()
+            append(pending)
+            return continuation
+        }
+
+        mutating func popFirst() -> LocalMessage? {
+            guard let message = buffer.popFirst() else { return nil }
+            bufferedBytes -= message.approximateSize
+            return message
+        }
     }
 
     let capacity: Int
+    let capacityBytes: Int
     let address: Address
     private let state = EdgeMutex(State())
 
-    init(capacity: Int, address: Address) {
-        precondition(capacity > 0)
+    init(capacity: Int, capacityBytes: Int = Int.max, address: Address) {
+        precondition(capacity > 0 && capacityBytes > 0)
         self.capacity = capacity
+        self.capacityBytes = capacityBytes
         self.address = address
     }
+
+    /// Whether ``close()`` has been called.
+    var isClosed: Bool { state.withLock { $0.closed } }
+
+    /// Bytes buffered (for status and tests).
+    var bufferedBytes: Int { state.withLock { $0.bufferedBytes } }
 
     /// Number of messages buffered (for status and tests).
     var depth: Int { state.withLock { $0.buffer.count + $0.waitingSenders.count } }
@@ -48,8 +86,8 @@ final class Mailbox: Sendable {
                 state.receiver = nil
                 return .resume(receiver)
             }
-            if state.buffer.count < capacity && state.waitingSenders.isEmpty {
-                state.buffer.append(message)
+            if state.waitingSenders.isEmpty && state.hasRoom(for: message, capacity: capacity, capacityBytes: capacityBytes) {
+                state.append(message)
                 return .done
             }
             return .wait
@@ -73,8 +111,10 @@ final class Mailbox: Sendable {
                         state.receiver = nil
                         return .handOff(receiver)
                     }
-                    if state.buffer.count < capacity && state.waitingSenders.isEmpty {
-                        state.buffer.append(message)
+                    if state.waitingSenders.isEmpty
+                        && state.hasRoom(for: message, capacity: capacity, capacityBytes: capacityBytes)
+                    {
+                        state.append(message)
                         return .accepted
                     }
                     state.waitingSenders.append((message, continuation))
@@ -100,8 +140,9 @@ final class Mailbox: Sendable {
                 state.receiver = nil
                 return (true, receiver)
             }
-            guard state.buffer.count < capacity, state.waitingSenders.isEmpty else { return (false, nil) }
-            state.buffer.append(message)
+            guard state.waitingSenders.isEmpty, state.hasRoom(for: message, capacity: capacity, capacityBytes: capacityBytes)
+            else { return (false, nil) }
+            state.append(message)
             return (true, nil)
         }
         result.1?.resume(returning: message)
@@ -116,13 +157,8 @@ final class Mailbox: Sendable {
             case wait
         }
         let action: Action = state.withLock { state in
-            if let message = state.buffer.popFirst() {
-                var released: CheckedContinuation<Void, any Error>?
-                if let (pending, continuation) = state.waitingSenders.popFirst() {
-                    state.buffer.append(pending)
-                    released = continuation
-                }
-                return .message(message, released)
+            if let message = state.popFirst() {
+                return .message(message, state.admitWaiting(capacity: capacity, capacityBytes: capacityBytes))
             }
             if let (pending, continuation) = state.waitingSenders.popFirst() {
                 return .message(pending, continuation)
@@ -138,13 +174,8 @@ final class Mailbox: Sendable {
         case .wait:
             return await withCheckedContinuation { (continuation: CheckedContinuation<LocalMessage?, Never>) in
                 let immediate: (LocalMessage?, CheckedContinuation<Void, any Error>?)? = state.withLock { state in
-                    if let message = state.buffer.popFirst() {
-                        var released: CheckedContinuation<Void, any Error>?
-                        if let (pending, sender) = state.waitingSenders.popFirst() {
-                            state.buffer.append(pending)
-                            released = sender
-                        }
-                        return (message, released)
+                    if let message = state.popFirst() {
+                        return (message, state.admitWaiting(capacity: capacity, capacityBytes: capacityBytes))
                     }
                     if let (pending, sender) = state.waitingSenders.popFirst() { return (pending, sender) }
                     if state.closed { return (nil, nil) }
@@ -183,7 +214,18 @@ final class Mailbox: Sendable {
         state.withLock { state in
             let n = state.buffer.count
             state.buffer.removeAll()
+            state.bufferedBytes = 0
             return n
         }
+    }
+}
+
+extension LocalMessage {
+    /// What a buffered message costs, for byte budgets: its payload and address values, plus a fixed overhead per
+    /// address and message (an estimate of Swift's array and struct headers).
+    var approximateSize: Int {
+        let addresses = onwardRoute.addresses.reduce(0) { $0 + $1.value.count + 32 }
+            + returnRoute.addresses.reduce(0) { $0 + $1.value.count + 32 }
+        return payload.count + addresses + 64
     }
 }

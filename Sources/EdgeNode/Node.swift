@@ -11,6 +11,8 @@ public enum NodeError: Error, Hashable, Sendable, CustomStringConvertible {
     case workerStopped(Address)
     /// The address is already taken by another worker.
     case addressInUse(Address)
+    /// The worker's mailbox was full and the sender chose not to wait (``Node/send(_:ifFull:)``).
+    case mailboxFull(Address)
     /// No transport is registered for the transport type.
     case noTransport(TransportType)
     /// A message arrived with an empty onward route.
@@ -34,6 +36,7 @@ public enum NodeError: Error, Hashable, Sendable, CustomStringConvertible {
         case .unknownAddress(let a): return "no worker at address \(a)"
         case .workerStopped(let a): return "worker \(a) has stopped"
         case .addressInUse(let a): return "address \(a) is already in use"
+        case .mailboxFull(let a): return "the mailbox of \(a) is full"
         case .noTransport(let t): return "no transport registered for transport type \(t)"
         case .emptyOnwardRoute: return "message has an empty onward route"
         case .forwardingDisabled(let a): return "forwarding to remote hop \(a) is disabled on this node"
@@ -68,6 +71,9 @@ public typealias IncomingAccessControl = @Sendable (LocalMessage) -> Bool
 public struct WorkerOptions: Sendable {
     /// Messages buffered before senders are made to wait.
     public var mailboxCapacity: Int
+    /// Bytes (payloads and addresses) buffered before senders are made to wait; a message alone in the mailbox is
+    /// accepted whatever its size.
+    public var mailboxBytes: Int
     /// Checked before a message is enqueued; refusals are counted and logged.
     public var accessControl: IncomingAccessControl
     /// Which messages from transport links may reach the worker at all (flow control, checked before
@@ -90,9 +96,11 @@ public struct WorkerOptions: Sendable {
     }
 
     public init(
-        mailboxCapacity: Int = 256, reach: Reach = .local, accessControl: @escaping IncomingAccessControl = { _ in true }
+        mailboxCapacity: Int = 256, mailboxBytes: Int = 1 << 20, reach: Reach = .local,
+        accessControl: @escaping IncomingAccessControl = { _ in true }
     ) {
         self.mailboxCapacity = mailboxCapacity
+        self.mailboxBytes = mailboxBytes
         self.reach = reach
         self.accessControl = accessControl
     }
@@ -154,6 +162,12 @@ public struct WorkerContext: Sendable {
             LocalMessage(onwardRoute: route, returnRoute: [address], payload: payload, localInfo: localInfo))
     }
 
+    /// Replies to a peer from a worker many peers share: if the next hop's mailbox is full (a peer that does not read
+    /// its replies), the reply is dropped and counted instead of stalling the worker for everyone else.
+    public func reply(to route: Route, payload: [UInt8]) async throws {
+        try await node.send(LocalMessage(onwardRoute: route, returnRoute: [address], payload: payload), ifFull: .drop)
+    }
+
     /// Routes a message as it is (the caller adjusted its routes).
     public func forward(_ message: LocalMessage) async throws {
         try await node.send(message)
@@ -166,6 +180,9 @@ public struct NodeCounters: Sendable, Equatable {
     public var droppedUnknownAddress: UInt64 = 0
     public var droppedAccessDenied: UInt64 = 0
     public var droppedWorkerStopped: UInt64 = 0
+    /// Messages whose sender chose not to wait for a full mailbox (a shared service's reply to a peer that does not
+    /// read its replies).
+    public var droppedMailboxFull: UInt64 = 0
     public var droppedHeartbeat: UInt64 = 0
     public var droppedForwardingDisabled: UInt64 = 0
     /// Messages from a link or secure channel whose remote next hop the forwarding policy does not allow.
@@ -269,7 +286,7 @@ public final class Node: Sendable {
         precondition(!addresses.isEmpty, "a worker needs at least one address")
         let options = options ?? WorkerOptions(mailboxCapacity: self.options.defaultMailboxCapacity)
         let primary = addresses[0]
-        let mailbox = Mailbox(capacity: options.mailboxCapacity, address: primary)
+        let mailbox = Mailbox(capacity: options.mailboxCapacity, capacityBytes: options.mailboxBytes, address: primary)
         let entry = Entry(mailbox: mailbox, accessControl: options.accessControl, reach: options.reach, addresses: addresses)
         try registry.withLock { (registry: inout Registry) throws(NodeError) in
             if registry.shuttingDown { throw .shuttingDown }
@@ -396,6 +413,20 @@ public final class Node: Sendable {
         try await route(message, origin: .local)
     }
 
+    /// What a sender does when the destination's mailbox is full.
+    public enum FullMailbox: Sendable {
+        /// Wait for room (backpressure: the sender is slowed to the receiver's pace).
+        case wait
+        /// Drop the message, count it (`droppedMailboxFull`) and throw ``NodeError/mailboxFull(_:)``: for a worker
+        /// shared by many peers replying to one of them, which must not stall the others when that peer does not read.
+        case drop
+    }
+
+    /// ``send(_:)`` with a choice of what happens when the destination's mailbox is full.
+    public func send(_ message: LocalMessage, ifFull: FullMailbox) async throws {
+        try await route(message, origin: .local, ifFull: ifFull)
+    }
+
     /// Routes a message that came from `origin`: flow control and the forwarding policy apply to a link's and a
     /// secure channel's messages (``MessageOrigin``). Throws why a message was not delivered (also counted).
     public func deliver(_ message: LocalMessage, origin: MessageOrigin) async throws {
@@ -423,7 +454,7 @@ public final class Node: Sendable {
         )
     }
 
-    private func route(_ message: LocalMessage, origin: MessageOrigin) async throws {
+    private func route(_ message: LocalMessage, origin: MessageOrigin, ifFull: FullMailbox = .wait) async throws {
         var message = message
         guard let first = message.onwardRoute.first else {
             count { $0.droppedHeartbeat += 1 }
@@ -480,6 +511,18 @@ public final class Node: Sendable {
             throw NodeError.accessDenied(destination)
         }
         options.observer?(message)
+        if case .drop = ifFull {
+            guard entry.mailbox.trySend(message) else {
+                if entry.mailbox.isClosed {
+                    count { $0.droppedWorkerStopped += 1 }
+                    throw NodeError.workerStopped(destination)
+                }
+                count { $0.droppedMailboxFull += 1 }
+                throw NodeError.mailboxFull(destination)
+            }
+            count { $0.delivered += 1 }
+            return
+        }
         do {
             try await entry.mailbox.send(message)
             count { $0.delivered += 1 }

@@ -8,7 +8,7 @@ public struct EchoService: Worker {
     public init() {}
 
     public func handleMessage(_ message: LocalMessage, context: WorkerContext) async throws {
-        try await context.send(to: message.returnRoute, payload: message.payload)
+        try await context.reply(to: message.returnRoute, payload: message.payload)
     }
 }
 
@@ -21,7 +21,7 @@ public struct UppercaseService: Worker {
 
     public func handleMessage(_ message: LocalMessage, context: WorkerContext) async throws {
         let text = try BARE.decodeString(message.payload, limit: Self.maxLength)
-        try await context.send(to: message.returnRoute, payload: BARE.encodeString(text.uppercased()))
+        try await context.reply(to: message.returnRoute, payload: BARE.encodeString(text.uppercased()))
     }
 }
 

@@ -64,6 +64,8 @@ public struct TCPTransportCounters: Sendable, Equatable {
     /// Messages not sent because the next hop would have to reject them (a route or address over its limit once
     /// this node added its hop, or an encoding over the frame limit).
     public var messagesDroppedOverLimit: UInt64 = 0
+    /// Connections closed because the peer did not read what was written to it in time (a slow reader).
+    public var connectionsClosedSlowReader: UInt64 = 0
     /// Outgoing connections not opened because ``TCPTransportOptions/maxOutgoingConnections`` were open or opening.
     public var outgoingRefusedOverCap: UInt64 = 0
 }
@@ -118,6 +120,7 @@ public final class TCPTransport: TransportResolver, Sendable {
 
     private let state = EdgeMutex(State())
     private let outgoingCapLog = LogRateLimiter()
+    private let slowReaderLog = LogRateLimiter()
 
     public init(
         node: Node, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
@@ -357,6 +360,16 @@ public final class TCPTransport: TransportResolver, Sendable {
             [weak self] in self?.state.withLock { $0.counters.messagesDroppedOverLimit += 1 }
         }
         worker.closeTimeout = options.shutdownFlushTimeout
+        worker.drainTimeout = options.frameTimeout
+        worker.drainMinimumRate = options.frameMinimumRate
+        worker.closedSlowReader = { [weak self, peer] allowed in
+            guard let self else { return }
+            state.withLock { $0.counters.connectionsClosedSlowReader += 1 }
+            if let suppressed = slowReaderLog.admit() {
+                logger.warning(
+                    "closing the connection to \(peer): it read nothing of a write for \(allowed) (a slow reader; frame_timeout + bytes in flight / frame_min_rate)\(LogRateLimiter.note(suppressed))")
+            }
+        }
         try node.startWorker(worker, at: sender, options: WorkerOptions(reach: .linkSender))
         let info = TCPConnectionInfo(peer: peer, senderAddress: sender, outgoing: outgoing)
         let accepted = state.withLock { state -> Bool in
@@ -508,9 +521,11 @@ final class WriteWindow: Sendable {
 /// The per-connection sender worker: pops itself from onward and writes one frame per message.
 ///
 /// Writes are pipelined, but at most ``WriteWindow/limit`` bytes may be in flight: past that the worker awaits
-/// its write, so a slow peer slows the worker (and, through its mailbox, every sender) instead of growing NIO's
-/// queue without bound. (`channel.isWritable` is not used: read off the event loop it lags behind writes that are
-/// still being submitted, which let a fast producer queue everything.)
+/// its write, so a slow peer slows the worker (and, through its mailbox, the senders that wait for it) instead of
+/// growing NIO's queue without bound. A peer that does not read at all would hold them forever: a write that does
+/// not complete within `drainTimeout + bytes in flight / drainMinimumRate` closes the connection (a slow reader,
+/// counted). (`channel.isWritable` is not used: read off the event loop it lags behind writes that are still being
+/// submitted, which let a fast producer queue everything.)
 struct TCPSenderWorker: Worker {
     let channel: any Channel
     let peer: String
@@ -519,6 +534,11 @@ struct TCPSenderWorker: Worker {
     let droppedOverLimit: @Sendable () -> Void
     /// How long a graceful close waits for the peer to close its side.
     var closeTimeout: Duration = .seconds(2)
+    /// A write the worker waits for must complete within `drainTimeout + in flight / drainMinimumRate`.
+    var drainTimeout: Duration = .seconds(30)
+    var drainMinimumRate = 10_000
+    /// Called (on the event loop) when the connection is closed because its peer stopped reading.
+    var closedSlowReader: @Sendable (_ allowed: Duration) -> Void = { _ in }
     let window = WriteWindow()
 
     init(channel: any Channel, peer: String, routingLimits: RoutingLimits, droppedOverLimit: @escaping @Sendable () -> Void = {}) {
@@ -555,7 +575,20 @@ struct TCPSenderWorker: Worker {
         }
         channel.writeAndFlush(OckamTCPOutbound.frame(buffer), promise: promise)
         if inFlight > WriteWindow.limit {
-            try await promise.futureResult.get()
+            let allowed = drainTimeout + .seconds(Double(inFlight) / Double(max(1, drainMinimumRate)))
+            let channel = self.channel
+            let closedSlowReader = self.closedSlowReader
+            let deadline = channel.eventLoop.scheduleTask(in: TimeAmount(allowed)) {
+                closedSlowReader(allowed)
+                channel.close(promise: nil)
+            }
+            do {
+                try await promise.futureResult.get()
+            } catch {
+                deadline.cancel()
+                throw error
+            }
+            deadline.cancel()
         }
     }
 

@@ -576,6 +576,7 @@ final class Agent: Sendable {
                 ([("reason", "forwarding_disabled")], Double(counters.droppedForwardingDisabled)),
                 ([("reason", "forward_not_allowed")], Double(counters.droppedForwardNotAllowed)),
                 ([("reason", "flow_control")], Double(counters.droppedFlowControl)),
+                ([("reason", "mailbox_full")], Double(counters.droppedMailboxFull)),
             ])
         p.metric("ockam_edge_worker_errors_total", help: "Messages a worker failed to handle.", value: Double(counters.workerErrors))
         let tc = tcp.counters
@@ -590,7 +591,11 @@ final class Agent: Sendable {
             "ockam_edge_tcp_timeouts_total", help: "TCP connections closed for not completing what they started, by phase.",
             samples: [
                 ([("phase", "version")], Double(tc.versionTimeouts)), ([("phase", "frame")], Double(tc.frameTimeouts)),
+                ([("phase", "drain")], Double(tc.connectionsClosedSlowReader)),
             ])
+        p.metric(
+            "ockam_edge_tcp_outgoing_refused_total", help: "Outgoing TCP connections not opened: the max_outgoing cap.",
+            value: Double(tc.outgoingRefusedOverCap))
         p.metric(
             "ockam_edge_tcp_messages_dropped_total",
             help: "TCP messages dropped with the connection kept: malformed on receipt, or over the next hop's limits.",

@@ -1,4 +1,5 @@
 // OckamEdge: the `ockam-edge` command-line entry point (commands are declared in Commands.swift).
+import CMemory
 import EdgeCLI
 
 #if canImport(Glibc)
@@ -17,6 +18,9 @@ struct OckamEdgeMain {
         sigemptyset(&none)
         pthread_sigmask(SIG_SETMASK, &none, nil)
         ParentWatch.startIfRequested()
+        // Buffers of 256 KiB and more (large messages and frames) come from mmap and go back to the system when freed:
+        // a peer's burst of 1 MiB messages otherwise leaves the heap grown after it has gone (reliability: slow_reader).
+        _ = cmemory_return_large_buffers(256 << 10)
         let argv = Array(CommandLine.arguments.dropFirst())
         let status: Int32
         switch CommandLineParser.parse(argv, root: Commands.root, programName: "ockam-edge") {

@@ -212,7 +212,8 @@ enum NodeSuites {
         let (host, port) = try TCPTransport.splitHostPortAllowingZero(listen)
         let bench = try BenchNode(arguments)
         try bench.channels.startListener(name: "api", options: BenchNode.options(arguments))
-        try bench.node.startWorker(SinkWorker(), at: .local("sink"), options: WorkerOptions())
+        // Reachable from links too: the --plain suites route to it without a secure channel.
+        try bench.node.startWorker(SinkWorker(), at: .local("sink"), options: WorkerOptions(reach: .links))
         try bench.node.startDefaultServices()
         if let port = bench.serialPort {
             // Suites 3 and 6: serves over the serial port only (the peer connects; `64#<port>` is its link).

@@ -219,6 +219,38 @@ extension LoopbackTests {
         await cloud.shutdown()
     }
 
+    /// A peer that sends requests to `echo` and never reads the replies: echo drops the replies its connection cannot
+    /// take instead of waiting (others keep being served), and the connection is closed as a slow reader.
+    @Test func aPeerThatNeverReadsStallsNobodyAndIsClosed() async throws {
+        let (node, tcp, port) = try await start {
+            $0.frameTimeout = .seconds(1)
+            $0.frameMinimumRate = 10_000_000
+        }
+        let slow = try RawClient(port: port)
+        #expect(await slow.read(1) == [0x01])
+        let request = RawClient.frame(
+            RoutingMessage(onwardRoute: [.local("echo")], returnRoute: [.local("app")], payload: [UInt8](repeating: 7, count: 64 << 10)))
+        var burst: [UInt8] = [0x01]
+        for _ in 0..<320 { burst += request }  // 20 MiB of replies: more than the socket buffers, NIO's window and the mailbox
+        let bytes = burst
+        try await blocking { slow.send(bytes) }
+        // Meanwhile another client is served by the same echo.
+        let other = try RawClient(port: port)
+        #expect(await other.read(1) == [0x01])
+        for i in 0..<5 {
+            other.send((i == 0 ? [0x01] : []) + RawClient.frame(
+                RoutingMessage(onwardRoute: [.local("echo")], returnRoute: [.local("me")], payload: [UInt8(i)])))
+            #expect(await other.readFrame()?.payload == [UInt8(i)])
+        }
+        try await eventually("the slow reader's connection was closed", within: .seconds(30)) {
+            tcp.counters.connectionsClosedSlowReader == 1
+        }
+        #expect(node.counters.droppedMailboxFull > 0, "echo dropped replies rather than wait")
+        try await eventually("only the other client is left") { tcp.connections.count == 1 }
+        await tcp.shutdown()
+        await node.shutdown()
+    }
+
     @Test func messagesQueuedBeforeShutdownAreWrittenBeforeTheConnectionCloses() async throws {
         let (b, btcp, port) = try await start { _ in }
         let sink = CountingWorker()

@@ -32,8 +32,7 @@ sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from edge import (  # noqa: E402
     Context, Control, Fail, NullModem, RawOckamClient, check, eventually, fd_count, free_port, garbage,
-    handshake_message1,
-    local, mib, tcp_frame, _child_setup)
+    handshake_message1, local, mib, routing_message, rss_kib, tcp_frame, _child_setup)
 
 FULL = os.environ.get("RELIABILITY_FULL") == "1"
 SIZES = {}
@@ -573,6 +572,62 @@ def open_relay(ctx):
             f"(dropped_flow_control); descriptors {fds_before} → {fds_after}; {warnings} warning line(s)")
 
 
+def slow_reader(ctx):
+    """A peer that sends 1 MiB requests to `echo` and never reads the replies: other clients keep being served, the
+    peer's connection is closed as a slow reader, and the memory its requests took is given back."""
+    n = size("SLOW_READER_MIB", 200, 600)
+    # A write must complete within frame_timeout + bytes in flight / frame_min_rate: 3 s + about 1 s here (the
+    # defaults, 30 s and 10 kB/s, give a reader that stalls on 1 MiB about 2 minutes).
+    node = ctx.node("n", "--tcp-frame-timeout", "3s", "--tcp-frame-min-rate", "1000000")
+    ok, info = message_ok(ctx, f"/ip4/127.0.0.1/tcp/{node.port}/service/echo", "warm-up")
+    check(ok, f"echo does not work: {info}")
+    rss_before = rss_kib(node.pid)
+    slow = socket.create_connection(("127.0.0.1", node.port), timeout=10)
+    ctx.cleanups.append(slow.close)
+    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    request = tcp_frame(routing_message([local("echo")], [local("app")], b"\x07" * (1 << 20)))
+    stop = threading.Event()
+    sent = [0]
+
+    def flood():
+        try:
+            slow.sendall(b"\x01")
+            for _ in range(n):
+                if stop.is_set():
+                    return
+                slow.sendall(request)
+                sent[0] += 1
+        except OSError:
+            pass
+    flooder = threading.Thread(target=flood, daemon=True)
+    flooder.start()
+    served = failed = 0
+    rss_peak = rss_before
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        ok, _ = message_ok(ctx, f"/ip4/127.0.0.1/tcp/{node.port}/service/echo", f"other {served + failed}", timeout="3s")
+        served += ok
+        failed += not ok
+        rss_peak = max(rss_peak, rss_kib(node.pid))
+        if node.status()["counters"]["tcp_connections_closed_slow_reader"] >= 1 and served >= 10:
+            break
+    stop.set()
+    counters = node.status()["counters"]
+    check(counters["tcp_connections_closed_slow_reader"] == 1,
+          f"slow reader not closed: {counters['tcp_connections_closed_slow_reader']}")
+    check(failed == 0, f"{failed} of {served + failed} other clients' echoes failed while the slow peer was connected")
+    slow.close()
+    flooder.join(10)
+    time.sleep(2)
+    rss_after = rss_kib(node.pid)
+    check(rss_after - rss_before < 16 * 1024,
+          f"RSS {mib(rss_before)} before, {mib(rss_peak)} peak, {mib(rss_after)} after the slow peer left")
+    return (f"{sent[0]} requests of 1 MiB sent by a peer that never reads: {served} other clients' echoes served, "
+            f"{failed} failed; the peer's connection closed as a slow reader (tcp_connections_closed_slow_reader 1), "
+            f"{counters['dropped_mailbox_full']} replies dropped for it (dropped_mailbox_full); RSS {mib(rss_before)} "
+            f"before, {mib(rss_peak)} peak, {mib(rss_after)} 2 s after it left")
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # 6. kill -9 during vault writes
 
@@ -954,7 +1009,8 @@ def store_and_forward(ctx):
 
 SCENARIOS = [
     serial_unplug_replug, serial_line_noise, tcp_uplink_restarts, stalled_handshake, handshake_flood,
-    handshake_flood_fairness, slowloris, tcp_connection_cap, shared_connection_survives, open_relay, vault_kill9, soak,
+    handshake_flood_fairness, slowloris, tcp_connection_cap, shared_connection_survives, open_relay, slow_reader,
+    vault_kill9, soak,
     store_and_forward, relay_restarts,
 ]
 
