@@ -62,6 +62,10 @@ public struct AgentConfig: Equatable, Sendable {
         public var maxConnectionsPerHost: Int? = 64
         /// Outgoing connections open or being opened at once.
         public var maxOutgoing = 256
+        /// Bytes of unfinished inbound frames each listener's connections may hold together.
+        public var maxUnfinishedBytes = 64 << 20
+        /// The same per host; nil: `off`.
+        public var maxUnfinishedBytesPerHost: Int? = 24 << 20
         public init() {}
     }
 
@@ -381,7 +385,7 @@ public struct AgentConfig: Equatable, Sendable {
                             v, "transports.tcp",
                             allowed: [
                                 "listen", "frame_timeout", "frame_min_rate", "max_connections", "max_connections_per_host",
-                                "max_outgoing",
+                                "max_outgoing", "max_unfinished_bytes", "max_unfinished_bytes_per_host",
                             ])
                         {
                             switch tk {
@@ -393,6 +397,18 @@ public struct AgentConfig: Equatable, Sendable {
                                 continue
                             case "max_connections":
                                 config.tcp.maxConnections = try int(tv, "transports.tcp.max_connections", range: 1...1_000_000)
+                                continue
+                            case "max_unfinished_bytes":
+                                config.tcp.maxUnfinishedBytes = try int(
+                                    tv, "transports.tcp.max_unfinished_bytes", range: (16 << 20) + 4...1 << 40)
+                                continue
+                            case "max_unfinished_bytes_per_host":
+                                if case .scalar(let text, _) = tv, text == "off" {
+                                    config.tcp.maxUnfinishedBytesPerHost = nil
+                                } else {
+                                    config.tcp.maxUnfinishedBytesPerHost = try int(
+                                        tv, "transports.tcp.max_unfinished_bytes_per_host", range: (16 << 20) + 4...1 << 40)
+                                }
                                 continue
                             case "max_outgoing":
                                 config.tcp.maxOutgoing = try int(tv, "transports.tcp.max_outgoing", range: 1...1_000_000)

@@ -13,7 +13,8 @@ extension FuzzTargets {
     /// prefix is incomplete (t₀ = arrival of its first byte); `t₀ + frameTimeout + length / rate` once the length
     /// is known. Invariants, after every read:
     /// - the deadline the machine leaves armed (last `arm`/`cancel` wins) equals the model's, whatever the chunking;
-    /// - the frame decoder (1 MiB limit) has emitted exactly the frames the model has completed;
+    /// - the frame decoder (1 MiB limit) has emitted exactly the frames the model has completed, and holds exactly the
+    ///   bytes the machine reports as the unfinished frame's (`unfinishedBytes`, what the F14 caps account for);
     /// - a read arriving after the armed deadline never happens in the real handler (its timer closes the connection
     ///   first): the run stops there, and `timeoutError` must name what the model was waiting for.
     /// The run also stops where the decoder rejects the stream (wrong version, empty or oversize frame).
@@ -68,6 +69,10 @@ extension FuzzTargets {
             try check(
                 decodedFrames == model.completedFrames,
                 "decoder emitted \(decodedFrames) frames, the model completed \(model.completedFrames)")
+            // What the unfinished-frame caps account for is exactly what the decoder holds (F14).
+            try check(
+                machine.unfinishedBytes == buffer.readableBytes,
+                "machine counts \(machine.unfinishedBytes) unfinished bytes, the decoder holds \(buffer.readableBytes)")
         }
     }
 

@@ -205,6 +205,16 @@ public struct OckamTCPReadDeadline: Sendable {
         return change
     }
 
+    /// Bytes of the frame in progress received so far (its length prefix included): what the decoder holds for it.
+    /// Zero between frames.
+    public var unfinishedBytes: Int {
+        switch phase {
+        case .awaitingVersion, .betweenFrames: return 0
+        case .lengthPrefix(_, let count, _): return count
+        case .body(let remaining, let length): return 4 + Int(length - remaining)
+        }
+    }
+
     /// The error to report when the armed deadline passes.
     public var timeoutError: TCPTransportError {
         switch phase {

@@ -28,6 +28,12 @@ public struct TCPTransportOptions: Sendable {
     public var maxConnectionsPerHost: Int? = 64
     /// Whether the per-host cap applies to loopback peers too.
     public var capLoopbackHosts = false
+    /// Most bytes of unfinished inbound frames (what has arrived of frames still in progress) each listener's
+    /// connections hold together; past it the connection holding the most is closed (counted).
+    public var maxUnfinishedBytesPerListener: Int = 64 << 20
+    /// The same per host (IPv4 address or IPv6 /64, loopback included); nil: no per-host cap. At least one
+    /// maximum-size frame (16 MiB) plus its prefix, or a peer could never send one.
+    public var maxUnfinishedBytesPerHost: Int? = 24 << 20
     /// How long ``TCPTransport/shutdown()`` lets each connection write what is queued before closing it, and then
     /// waits for the peer to close its side (a graceful close).
     public var shutdownFlushTimeout: Duration = .seconds(2)
@@ -66,6 +72,9 @@ public struct TCPTransportCounters: Sendable, Equatable {
     public var messagesDroppedOverLimit: UInt64 = 0
     /// Connections closed because the peer did not read what was written to it in time (a slow reader).
     public var connectionsClosedSlowReader: UInt64 = 0
+    /// Inbound connections closed because their listener's or host's unfinished frames held more than the cap (the
+    /// connection holding the most is cut first).
+    public var connectionsCutUnfinishedFrames: UInt64 = 0
     /// Outgoing connections not opened because ``TCPTransportOptions/maxOutgoingConnections`` were open or opening.
     public var outgoingRefusedOverCap: UInt64 = 0
 }
@@ -119,6 +128,8 @@ public final class TCPTransport: TransportResolver, Sendable {
     }
 
     private let state = EdgeMutex(State())
+    private let unfinished: UnfinishedFrames
+    private let unfinishedLog = LogRateLimiter()
     private let outgoingCapLog = LogRateLimiter()
     private let slowReaderLog = LogRateLimiter()
 
@@ -129,6 +140,8 @@ public final class TCPTransport: TransportResolver, Sendable {
         self.node = node
         self.group = group
         self.options = options
+        unfinished = UnfinishedFrames(
+            limits: .init(perListener: options.maxUnfinishedBytesPerListener, perHost: options.maxUnfinishedBytesPerHost))
         var logger = logger ?? node.logger
         logger[metadataKey: "transport"] = "tcp"
         self.logger = logger
@@ -136,6 +149,10 @@ public final class TCPTransport: TransportResolver, Sendable {
     }
 
     public var counters: TCPTransportCounters { state.withLock { $0.counters } }
+
+    /// Bytes of unfinished inbound frames the connections of listener `listener` (in order of ``listen(host:port:)``)
+    /// hold now.
+    public func unfinishedBytes(listener: Int) -> Int { unfinished.held(listener: listener) }
 
     /// Inbound connections being served by each listener, in the order the listeners were started.
     public var servedConnections: [Int] {
@@ -179,8 +196,10 @@ public final class TCPTransport: TransportResolver, Sendable {
                             try? await connection.executeThenClose { _, _ in }  // before our version byte: EOF
                             continue
                         }
+                        self.unfinished.register(connection.channel, listener: listener, host: host)
                         self.spawn {
                             await self.serve(connection, peer: peer, outgoing: false)
+                            self.unfinished.remove(connection.channel)
                             self.release(listener: listener, host: host)
                         }
                     }
@@ -328,13 +347,32 @@ public final class TCPTransport: TransportResolver, Sendable {
             versionTimeout: options.versionTimeout, frameTimeout: options.frameTimeout,
             frameMinimumRate: options.frameMinimumRate)
         try sync.addHandler(
-            ReadDeadlineHandler(limits: limits) { [weak self] error in
-                self?.state.withLock { state in
-                    if case .versionTimeout = error { state.counters.versionTimeouts += 1 } else { state.counters.frameTimeouts += 1 }
-                }
-            })
+            ReadDeadlineHandler(
+                limits: limits,
+                onTimeout: { [weak self] error in
+                    self?.state.withLock { state in
+                        if case .versionTimeout = error { state.counters.versionTimeouts += 1 } else { state.counters.frameTimeouts += 1 }
+                    }
+                },
+                onProgress: { [weak self] unfinishedBytes in self?.frameProgress(channel, unfinishedBytes) }))
         try sync.addHandler(ByteToMessageHandler(OckamTCPFrameDecoder(maxFrameSize: options.maxFrameSize)))
         try sync.addHandler(MessageToByteHandler(OckamTCPFrameEncoder()))
+    }
+
+    /// A connection's unfinished frame now holds `bytes`: cuts the connections that put their listener or host over
+    /// its cap (``UnfinishedFrames``).
+    private func frameProgress(_ channel: any Channel, _ bytes: Int) {
+        let cuts = unfinished.update(channel, bytes: bytes)
+        guard !cuts.isEmpty else { return }
+        state.withLock { $0.counters.connectionsCutUnfinishedFrames += UInt64(cuts.count) }
+        for (victim, held) in cuts {
+            victim.close(promise: nil)
+            if let suppressed = unfinishedLog.admit() {
+                let peer = victim.remoteAddress.map(Self.describe) ?? "?"
+                logger.warning(
+                    "closed the connection from \(peer): it held \(held) bytes of an unfinished frame, the most while its host or listener was over its cap (max_unfinished_bytes…)\(LogRateLimiter.note(suppressed))")
+            }
+        }
     }
 
     private func serve(_ channel: NIOAsyncChannel<ByteBuffer, OckamTCPOutbound>, peer: String, outgoing: Bool) async {
@@ -621,12 +659,19 @@ final class ReadDeadlineHandler: ChannelInboundHandler {
 
     private var deadline: OckamTCPReadDeadline
     private let onTimeout: @Sendable (TCPTransportError) -> Void
+    private let onProgress: @Sendable (Int) -> Void
     private var timer: Scheduled<Void>?
     private var started = false
+    private var reportedUnfinished = 0
 
-    init(limits: OckamTCPReadDeadline.Limits, onTimeout: @escaping @Sendable (TCPTransportError) -> Void) {
+    /// `onProgress` is called after a read that changed how many bytes of an unfinished frame the connection holds.
+    init(
+        limits: OckamTCPReadDeadline.Limits, onTimeout: @escaping @Sendable (TCPTransportError) -> Void,
+        onProgress: @escaping @Sendable (Int) -> Void = { _ in }
+    ) {
         deadline = OckamTCPReadDeadline(limits: limits)
         self.onTimeout = onTimeout
+        self.onProgress = onProgress
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -647,6 +692,11 @@ final class ReadDeadlineHandler: ChannelInboundHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let buffer = unwrapInboundIn(data)
         apply(deadline.received(buffer.readableBytesView, now: .now()), context)
+        let unfinished = deadline.unfinishedBytes
+        if unfinished != reportedUnfinished {
+            reportedUnfinished = unfinished
+            onProgress(unfinished)
+        }
         context.fireChannelRead(data)
     }
 

@@ -283,6 +283,8 @@ final class Agent: Sendable {
         options.maxConnectionsPerListener = settings.maxConnections
         options.maxConnectionsPerHost = settings.maxConnectionsPerHost
         options.maxOutgoingConnections = settings.maxOutgoing
+        options.maxUnfinishedBytesPerListener = settings.maxUnfinishedBytes
+        options.maxUnfinishedBytesPerHost = settings.maxUnfinishedBytesPerHost
         return options
     }
 
@@ -586,6 +588,7 @@ final class Agent: Sendable {
                 ([("outcome", "accepted")], Double(tc.connectionsAccepted)),
                 ([("outcome", "refused_over_cap")], Double(tc.connectionsRefusedOverCap)),
                 ([("outcome", "refused_over_host_cap")], Double(tc.connectionsRefusedOverHostCap)),
+                ([("outcome", "cut_unfinished_frames")], Double(tc.connectionsCutUnfinishedFrames)),
             ])
         p.metric(
             "ockam_edge_tcp_timeouts_total", help: "TCP connections closed for not completing what they started, by phase.",

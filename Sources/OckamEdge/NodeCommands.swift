@@ -153,6 +153,13 @@ struct NodeRunCommand {
                 repeatable: true),
             .flag("private-services", help: "Make echo and uppercase reachable only locally and through secure channels."),
             OptionSpec(
+                "tcp-max-unfinished-bytes", value: "bytes",
+                help: "Bytes of unfinished inbound frames the TCP listener's connections may hold together; past it the one holding the most is closed.",
+                default: "67108864"),
+            OptionSpec(
+                "tcp-max-unfinished-bytes-per-host", value: "bytes|off",
+                help: "The same per IPv4 address or IPv6 /64 (at least 16777220, one maximum frame).", default: "25165824"),
+            OptionSpec(
                 "tcp-max-outgoing", value: "n", help: "Outgoing TCP connections open or opening at once; more fail and are counted.",
                 default: "256"),
             OptionSpec(
@@ -280,6 +287,21 @@ struct NodeRunCommand {
             options.maxConnectionsPerHost = try Support.positiveCount(arguments, "tcp-max-connections-per-host", default: 64)
         }
         options.maxOutgoingConnections = try Support.positiveCount(arguments, "tcp-max-outgoing", default: 256)
+        let minimum = ockamTCPMaxFrameSize + 4
+        options.maxUnfinishedBytesPerListener = try Support.positiveCount(
+            arguments, "tcp-max-unfinished-bytes", default: 64 << 20)
+        if arguments.value("tcp-max-unfinished-bytes-per-host") == "off" {
+            options.maxUnfinishedBytesPerHost = nil
+        } else {
+            options.maxUnfinishedBytesPerHost = try Support.positiveCount(
+                arguments, "tcp-max-unfinished-bytes-per-host", default: 24 << 20)
+        }
+        for (name, value) in [
+            ("tcp-max-unfinished-bytes", options.maxUnfinishedBytesPerListener),
+            ("tcp-max-unfinished-bytes-per-host", options.maxUnfinishedBytesPerHost ?? minimum),
+        ] where value < minimum {
+            throw CommandFailure("--\(name): at least \(minimum) (one maximum-size frame and its length prefix)")
+        }
         return options
     }
 }
@@ -502,6 +524,7 @@ struct NodeController: Sendable {
                             ("tcp_messages_dropped_over_limit", .uint(tcpCounters.messagesDroppedOverLimit)),
                             ("tcp_outgoing_refused_over_cap", .uint(tcpCounters.outgoingRefusedOverCap)),
                             ("tcp_connections_closed_slow_reader", .uint(tcpCounters.connectionsClosedSlowReader)),
+                            ("tcp_connections_cut_unfinished_frames", .uint(tcpCounters.connectionsCutUnfinishedFrames)),
                             ("handshakes_completed", .uint(sc.handshakesCompleted)),
                             ("handshakes_failed", .uint(sc.handshakesFailed)),
                             ("handshakes_refused_trust", .uint(sc.handshakesRefusedTrust)),

@@ -251,6 +251,55 @@ extension LoopbackTests {
         await node.shutdown()
     }
 
+    /// Frames that announce 1 MiB and stall hold what has arrived; past the listener's cap the connection holding the
+    /// most is cut, then past the host's cap the host's biggest; the others live on.
+    @Test func stalledFramesAreCutBiggestFirstPastTheListenerAndHostCaps() async throws {
+        let (node, tcp, port) = try await start {
+            $0.maxUnfinishedBytesPerListener = 300 << 10
+            $0.maxUnfinishedBytesPerHost = nil
+        }
+        func stall(_ bytes: Int) async throws -> RawClient {
+            let client = try RawClient(port: port)
+            #expect(await client.read(1) == [0x01])
+            client.send([0x01, 0x00, 0x10, 0x00, 0x00] + [UInt8](repeating: 0xa0, count: bytes))  // announces 1 MiB
+            return client
+        }
+        let small = try await stall(60 << 10)
+        let middle = try await stall(100 << 10)
+        try await eventually("both partial frames are accounted for") { tcp.unfinishedBytes(listener: 0) >= 160 << 10 }
+        let big = try await stall(150 << 10)  // 310 KiB in all: over 300 KiB
+        try await eventually("one connection cut") { tcp.counters.connectionsCutUnfinishedFrames == 1 }
+        #expect(await big.readsEOF(), "the biggest is cut")
+        #expect(tcp.connections.count == 2)
+        #expect(tcp.unfinishedBytes(listener: 0) <= 300 << 10)
+        // The others still work: complete `small`'s frame is not needed; a fresh client is served.
+        let fresh = try RawClient(port: port)
+        #expect(await fresh.read(1) == [0x01])
+        fresh.send([0x01] + RawClient.frame(RoutingMessage(onwardRoute: [.local("echo")], returnRoute: [.local("me")], payload: [5])))
+        #expect(await fresh.readFrame()?.payload == [5])
+        _ = (small, middle)
+        await tcp.shutdown()
+        await node.shutdown()
+
+        let (hostNode, hostTCP, hostPort) = try await start {
+            $0.maxUnfinishedBytesPerListener = 64 << 20
+            $0.maxUnfinishedBytesPerHost = 200 << 10
+        }
+        let first = try RawClient(port: hostPort)
+        #expect(await first.read(1) == [0x01])
+        first.send([0x01, 0x00, 0x10, 0x00, 0x00] + [UInt8](repeating: 1, count: 120 << 10))
+        try await eventually("the first partial frame is accounted for") { hostTCP.unfinishedBytes(listener: 0) >= 120 << 10 }
+        let second = try RawClient(port: hostPort)
+        #expect(await second.read(1) == [0x01])
+        second.send([0x01, 0x00, 0x10, 0x00, 0x00] + [UInt8](repeating: 2, count: 100 << 10))
+        try await eventually("the host's biggest was cut") { hostTCP.counters.connectionsCutUnfinishedFrames == 1 }
+        #expect(await first.readsEOF())
+        #expect(hostTCP.connections.count == 1)
+        _ = second
+        await hostTCP.shutdown()
+        await hostNode.shutdown()
+    }
+
     @Test func messagesQueuedBeforeShutdownAreWrittenBeforeTheConnectionCloses() async throws {
         let (b, btcp, port) = try await start { _ in }
         let sink = CountingWorker()

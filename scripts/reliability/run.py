@@ -628,6 +628,37 @@ def slow_reader(ctx):
             f"before, {mib(rss_peak)} peak, {mib(rss_after)} 2 s after it left")
 
 
+def stalled_frames(ctx):
+    """Connections that announce 16 MiB frames, send half and stall: together they hold at most the per-host cap
+    (24 MiB by default); past it the connection holding the most is cut and counted, and memory stays bounded."""
+    n = size("STALLED_FRAMES", 8, 32)
+    node = ctx.node("n")
+    rss_before = rss_kib(node.pid)
+    held = []
+    ctx.cleanups.append(lambda: [c.close() for c in held])
+    chunk = b"\xa5" * (1 << 20)
+    for _ in range(n):
+        c = socket.create_connection(("127.0.0.1", node.port), timeout=10)
+        held.append(c)
+        c.sendall(b"\x01" + struct.pack(">I", 16 << 20))
+        try:
+            for _ in range(8):
+                c.sendall(chunk)
+        except OSError:
+            pass  # cut while sending
+    expected_cuts = n - 2  # two 8 MiB halves fit in 24 MiB, a third does not
+    eventually(lambda: node.status()["counters"]["tcp_connections_cut_unfinished_frames"] >= expected_cuts, 30,
+               f"{expected_cuts} connections cut")
+    rss_peak = rss_kib(node.pid)
+    counters = node.status()["counters"]
+    ok, info = message_ok(ctx, f"/ip4/127.0.0.1/tcp/{node.port}/service/echo", "still served")
+    check(ok, f"the node stopped serving others: {info}")
+    check(rss_peak - rss_before < 64 * 1024, f"RSS {mib(rss_before)} → {mib(rss_peak)} with {n} stalled frames")
+    return (f"{n} connections each sent 8 MiB of a 16 MiB frame and stalled: "
+            f"{counters['tcp_connections_cut_unfinished_frames']} cut, biggest first (tcp_connections_cut_unfinished_frames); "
+            f"RSS {mib(rss_before)} before, {mib(rss_peak)} with the rest stalled; others served")
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # 6. kill -9 during vault writes
 
@@ -1010,6 +1041,7 @@ def store_and_forward(ctx):
 SCENARIOS = [
     serial_unplug_replug, serial_line_noise, tcp_uplink_restarts, stalled_handshake, handshake_flood,
     handshake_flood_fairness, slowloris, tcp_connection_cap, shared_connection_survives, open_relay, slow_reader,
+    stalled_frames,
     vault_kill9, soak,
     store_and_forward, relay_restarts,
 ]
