@@ -13,6 +13,8 @@ public enum NodeError: Error, Hashable, Sendable, CustomStringConvertible {
     case addressInUse(Address)
     /// The worker's mailbox was full and the sender chose not to wait (``Node/send(_:ifFull:)``).
     case mailboxFull(Address)
+    /// The link a request went out on (named by its sender worker) closed before the reply arrived.
+    case linkClosed(Address)
     /// No transport is registered for the transport type.
     case noTransport(TransportType)
     /// A message arrived with an empty onward route.
@@ -37,6 +39,7 @@ public enum NodeError: Error, Hashable, Sendable, CustomStringConvertible {
         case .workerStopped(let a): return "worker \(a) has stopped"
         case .addressInUse(let a): return "address \(a) is already in use"
         case .mailboxFull(let a): return "the mailbox of \(a) is full"
+        case .linkClosed(let a): return "the link \(a) closed before a reply arrived"
         case .noTransport(let t): return "no transport registered for transport type \(t)"
         case .emptyOnwardRoute: return "message has an empty onward route"
         case .forwardingDisabled(let a): return "forwarding to remote hop \(a) is disabled on this node"
@@ -183,6 +186,8 @@ public struct NodeCounters: Sendable, Equatable {
     /// Messages whose sender chose not to wait for a full mailbox (a shared service's reply to a peer that does not
     /// read its replies).
     public var droppedMailboxFull: UInt64 = 0
+    /// Messages whose remote next hop could not be reached (the connection was refused, timed out, was over a cap).
+    public var droppedUnreachable: UInt64 = 0
     public var droppedHeartbeat: UInt64 = 0
     public var droppedForwardingDisabled: UInt64 = 0
     /// Messages from a link or secure channel whose remote next hop the forwarding policy does not allow.
@@ -242,9 +247,22 @@ public final class Node: Sendable {
         /// it; and the reverse, so a stopping worker or link is forgotten without a scan.
         var consumers: [Address: Set<Address>] = [:]
         var consumedLinks: [Address: Set<Address>] = [:]
+        /// Requests in progress by the link they went out on, so they fail at once when it closes.
+        var requestsByLink: [Address: Set<Address>] = [:]
 
         /// Removes `addresses` from the worker table and from the flow-control tables (as consumers and as links).
-        mutating func remove(_ addresses: [Address]) {
+        /// Returns the requests that went out on a removed link and have no reply waiting in their inbox: the caller
+        /// fails them (outside the lock).
+        @discardableResult
+        mutating func remove(_ addresses: [Address]) -> [(ReplyWorker, link: Address)] {
+            var orphaned: [(ReplyWorker, link: Address)] = []
+            for address in addresses {
+                for inbox in requestsByLink.removeValue(forKey: address) ?? [] {
+                    if let worker = pendingRequests[inbox], (workers[inbox]?.mailbox.depth ?? 0) == 0 {
+                        orphaned.append((worker, address))
+                    }
+                }
+            }
             for address in addresses {
                 workers[address] = nil
                 if let links = consumedLinks.removeValue(forKey: address) {
@@ -254,6 +272,7 @@ public final class Node: Sendable {
                     for member in members { consumedLinks[member]?.remove(address) }
                 }
             }
+            return orphaned
         }
     }
 
@@ -345,21 +364,28 @@ public final class Node: Sendable {
     }
 
     private func unregister(_ addresses: [Address], mailbox: Mailbox) {
-        registry.withLock { registry in
+        let orphaned = registry.withLock { registry in
             registry.remove(addresses.filter { registry.workers[$0]?.mailbox === mailbox })
         }
+        failRequests(orphaned)
+    }
+
+    /// Requests whose link closed learn it at once instead of waiting out their timeout.
+    private func failRequests(_ orphaned: [(ReplyWorker, link: Address)]) {
+        for (inbox, link) in orphaned { inbox.fail(NodeError.linkClosed(link)) }
     }
 
     /// Stops the worker registered at `address`: it stops receiving, handles what is already in its
     /// mailbox, then its `shutdown` runs. Returns when it has finished.
     public func stopWorker(at address: Address) async {
-        let found: (Mailbox, [Address], Task<Void, Never>?)? = registry.withLock { registry in
+        let found: (Mailbox, [Address], Task<Void, Never>?, [(ReplyWorker, link: Address)])? = registry.withLock { registry in
             guard let entry = registry.workers[address] else { return nil }
             let addresses = entry.addresses.filter { registry.workers[$0]?.mailbox === entry.mailbox }
-            registry.remove(addresses)
-            return (entry.mailbox, addresses, registry.tasks[entry.primary])
+            let orphaned = registry.remove(addresses)
+            return (entry.mailbox, addresses, registry.tasks[entry.primary], orphaned)
         }
-        guard let (mailbox, addresses, task) = found else { return }
+        guard let (mailbox, addresses, task, orphaned) = found else { return }
+        failRequests(orphaned)
         let refused = mailbox.close()
         if refused > 0 { count { $0.droppedWorkerStopped += UInt64(refused) } }
         if let task, Node.currentWorker.map({ !addresses.contains($0) }) ?? true { await task.value }
@@ -367,11 +393,12 @@ public final class Node: Sendable {
 
     /// Stops a worker without waiting (safe to call from the worker itself).
     public func stopWorkerNoWait(at address: Address) {
-        let mailbox: Mailbox? = registry.withLock { registry in
-            guard let entry = registry.workers[address] else { return nil }
-            registry.remove(entry.addresses.filter { registry.workers[$0]?.mailbox === entry.mailbox })
-            return entry.mailbox
+        let (mailbox, orphaned): (Mailbox?, [(ReplyWorker, link: Address)]) = registry.withLock { registry in
+            guard let entry = registry.workers[address] else { return (nil, []) }
+            let orphaned = registry.remove(entry.addresses.filter { registry.workers[$0]?.mailbox === entry.mailbox })
+            return (entry.mailbox, orphaned)
         }
+        failRequests(orphaned)
         if let mailbox {
             let refused = mailbox.close()
             if refused > 0 { count { $0.droppedWorkerStopped += UInt64(refused) } }
@@ -479,7 +506,13 @@ public final class Node: Sendable {
                 count { $0.droppedUnknownAddress += 1 }
                 throw NodeError.noTransport(first.transportType)
             }
-            let local = try await transport.resolve(first)
+            let local: Address
+            do {
+                local = try await transport.resolve(first)
+            } catch {
+                count { $0.droppedUnreachable += 1 }
+                throw error
+            }
             message.onwardRoute.replaceFront(with: local)
         }
         guard let destination = message.onwardRoute.first else { throw NodeError.emptyOnwardRoute }
@@ -493,6 +526,9 @@ public final class Node: Sendable {
             {
                 registry.consumers[destination, default: []].insert(replyAddress)
                 registry.consumedLinks[replyAddress, default: []].insert(destination)
+                if registry.pendingRequests[replyAddress] != nil {
+                    registry.requestsByLink[destination, default: []].insert(replyAddress)
+                }
             }
             return entry
         }
@@ -575,7 +611,10 @@ public final class Node: Sendable {
     /// Forgets a finished request's inbox: a synchronous step after the request's suspensions, not a lock in a
     /// `defer` of the async function (the shape Swift 6.3.1 miscompiled with an inlined mutex; see EdgeMutex.withLock).
     private func finishRequest(at address: Address) {
-        _ = registry.withLock { $0.pendingRequests.removeValue(forKey: address) }
+        registry.withLock { registry in
+            registry.pendingRequests.removeValue(forKey: address)
+            for link in registry.consumedLinks[address] ?? [] { registry.requestsByLink[link]?.remove(address) }
+        }
         stopWorkerNoWait(at: address)
     }
 

@@ -579,6 +579,7 @@ final class Agent: Sendable {
                 ([("reason", "forward_not_allowed")], Double(counters.droppedForwardNotAllowed)),
                 ([("reason", "flow_control")], Double(counters.droppedFlowControl)),
                 ([("reason", "mailbox_full")], Double(counters.droppedMailboxFull)),
+                ([("reason", "unreachable")], Double(counters.droppedUnreachable)),
             ])
         p.metric("ockam_edge_worker_errors_total", help: "Messages a worker failed to handle.", value: Double(counters.workerErrors))
         let tc = tcp.counters

@@ -514,6 +514,7 @@ struct NodeController: Sendable {
                             ("dropped_forward_not_allowed", .uint(counters.droppedForwardNotAllowed)),
                             ("dropped_flow_control", .uint(counters.droppedFlowControl)),
                             ("dropped_mailbox_full", .uint(counters.droppedMailboxFull)),
+                            ("dropped_unreachable", .uint(counters.droppedUnreachable)),
                             ("worker_errors", .uint(counters.workerErrors)),
                             ("tcp_connections_accepted", .uint(tcpCounters.connectionsAccepted)),
                             ("tcp_connections_refused_over_cap", .uint(tcpCounters.connectionsRefusedOverCap)),
@@ -742,6 +743,9 @@ struct MessageSendCommand {
             }.first
             if case NodeError.timeout = error {
                 throw CommandFailure("no reply from \(to) within \(timeout)" + (closed.map { " (\($0))" } ?? ""))
+            }
+            if case NodeError.linkClosed = error {  // at once, not after --timeout
+                throw CommandFailure("no reply from \(to): " + (closed ?? "the connection closed before a reply arrived"))
             }
             throw CommandFailure("cannot send to \(to): \(error)" + (closed.map { " (\($0))" } ?? ""))
         }

@@ -152,6 +152,26 @@ struct FlowControlTests {
         await f.node.shutdown()
     }
 
+    @Test func aRequestFailsAtOnceWhenItsLinkClosesAndAnUnreachableHopIsCounted() async throws {
+        let f = try Fixture()
+        let request = Task { try await f.node.request(to: [f.linkA, .local("echo")], payload: [1], timeout: .seconds(600)) }
+        var toA = f.toA.makeAsyncIterator()
+        _ = await toA.next()  // the request went out on link A
+        await f.node.stopWorker(at: f.linkA)  // the link closes without a reply
+        await #expect(throws: NodeError.linkClosed(f.linkA)) { try await request.value }
+
+        struct Refusing: TransportResolver {
+            var transportType: TransportType { .tcp }
+            func resolve(_ address: Address) async throws -> Address { throw NodeError.shuttingDown }
+        }
+        f.node.registerTransport(Refusing())
+        await #expect(throws: NodeError.shuttingDown) {
+            try await f.node.send(LocalMessage(onwardRoute: [.tcp("127.0.0.1:1")], returnRoute: [], payload: []))
+        }
+        #expect(f.node.counters.droppedUnreachable == 1)
+        await f.node.shutdown()
+    }
+
     @Test func statusListsThePublicWorkersButNotDecryptors() async throws {
         let f = try Fixture()
         _ = try f.collector(at: .local("api"), reach: .links)
