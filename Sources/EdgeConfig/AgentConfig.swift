@@ -62,6 +62,8 @@ public struct AgentConfig: Equatable, Sendable {
         public var maxConnectionsPerHost: Int? = 64
         /// Outgoing connections open or being opened at once.
         public var maxOutgoing = 256
+        /// A duration, or `off`: outgoing connections idle this long are closed (configured uplinks excepted).
+        public var outgoingIdleTimeout = "15m"
         /// Bytes of unfinished inbound frames each listener's connections may hold together.
         public var maxUnfinishedBytes = 64 << 20
         /// The same per host; nil: `off`.
@@ -251,6 +253,12 @@ public struct AgentConfig: Equatable, Sendable {
             return value
         }
 
+        /// A duration, or `off`.
+        func optionalDuration(_ node: YAMLNode, _ key: String) throws(ConfigError) -> String {
+            if case .scalar(let text, _) = node, text == "off" { return "off" }
+            return try duration(node, key)
+        }
+
         func identifier(_ node: YAMLNode, _ key: String) throws(ConfigError) -> String {
             let value = try nonEmpty(node, key)
             guard value.hasPrefix("I"), value.utf8.count == 65, value.dropFirst().allSatisfy(\.isHexDigit) else {
@@ -385,7 +393,7 @@ public struct AgentConfig: Equatable, Sendable {
                             v, "transports.tcp",
                             allowed: [
                                 "listen", "frame_timeout", "frame_min_rate", "max_connections", "max_connections_per_host",
-                                "max_outgoing", "max_unfinished_bytes", "max_unfinished_bytes_per_host",
+                                "max_outgoing", "max_unfinished_bytes", "max_unfinished_bytes_per_host", "outgoing_idle_timeout",
                             ])
                         {
                             switch tk {
@@ -409,6 +417,9 @@ public struct AgentConfig: Equatable, Sendable {
                                     config.tcp.maxUnfinishedBytesPerHost = try int(
                                         tv, "transports.tcp.max_unfinished_bytes_per_host", range: (16 << 20) + 4...1 << 40)
                                 }
+                                continue
+                            case "outgoing_idle_timeout":
+                                config.tcp.outgoingIdleTimeout = try optionalDuration(tv, "transports.tcp.outgoing_idle_timeout")
                                 continue
                             case "max_outgoing":
                                 config.tcp.maxOutgoing = try int(tv, "transports.tcp.max_outgoing", range: 1...1_000_000)

@@ -42,6 +42,10 @@ public struct TCPTransportOptions: Sendable {
     /// Most outgoing connections open or being opened at once (one per destination); a route to one more fails and
     /// is counted. With the listeners' 512 this stays within the usual 1024 descriptors.
     public var maxOutgoingConnections: Int = 256
+    /// An outgoing connection on which nothing was read or written for this long is closed (its destination's next
+    /// message opens a new one), unless its destination is pinned (``TCPTransport/pin(_:)``: a configured uplink).
+    /// nil: never.
+    public var outgoingIdleTimeout: Duration? = .seconds(900)
     /// Largest frame accepted and sent.
     public var maxFrameSize: Int = ockamTCPMaxFrameSize
     /// Limits for decoding routing messages.
@@ -75,6 +79,8 @@ public struct TCPTransportCounters: Sendable, Equatable {
     /// Inbound connections closed because their listener's or host's unfinished frames held more than the cap (the
     /// connection holding the most is cut first).
     public var connectionsCutUnfinishedFrames: UInt64 = 0
+    /// Outgoing connections closed because nothing went over them for ``TCPTransportOptions/outgoingIdleTimeout``.
+    public var outgoingClosedIdle: UInt64 = 0
     /// Outgoing connections not opened because ``TCPTransportOptions/maxOutgoingConnections`` were open or opening.
     public var outgoingRefusedOverCap: UInt64 = 0
 }
@@ -117,6 +123,8 @@ public final class TCPTransport: TransportResolver, Sendable {
         /// no reply can say what happened to the connection.
         var closeReasons: [String: String] = [:]
         var closeOrder: [String] = []
+        /// Destinations (canonical) whose outgoing connections are never closed for being idle.
+        var pinned: Set<String> = []
         var tasks: [Int: Task<Void, Never>] = [:]
         var nextTaskID = 0
         var closed = false
@@ -257,6 +265,13 @@ public final class TCPTransport: TransportResolver, Sendable {
 
     // MARK: Connecting
 
+    /// Keeps outgoing connections to these destinations (`host:port`, canonicalised; unparsable ones are ignored)
+    /// open however long they are idle: the uplinks a configuration names. Replaces the previous set.
+    public func pin(_ destinations: [String]) {
+        let canonical = Set(destinations.compactMap { try? TCPDestination(parsing: $0).description })
+        state.withLock { $0.pinned = canonical }
+    }
+
     /// Why the last outgoing connection to `peer` (`host:port`, any spelling of it) closed, if one did.
     public func closeReason(peer: String) -> String? {
         let key = (try? TCPDestination(parsing: peer))?.description ?? peer
@@ -323,6 +338,12 @@ public final class TCPTransport: TransportResolver, Sendable {
         let channel = try await bootstrap.connect(host: host, port: port) { channel in
             channel.eventLoop.makeCompletedFuture {
                 try self.configurePipeline(channel)
+                if let idle = self.options.outgoingIdleTimeout {
+                    try channel.pipeline.syncOperations.addHandlers([
+                        IdleStateHandler(allTimeout: TimeAmount(idle)),
+                        OutgoingIdleCloser { [weak self] in self?.closeIfIdle(peer: peer, after: idle) ?? true },
+                    ])
+                }
                 return try NIOAsyncChannel<ByteBuffer, OckamTCPOutbound>(wrappingChannelSynchronously: channel)
             }
         }
@@ -337,6 +358,17 @@ public final class TCPTransport: TransportResolver, Sendable {
         }
         spawn { await self.receive(channel, peer: peer, sender: sender) }
         return sender
+    }
+
+    /// Whether an idle outgoing connection to `peer` should close now (not pinned); counts and logs it if so.
+    private func closeIfIdle(peer: String, after idle: Duration) -> Bool {
+        let close = state.withLock { state -> Bool in
+            guard !state.pinned.contains(peer) else { return false }
+            state.counters.outgoingClosedIdle += 1
+            return true
+        }
+        if close { logger.info("closing the connection to \(peer): nothing went over it for \(idle)") }
+        return close
     }
 
     // MARK: Connection lifecycle
@@ -758,5 +790,22 @@ struct TCPHostKey: Hashable, Sendable {
         default:
             return nil
         }
+    }
+}
+
+/// Closes an outgoing connection when ``IdleStateHandler`` reports that nothing was read or written for its timeout,
+/// unless `shouldClose` says no (a pinned uplink).
+final class OutgoingIdleCloser: ChannelInboundHandler, Sendable {
+    typealias InboundIn = ByteBuffer
+    let shouldClose: @Sendable () -> Bool
+
+    init(shouldClose: @escaping @Sendable () -> Bool) { self.shouldClose = shouldClose }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let event = event as? IdleStateHandler.IdleStateEvent, event == .all {
+            if shouldClose() { context.close(promise: nil) }
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
     }
 }

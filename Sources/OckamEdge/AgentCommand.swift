@@ -88,14 +88,17 @@ struct AgentCommand {
                 throw CommandFailure("\(path):\(rule.line): forwarding.allow: \(error)")
             }
         }
-        let uplinks = config.bridges.map(\.to) + config.relays.map(\.hub) + config.inlets.map(\.to)
-        for text in uplinks {
+        return rules + uplinks(config, lookup: lookup).map { TCPForwardRule(exactly: $0) }
+    }
+
+    /// The TCP hop each configured uplink starts with: bridges' `to`, relay hubs, inlets' `to`.
+    static func uplinks(_ config: AgentConfig, lookup: (String) -> String?) -> [TCPDestination] {
+        (config.bridges.map(\.to) + config.relays.map(\.hub) + config.inlets.map(\.to)).compactMap { text in
             guard case .address(let first)? = (try? Multiaddr(parsing: text).routeSegments(resolveNode: lookup))?.first,
-                first.transportType == .tcp, let destination = try? TCPDestination(parsing: first.valueString)
-            else { continue }
-            rules.append(TCPForwardRule(exactly: destination))
+                first.transportType == .tcp
+            else { return nil }
+            return try? TCPDestination(parsing: first.valueString)
         }
-        return rules
     }
 
     static func deviceLinks(_ links: [AgentConfig.DeviceLink], _ path: String) -> [DeviceLinkSpec] {
@@ -285,6 +288,7 @@ final class Agent: Sendable {
         options.maxOutgoingConnections = settings.maxOutgoing
         options.maxUnfinishedBytesPerListener = settings.maxUnfinishedBytes
         options.maxUnfinishedBytesPerHost = settings.maxUnfinishedBytesPerHost
+        options.outgoingIdleTimeout = try Support.parseOptionalDuration(settings.outgoingIdleTimeout)
         return options
     }
 
@@ -390,6 +394,8 @@ final class Agent: Sendable {
     /// Brings relays, outlets and inlets in line with `config`, touching only what changed.
     func apply(_ config: AgentConfig) async throws {
         forwardAllowList.replace(with: try AgentCommand.forwardRules(config, configPath, lookup: { directory.lookup(name: $0) }))
+        // Configured uplinks stay connected however quiet they are; other outgoing connections close when idle.
+        tcp.pin(AgentCommand.uplinks(config, lookup: { directory.lookup(name: $0) }).map(\.description))
         let previous = live.withLock { l in
             defer { l.config.sessions = config.sessions }  // new sessions below use the new settings
             return l.config
@@ -596,6 +602,7 @@ final class Agent: Sendable {
             samples: [
                 ([("phase", "version")], Double(tc.versionTimeouts)), ([("phase", "frame")], Double(tc.frameTimeouts)),
                 ([("phase", "drain")], Double(tc.connectionsClosedSlowReader)),
+                ([("phase", "outgoing_idle")], Double(tc.outgoingClosedIdle)),
             ])
         p.metric(
             "ockam_edge_tcp_outgoing_refused_total", help: "Outgoing TCP connections not opened: the max_outgoing cap.",

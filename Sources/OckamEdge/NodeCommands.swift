@@ -160,6 +160,9 @@ struct NodeRunCommand {
                 "tcp-max-unfinished-bytes-per-host", value: "bytes|off",
                 help: "The same per IPv4 address or IPv6 /64 (at least 16777220, one maximum frame).", default: "25165824"),
             OptionSpec(
+                "tcp-outgoing-idle-timeout", value: "duration|off",
+                help: "Close an outgoing TCP connection on which nothing was read or written for this long.", default: "15m"),
+            OptionSpec(
                 "tcp-max-outgoing", value: "n", help: "Outgoing TCP connections open or opening at once; more fail and are counted.",
                 default: "256"),
             OptionSpec(
@@ -287,6 +290,7 @@ struct NodeRunCommand {
             options.maxConnectionsPerHost = try Support.positiveCount(arguments, "tcp-max-connections-per-host", default: 64)
         }
         options.maxOutgoingConnections = try Support.positiveCount(arguments, "tcp-max-outgoing", default: 256)
+        options.outgoingIdleTimeout = try Support.parseOptionalDuration(arguments.value("tcp-outgoing-idle-timeout") ?? "15m")
         let minimum = ockamTCPMaxFrameSize + 4
         options.maxUnfinishedBytesPerListener = try Support.positiveCount(
             arguments, "tcp-max-unfinished-bytes", default: 64 << 20)
@@ -524,6 +528,7 @@ struct NodeController: Sendable {
                             ("tcp_messages_dropped_malformed", .uint(tcpCounters.messagesDroppedMalformed)),
                             ("tcp_messages_dropped_over_limit", .uint(tcpCounters.messagesDroppedOverLimit)),
                             ("tcp_outgoing_refused_over_cap", .uint(tcpCounters.outgoingRefusedOverCap)),
+                            ("tcp_outgoing_closed_idle", .uint(tcpCounters.outgoingClosedIdle)),
                             ("tcp_connections_closed_slow_reader", .uint(tcpCounters.connectionsClosedSlowReader)),
                             ("tcp_connections_cut_unfinished_frames", .uint(tcpCounters.connectionsCutUnfinishedFrames)),
                             ("handshakes_completed", .uint(sc.handshakesCompleted)),

@@ -300,6 +300,27 @@ extension LoopbackTests {
         await hostNode.shutdown()
     }
 
+    /// Outgoing connections close when nothing went over them for the idle timeout, except to pinned destinations
+    /// (configured uplinks); the next message to a closed one opens a new connection.
+    @Test func idleOutgoingConnectionsCloseUnlessPinned() async throws {
+        let (first, firstTCP, firstPort) = try await start { _ in }
+        let (second, secondTCP, secondPort) = try await start { _ in }
+        let (client, clientTCP, _) = try await start { $0.outgoingIdleTimeout = .milliseconds(300) }
+        clientTCP.pin(["127.0.0.1:0\(secondPort)"])  // any spelling
+        for port in [firstPort, secondPort] {
+            let reply = try await client.request(to: [.tcp("127.0.0.1:\(port)"), .local("echo")], payload: [1], timeout: .seconds(30))
+            #expect(reply.payload == [1])
+        }
+        try await eventually("the unpinned connection closed") { clientTCP.counters.outgoingClosedIdle == 1 }
+        #expect(clientTCP.connections.map(\.peer) == ["127.0.0.1:\(secondPort)"], "the pinned one, as idle, stays")
+        let again = try await client.request(to: [.tcp("127.0.0.1:\(firstPort)"), .local("echo")], payload: [2], timeout: .seconds(30))
+        #expect(again.payload == [2])
+        for (node, tcp) in [(client, clientTCP), (first, firstTCP), (second, secondTCP)] {
+            await tcp.shutdown()
+            await node.shutdown()
+        }
+    }
+
     @Test func messagesQueuedBeforeShutdownAreWrittenBeforeTheConnectionCloses() async throws {
         let (b, btcp, port) = try await start { _ in }
         let sink = CountingWorker()
