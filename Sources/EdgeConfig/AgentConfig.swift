@@ -224,7 +224,7 @@ public struct AgentConfig: Equatable, Sendable {
         }
 
         func int(_ node: YAMLNode, _ key: String, range: ClosedRange<Int>) throws(ConfigError) -> Int {
-            guard let value = Int(try string(node, key)), range.contains(value) else {
+            guard let value = Quantity.count(try string(node, key), in: range) else {
                 throw fail(node, key, "expected a whole number in \(range.lowerBound)...\(range.upperBound)")
             }
             return value
@@ -248,8 +248,9 @@ public struct AgentConfig: Equatable, Sendable {
 
         func duration(_ node: YAMLNode, _ key: String) throws(ConfigError) -> String {
             let value = try nonEmpty(node, key)
-            let number = value.hasSuffix("ms") ? value.dropLast(2) : ("smh".contains(value.last!) ? value.dropLast() : value[...])
-            guard let n = Double(number), n > 0 else { throw fail(node, key, "expected a duration (e.g. 30s, 500ms, 2m, 6h)") }
+            guard let parsed = Quantity.duration(value), parsed > .zero else {
+                throw fail(node, key, "expected a duration above 0 and at most a year (e.g. 30s, 500ms, 2m, 6h)")
+            }
             return value
         }
 

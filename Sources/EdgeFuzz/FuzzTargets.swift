@@ -25,6 +25,7 @@ public enum FuzzTargets {
         "tcp-frames": tcpFrames,
         "tcp-read-deadline": tcpReadDeadline,
         "tcp-destination": tcpDestination,
+        "quantity": quantity,
         "identity": identity,
         "attestation": attestation,
         "credential": credential,

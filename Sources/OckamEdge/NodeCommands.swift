@@ -668,7 +668,7 @@ struct MessageSendCommand {
 
         if let from = arguments.value("from") {
             var request = ControlRequest(
-                command: "message/send", arguments: ["to": to, "message": text, "timeout": "\(timeout.components.seconds)"])
+                command: "message/send", arguments: ["to": to, "message": text, "timeout": "\(timeout / .milliseconds(1))ms"])
             if raw { request.arguments["raw"] = "true" }
             for i in 0..<count {
                 try await pause(before: i)

@@ -1,6 +1,7 @@
 // Shared helpers for commands: logging set-up, durations, the state directory, signals.
 import Dispatch
 import EdgeCLI
+import EdgeConfig
 import EdgeRouting
 import Logging
 import SystemPackage
@@ -26,17 +27,11 @@ enum Support {
 
     /// Parses `10s`, `500ms`, `2m` or a plain number of seconds.
     static func parseDuration(_ text: String) throws(CommandFailure) -> Duration {
-        // Whole units; nil beyond Int64, whose conversion would trap (control requests carry durations too).
-        func number(_ s: Substring, times unit: Double) -> Int64? {
-            guard let v = Double(s), v >= 0, v * unit < 0x1p63 else { return nil }
-            return Int64(v * unit)
+        // One bounded parser for the CLI, the configuration and control requests (Quantity, fuzzed).
+        guard let duration = Quantity.duration(text) else {
+            throw CommandFailure("invalid duration '\(text)' (examples: 10s, 500ms, 2m, 6h; at most a year)", status: 2)
         }
-        if text.hasSuffix("ms"), let v = number(text.dropLast(2), times: 1) { return .milliseconds(v) }
-        if text.hasSuffix("s"), let v = number(text.dropLast(), times: 1000) { return .milliseconds(v) }
-        if text.hasSuffix("m"), let v = number(text.dropLast(), times: 60) { return .seconds(v) }
-        if text.hasSuffix("h"), let v = number(text.dropLast(), times: 3600) { return .seconds(v) }
-        if let v = number(text[...], times: 1000) { return .milliseconds(v) }
-        throw CommandFailure("invalid duration '\(text)' (examples: 10s, 500ms, 2m, 6h)", status: 2)
+        return duration
     }
 
     /// A duration, or nil for `off` (a limit that is disabled).
@@ -47,7 +42,9 @@ enum Support {
     /// A whole-number option that must be ≥ 1 (`default` when absent).
     static func positiveCount(_ arguments: ParsedArguments, _ name: String, default value: Int) throws(CommandFailure) -> Int {
         guard let text = arguments.value(name) else { return value }
-        guard let n = Int(text), n >= 1 else { throw CommandFailure("--\(name): expected a whole number ≥ 1", status: 2) }
+        guard let n = Quantity.count(text, in: 1...(1 << 30)) else {
+            throw CommandFailure("--\(name): expected a whole number from 1 to \(1 << 30)", status: 2)
+        }
         return n
     }
 
