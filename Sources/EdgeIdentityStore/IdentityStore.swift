@@ -116,8 +116,17 @@ public struct IdentityStore: Sendable {
     public func keysOfLostIdentities() throws -> [StoredKey] {
         guard try vault.listRecords(kind: Self.identities).isEmpty else { return [] }
         let keys = try vault.listKeys()
-        return keys.count >= 2 || keys.contains(where: { $0.type == .x25519 }) ? keys : []
+        return Self.keysOutliveTheirIdentities(keys.map(\.type), identityRecords: 0) ? keys : []
     }
+
+    /// The rule of ``keysOfLostIdentities()`` on a vault's inventory (``Vault/inspect(at:options:)``, which does not
+    /// open the vault): no identity records, yet a secure-channel key or more than one key.
+    public static func keysOutliveTheirIdentities(_ keyTypes: [KeyType], identityRecords: Int) -> Bool {
+        identityRecords == 0 && (keyTypes.count >= 2 || keyTypes.contains(.x25519))
+    }
+
+    /// The record kind identities are stored under.
+    public static var identityRecordKind: String { identities }
 
     public func list() throws -> [NamedIdentity] {
         try vault.listRecords(kind: Self.identities).sorted().map { try get($0) }

@@ -145,6 +145,30 @@ extension Vault {
     ///
     /// - Returns: the problems in path order; empty for a healthy vault.
     public static func check(at path: FilePath, options: VaultOptions = VaultOptions()) -> [VaultProblem] {
+        inspect(at: path, options: options).problems
+    }
+
+    /// What ``check(at:options:)`` finds, and what the vault holds: the type of every readable key file and the
+    /// number of records of each kind (for checks above this layer, such as identity keys without their records).
+    public struct Inspection: Sendable {
+        public var problems: [VaultProblem] = []
+        public var keyTypes: [KeyType] = []
+        public var recordCounts: [String: Int] = [:]
+    }
+
+    /// Checks the vault at `path` without opening (locking or changing) it; see ``check(at:options:)``.
+    public static func inspect(at path: FilePath, options: VaultOptions = VaultOptions()) -> Inspection {
+        var inspection = Inspection()
+        inspection.problems = checkAndWalk(at: path, options: options) { inspector in
+            inspection.keyTypes = inspector.keyTypes
+            inspection.recordCounts = inspector.recordCounts
+        }
+        return inspection
+    }
+
+    private static func checkAndWalk(
+        at path: FilePath, options: VaultOptions, _ walked: (borrowing VaultInspector) -> Void
+    ) -> [VaultProblem] {
         let user = effectiveUserID
         let stat: Stat
         do throws(Errno) {
@@ -217,6 +241,7 @@ extension Vault {
                 ))
         }
         problems += inspector.problems
+        walked(inspector)
         return problems
     }
 }

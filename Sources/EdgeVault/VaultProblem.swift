@@ -279,6 +279,9 @@ struct VaultInspector {
     private(set) var problems: [VaultProblem] = []
     /// Whether any key file was seen (a vault with keys must have `vault.meta`).
     private(set) var sawKeyFile = false
+    /// Deep walks: the type of every key file that parsed, and the number of records of each kind.
+    private(set) var keyTypes: [KeyType] = []
+    private(set) var recordCounts: [String: Int] = [:]
 
     init(root: FilePath, user: UInt32, deep: Bool) {
         self.root = root
@@ -337,6 +340,7 @@ struct VaultInspector {
                     unexpected(record)
                     continue
                 }
+                recordCounts[kind.name, default: 0] += 1
                 if check(record, .file), deep {
                     verifyRecord(kindDirectory, record)
                 }
@@ -349,7 +353,7 @@ struct VaultInspector {
     private mutating func verifyKeyFile(_ directory: FileDescriptor, _ entry: WalkEntry, handle: KeyHandle) {
         let vaultEncrypted = vaultEncrypted
         let keyFileKey = keyFileKey
-        let outcome: Result<Void, FormatError>? = withFileBytes(directory, entry, limit: KeyFile.maximumByteCount) {
+        let outcome: Result<KeyType, FormatError>? = withFileBytes(directory, entry, limit: KeyFile.maximumByteCount) {
             bytes in
             do throws(FormatError) {
                 let parsed = try KeyFile.parse(bytes)
@@ -362,13 +366,15 @@ struct VaultInspector {
                 } else if let keyFileKey {
                     _ = try KeyFile.secret(of: parsed, key: keyFileKey)
                 }
-                return .success(())
+                return .success(parsed.type)
             } catch {
                 return .failure(error)
             }
         }
-        if case .failure(let reason) = outcome {
-            add(.format(entry.path, reason.description))
+        switch outcome {
+        case .failure(let reason): add(.format(entry.path, reason.description))
+        case .success(let type): keyTypes.append(type)
+        case nil: break
         }
     }
 

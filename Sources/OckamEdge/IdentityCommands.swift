@@ -177,7 +177,18 @@ enum VaultCommands {
             }
             return 0
         case "check":
-            let problems = Vault.check(at: path, options: (try? VaultOptionsCLI.options(arguments)) ?? VaultOptions())
+            let inspection = Vault.inspect(at: path, options: (try? VaultOptionsCLI.options(arguments)) ?? VaultOptions())
+            var problems = inspection.problems.map {
+                (kind: $0.kind.rawValue, path: $0.path.string, problem: $0.problem, fix: $0.fix, text: $0.description)
+            }
+            // Identity keys whose records are gone: a node would refuse to start on this vault (docs/vault.md).
+            let identityRecords = inspection.recordCounts[IdentityStore.identityRecordKind, default: 0]
+            if IdentityStore.keysOutliveTheirIdentities(inspection.keyTypes, identityRecords: identityRecords) {
+                let records = path.appending("records").appending(IdentityStore.identityRecordKind).string
+                let problem = "\(records) is empty, but the vault holds \(inspection.keyTypes.count) keys of identities (were records/ deleted?)"
+                let fix = "restore records/ from a backup; to start afresh on purpose: ockam-edge identity create default"
+                problems.append((kind: "identity", path: records, problem: problem, fix: fix, text: "\(problem) (\(fix))"))
+            }
             if asJSON {
                 print(
                     JSON.object([
@@ -187,7 +198,7 @@ enum VaultCommands {
                             .array(
                                 problems.map {
                                     .object([
-                                        ("kind", .string($0.kind.rawValue)), ("path", .string($0.path.string)),
+                                        ("kind", .string($0.kind)), ("path", .string($0.path)),
                                         ("problem", .string($0.problem)), ("fix", .string($0.fix)),
                                     ])
                                 })
@@ -196,7 +207,7 @@ enum VaultCommands {
             } else if problems.isEmpty {
                 print("vault \(path): ok")
             } else {
-                for problem in problems { print(problem.description) }
+                for problem in problems { print(problem.text) }
             }
             return problems.isEmpty ? 0 : 1
         default: throw CommandFailure("unknown vault command \(sub)", status: 2)

@@ -204,10 +204,18 @@ struct CLITests {
         #expect(refused.status != 0)
         #expect(refused.stderr.contains("holds 2 keys but no identity records"), "\(refused.stderr)")
         #expect(refused.stderr.contains("ockam-edge identity create default --vault \(vault)"), "\(refused.stderr)")
+        // `vault check` reports it too, without opening (or changing) the vault.
+        let check = try await Binary.run(["vault", "check", "--vault", vault])
+        #expect(check.status == 1)
+        #expect(check.stdout.contains("\(vault)/records/identities is empty, but the vault holds 2 keys"), "\(check.stdout)")
+        let checkJSON = try await Binary.run(["vault", "check", "--vault", vault, "--json"])
+        #expect(checkJSON.stdout.contains("\"kind\": \"identity\""), "\(checkJSON.stdout)")
         let created = try await Binary.run(["identity", "create", "default", "--vault", vault])
         #expect(created.status == 0, "\(created.stderr)")
         let again = try await NodeProcess.start(name: "n1", stateDir: state)
         #expect(await again.stop() == 0)
+        let clean = try await Binary.run(["vault", "check", "--vault", vault])
+        #expect(clean.status == 0, "\(clean.stdout)")
     }
 
     /// A state directory that another user could write is refused, by a node starting there and by the CLI asking a
