@@ -58,6 +58,8 @@ public enum BLEDropReason: String, Hashable, Sendable, CaseIterable, CustomStrin
     case oversizeMessage = "oversize-message"
     /// A complete message that is not a valid routing message.
     case malformedMessage = "malformed-message"
+    /// An outbound message the peer would have to reject (a route or address over its limits after our hop): not sent.
+    case overLimit = "over-limit"
     /// A fragment that breaks the fragmentation rules, or an empty SDU (the link is closed).
     case framingViolation = "framing-violation"
     /// A link the kernel closed itself because the peer broke L2CAP's rules on it (an SDU or PDU over our MTU, data

@@ -683,6 +683,16 @@ public final class BLETransport: TransportResolver, Sendable {
         var reason = BLELinkEnd.closedByPeer.description
         let sender = info.senderAddress
         var decoder = BLESDUDecoder(maxMessageSize: options.maxMessageSize, routingLimits: options.routingLimits)
+        // A device chooses how often it sends a bad message: one warning per 10 s per link, the rest at debug (all are
+        // counted in `drops`).
+        let dropLog = LogRateLimiter()
+        func dropWarning(_ text: String) {
+            if let suppressed = dropLog.admit() {
+                logger.warning("\(text)\(LogRateLimiter.note(suppressed))")
+            } else {
+                logger.debug("\(text)")
+            }
+        }
         receiving: while true {
             switch await reader.next() {
             case .end(let end):
@@ -712,10 +722,11 @@ public final class BLETransport: TransportResolver, Sendable {
                     continue
                 case .oversize(let declared):
                     counterBox.update { $0.drops[.oversizeMessage, default: 0] += 1 }
-                    logger.warning("dropping \(declared)-byte message from \(info.peer.map { "\($0)" } ?? "?"): over \(options.maxMessageSize)")
+                    dropWarning(
+                        "dropping \(declared)-byte message from \(info.peer.map { "\($0)" } ?? "?"): over \(options.maxMessageSize)")
                 case .malformed(let error):
                     counterBox.update { $0.drops[.malformedMessage, default: 0] += 1 }
-                    logger.warning("dropping malformed message: \(error)")
+                    dropWarning("dropping malformed message from \(info.peer.map { "\($0)" } ?? "?"): \(error)")
                 case .message(let decoded):
                     counterBox.update { $0.messagesIn += 1 }
                     var returnRoute = decoded.returnRoute
@@ -812,8 +823,15 @@ struct BLESenderWorker: Worker {
     func handleMessage(_ message: LocalMessage, context: WorkerContext) async throws {
         var onward = message.onwardRoute
         onward.popFront()
-        let bytes = RoutingMessage(onwardRoute: onward, returnRoute: message.returnRoute, payload: message.payload)
-            .encode()
+        let wire = RoutingMessage(onwardRoute: onward, returnRoute: message.returnRoute, payload: message.payload)
+        let bytes = wire.encode()
+        // Never send what the peer's decoder must drop (route length, address size; the size is checked below).
+        do {
+            try wire.checkLimits(RoutingLimits(maxMessageSize: Int.max), encodedSize: bytes.count)
+        } catch {
+            counters.update { $0.drops[.overLimit, default: 0] += 1 }
+            throw error
+        }
         let sdus: [[UInt8]]
         do {
             sdus = try BLEFraming.fragment(bytes, maxSDUSize: sduLimit, maxMessageSize: maxMessageSize)

@@ -20,6 +20,9 @@ public struct SerialCounters: Hashable, Sendable {
     public var dropped: [SerialDropReason: UInt64] = [:]
     /// Routing messages refused because they exceed the peer's maximum frame.
     public var rejectedTooLarge: UInt64 = 0
+    /// Routing messages refused because the peer would have to reject them: a route or address over its limits once
+    /// this node added its hop (as the TCP transport checks; docs/routing.md).
+    public var rejectedOverLimit: UInt64 = 0
     public var linkUps: UInt64 = 0
     public var linkDowns: UInt64 = 0
     /// Hellos repeated (connector retries and prompts to a peer that sent data without a session).

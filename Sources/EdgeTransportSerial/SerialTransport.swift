@@ -480,11 +480,18 @@ struct SerialSenderWorker: Worker {
     func handleMessage(_ message: LocalMessage, context: WorkerContext) async throws {
         var onward = message.onwardRoute
         onward.popFront()
-        let bytes = RoutingMessage(onwardRoute: onward, returnRoute: message.returnRoute, payload: message.payload)
-            .encode()
+        let wire = RoutingMessage(onwardRoute: onward, returnRoute: message.returnRoute, payload: message.payload)
+        let bytes = wire.encode()
         guard bytes.count <= maxMessageSize else {
             counters.update { $0.rejectedTooLarge += 1 }
             throw SerialTransportError.messageTooLarge(port: port, size: bytes.count, limit: maxMessageSize)
+        }
+        // Never send what the peer's decoder must drop (route length, address size).
+        do {
+            try wire.checkLimits(RoutingLimits(maxMessageSize: maxMessageSize), encodedSize: bytes.count)
+        } catch {
+            counters.update { $0.rejectedOverLimit += 1 }
+            throw error
         }
         // Backpressure: wait until the frame is in the tty's buffer before taking the next message, so at most one
         // message per link waits in NIO and a slow line slows the senders (via this worker's mailbox). Checking

@@ -430,6 +430,7 @@ struct NodeController: Sendable {
                     ("frames_in", .uint(c.framesIn)), ("frames_out", .uint(c.framesOut)), ("bytes_in", .uint(c.bytesIn)),
                     ("bytes_out", .uint(c.bytesOut)), ("messages_in", .uint(c.messagesIn)),
                     ("messages_out", .uint(c.messagesOut)), ("rejected_too_large", .uint(c.rejectedTooLarge)),
+                    ("rejected_over_limit", .uint(c.rejectedOverLimit)),
                     ("link_ups", .uint(c.linkUps)), ("link_downs", .uint(c.linkDowns)),
                     ("hello_retries", .uint(c.helloRetries)), ("opens", .uint(c.opens)),
                     ("open_failures", .uint(c.openFailures)), ("dropped_total", .uint(c.droppedTotal)),

@@ -342,12 +342,17 @@ struct TransportTests {
         let raw = RawPeer(fd: b)
         try await node.send(
             LocalMessage(onwardRoute: [link.info.senderAddress, .local("far")], returnRoute: [], payload: randomBytes(2000)))
+        // A return route the peer's decoder must drop (65 addresses once it arrives): not sent either.
+        let full = Route((0..<65).map { _ in Address.local("r") })
+        try await node.send(
+            LocalMessage(onwardRoute: [link.info.senderAddress, .local("far")], returnRoute: full, payload: [3]))
         try await node.send(
             LocalMessage(onwardRoute: [link.info.senderAddress, .local("far")], returnRoute: [], payload: [1, 2]))
-        // The worker handles messages in order: once the small one arrives, the large one was refused.
+        // The worker handles messages in order: once the small one arrives, the others were refused.
         let small = try RoutingMessage(decoding: try #require(await raw.receive()).dropFirst())
         #expect(small.payload == [1, 2])
         #expect(transport.counters.dropped(.oversizeMessage) == 1)
+        #expect(transport.counters.dropped(.overLimit) == 1)
         await transport.shutdown()
         await node.shutdown()
     }

@@ -101,6 +101,19 @@ struct LinkTests {
         await pair.stop()
     }
 
+    /// As TCP does: a message the peer's decoder must drop (a return route of 65 addresses) is not sent; it is counted
+    /// and the link carries on.
+    @Test func aMessageThePeerMustDropIsNotSent() async throws {
+        let pair = try await LinkedPair.start()
+        let sender = try #require(pair.gatewaySender)
+        let full = Route((0..<65).map { _ in Address.local("r") })
+        try await pair.gateway.node.send(LocalMessage(onwardRoute: [sender, .local("echo")], returnRoute: full, payload: [1]))
+        try await eventually("refused and counted") { pair.gatewayCounters.rejectedOverLimit == 1 }
+        try await pair.exchange("after the refusal")
+        #expect(pair.deviceCounters.dropped(.badMessage) == 0, "nothing reached the device's decoder")
+        await pair.stop()
+    }
+
     @Test func connectorRetriesHelloUntilTheListenerAppears() async throws {
         let modem = try NullModem()
         let device = try SerialTestNode.start("device")
