@@ -311,7 +311,9 @@ extension LoopbackTests {
             let reply = try await client.request(to: [.tcp("127.0.0.1:\(port)"), .local("echo")], payload: [1], timeout: .seconds(30))
             #expect(reply.payload == [1])
         }
-        try await eventually("the unpinned connection closed") { clientTCP.counters.outgoingClosedIdle == 1 }
+        try await eventually("the unpinned connection closed") {
+            clientTCP.counters.outgoingClosedIdle == 1 && clientTCP.connections.count == 1
+        }
         #expect(clientTCP.connections.map(\.peer) == ["127.0.0.1:\(secondPort)"], "the pinned one, as idle, stays")
         let again = try await client.request(to: [.tcp("127.0.0.1:\(firstPort)"), .local("echo")], payload: [2], timeout: .seconds(30))
         #expect(again.payload == [2])
