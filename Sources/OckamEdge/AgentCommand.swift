@@ -200,6 +200,8 @@ final class Agent: Sendable {
     static func start(config: AgentConfig, configPath: String) async throws -> Agent {
         var logger = Logger(label: "ockam-edge")
         logger[metadataKey: "node"] = "\(config.node.name)"
+        try NodeDirectory(stateDirectory: Support.stateDirectory(config.node.stateDirectory))
+            .refuseIfRunning(name: config.node.name)
         let vaultPath = config.vault.path.map { FilePath($0) } ?? Vault.defaultPath()
         guard let vaultPath else { throw CommandFailure("no vault path: set vault.path") }
         let options = try config.vault.keyFile.map { VaultOptions(encryptionKey: try Vault.loadEncryptionKey(from: FilePath($0))) }

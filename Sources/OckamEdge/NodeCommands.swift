@@ -187,6 +187,7 @@ struct NodeRunCommand {
         let name = arguments.value("name") ?? "default"
         try NodeDirectory.validate(name: name)
         let (host, port) = try Support.parseHostPort(arguments.value("tcp-listen") ?? "127.0.0.1:4000")
+        try NodeDirectory(stateDirectory: Support.stateDirectory(arguments.value("state-dir"))).refuseIfRunning(name: name)
         var forwardRules: [TCPForwardRule] = []
         for text in arguments.values("forward-to") {
             do { forwardRules.append(try TCPForwardRule(parsing: text)) } catch { throw CommandFailure("--forward-to: \(error)") }

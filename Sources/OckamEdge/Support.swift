@@ -284,6 +284,38 @@ struct NodeDirectory {
 
     func remove(name: String) { _ = unlink(directory.appending(name).string) }
 
+    /// Refuses to start a second node under a name a running node has: it would overwrite that node's record and
+    /// replace its control socket. Running means the recorded process exists and its control socket accepts a
+    /// connection (a record left by a crash, whose pid may have been reused, does not count).
+    func refuseIfRunning(name: String) throws(CommandFailure) {
+        guard let text = Support.readFile(directory.appending(name)) else { return }
+        let lines = text.split(separator: "\n")
+        guard lines.count >= 2, let pid = Int32(lines[1]), pid != getpid() else { return }
+        if kill(pid, 0) != 0 && errno == ESRCH { return }
+        guard Self.accepts(socketPath(name: name)) else { return }
+        throw CommandFailure(
+            "a node named '\(name)' is already running (pid \(pid), listening \(lines[0])): stop it first, or choose "
+                + "another name")
+    }
+
+    /// Whether a Unix socket at `path` accepts a connection.
+    private static func accepts(_ path: FilePath) -> Bool {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.string.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { return false }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            for (i, byte) in bytes.enumerated() { raw[i] = byte }
+        }
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        return result == 0
+    }
+
     /// The listener address of a running node, or nil if unknown or its process is gone.
     func lookup(name: String) -> String? {
         guard (try? NodeDirectory.validate(name: name)) != nil, (try? checkSafe()) != nil,

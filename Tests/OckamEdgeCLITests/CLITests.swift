@@ -191,6 +191,23 @@ struct CLITests {
         #expect(gone.stderr.contains("unknown node \"n1\""))
     }
 
+    /// A second node under a running node's name is refused before it touches the first one's record or socket;
+    /// once the first has stopped, the name is free again.
+    @Test func aSecondNodeWithARunningNodesNameIsRefused() async throws {
+        let state = try temporaryDirectory()
+        let first = try await NodeProcess.start(name: "n1", stateDir: state)
+        let second = try await Binary.run([
+            "node", "run", "--name", "n1", "--tcp-listen", "127.0.0.1:0", "--state-dir", state, "--vault", state + "/other",
+        ])
+        #expect(second.status != 0)
+        #expect(second.stderr.contains("a node named 'n1' is already running (pid \(first.process.processIdentifier)"), "\(second.stderr)")
+        let echo = try await Binary.run(["message", "send", "/node/n1/service/echo", "still mine", "--state-dir", state])
+        #expect(echo.stdout == "still mine\n", "\(echo.stderr)")
+        #expect(await first.stop() == 0)
+        let again = try await NodeProcess.start(name: "n1", stateDir: state, extra: ["--vault", state + "/other"])
+        #expect(await again.stop() == 0)
+    }
+
     /// With its identity records deleted and its keys left, a vault is not given a new identity behind the operator's
     /// back: `node run` refuses and says how to restore or start afresh; an explicit `identity create` works.
     @Test func aNodeRefusesToMintANewIdentityOverLostOnes() async throws {
