@@ -659,6 +659,78 @@ def stalled_frames(ctx):
             f"RSS {mib(rss_before)} before, {mib(rss_peak)} with the rest stalled; others served")
 
 
+def hostile_inputs(ctx):
+    """The smaller defects a probe found, each attacked once more: absurd numbers in control requests and options, a
+    configuration path that is a directory or a FIFO, log amplification by bad messages, a request to a peer that
+    closes at once, a second node under a running node's name, identity records deleted behind a node's back."""
+    rounds = size("HOSTILE_ROUNDS", 200, 2000)
+    node = ctx.node("n")
+    results = []
+    # 1. A duration beyond any clock, over the control socket and on the command line: refused, the node lives.
+    ok, body = node.call("message/send", to="/service/echo", message="x", timeout="9223372036854775807s")
+    check(not ok and "invalid duration" in body, f"control request with a huge timeout: {ok} {body}")
+    status, _, err = ctx.cli("message", "send", "/service/echo", "x", "--from", "n", "--state-dir", ctx.state,
+                             "--timeout", "1e9s")
+    check(status == 2 and "invalid duration" in err, f"CLI --timeout 1e9s: {status} {err.strip()}")
+    check(node.proc.poll() is None, "the node died")
+    results.append("huge durations refused (control socket and CLI)")
+    # 2. A directory and a FIFO as the configuration: errors at once, no defaults, no hang.
+    fifo = ctx.path("agent.fifo")
+    os.mkfifo(fifo)
+    for path in (ctx.dir, fifo):
+        status, _, err = ctx.cli("agent", "--config", path, "--check-config", timeout=20)
+        check(status != 0 and "not a configuration file" in err, f"--config {path}: {status} {err.strip()}")
+    results.append("a directory and a FIFO as --config refused at once")
+    # 3. Log amplification: many malformed messages from one peer, few warning lines.
+    def log_lines():
+        with open(node.log.name, errors="replace") as f:
+            return len(f.readlines())
+    before = log_lines()
+    peer = RawOckamClient(node.port)
+    ctx.cleanups.append(peer.close)
+    for _ in range(rounds):
+        peer.sock.sendall(tcp_frame(b"\xff"))
+    peer.send_message([local("echo")], [local("app")], b"after")
+    eventually(lambda: peer.frames_received() == 1, 30, "the peer's echo after its garbage")
+    lines = log_lines() - before
+    check(lines <= 5, f"{rounds} malformed messages produced {lines} log lines")
+    results.append(f"{rounds} malformed messages: {lines} log line(s)")
+    # 4. A request to a peer that closes at once fails at once, saying so.
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(4)
+    ctx.cleanups.append(server.close)
+
+    def close_at_once():
+        client, _ = server.accept()
+        client.close()
+    threading.Thread(target=close_at_once, daemon=True).start()
+    started = time.monotonic()
+    status, _, err = ctx.cli("message", "send", f"/ip4/127.0.0.1/tcp/{server.getsockname()[1]}/service/echo", "x",
+                             "--timeout", "60s")
+    took = time.monotonic() - started
+    check(status == 1 and "closed" in err, f"request to a peer that closes: {status} {err.strip()}")
+    check(took < 30, f"a request to a peer that closed at once took {took:.1f} s")
+    results.append(f"a peer that closes at once: reported in {took:.1f} s, not after the 60 s timeout")
+    # 5. A second node under the running node's name.
+    status, _, err = ctx.cli("node", "run", "--name", "n", "--tcp-listen", "127.0.0.1:0", "--state-dir", ctx.state,
+                             "--vault", ctx.path("other-vault"), timeout=30)
+    check(status != 0 and "already running" in err, f"second node 'n': {status} {err.strip()}")
+    ok, info = message_ok(ctx, f"/ip4/127.0.0.1/tcp/{node.port}/service/echo", "still")
+    check(ok, f"the first node was disturbed: {info}")
+    results.append("a second node under a running name refused, the first undisturbed")
+    # 6. Identity records deleted: no new identity minted; vault check says so.
+    node.stop()
+    shutil.rmtree(os.path.join(node.vault, "records"))
+    status, _, err = ctx.cli("node", "run", "--name", "n", "--tcp-listen", "127.0.0.1:0", "--state-dir", ctx.state,
+                             "--vault", node.vault, timeout=30)
+    check(status != 0 and "no identity records" in err, f"node over lost identity records: {status} {err.strip()}")
+    status, out, _ = ctx.cli("vault", "check", "--vault", node.vault)
+    check(status == 1 and "records/identities is empty" in out, f"vault check: {status} {out.strip()}")
+    results.append("lost identity records: node refused, vault check reports them")
+    return "; ".join(results)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # 6. kill -9 during vault writes
 
@@ -1041,7 +1113,7 @@ def store_and_forward(ctx):
 SCENARIOS = [
     serial_unplug_replug, serial_line_noise, tcp_uplink_restarts, stalled_handshake, handshake_flood,
     handshake_flood_fairness, slowloris, tcp_connection_cap, shared_connection_survives, open_relay, slow_reader,
-    stalled_frames,
+    stalled_frames, hostile_inputs,
     vault_kill9, soak,
     store_and_forward, relay_restarts,
 ]
