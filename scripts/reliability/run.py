@@ -605,7 +605,7 @@ def slow_reader(ctx):
     rss_peak = rss_before
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        ok, _ = message_ok(ctx, f"/ip4/127.0.0.1/tcp/{node.port}/service/echo", f"other {served + failed}", timeout="3s")
+        ok, _ = message_ok(ctx, f"/ip4/127.0.0.1/tcp/{node.port}/service/echo", f"other {served + failed}", timeout="10s")
         served += ok
         failed += not ok
         rss_peak = max(rss_peak, rss_kib(node.pid))
