@@ -254,6 +254,12 @@ public struct AgentConfig: Equatable, Sendable {
             return value
         }
 
+        /// A whole number in `range`, or nil for `off`.
+        func intOrOff(_ node: YAMLNode, _ key: String, range: ClosedRange<Int>) throws(ConfigError) -> Int? {
+            if case .scalar(let text, _) = node, text == "off" { return nil }
+            return try int(node, key, range: range)
+        }
+
         /// A duration, or `off`.
         func optionalDuration(_ node: YAMLNode, _ key: String) throws(ConfigError) -> String {
             if case .scalar(let text, _) = node, text == "off" { return "off" }
@@ -412,12 +418,8 @@ public struct AgentConfig: Equatable, Sendable {
                                     tv, "transports.tcp.max_unfinished_bytes", range: (16 << 20) + 4...1 << 40)
                                 continue
                             case "max_unfinished_bytes_per_host":
-                                if case .scalar(let text, _) = tv, text == "off" {
-                                    config.tcp.maxUnfinishedBytesPerHost = nil
-                                } else {
-                                    config.tcp.maxUnfinishedBytesPerHost = try int(
-                                        tv, "transports.tcp.max_unfinished_bytes_per_host", range: (16 << 20) + 4...1 << 40)
-                                }
+                                config.tcp.maxUnfinishedBytesPerHost = try intOrOff(
+                                    tv, "transports.tcp.max_unfinished_bytes_per_host", range: (16 << 20) + 4...1 << 40)
                                 continue
                             case "outgoing_idle_timeout":
                                 config.tcp.outgoingIdleTimeout = try optionalDuration(tv, "transports.tcp.outgoing_idle_timeout")
@@ -426,12 +428,8 @@ public struct AgentConfig: Equatable, Sendable {
                                 config.tcp.maxOutgoing = try int(tv, "transports.tcp.max_outgoing", range: 1...1_000_000)
                                 continue
                             case "max_connections_per_host":
-                                if case .scalar(let text, _) = tv, text == "off" {
-                                    config.tcp.maxConnectionsPerHost = nil
-                                } else {
-                                    config.tcp.maxConnectionsPerHost = try int(
-                                        tv, "transports.tcp.max_connections_per_host", range: 1...1_000_000)
-                                }
+                                config.tcp.maxConnectionsPerHost = try intOrOff(
+                                    tv, "transports.tcp.max_connections_per_host", range: 1...1_000_000)
                                 continue
                             default: break
                             }

@@ -386,7 +386,10 @@ public final class TCPTransport: TransportResolver, Sendable {
                         if case .versionTimeout = error { state.counters.versionTimeouts += 1 } else { state.counters.frameTimeouts += 1 }
                     }
                 },
-                onProgress: { [weak self] unfinishedBytes in self?.frameProgress(channel, unfinishedBytes) }))
+                onProgress: { [weak self, weak channel] unfinishedBytes in
+                    guard let channel else { return }
+                    self?.frameProgress(channel, unfinishedBytes)
+                }))
         try sync.addHandler(ByteToMessageHandler(OckamTCPFrameDecoder(maxFrameSize: options.maxFrameSize)))
         try sync.addHandler(MessageToByteHandler(OckamTCPFrameEncoder()))
     }

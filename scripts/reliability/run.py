@@ -485,6 +485,18 @@ def tcp_connection_cap(ctx):
             f"(attempt {ok})")
 
 
+def garbage_then_echo(ctx, port, body, rounds):
+    """A raw peer sends `rounds` well-framed bodies that are not routing messages, then an echo request; returns the
+    peer once the echo was answered (the connection survived the garbage)."""
+    peer = RawOckamClient(port)
+    ctx.cleanups.append(peer.close)
+    for _ in range(rounds):
+        peer.sock.sendall(tcp_frame(body))
+    peer.send_message([local("echo")], [local("app")], b"after the garbage")
+    eventually(lambda: peer.frames_received() == 1, 30, "the peer's echo after its garbage")
+    return peer
+
+
 def shared_connection_survives(ctx):
     """One peer's message cannot tear down a connection others share: a return route at the limit is not forwarded
     once the gateway adds its hop, and a malformed message is dropped, not answered by closing the connection."""
@@ -503,12 +515,7 @@ def shared_connection_survives(ctx):
     eventually(lambda: gateway.status()["counters"]["tcp_messages_dropped_over_limit"] >= rounds, 30,
                "the gateway counted the over-limit messages")
     # Malformed bodies straight at the cloud, on the attacker's own connection to it.
-    garbage_peer = RawOckamClient(cloud.port)
-    ctx.cleanups.append(garbage_peer.close)
-    for _ in range(rounds):
-        garbage_peer.sock.sendall(tcp_frame(b"\x9b\xff\xff\xff\xff\xff\xff\xff\xff"))
-    garbage_peer.send_message([local("echo")], [local("app")], b"still here")
-    eventually(lambda: garbage_peer.frames_received() == 1, 30, "the malformed peer's next message answered")
+    garbage_peer = garbage_then_echo(ctx, cloud.port, b"\x9b\xff\xff\xff\xff\xff\xff\xff\xff", rounds)
     cloud_counters = cloud.status()["counters"]
     check(cloud_counters["tcp_messages_dropped_malformed"] == rounds,
           f"cloud counted {cloud_counters['tcp_messages_dropped_malformed']} malformed messages, expected {rounds}")
@@ -686,12 +693,7 @@ def hostile_inputs(ctx):
         with open(node.log.name, errors="replace") as f:
             return len(f.readlines())
     before = log_lines()
-    peer = RawOckamClient(node.port)
-    ctx.cleanups.append(peer.close)
-    for _ in range(rounds):
-        peer.sock.sendall(tcp_frame(b"\xff"))
-    peer.send_message([local("echo")], [local("app")], b"after")
-    eventually(lambda: peer.frames_received() == 1, 30, "the peer's echo after its garbage")
+    garbage_then_echo(ctx, node.port, b"\xff", rounds)
     lines = log_lines() - before
     check(lines <= 5, f"{rounds} malformed messages produced {lines} log lines")
     results.append(f"{rounds} malformed messages: {lines} log line(s)")
