@@ -109,6 +109,10 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(name: "EdgeCLI", swiftSettings: strict),
+        .target(
+            name: "EdgeLog",
+            dependencies: ["EdgeCLI", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict),
         .target(name: "EdgeConfig", swiftSettings: strict),
 
         // MARK: - Runtime and transports
@@ -182,7 +186,7 @@ let package = Package(
         .executableTarget(
             name: "OckamEdge",
             dependencies: [
-                "CMemory", "EdgeSync", "EdgeBridge",
+                "CMemory", "EdgeSync", "EdgeBridge", "EdgeLog",
                 "EdgeCLI",
                 "EdgeConfig",
                 "EdgeQueue",
@@ -279,6 +283,7 @@ let package = Package(
         ),
         .testTarget(name: "EdgeCLITests", dependencies: ["EdgeCLI"]),
         .testTarget(name: "EdgeConfigTests", dependencies: ["EdgeConfig"]),
+        .testTarget(name: "EdgeLogTests", dependencies: ["EdgeLog", .product(name: "Logging", package: "swift-log")]),
         .testTarget(
             name: "EdgeTransportBLETests",
             dependencies: [

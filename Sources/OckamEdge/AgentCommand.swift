@@ -40,6 +40,7 @@ struct AgentCommand {
         options: [
             OptionSpec("config", value: "file", help: "Configuration file.", default: "/etc/ockam-edge/agent.yaml"),
             .flag("check-config", help: "Validate the configuration (syntax and meaning) and exit."),
+            Commands.logFormat,
         ])
 
     let arguments: ParsedArguments
@@ -112,7 +113,7 @@ struct AgentCommand {
             print("\(path): ok")
             return 0
         }
-        _ = try Support.bootstrapLogging(level: config.node.logLevel)
+        _ = try Support.bootstrapLogging(level: config.node.logLevel, format: arguments.value("log-format"))
         umask(0o077)
         // Signals are caught before anything starts (and before `listening …` is printed): a supervisor that stops
         // or reloads the agent right after start gets a drain, not the default action (finding F5).

@@ -14,6 +14,10 @@ import Glibc
 
 enum Commands {
     static let logLevel = OptionSpec("log-level", value: "level", help: "trace, debug, info, notice, warning, error.")
+    static let logFormat = OptionSpec(
+        "log-format", value: "auto|text|journal|json",
+        help: "Log lines on stderr: journal (syslog priorities, no timestamps) when stderr is journald, else text; json for log shippers.",
+        default: "auto")
     static let stateDir = OptionSpec(
         "state-dir", value: "dir",
         help: "Where node records live ($OCKAM_EDGE_STATE_DIR, $XDG_STATE_HOME/ockam-edge, ~/.local/state/ockam-edge).")

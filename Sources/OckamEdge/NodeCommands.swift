@@ -176,13 +176,13 @@ struct NodeRunCommand {
                 "ble-connect", value: "<bdaddr>[/public|/random],psm=0x81[,…]",
                 help: "Keep a BLE link to a device (reconnects with backoff); route to it with 4#<bdaddr>/…,psm=….",
                 repeatable: true),
-        ] + TrustOptions.all + [VaultOptionsCLI.vault, VaultOptionsCLI.vaultKey, Commands.logLevel, Commands.stateDir])
+        ] + TrustOptions.all + [VaultOptionsCLI.vault, VaultOptionsCLI.vaultKey, Commands.logLevel, Commands.logFormat, Commands.stateDir])
 
     let arguments: ParsedArguments
     init(_ arguments: ParsedArguments) { self.arguments = arguments }
 
     func run() async throws -> Int32 {
-        _ = try Support.bootstrapLogging(level: arguments.value("log-level"))
+        _ = try Support.bootstrapLogging(level: arguments.value("log-level"), format: arguments.value("log-format"))
         let terminationSignals = TerminationSignals()  // before 'listening' is printed: see TerminationSignals
         let name = arguments.value("name") ?? "default"
         try NodeDirectory.validate(name: name)
@@ -638,7 +638,7 @@ struct MessageSendCommand {
             OptionSpec("identity", value: "name", help: "Use this vault identity instead of a fresh one."),
             OptionSpec("count", value: "n", help: "Send n messages ({n} in the text becomes 0, 1, …); print every reply.", default: "1"),
             OptionSpec("interval", value: "duration", help: "Pause between messages when --count > 1.", default: "0s"),
-        ] + TrustOptions.all + [VaultOptionsCLI.vault, VaultOptionsCLI.vaultKey, Commands.logLevel, Commands.stateDir],
+        ] + TrustOptions.all + [VaultOptionsCLI.vault, VaultOptionsCLI.vaultKey, Commands.logLevel, Commands.logFormat, Commands.stateDir],
         arguments: [
             ArgumentSpec("to", help: "Destination multiaddr."),
             ArgumentSpec("message", help: "Text to send."),
@@ -648,7 +648,7 @@ struct MessageSendCommand {
     init(_ arguments: ParsedArguments) { self.arguments = arguments }
 
     func run() async throws -> Int32 {
-        _ = try Support.bootstrapLogging(level: arguments.value("log-level") ?? "warning")
+        _ = try Support.bootstrapLogging(level: arguments.value("log-level") ?? "warning", format: arguments.value("log-format"))
         let timeout = try Support.parseDuration(arguments.value("timeout") ?? "10s")
         let to = arguments.value("to") ?? ""
         let text = arguments.value("message") ?? ""

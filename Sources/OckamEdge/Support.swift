@@ -2,6 +2,7 @@
 import Dispatch
 import EdgeCLI
 import EdgeConfig
+import EdgeLog
 import EdgeRouting
 import Logging
 import SystemPackage
@@ -12,13 +13,20 @@ import Glibc
 
 enum Support {
     /// Configures swift-log to write to stderr at `level`.
-    static func bootstrapLogging(level: String?) throws(CommandFailure) -> Logger.Level {
+    static func bootstrapLogging(level: String?, format: String? = nil) throws(CommandFailure) -> Logger.Level {
         let text = level ?? "info"
         guard let parsed = Logger.Level(rawValue: text) else {
             throw CommandFailure("invalid log level '\(text)' (trace, debug, info, notice, warning, error, critical)", status: 2)
         }
+        guard let chosen = LogFormat(rawValue: format ?? "auto") else {
+            throw CommandFailure("invalid log format '\(format ?? "")' (auto, text, journal, json)", status: 2)
+        }
+        var environment: [String: String] = [:]
+        if let stream = getenv("JOURNAL_STREAM") { environment["JOURNAL_STREAM"] = String(cString: stream) }
+        let resolved = chosen.resolved(
+            environment: environment, standardErrorIdentity: StandardErrorLogHandler.standardErrorIdentity)
         LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
+            var handler = StandardErrorLogHandler(label: label, format: resolved)
             handler.logLevel = parsed
             return handler
         }

@@ -318,6 +318,27 @@ struct CLITests {
         #expect(result.stderr.contains("--forward-to: invalid forwarding rule \"010.0.0.1:80\""), "\(result.stderr)")
     }
 
+    /// Log lines for journald carry a syslog priority and no timestamp; JSON lines are one object each.
+    @Test func logFormatsForJournaldAndLogShippers() async throws {
+        let state = try temporaryDirectory()
+        let node = try await NodeProcess.start(name: "logs", stateDir: state)
+        let route = "/ip4/127.0.0.1/tcp/\(node.port)/service/echo"
+        let journal = try await Binary.run(["message", "send", route, "x", "--log-level", "info", "--log-format", "journal"])
+        #expect(journal.status == 0, "\(journal.stderr)")
+        let journalLines = journal.stderr.split(separator: "\n")
+        #expect(!journalLines.isEmpty && journalLines.allSatisfy { $0.hasPrefix("<6>") || $0.hasPrefix("<5>") }, "\(journal.stderr)")
+        let json = try await Binary.run(["message", "send", route, "x", "--log-level", "info", "--log-format", "json"])
+        #expect(json.status == 0, "\(json.stderr)")
+        let objects = json.stderr.split(separator: "\n").compactMap {
+            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+        }
+        #expect(!objects.isEmpty && objects.count == json.stderr.split(separator: "\n").count, "\(json.stderr)")
+        #expect(objects.allSatisfy { $0["level"] is String && $0["ts"] is String && $0["message"] is String })
+        let bad = try await Binary.run(["message", "send", route, "x", "--log-format", "xml"])
+        #expect(bad.status == 2 && bad.stderr.contains("invalid log format 'xml'"), "\(bad.stderr)")
+        _ = await node.stop()
+    }
+
     @Test func timeoutIsReportedWithNonZeroStatus() async throws {
         let state = try temporaryDirectory()
         let node = try await NodeProcess.start(name: "t", stateDir: state)
