@@ -43,6 +43,15 @@ enum Commands {
             PairCommands.spec,
             PairCommands.unpairSpec,
             PairCommands.devicesSpec,
+            CommandSpec(
+                "completions", abstract: "Print a shell completion script (bash, zsh or fish).",
+                discussion: "Generated from the same command tree as --help. Install, e.g.: ockam-edge completions bash > /usr/share/bash-completion/completions/ockam-edge",
+                examples: ["ockam-edge completions bash", "ockam-edge completions fish > ~/.config/fish/completions/ockam-edge.fish"],
+                arguments: [ArgumentSpec("shell", help: "bash, zsh or fish.")]),
+            CommandSpec(
+                "man", abstract: "Print the manual page ockam-edge(1) in roff.",
+                discussion: "Generated from the same command tree as --help. Read it with: ockam-edge man | man -l -",
+                examples: ["ockam-edge man | man -l -", "ockam-edge man > ockam-edge.1"]),
         ])
 
     static func run(path: [String], arguments: ParsedArguments) async throws -> Int32 {
@@ -51,6 +60,16 @@ enum Commands {
         case ["message", "send"]: return try await MessageSendCommand(arguments).run()
         case ["status"]: return try await SecureChannelCommands.run("status", arguments)
         case ["agent"]: return try await AgentCommand(arguments).run()
+        case ["completions"]:
+            let name = arguments.value("shell") ?? ""
+            guard let shell = ShellCompletion.Shell(rawValue: name) else {
+                throw CommandFailure("unknown shell '\(name)' (bash, zsh or fish)", status: 2)
+            }
+            print(ShellCompletion.script(shell, root: root), terminator: "")
+            return 0
+        case ["man"]:
+            print(ManualPage.roff(root, version: ockamEdgeVersion), terminator: "")
+            return 0
         case ["serial", "list"]: return SerialCommands.run(arguments)
         case ["ble", "list"]: return try BLECommands.run(arguments)
         case ["pair", "serial"], ["pair", "ble"], ["unpair"], ["devices", "list"]: return try await PairCommands.run(path, arguments)

@@ -20,11 +20,11 @@ struct Binary {
     }
 
     /// Runs to completion (bounded by `timeout` as a guard against a hung binary).
-    static func runBlocking(_ arguments: [String], environment: [String: String] = [:], timeout: TimeInterval = 60) throws
-        -> Result
-    {
+    static func runBlocking(
+        _ arguments: [String], environment: [String: String] = [:], timeout: TimeInterval = 60, executable: URL = url
+    ) throws -> Result {
         let process = Process()
-        process.executableURL = url
+        process.executableURL = executable
         process.arguments = arguments
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         let out = Pipe()
@@ -57,6 +57,11 @@ struct Binary {
 }
 
 extension Binary {
+    /// Runs another program (a shell, groff) to completion, as ``runBlocking(_:environment:timeout:executable:)``.
+    static func runTool(_ path: String, _ arguments: [String]) throws -> Result {
+        try runBlocking(arguments, timeout: 60, executable: URL(fileURLWithPath: path))
+    }
+
     /// Runs a diagnostic shell command and returns its output (for test failure reports only).
     static func runShell(_ command: String) throws -> String {
         let process = Process()
@@ -316,6 +321,54 @@ struct CLITests {
         ])
         #expect(result.status != 0)
         #expect(result.stderr.contains("--forward-to: invalid forwarding rule \"010.0.0.1:80\""), "\(result.stderr)")
+    }
+
+    /// Completion scripts and the manual page come from the command tree: bash completes subcommands and the
+    /// options of the command typed so far; zsh and fish scripts parse; the page renders without troff warnings and
+    /// names every command.
+    @Test func completionsAndTheManualPageComeFromTheCommandTree() async throws {
+        let bash = try await Binary.run(["completions", "bash"])
+        #expect(bash.status == 0)
+        let dir = try temporaryDirectory()
+        let script = dir + "/ockam-edge.bash"
+        try bash.stdout.write(toFile: script, atomically: true, encoding: .utf8)
+        func complete(_ words: [String]) throws -> [String] {
+            let line = words.map { "'\($0)'" }.joined(separator: " ")
+            let probe = "source '\(script)'; COMP_WORDS=(\(line)); COMP_CWORD=\(words.count - 1); _ockam_edge; printf '%s\\n' \"${COMPREPLY[@]}\""
+            let result = try Binary.runTool("/bin/bash", ["-c", probe])
+            #expect(result.status == 0, "\(result.stderr)")
+            return result.stdout.split(separator: "\n").map(String.init)
+        }
+        #expect(try complete(["ockam-edge", "no"]) == ["node"])
+        #expect(try complete(["ockam-edge", "node", "r"]) == ["run"])
+        #expect(try complete(["ockam-edge", "node", "run", "--forward"]) == ["--forward-to"])
+        #expect(try complete(["ockam-edge", "node", "run", "--name", "x", "--tcp-max-o"]) == ["--tcp-max-outgoing"])
+        #expect(try complete(["ockam-edge", "vault", ""]).contains("check"))
+        for (shell, tool) in [("zsh", "/usr/bin/zsh"), ("fish", "/usr/bin/fish")] where FileManager.default.fileExists(atPath: tool) {
+            let generated = try await Binary.run(["completions", shell])
+            let path = dir + "/ockam-edge.\(shell)"
+            try generated.stdout.write(toFile: path, atomically: true, encoding: .utf8)
+            let check = try Binary.runTool(tool, ["-n", path])
+            #expect(check.status == 0, "\(shell): \(check.stderr)")
+            if shell == "fish" {  // fish completes a command line non-interactively
+                let run = try Binary.runTool(tool, ["-c", "source '\(path)'; complete -C 'ockam-edge node r'"])
+                #expect(run.stdout.hasPrefix("run\t"), "\(run.stdout) \(run.stderr)")
+            }
+        }
+        let unknown = try await Binary.run(["completions", "tcsh"])
+        #expect(unknown.status == 2 && unknown.stderr.contains("unknown shell 'tcsh'"))
+
+        let man = try await Binary.run(["man"])
+        #expect(man.status == 0)
+        for command in ["node run", "message send", "agent", "vault check", "completions", "pair serial", "secure-channel create"] {
+            #expect(man.stdout.contains(".SS \"ockam\\-edge \(command.replacingOccurrences(of: "-", with: "\\-"))"), "\(command)")
+        }
+        if FileManager.default.fileExists(atPath: "/usr/bin/groff") {
+            let page = dir + "/ockam-edge.1"
+            try man.stdout.write(toFile: page, atomically: true, encoding: .utf8)
+            let rendered = try Binary.runTool("/usr/bin/groff", ["-man", "-Tutf8", "-ww", "-z", page])
+            #expect(rendered.status == 0 && rendered.stderr.isEmpty, "\(rendered.stderr)")
+        }
     }
 
     /// Log lines for journald carry a syslog priority and no timestamp; JSON lines are one object each.
