@@ -9,14 +9,21 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 all: build
 
 help:
-	@echo "make demo    install packages, build (release), run two nodes and route a message over TCP"
-	@echo "make test    install packages, build and run all tests in debug and release"
-	@echo "make test-asan   the unit suite under AddressSanitizer (a CI stage)"
-	@echo "make test-tsan   the unit suite under ThreadSanitizer (a CI stage)"
-	@echo "make build   debug build"
-	@echo "make reliability   fault-injection and soak suite (CI sizes; RELIABILITY_FULL=1 for full sizes)"
+	@echo "make demo          install packages, build (release), run sensor → gateway → cloud on embedded defaults"
+	@echo "make test          install packages, build and run all tests in debug and release (test-debug, test-release)"
+	@echo "make test-asan     the unit suite under AddressSanitizer (a CI stage)"
+	@echo "make test-tsan     the unit suite under ThreadSanitizer (a CI stage)"
+	@echo "make build         debug build              make build-release   release build of ockam-edge"
+	@echo "make deps          install the Debian packages the build needs (only those missing)"
+	@echo "make reliability   fault-injection and hostile-peer suite (CI sizes; RELIABILITY_FULL=1 for full sizes;"
+	@echo "                   SCENARIOS='open_relay slow_reader' for some)"
 	@echo "make test-rig      hardware-in-the-loop rig in QEMU: BLE (incl. an independent host attacking the gateway) and UART"
-	@echo "                   (RIG_BIN_DIR=<bin dir> to use built binaries; BLE_RIG_FUZZ_SECONDS=600 for a long BLE fuzz)"
+	@echo "                   (test-rig-ble, test-rig-uart; RIG_BIN_DIR=<bin dir> to use built binaries;"
+	@echo "                   BLE_RIG_FUZZ_SECONDS=600 for a long BLE fuzz)"
+	@echo "make fuzz          one libFuzzer target: TARGET=routing-message SECONDS=60 (fuzz-build, fuzz-run)"
+	@echo "make fuzz-smoke    every fuzz target for SECONDS (a CI stage)"
+	@echo "make bench         the benchmarks (bench/README.md); QUICK=1 for the short run CI does"
+	@echo "make clean         remove every build folder (.build, the sanitizer and fuzz builds)"
 
 # Installs only what is missing, so repeated runs are fast and need no network.
 deps:
@@ -155,7 +162,7 @@ test-rig-uart: deps
 	$(RIG_ENV) hardware/virtual/uart-suite.sh
 
 clean:
-	rm -rf .build
+	rm -rf .build $(ASAN_SCRATCH) $(TSAN_SCRATCH) $(FUZZ_SCRATCH)
 
 # Benchmarks (bench/README.md): `make bench` runs every suite in full; `make bench QUICK=1` is the short version CI
 # runs to prove the harness works (never to judge speed). Results: bench/results/latest.{json,md}, throughput.svg.
