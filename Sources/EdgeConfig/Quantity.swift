@@ -46,6 +46,13 @@ public enum Quantity {
         return duration <= maxDuration ? duration : nil
     }
 
+    /// `duration` in whole milliseconds (rounded down), computed exactly (`duration / .milliseconds(1)` is a Double and
+    /// can print as `79200000.00000001`). The form ``duration(_:)`` reads back: `"\(milliseconds(of: d))ms"`.
+    public static func milliseconds(of duration: Duration) -> Int64 {
+        let (seconds, attoseconds) = duration.components
+        return seconds * 1000 + attoseconds / 1_000_000_000_000_000
+    }
+
     /// The whole number `text` names if it is within `range` (digits only), else nil.
     public static func count(_ text: String, in range: ClosedRange<Int>) -> Int? {
         guard !text.isEmpty, text.utf8.count <= 19, isDigits(text[...]), let value = Int(text), range.contains(value) else {

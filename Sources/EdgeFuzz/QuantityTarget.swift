@@ -10,9 +10,9 @@ extension FuzzTargets {
         let text = String(decoding: input, as: UTF8.self)
         if let duration = Quantity.duration(text) {
             try check(duration >= .zero && duration <= Quantity.maxDuration, "duration \(duration) out of range")
-            let milliseconds = duration / .milliseconds(1)
-            try check(milliseconds.rounded() == milliseconds, "\(duration) is not whole milliseconds")
-            try check(Quantity.duration("\(Int64(milliseconds))ms") == duration, "\(duration) does not round-trip")
+            let milliseconds = Quantity.milliseconds(of: duration)
+            try check(duration == .milliseconds(milliseconds), "\(duration) is not whole milliseconds")
+            try check(Quantity.duration("\(milliseconds)ms") == duration, "\(duration) does not round-trip")
             _ = TimeAmount(duration)
         }
         if let count = Quantity.count(text, in: 0...Int.max) {

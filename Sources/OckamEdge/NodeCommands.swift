@@ -1,5 +1,6 @@
 // `node run`, `message send` and `secure-channel …`: a running node, its control socket, and clients of both.
 import EdgeCLI
+import EdgeConfig
 import EdgeControl
 import EdgeIdentity
 import EdgeIdentityStore
@@ -670,7 +671,7 @@ struct MessageSendCommand {
 
         if let from = arguments.value("from") {
             var request = ControlRequest(
-                command: "message/send", arguments: ["to": to, "message": text, "timeout": "\(timeout / .milliseconds(1))ms"])
+                command: "message/send", arguments: ["to": to, "message": text, "timeout": "\(Quantity.milliseconds(of: timeout))ms"])
             if raw { request.arguments["raw"] = "true" }
             for i in 0..<count {
                 try await pause(before: i)

@@ -22,6 +22,15 @@ struct QuantityTests {
         #expect(Quantity.duration(text) == nil)
     }
 
+    @Test(arguments: ["22h", "500ms", "1.5s", "8784h", "0s", "0.001s", "59m"])
+    func durationsRoundTripThroughWholeMilliseconds(text: String) throws {
+        // Dividing Durations gives a Double (22h / 1 ms = 79200000.00000001): the millisecond form must be exact.
+        let duration = try #require(Quantity.duration(text))
+        let milliseconds = Quantity.milliseconds(of: duration)
+        #expect(duration == .milliseconds(milliseconds))
+        #expect(Quantity.duration("\(milliseconds)ms") == duration)
+    }
+
     @Test func countsAreDigitsWithinTheirRange() {
         #expect(Quantity.count("64", in: 1...100) == 64)
         #expect(Quantity.count("0064", in: 1...100) == 64)
