@@ -516,22 +516,7 @@ public final class Node: Sendable {
             message.onwardRoute.replaceFront(with: local)
         }
         guard let destination = message.onwardRoute.first else { throw NodeError.emptyOnwardRoute }
-        let replyAddress = message.returnRoute.first
-        let entry = registry.withLock { registry -> Entry? in
-            guard let entry = registry.workers[destination] else { return nil }
-            // A message to a link's sender lets the link's replies reach the address it names for them.
-            if entry.reach == .linkSender, let replyAddress, replyAddress != destination,
-                let consumer = registry.workers[replyAddress], consumer.reach != .links, consumer.reach != .linksAuthenticated,
-                registry.consumers[destination, default: []].count < Self.maxConsumersPerLink
-            {
-                registry.consumers[destination, default: []].insert(replyAddress)
-                registry.consumedLinks[replyAddress, default: []].insert(destination)
-                if registry.pendingRequests[replyAddress] != nil {
-                    registry.requestsByLink[destination, default: []].insert(replyAddress)
-                }
-            }
-            return entry
-        }
+        let entry = registry.withLock { $0.workers[destination] }
         guard let entry else {
             count { $0.droppedUnknownAddress += 1 }
             throw NodeError.unknownAddress(destination)
@@ -546,6 +531,7 @@ public final class Node: Sendable {
             noteRefusal("access denied: message for \(destination) refused by its access control")
             throw NodeError.accessDenied(destination)
         }
+        if entry.reach == .linkSender { registerReplyAddress(of: message, sentThrough: destination) }
         options.observer?(message)
         if case .drop = ifFull {
             guard entry.mailbox.trySend(message) else {
@@ -565,6 +551,24 @@ public final class Node: Sendable {
         } catch {
             count { $0.droppedWorkerStopped += 1 }
             throw error
+        }
+    }
+
+    /// A message that may go out on the link whose sender is at `link` lets that link's replies reach the address the
+    /// message names for them (its return route's first hop), if that is a local worker links may not reach anyway.
+    /// Called only once the message has passed flow control and access control: a refused message opens nothing.
+    private func registerReplyAddress(of message: LocalMessage, sentThrough link: Address) {
+        guard let replyAddress = message.returnRoute.first, replyAddress != link else { return }
+        registry.withLock { registry in
+            guard let consumer = registry.workers[replyAddress], consumer.reach != .links,
+                consumer.reach != .linksAuthenticated,
+                registry.consumers[link, default: []].count < Self.maxConsumersPerLink
+            else { return }
+            registry.consumers[link, default: []].insert(replyAddress)
+            registry.consumedLinks[replyAddress, default: []].insert(link)
+            if registry.pendingRequests[replyAddress] != nil {
+                registry.requestsByLink[link, default: []].insert(replyAddress)
+            }
         }
     }
 

@@ -103,9 +103,12 @@ struct FlowControlTests {
         await f.fromLink(f.linkA, to: [f.linkA, .local("back")], payload: [3])
         var toA = f.toA.makeAsyncIterator()
         #expect(await toA.next()?.payload == [3])
-        // A device on link A cannot write to link B through the gateway's sender address.
+        // A device on link A cannot write to link B through the gateway's sender address, and the refused message
+        // opens no reply path either: link B's peer still cannot reach link A's sender.
         await f.fromLink(f.linkA, to: [f.linkB, .local("elsewhere")])
         #expect(f.node.counters.droppedFlowControl == 1)
+        await f.fromLink(f.linkB, to: [f.linkA, .local("peer")])
+        #expect(f.node.counters.droppedFlowControl == 2)
         await f.node.shutdown()
     }
 
