@@ -19,34 +19,35 @@ import EdgeRouting
 ///   returned by ``close()`` so the caller can account for it (nothing disappears without being counted).
 final class Mailbox: Sendable {
     private struct State: ~Copyable {
-        var buffer: Deque<LocalMessage> = []
+        /// Each message with its ``LocalMessage/approximateSize``, computed once when it was sent.
+        var buffer: Deque<(message: LocalMessage, size: Int)> = []
         var bufferedBytes = 0
-        var waitingSenders: Deque<(LocalMessage, CheckedContinuation<Void, any Error>)> = []
+        var waitingSenders: Deque<(LocalMessage, size: Int, CheckedContinuation<Void, any Error>)> = []
         var receiver: CheckedContinuation<LocalMessage?, Never>?
         var closed = false
 
-        func hasRoom(for message: LocalMessage, capacity: Int, capacityBytes: Int) -> Bool {
-            buffer.isEmpty || (buffer.count < capacity && bufferedBytes + message.approximateSize <= capacityBytes)
+        func hasRoom(for size: Int, capacity: Int, capacityBytes: Int) -> Bool {
+            buffer.isEmpty || (buffer.count < capacity && bufferedBytes + size <= capacityBytes)
         }
 
-        mutating func append(_ message: LocalMessage) {
-            bufferedBytes += message.approximateSize
-            buffer.append(message)
+        mutating func append(_ message: LocalMessage, size: Int) {
+            bufferedBytes += size
+            buffer.append((message, size))
         }
 
         /// Moves the first waiting producer's message into the buffer if it fits now; returns that producer to resume.
         mutating func admitWaiting(capacity: Int, capacityBytes: Int) -> CheckedContinuation<Void, any Error>? {
-            guard let (pending, continuation) = waitingSenders.first,
-                hasRoom(for: pending, capacity: capacity, capacityBytes: capacityBytes)
+            guard let (pending, size, continuation) = waitingSenders.first,
+                hasRoom(for: size, capacity: capacity, capacityBytes: capacityBytes)
             else { return nil }
             waitingSenders.removeFirst()
-            append(pending)
+            append(pending, size: size)
             return continuation
         }
 
         mutating func popFirst() -> LocalMessage? {
-            guard let message = buffer.popFirst() else { return nil }
-            bufferedBytes -= message.approximateSize
+            guard let (message, size) = buffer.popFirst() else { return nil }
+            bufferedBytes -= size
             return message
         }
     }
@@ -74,6 +75,7 @@ final class Mailbox: Sendable {
 
     /// Enqueues a message, suspending while the mailbox is full.
     func send(_ message: LocalMessage) async throws {
+        let size = message.approximateSize
         enum Action {
             case done
             case resume(CheckedContinuation<LocalMessage?, Never>)
@@ -86,8 +88,8 @@ final class Mailbox: Sendable {
                 state.receiver = nil
                 return .resume(receiver)
             }
-            if state.waitingSenders.isEmpty && state.hasRoom(for: message, capacity: capacity, capacityBytes: capacityBytes) {
-                state.append(message)
+            if state.waitingSenders.isEmpty && state.hasRoom(for: size, capacity: capacity, capacityBytes: capacityBytes) {
+                state.append(message, size: size)
                 return .done
             }
             return .wait
@@ -112,12 +114,12 @@ final class Mailbox: Sendable {
                         return .handOff(receiver)
                     }
                     if state.waitingSenders.isEmpty
-                        && state.hasRoom(for: message, capacity: capacity, capacityBytes: capacityBytes)
+                        && state.hasRoom(for: size, capacity: capacity, capacityBytes: capacityBytes)
                     {
-                        state.append(message)
+                        state.append(message, size: size)
                         return .accepted
                     }
-                    state.waitingSenders.append((message, continuation))
+                    state.waitingSenders.append((message, size, continuation))
                     return .queued
                 }
                 switch slow {
@@ -134,15 +136,16 @@ final class Mailbox: Sendable {
 
     /// Enqueues without waiting; returns false if the mailbox is full or closed.
     func trySend(_ message: LocalMessage) -> Bool {
+        let size = message.approximateSize
         let result: (Bool, CheckedContinuation<LocalMessage?, Never>?) = state.withLock { state in
             if state.closed { return (false, nil) }
             if let receiver = state.receiver {
                 state.receiver = nil
                 return (true, receiver)
             }
-            guard state.waitingSenders.isEmpty, state.hasRoom(for: message, capacity: capacity, capacityBytes: capacityBytes)
+            guard state.waitingSenders.isEmpty, state.hasRoom(for: size, capacity: capacity, capacityBytes: capacityBytes)
             else { return (false, nil) }
-            state.append(message)
+            state.append(message, size: size)
             return (true, nil)
         }
         result.1?.resume(returning: message)
@@ -160,7 +163,7 @@ final class Mailbox: Sendable {
             if let message = state.popFirst() {
                 return .message(message, state.admitWaiting(capacity: capacity, capacityBytes: capacityBytes))
             }
-            if let (pending, continuation) = state.waitingSenders.popFirst() {
+            if let (pending, _, continuation) = state.waitingSenders.popFirst() {
                 return .message(pending, continuation)
             }
             return state.closed ? .finished : .wait
@@ -177,7 +180,7 @@ final class Mailbox: Sendable {
                     if let message = state.popFirst() {
                         return (message, state.admitWaiting(capacity: capacity, capacityBytes: capacityBytes))
                     }
-                    if let (pending, sender) = state.waitingSenders.popFirst() { return (pending, sender) }
+                    if let (pending, _, sender) = state.waitingSenders.popFirst() { return (pending, sender) }
                     if state.closed { return (nil, nil) }
                     precondition(state.receiver == nil, "a mailbox has exactly one consumer")
                     state.receiver = continuation
@@ -198,7 +201,7 @@ final class Mailbox: Sendable {
         let (senders, receiver): ([CheckedContinuation<Void, any Error>], CheckedContinuation<LocalMessage?, Never>?) =
             state.withLock { state in
                 state.closed = true
-                let senders = state.waitingSenders.map(\.1)
+                let senders = state.waitingSenders.map(\.2)
                 state.waitingSenders.removeAll()
                 let receiver = state.buffer.isEmpty ? state.receiver : nil
                 if receiver != nil { state.receiver = nil }

@@ -389,9 +389,9 @@ public struct Multiaddr: Hashable, Sendable, CustomStringConvertible {
     }
 }
 
-/// inet_pton / inet_ntop wrappers.
-enum IPText {
-    static func parse(_ text: String, family: Int32) -> [UInt8]? {
+/// inet_pton / inet_ntop wrappers (multiaddrs here; TCP destinations in the transport).
+public enum IPText {
+    public static func parse(_ text: String, family: Int32) -> [UInt8]? {
         // inet_pton reads a C string: an embedded NUL would silently cut the text short.
         guard !text.utf8.contains(0) else { return nil }
         let size = family == AF_INET ? 4 : 16
@@ -400,7 +400,7 @@ enum IPText {
         return ok == 1 ? buffer : nil
     }
 
-    static func format(_ bytes: [UInt8], family: Int32) -> String? {
+    public static func format(_ bytes: [UInt8], family: Int32) -> String? {
         guard bytes.count == (family == AF_INET ? 4 : 16) else { return nil }
         var out = [CChar](repeating: 0, count: 64)
         let result = bytes.withUnsafeBytes { raw in

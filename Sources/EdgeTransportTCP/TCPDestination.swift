@@ -27,17 +27,31 @@ public struct TCPDestination: Hashable, Sendable, CustomStringConvertible {
     ///   a number (`010.0.0.1`, `0x7f.1`, `2130706433`: resolvers read those as IPv4 in ways `inet_pton` does not, so
     ///   they could reach an address no allow-list entry names).
     public init(parsing text: String) throws(TCPTransportError) {
-        guard text.utf8.count <= 300, let colon = text.lastIndex(of: ":") else { throw .invalidPeerAddress(text) }
-        let portText = text[text.index(after: colon)...]
-        guard !portText.isEmpty, portText.utf8.count <= 16, portText.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
-            let port = Int(portText), (1...65535).contains(port)
+        guard let (hostText, bracketed, port) = Self.split(text), let port,
+            let host = Self.parseHost(hostText, bracketed: bracketed)
         else { throw .invalidPeerAddress(text) }
-        var hostText = String(text[..<colon])
-        let bracketed = hostText.hasPrefix("[") && hostText.hasSuffix("]")
-        if bracketed { hostText = String(hostText.dropFirst().dropLast()) }
-        guard let host = Self.parseHost(hostText, bracketed: bracketed) else { throw .invalidPeerAddress(text) }
         self.host = host
-        self.port = UInt16(port)
+        self.port = port
+    }
+
+    /// `host:port` or `[host]:port` into the host (brackets removed), whether it was bracketed, and the port: nil
+    /// for `*`. Nil for anything else: a port is 1…65535 in at most 16 digits (leading zeros allowed).
+    static func split(_ text: String) -> (host: String, bracketed: Bool, port: UInt16?)? {
+        guard text.utf8.count <= 300, let colon = text.lastIndex(of: ":") else { return nil }
+        let portText = text[text.index(after: colon)...]
+        let port: UInt16?
+        if portText == "*" {
+            port = nil
+        } else {
+            guard !portText.isEmpty, portText.utf8.count <= 16, portText.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
+                let value = Int(portText), (1...65535).contains(value)
+            else { return nil }
+            port = UInt16(value)
+        }
+        var host = String(text[..<colon])
+        let bracketed = host.hasPrefix("[") && host.hasSuffix("]")
+        if bracketed { host = String(host.dropFirst().dropLast()) }
+        return (host, bracketed, port)
     }
 
     public init(host: Host, port: UInt16) {
@@ -48,8 +62,8 @@ public struct TCPDestination: Hashable, Sendable, CustomStringConvertible {
     /// The host as `connect` takes it (no brackets).
     public var hostText: String {
         switch host {
-        case .ipv4(let bytes): Self.format(bytes, family: AF_INET)
-        case .ipv6(let bytes): Self.format(bytes, family: AF_INET6)
+        case .ipv4(let bytes): IPText.format(bytes, family: AF_INET) ?? "?"
+        case .ipv6(let bytes): IPText.format(bytes, family: AF_INET6) ?? "?"
         case .name(let name): name
         }
     }
@@ -61,9 +75,9 @@ public struct TCPDestination: Hashable, Sendable, CustomStringConvertible {
 
     static func parseHost(_ text: String, bracketed: Bool) -> Host? {
         guard !text.isEmpty else { return nil }
-        if let bytes = parseAddress(text, family: AF_INET6, count: 16) { return .ipv6(bytes) }
+        if let bytes = IPText.parse(text, family: AF_INET6) { return .ipv6(bytes) }
         if bracketed { return nil }
-        if let bytes = parseAddress(text, family: AF_INET, count: 4) { return .ipv4(bytes) }
+        if let bytes = IPText.parse(text, family: AF_INET) { return .ipv4(bytes) }
         var name = text.lowercased()
         if name.hasSuffix(".") { name.removeLast() }
         guard !name.isEmpty, name.utf8.count <= 253 else { return nil }
@@ -82,22 +96,6 @@ public struct TCPDestination: Hashable, Sendable, CustomStringConvertible {
     private static func isLetterOrDigit(_ byte: UInt8) -> Bool {
         (byte >= 0x30 && byte <= 0x39) || (byte >= 0x61 && byte <= 0x7a)
     }
-
-    static func parseAddress(_ text: String, family: Int32, count: Int) -> [UInt8]? {
-        guard !text.utf8.contains(0) else { return nil }  // inet_pton would stop at it
-        var bytes = [UInt8](repeating: 0, count: count)
-        let ok = bytes.withUnsafeMutableBytes { buffer in text.withCString { inet_pton(family, $0, buffer.baseAddress) } }
-        return ok == 1 ? bytes : nil
-    }
-
-    static func format(_ bytes: [UInt8], family: Int32) -> String {
-        var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
-        let written = bytes.withUnsafeBytes { raw in
-            inet_ntop(family, raw.baseAddress, &text, socklen_t(text.count))
-        }
-        guard written != nil else { return "?" }
-        return String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    }
 }
 
 /// One entry of a forwarding allow-list: `host:port`, `host:*`, `a.b.c.d/len:port` or `[v6/len]:port`. A name matches
@@ -114,28 +112,17 @@ public struct TCPForwardRule: Hashable, Sendable, CustomStringConvertible {
     public let port: UInt16?
 
     public init(parsing text: String) throws(TCPTransportError) {
-        guard text.utf8.count <= 300, let colon = text.lastIndex(of: ":") else { throw .invalidForwardRule(text) }
-        let portText = text[text.index(after: colon)...]
-        if portText == "*" {
-            port = nil
-        } else {
-            guard !portText.isEmpty, portText.utf8.count <= 16, portText.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
-                let value = Int(portText), (1...65535).contains(value)
-            else { throw .invalidForwardRule(text) }
-            port = UInt16(value)
-        }
-        var hostText = String(text[..<colon])
-        let bracketed = hostText.hasPrefix("[") && hostText.hasSuffix("]")
-        if bracketed { hostText = String(hostText.dropFirst().dropLast()) }
+        guard let (hostText, bracketed, port) = TCPDestination.split(text) else { throw .invalidForwardRule(text) }
+        self.port = port
         if let slash = hostText.firstIndex(of: "/") {
             let addressText = String(hostText[..<slash])
             let prefixText = hostText[hostText.index(after: slash)...]
             guard let prefix = Int(prefixText), prefixText.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else {
                 throw .invalidForwardRule(text)
             }
-            if let bytes = TCPDestination.parseAddress(addressText, family: AF_INET6, count: 16), prefix <= 128 {
+            if let bytes = IPText.parse(addressText, family: AF_INET6), prefix <= 128 {
                 host = .network(bytes, prefix: prefix)
-            } else if !bracketed, let bytes = TCPDestination.parseAddress(addressText, family: AF_INET, count: 4),
+            } else if !bracketed, let bytes = IPText.parse(addressText, family: AF_INET),
                 prefix <= 32
             {
                 host = .network(bytes, prefix: prefix)
@@ -186,7 +173,7 @@ public struct TCPForwardRule: Hashable, Sendable, CustomStringConvertible {
         case .name(let name): return "\(name):\(portText)"
         case .network(let bytes, let prefix):
             let v6 = bytes.count == 16
-            let address = TCPDestination.format(bytes, family: v6 ? AF_INET6 : AF_INET)
+            let address = IPText.format(bytes, family: v6 ? AF_INET6 : AF_INET) ?? "?"
             let full = prefix == bytes.count * 8
             let hostText = full ? address : "\(address)/\(prefix)"
             return v6 ? "[\(hostText)]:\(portText)" : "\(hostText):\(portText)"

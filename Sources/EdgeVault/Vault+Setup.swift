@@ -158,35 +158,26 @@ extension Vault {
 
     /// Checks the vault at `path` without opening (locking or changing) it; see ``check(at:options:)``.
     public static func inspect(at path: FilePath, options: VaultOptions = VaultOptions()) -> Inspection {
-        var inspection = Inspection()
-        inspection.problems = checkAndWalk(at: path, options: options) { inspector in
-            inspection.keyTypes = inspector.keyTypes
-            inspection.recordCounts = inspector.recordCounts
-        }
-        return inspection
-    }
-
-    private static func checkAndWalk(
-        at path: FilePath, options: VaultOptions, _ walked: (borrowing VaultInspector) -> Void
-    ) -> [VaultProblem] {
         let user = effectiveUserID
         let stat: Stat
         do throws(Errno) {
             stat = try Stat(path, followTargetSymlink: false)
         } catch .noSuchFileOrDirectory {
-            return [.missing(path)]
+            return Inspection(problems: [.missing(path)])
         } catch {
-            return [.unreadable(path, error)]
+            return Inspection(problems: [.unreadable(path, error)])
         }
         var problems = VaultLayout.problems(of: stat, at: path, role: .vaultDirectory, user: user)
-        if problems.contains(where: { $0.kind == .symbolicLink || $0.kind == .fileType }) { return problems }
+        if problems.contains(where: { $0.kind == .symbolicLink || $0.kind == .fileType }) {
+            return Inspection(problems: problems)
+        }
         let root: FileDescriptor
         do throws(Errno) {
             root = try systemCall {
                 try FileDescriptor.open(path, .readOnly, options: [.directory, .noFollow, .closeOnExec])
             }
         } catch {
-            return problems + [.unreadable(path, error)]
+            return Inspection(problems: problems + [.unreadable(path, error)])
         }
         defer { try? root.close() }
 
@@ -240,8 +231,7 @@ extension Vault {
                     fix: "restore it from a backup"
                 ))
         }
-        problems += inspector.problems
-        walked(inspector)
-        return problems
+        return Inspection(
+            problems: problems + inspector.problems, keyTypes: inspector.keyTypes, recordCounts: inspector.recordCounts)
     }
 }

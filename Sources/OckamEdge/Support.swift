@@ -296,14 +296,21 @@ struct NodeDirectory {
     /// replace its control socket. Running means the recorded process exists and its control socket accepts a
     /// connection (a record left by a crash, whose pid may have been reused, does not count).
     func refuseIfRunning(name: String) throws(CommandFailure) {
-        guard let text = Support.readFile(directory.appending(name)) else { return }
-        let lines = text.split(separator: "\n")
-        guard lines.count >= 2, let pid = Int32(lines[1]), pid != getpid() else { return }
-        if kill(pid, 0) != 0 && errno == ESRCH { return }
-        guard Self.accepts(socketPath(name: name)) else { return }
+        guard let (address, pid) = liveRecord(name: name), pid != getpid(), Self.accepts(socketPath(name: name)) else {
+            return
+        }
         throw CommandFailure(
-            "a node named '\(name)' is already running (pid \(pid), listening \(lines[0])): stop it first, or choose "
+            "a node named '\(name)' is already running (pid \(pid), listening \(address)): stop it first, or choose "
                 + "another name")
+    }
+
+    /// The record of `name` (listener address, pid) if its process still exists.
+    private func liveRecord(name: String) -> (address: String, pid: Int32)? {
+        guard let text = Support.readFile(directory.appending(name)) else { return nil }
+        let lines = text.split(separator: "\n")
+        guard lines.count >= 2, let pid = Int32(lines[1]) else { return nil }
+        if kill(pid, 0) != 0 && errno == ESRCH { return nil }
+        return (String(lines[0]), pid)
     }
 
     /// Whether a Unix socket at `path` accepts a connection.
@@ -326,12 +333,7 @@ struct NodeDirectory {
 
     /// The listener address of a running node, or nil if unknown or its process is gone.
     func lookup(name: String) -> String? {
-        guard (try? NodeDirectory.validate(name: name)) != nil, (try? checkSafe()) != nil,
-            let text = Support.readFile(directory.appending(name))
-        else { return nil }
-        let lines = text.split(separator: "\n")
-        guard lines.count >= 2, let pid = Int32(lines[1]) else { return nil }
-        if kill(pid, 0) != 0 && errno == ESRCH { return nil }
-        return String(lines[0])
+        guard (try? NodeDirectory.validate(name: name)) != nil, (try? checkSafe()) != nil else { return nil }
+        return liveRecord(name: name)?.address
     }
 }
