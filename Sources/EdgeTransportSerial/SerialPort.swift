@@ -113,8 +113,14 @@ public enum SerialPort {
         return fd
     }
 
-    /// Drops our `flock` (if taken) before closing: the lock belongs to the open file description, which a child
-    /// forked by another thread shares until it execs, so closing our descriptor alone would not free the port.
+    /// Closes a descriptor from ``open(_:)`` and frees the port at once: drops the `flock` first, because the lock
+    /// belongs to the open file description, which a child forked by another thread shares until it execs, so
+    /// closing our descriptor alone could leave the port "in use" for that while. (Once the descriptor is handed to
+    /// the event loop, NIO closes it; nothing in this process forks, so only the plain close is left there.)
+    public static func close(_ fd: SystemPackage.FileDescriptor) {
+        release(fd.rawValue)
+    }
+
     private static func release(_ raw: CInt) {
         _ = flock(raw, LOCK_UN)
         _ = Glibc.close(raw)

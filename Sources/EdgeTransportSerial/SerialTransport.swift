@@ -167,7 +167,7 @@ public final class SerialTransport: TransportResolver, Sendable {
             return nil
         }
         if let error {
-            if let first { try? first.close() }
+            if let first { SerialPort.close(first) }
             throw error
         }
         return .serial(configuration.name)
@@ -311,7 +311,7 @@ public final class SerialTransport: TransportResolver, Sendable {
             quiet = true
             if !(await sleep(backoff.next())) { break }
         }
-        if let pending { try? pending.close() }
+        if let pending { SerialPort.close(pending) }
         record.set(phase: .closed, error: nil)
         record.failWaiters(SerialTransportError.linkDown(port: configuration.name))
     }
@@ -345,7 +345,7 @@ public final class SerialTransport: TransportResolver, Sendable {
         let output = fcntl(fd.rawValue, F_DUPFD_CLOEXEC, 0)
         guard output >= 0 else {
             let error = Errno(rawValue: errno)
-            try? fd.close()
+            SerialPort.close(fd)
             return (false, "cannot attach the port to the event loop: dup: \(error)")
         }
         let channel: NIOAsyncChannel<SerialInbound, SerialOutbound>
@@ -365,7 +365,7 @@ public final class SerialTransport: TransportResolver, Sendable {
                 }
         } catch {
             if !handedOver.isSet {
-                try? fd.close()
+                SerialPort.close(fd)
                 _ = Glibc.close(output)
             }
             return (false, "cannot attach the port to the event loop: \(error)")

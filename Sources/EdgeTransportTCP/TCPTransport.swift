@@ -459,6 +459,19 @@ public final class TCPTransport: TransportResolver, Sendable {
         return sender
     }
 
+    /// Why a connection's reads ended, in the words a user needs: a peer that closed while our bytes were still unread
+    /// (a port that is not an Ockam node) resets the connection, which NIO reports as a failed `read` system call.
+    static func closeReason(_ error: any Error) -> String {
+        guard let io = error as? IOError else { return "\(error)" }
+        switch io.errnoCode {
+        case ECONNRESET: return "reset by peer"
+        case EPIPE: return "closed by peer"
+        case ETIMEDOUT: return "timed out (the peer stopped answering)"
+        case EHOSTUNREACH, ENETUNREACH: return "the peer became unreachable"
+        default: return "\(error)"
+        }
+    }
+
     private func receive(
         _ channel: NIOAsyncChannel<ByteBuffer, OckamTCPOutbound>, peer: String, sender: Address
     ) async {
@@ -492,7 +505,7 @@ public final class TCPTransport: TransportResolver, Sendable {
                 }
             }
         } catch {
-            reason = "\(error)"
+            reason = Self.closeReason(error)
         }
         state.withLock { state in
             state.connections[sender] = nil

@@ -45,13 +45,13 @@ struct QueueCrashTests {
                     printed.append(sequence)
                 }
                 child.kill()
-                child.wait()
+                let exit = child.wait()
                 #expect(printed.count == target, "\(context): child exited early: \(child.errorOutput())")
                 // Lines the child printed before it died but we had not read yet: those appends returned too.
                 while let line = child.readLine(), line.hasPrefix("a "), let sequence = UInt64(line.dropFirst(2)) {
                     printed.append(sequence)
                 }
-                #expect(child.process.terminationReason == .uncaughtSignal, "\(context)")
+                #expect(exit?.reason == .uncaughtSignal, "\(context): \(String(describing: exit))")
                 total += printed.count
 
                 let queue = try StoreAndForwardQueue.open(directory: path, limits: Self.limits)
@@ -81,8 +81,7 @@ extension QueueCrashTests {
                 let queue = try StoreAndForwardQueue.open(directory: path, limits: Self.limits)
                 let refused = try QueueChild(arguments: [path.string, "1"])
                 #expect(refused.readLine() == nil)
-                refused.wait()
-                #expect(refused.process.terminationStatus == 2)
+                #expect(refused.wait() == ChildExit(status: 2, reason: .exit))
                 #expect(refused.errorOutput().contains("in use by another queue"))
                 try queue.close()
 
@@ -149,5 +148,12 @@ final class QueueChild {
         _ = Glibc.kill(process.processIdentifier, SIGKILL)
     }
 
-    func wait() { process.waitUntilExit() }
+    /// Waits, bounded, until the child has ended (the kernel has then released its locks); a child that will not end
+    /// is a test failure and is killed.
+    @discardableResult
+    func wait() -> ChildExit? {
+        if let exit = process.waitForExit(timeout: .seconds(60)) { return exit }
+        Issue.record("child \(process.processIdentifier) still running after 60 s")
+        return process.terminate(grace: .zero)
+    }
 }

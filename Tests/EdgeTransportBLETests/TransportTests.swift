@@ -366,7 +366,7 @@ struct TransportTests {
         let peer = try BLEPeerAddress(parsing: "00:AA:01:00:00:00/public,psm=0x81")
         let gatewayNode = Node()
         let gateway = BLETransport(node: gatewayNode)
-        try await gateway.listen(try BLEListenConfiguration(parsing: "psm=0x81"), endpoint: endpoint)
+        _ = try await gateway.listen(try BLEListenConfiguration(parsing: "psm=0x81"), endpoint: endpoint)
         var options = BLETransportOptions()
         options.reconnectBackoff = BLEBackoff(initial: .milliseconds(5), maximum: .milliseconds(10))
         let sensorNode = Node()

@@ -144,7 +144,7 @@ struct PortOpenTests {
             path: FilePath(pty.slavePath), baudRate: 57600, stopBits: .two, flowControl: .rtsCts)
         let fd = try SerialPort.open(configuration)
         var open = true
-        defer { if open { try? fd.close() } }  // closed once: a second close could hit another test's descriptor
+        defer { if open { SerialPort.close(fd) } }  // closed once: a second close could hit another test's descriptor
         #expect(SerialPort.isExclusive(fd))
         var t = termios()
         #expect(tcgetattr(fd.rawValue, &t) == 0)
@@ -165,17 +165,11 @@ struct PortOpenTests {
             _ = try SerialPort.open(configuration)
         }
         #expect(SerialTransportError.portBusy(path: pty.slavePath).description.contains("in use by another process"))
-        // Closing releases the lock: the port opens again. A child that another test is spawning at this moment holds
-        // a copy of the descriptor until its exec closes it (O_CLOEXEC), and with it the lock (CI's ThreadSanitizer
-        // stage, where exec is slow, once saw the port still busy): wait for the release, bounded.
+        // Closing releases the lock at once, even while a child that another test is spawning holds a copy of the
+        // descriptor until its exec closes it (O_CLOEXEC): `SerialPort.close` unlocks before it closes.
         open = false
-        try fd.close()
-        var again: SystemPackage.FileDescriptor?
-        try await eventually("the port opens again once its lock is released") {
-            again = try? SerialPort.open(configuration)
-            return again != nil
-        }
-        try again?.close()
+        SerialPort.close(fd)
+        SerialPort.close(try SerialPort.open(configuration))
     }
 
     @Test func settingsADriverIgnoresAreErrors() throws {
@@ -211,7 +205,7 @@ struct PortOpenTests {
             #expect(cpty_get_speed(fd.rawValue, &ispeed, &ospeed, &bother) == 0)
             #expect(ispeed == UInt32(rate) && ospeed == UInt32(rate))
             #expect((bother != 0) == !BaudRate(rate).isStandard, "\(rate): CBAUD is BOTHER only for non-standard rates")
-            try fd.close()
+            SerialPort.close(fd)
         }
     }
 
@@ -222,18 +216,17 @@ struct PortOpenTests {
         var configuration = SerialConfiguration(path: FilePath(pty.slavePath))
         configuration.dtr = .assert
         do {
-            let fd = try SerialPort.open(configuration)
-            try fd.close()
+            SerialPort.close(try SerialPort.open(configuration))
             // Some kernels accept TIOCMBIS on a pty; then there is nothing to report.
         } catch {
-            guard case .configurationFailed(_, let setting, _)? = error as? SerialTransportError else {
+            guard case .configurationFailed(_, let setting, _) = error else {
                 Issue.record("unexpected \(error)")
                 return
             }
             #expect(setting == "DTR on")
         }
         configuration.dtr = .leave
-        try SerialPort.open(configuration).close()
+        SerialPort.close(try SerialPort.open(configuration))
     }
 
     @Test func openErrorsAreTyped() throws {

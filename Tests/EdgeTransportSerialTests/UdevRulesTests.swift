@@ -18,8 +18,8 @@ struct UdevRulesTests {
             process.standardError = pipe
             try process.run()
             let data = pipe.fileHandleForReading.readDataToEndOfFile()
-            process.waitUntilExit()
-            return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+            let status = process.terminate(grace: .seconds(30))?.status ?? -1
+            return (status, String(decoding: data, as: UTF8.self))
         }
         print(output)
         #expect(status == 0, "udev/check_rules.py failed:\n\(output)")

@@ -372,3 +372,15 @@ struct TCPHostKeyTests {
     }
 }
 
+
+@Suite("TCP close reasons")
+struct TCPCloseReasonTests {
+    /// What a user reads when a connection ends: the cause, not the system call NIO saw it in.
+    @Test func socketErrorsAreNamedByCause() {
+        #expect(TCPTransport.closeReason(IOError(errnoCode: ECONNRESET, reason: "read(descriptor:pointer:size:)")) == "reset by peer")
+        #expect(TCPTransport.closeReason(IOError(errnoCode: EPIPE, reason: "write")) == "closed by peer")
+        #expect(TCPTransport.closeReason(IOError(errnoCode: ETIMEDOUT, reason: "read")).hasPrefix("timed out"))
+        // Anything else keeps NIO's full description, errno included.
+        #expect(TCPTransport.closeReason(IOError(errnoCode: EBADF, reason: "read")).contains("errno: \(EBADF)"))
+    }
+}

@@ -44,10 +44,10 @@ struct CrashTests {
                     seen += 1
                 }
                 child.kill()
-                child.wait()
+                let exit = child.wait()
                 #expect(
                     seen == target, "seed \(Self.seed), run \(iteration): child exited early: \(child.errorOutput())")
-                #expect(child.process.terminationReason == .uncaughtSignal)
+                #expect(exit?.reason == .uncaughtSignal, "\(String(describing: exit))")
                 totalWrites += seen
 
                 try verifyWhole(

@@ -109,8 +109,7 @@ struct LockTests {
 
             child.closeInput()
             #expect(child.readLine() == "closed")
-            child.wait()
-            #expect(child.process.terminationStatus == 0)
+            #expect(child.wait() == ChildExit(status: 0, reason: .exit))
             let vault = try Vault.open(at: path)
             vault.close()
         }

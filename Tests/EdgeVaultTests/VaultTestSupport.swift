@@ -159,8 +159,13 @@ final class StressChild {
     }
 
     /// Waits for the child to exit (the kernel then has released its lock).
-    func wait() {
-        process.waitUntilExit()
+    /// Waits, bounded, until the child has ended (the kernel has then released its locks); a child that will not end
+    /// is a test failure and is killed.
+    @discardableResult
+    func wait() -> ChildExit? {
+        if let exit = process.waitForExit(timeout: .seconds(60)) { return exit }
+        Issue.record("child \(process.processIdentifier) still running after 60 s")
+        return process.terminate(grace: .zero)
     }
 }
 

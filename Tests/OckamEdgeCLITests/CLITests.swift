@@ -46,12 +46,17 @@ struct Binary {
             group.leave()
         }
         if group.wait(timeout: .now() + timeout) == .timedOut {
-            kill(process.processIdentifier, SIGKILL); process.waitUntilExit()
+            kill(process.processIdentifier, SIGKILL)
+            _ = process.waitForExit(timeout: .seconds(30))
             throw TestDataError("ockam-edge \(arguments.joined(separator: " ")) did not finish in \(timeout)s")
         }
-        process.waitUntilExit()
+        // Its output is closed; the process itself ends a moment later.
+        guard let status = process.waitForExit(timeout: .seconds(30))?.status else {
+            kill(process.processIdentifier, SIGKILL)
+            throw TestDataError("ockam-edge \(arguments.joined(separator: " ")) closed its output but did not exit")
+        }
         return Result(
-            status: process.terminationStatus, stdout: String(decoding: outData.get(), as: UTF8.self),
+            status: status, stdout: String(decoding: outData.get(), as: UTF8.self),
             stderr: String(decoding: errData.get(), as: UTF8.self))
     }
 }
@@ -72,7 +77,7 @@ extension Binary {
         process.standardError = out
         try process.run()
         let data = out.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
+        _ = process.terminate(grace: .seconds(10))
         return String(decoding: data, as: UTF8.self)
     }
 }
@@ -106,7 +111,7 @@ final class NodeProcess: @unchecked Sendable {  // used by one test at a time
         process.standardOutput = out
         logPath = stateDir + "/\(name).log"
         try? FileManager.default.createDirectory(atPath: stateDir, withIntermediateDirectories: true)
-        FileManager.default.createFile(atPath: logPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         process.standardError = FileHandle(forWritingAtPath: logPath)
         try process.run()
         // Read the first line ("listening host:port"); a dead process gives EOF instead.
@@ -276,7 +281,7 @@ struct CLITests {
         for i in 0..<5 {
             let node = try await NodeProcess.start(name: "quick\(i)", stateDir: state)
             #expect(await node.stop() == 0, "start \(i)")
-            #expect(node.process.terminationReason == .exit, "start \(i)")
+            #expect(node.process.waitForExit(timeout: .zero)?.reason == .exit, "start \(i)")
             #expect(!FileManager.default.fileExists(atPath: state + "/nodes/quick\(i).sock"), "start \(i)")
         }
     }
@@ -405,11 +410,12 @@ struct CLITests {
 
     /// A peer that is not an Ockam node (or closes at once): the error says what happened to the connection, not
     /// only that no reply came.
+    /// (Closing without reading what our side sent may reset the connection instead of closing it.)
     @Test(arguments: [
-        ("HTTP/1.1 400 Bad Request\r\n\r\n", "wrong protocol version byte 0x48 (expected 0x01)"),
-        ("", "closed by peer"),
+        ("HTTP/1.1 400 Bad Request\r\n\r\n", ["wrong protocol version byte 0x48 (expected 0x01)"]),
+        ("", ["closed by peer", "reset by peer"]),
     ])
-    func aPeerThatIsNotAnOckamNodeIsNamedInTheError(answer: String, reason: String) async throws {
+    func aPeerThatIsNotAnOckamNodeIsNamedInTheError(answer: String, reasons: [String]) async throws {
         let server = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
@@ -438,7 +444,9 @@ struct CLITests {
         // …"): in both cases the error says why.
         #expect(!result.stderr.contains("within 120s"), "\(result.stderr)")
         #expect(result.stderr.contains("no reply from") || result.stderr.contains("cannot send to"), "\(result.stderr)")
-        #expect(result.stderr.contains("the connection to 127.0.0.1:\(port) closed: \(reason)"), "\(result.stderr)")
+        #expect(
+            reasons.contains { result.stderr.contains("the connection to 127.0.0.1:\(port) closed: \($0)") },
+            "\(result.stderr)")
     }
 
     @Test func badMultiaddrPointsAtTheBadPart() async throws {

@@ -4,9 +4,9 @@ import Foundation
 /// A python3 helper child (null modem, echo server) that can never outlive its test or hold the test runner's output.
 ///
 /// Children of the test process inherit a signal mask with SIGTERM blocked, so `terminate()` alone leaves them
-/// running; an orphan that still holds the runner's stdout/stderr makes `swift test` wait for EOF forever (the CI hang
-/// of 2026-11-26). So: the script unblocks signals first, exits when its stdin (a pipe only we hold) reaches EOF,
-/// its stderr goes to /dev/null, and `stop()` uses SIGKILL.
+/// running; an orphan that still holds the runner's stdout/stderr makes `swift test` wait for EOF forever. So: the
+/// script unblocks signals first, exits when its stdin (a pipe only we hold) reaches EOF, its stderr goes to /dev/null,
+/// and `stop()` uses SIGKILL.
 final class HelperProcess: @unchecked Sendable {  // used by one test at a time
     private let process = Process()
     private let stdin = Pipe()
@@ -52,32 +52,29 @@ final class HelperProcess: @unchecked Sendable {  // used by one test at a time
 
     let firstLine: String
 
-    /// Kills the helper and reaps it; safe to call twice.
+    /// Kills the helper and waits (bounded) until it has ended; safe to call twice.
     func stop() {
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        process.waitUntilExit()
+        if process.waitForExit(timeout: .zero) == nil {
+            kill(process.processIdentifier, SIGKILL)
+            if process.waitForExit(timeout: .seconds(30)) == nil {
+                print("helper \(process.processIdentifier) still running 30 s after SIGKILL")
+            }
+        }
         try? stdin.fileHandleForWriting.close()
     }
 
     deinit { stop() }
 }
 
-/// SIGTERM, then SIGKILL if the process has not exited within `grace` seconds; returns the exit status.
-/// (A test must fail, never hang, when a child ignores SIGTERM.)
+/// SIGTERM, then SIGKILL if the process has not exited within `grace` seconds; returns the exit status (-1 if even
+/// SIGKILL did not end it in time). A test must fail, never hang, when a child ignores SIGTERM.
 @discardableResult
 func terminateAndWait(_ process: Process, grace: TimeInterval = 15) -> Int32 {
-    guard process.isRunning else { return process.terminationStatus }
-    process.terminate()
-    let deadline = Date().addingTimeInterval(grace)
-    while process.isRunning && Date() < deadline { usleep(10_000) }
-    if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-    process.waitUntilExit()
-    return process.terminationStatus
+    process.terminate(grace: .milliseconds(Int(grace * 1000)))?.status ?? -1
 }
 
 /// ``terminateAndWait(_:grace:)`` on a GCD thread, for async tests: waiting on the Swift concurrency pool (two threads
 /// on a 2-core machine) would stall every in-process test running beside this one.
 func terminateAndWaitOffPool(_ process: Process, grace: TimeInterval = 15) async -> Int32 {
-    nonisolated(unsafe) let process = process
-    return (try? await blocking { terminateAndWait(process, grace: grace) }) ?? -1
+    (try? await blocking { terminateAndWait(process, grace: grace) }) ?? -1
 }

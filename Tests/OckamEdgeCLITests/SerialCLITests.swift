@@ -118,11 +118,11 @@ struct SerialCLITests {
         #expect(symlink(dir + "/ttyA", dir + "/port") == 0)  // the device appears
         let log: @Sendable () -> String = { (try? String(contentsOfFile: node.logPath, encoding: .utf8)) ?? "" }
         try await waitFor("the node's attempt to use the device", within: 60) {
-            if log().contains("dup") || !node.process.isRunning { return true }
+            if log().contains("dup") || node.process.hasExited { return true }
             leaveOneDescriptor()
             return false
         }
-        try #require(node.process.isRunning, "\(log())")
+        try #require(!node.process.hasExited, "\(log())")
         #expect(log().contains("cannot attach the port to the event loop: dup: Too many open files"), "\(log())")
         // With descriptors to spare again, the next attempt opens the port.
         setLimit(original)
