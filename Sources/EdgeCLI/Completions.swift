@@ -158,10 +158,60 @@ public enum ManualPage {
         return out
     }
 
+    /// One entry of a file-format page: a key, its type, its default and its meaning (Markdown: `code` in backticks).
+    public struct FileKey: Sendable {
+        public var key: String
+        public var type: String
+        public var defaultValue: String
+        public var meaning: String
+
+        public init(key: String, type: String, defaultValue: String, meaning: String) {
+            self.key = key
+            self.type = type
+            self.defaultValue = defaultValue
+            self.meaning = meaning
+        }
+    }
+
+    /// A section 5 manual page for a configuration file: name, synopsis (the file's path), description paragraphs
+    /// (Markdown code spans allowed), every key with its type and default, an example, and see-also references.
+    public static func fileFormatRoff(
+        name: String, summary: String, path: String, version: String, package: String,
+        description: [String], keys: [FileKey], example: [String], seeAlso: String
+    ) -> String {
+        var out = ".TH \(escape(name.uppercased())) 5 \"\" \"\(escape(package)) \(escape(version))\" \"File Formats\"\n"
+        out += ".ad l\n.nh\n.SH NAME\n\(escape(name)) \\- \(escape(summary))\n"
+        out += ".SH SYNOPSIS\n.I \(escape(path))\n"
+        out += ".SH DESCRIPTION\n"
+        out += description.map { rawParagraph(markdown($0)) }.joined(separator: ".PP\n")
+        out += ".SH KEYS\n"
+        for key in keys {
+            out += ".TP\n\\fB\(escape(key.key))\\fR (\(markdown(key.type)); default: \(markdown(key.defaultValue)))\n"
+            out += rawParagraph(markdown(key.meaning))
+        }
+        if !example.isEmpty {
+            out += ".SH EXAMPLE\n.RS\n.nf\n" + example.map { escape($0) + "\n" }.joined() + ".fi\n.RE\n"
+        }
+        out += ".SH SEE ALSO\n" + rawParagraph(markdown(seeAlso))
+        return out
+    }
+
+    /// Escaped text with Markdown code spans (`x`) in bold.
+    static func markdown(_ text: String) -> String {
+        text.split(separator: "`", omittingEmptySubsequences: false).enumerated().map { index, part in
+            index % 2 == 1 ? "\\fB" + escape(String(part)) + "\\fR" : escape(String(part))
+        }.joined()
+    }
+
     /// Text as roff lines: escapes, and no line starting with a control character.
     static func paragraph(_ text: String) -> String {
+        rawParagraph(escape(text))
+    }
+
+    /// Already escaped roff text as lines, none starting with a control character.
+    static func rawParagraph(_ text: String) -> String {
         text.split(separator: "\n", omittingEmptySubsequences: false).map { line -> String in
-            let escaped = escape(String(line.trimmingLeadingSpaces))
+            let escaped = String(line.trimmingLeadingSpaces)
             return (escaped.hasPrefix(".") || escaped.hasPrefix("'") ? "\\&" : "") + escaped + "\n"
         }.joined()
     }

@@ -193,8 +193,10 @@ public struct AgentConfig: Equatable, Sendable {
             ConfigError(file: file, line: node.line, key: key, message: message)
         }
 
-        func mapping(_ node: YAMLNode, _ key: String, allowed: [String]) throws(ConfigError) -> [(key: String, value: YAMLNode, line: Int)] {
+        /// The entries of the mapping at `key`, which may hold the keys `AgentConfig.keys` lists below it and no others.
+        func mapping(_ node: YAMLNode, _ key: String) throws(ConfigError) -> [(key: String, value: YAMLNode, line: Int)] {
             guard case .mapping(let entries, _) = node else { throw fail(node, key, "expected a mapping") }
+            let allowed = AgentConfig.keys(under: key)
             for entry in entries where !allowed.contains(entry.key) {
                 let path = key.isEmpty ? entry.key : "\(key).\(entry.key)"
                 throw ConfigError(
@@ -304,18 +306,11 @@ public struct AgentConfig: Equatable, Sendable {
 
         mutating func decode(_ root: YAMLNode) throws(ConfigError) -> AgentConfig {
             var config = AgentConfig()
-            let top = try mapping(
-                root, "",
-                allowed: [
-                    "node", "vault", "identity", "trust", "transports", "secure_channels", "relays", "portals", "bridges",
-                    "ingest", "sessions", "metrics", "forwarding",
-                ])
+            let top = try mapping(root, "")
             for (key, value, _) in top {
                 switch key {
                 case "node":
-                    for (k, v, _) in try mapping(
-                        value, "node", allowed: ["name", "state_dir", "log_level", "forwarding", "public_services"])
-                    {
+                    for (k, v, _) in try mapping(value, "node") {
                         switch k {
                         case "name":
                             let name = try nonEmpty(v, "node.name")
@@ -335,20 +330,20 @@ public struct AgentConfig: Equatable, Sendable {
                         }
                     }
                 case "forwarding":
-                    for (_, v, _) in try mapping(value, "forwarding", allowed: ["allow"]) {
+                    for (_, v, _) in try mapping(value, "forwarding") {
                         for item in try list(v, "forwarding.allow") {
                             let text = try nonEmpty(item, "forwarding.allow[]")
                             config.forwardAllow.append(ForwardRule(text: text, line: item.line))
                         }
                     }
                 case "vault":
-                    for (k, v, _) in try mapping(value, "vault", allowed: ["path", "key_file"]) {
+                    for (k, v, _) in try mapping(value, "vault") {
                         if k == "path" { config.vault.path = try nonEmpty(v, "vault.path") } else { config.vault.keyFile = try nonEmpty(v, "vault.key_file") }
                     }
                 case "identity":
                     config.identity = try nonEmpty(value, "identity")
                 case "trust":
-                    for (k, v, _) in try mapping(value, "trust", allowed: ["identities", "authorities", "require_attributes"]) {
+                    for (k, v, _) in try mapping(value, "trust") {
                         switch k {
                         case "identities":
                             config.trust.identities = try list(v, "trust.identities").map { (item) throws(ConfigError) -> String in
@@ -358,7 +353,7 @@ public struct AgentConfig: Equatable, Sendable {
                             for item in try list(v, "trust.authorities") {
                                 var name: String?
                                 var identity: String?
-                                for (ak, av, _) in try mapping(item, "trust.authorities[]", allowed: ["name", "identity"]) {
+                                for (ak, av, _) in try mapping(item, "trust.authorities[]") {
                                     if ak == "name" { name = try nonEmpty(av, "trust.authorities[].name") } else {
                                         let hex = try nonEmpty(av, "trust.authorities[].identity")
                                         guard hex.count % 2 == 0, hex.allSatisfy(\.isHexDigit) else {
@@ -380,7 +375,7 @@ public struct AgentConfig: Equatable, Sendable {
                         }
                     }
                 case "transports":
-                    for (k, v, _) in try mapping(value, "transports", allowed: ["tcp", "serial", "ble"]) {
+                    for (k, v, _) in try mapping(value, "transports") {
                         if k == "serial" {
                             config.serialPorts = try list(v, "transports.serial").map { (item) throws(ConfigError) -> DeviceLink in
                                 try deviceLink(item, "transports.serial[]", first: "path")
@@ -388,7 +383,7 @@ public struct AgentConfig: Equatable, Sendable {
                             continue
                         }
                         if k == "ble" {
-                            for (bk, bv, _) in try mapping(v, "transports.ble", allowed: ["listen", "connect"]) {
+                            for (bk, bv, _) in try mapping(v, "transports.ble") {
                                 let links = try list(bv, "transports.ble.\(bk)").map { (item) throws(ConfigError) -> DeviceLink in
                                     try deviceLink(item, "transports.ble.\(bk)[]", first: bk == "connect" ? "address" : "adapter")
                                 }
@@ -396,13 +391,7 @@ public struct AgentConfig: Equatable, Sendable {
                             }
                             continue
                         }
-                        for (tk, tv, _) in try mapping(
-                            v, "transports.tcp",
-                            allowed: [
-                                "listen", "frame_timeout", "frame_min_rate", "max_connections", "max_connections_per_host",
-                                "max_outgoing", "max_unfinished_bytes", "max_unfinished_bytes_per_host", "outgoing_idle_timeout",
-                            ])
-                        {
+                        for (tk, tv, _) in try mapping(v, "transports.tcp") {
                             switch tk {
                             case "frame_timeout":
                                 config.tcp.frameTimeout = try duration(tv, "transports.tcp.frame_timeout")
@@ -443,16 +432,11 @@ public struct AgentConfig: Equatable, Sendable {
                         }
                     }
                 case "secure_channels":
-                    for (k, v, _) in try mapping(value, "secure_channels", allowed: ["listeners"]) where k == "listeners" {
+                    for (k, v, _) in try mapping(value, "secure_channels") where k == "listeners" {
                         config.secureChannelListeners = []
                         for item in try list(v, "secure_channels.listeners") {
                             var listener = SecureChannelListener()
-                            for (lk, lv, _) in try mapping(
-                                item, "secure_channels.listeners[]", allowed: [
-                                    "name", "cipher", "handshake_timeout", "max_half_open", "max_half_open_per_source",
-                                    "idle_timeout", "max_channels",
-                                ])
-                            {
+                            for (lk, lv, _) in try mapping(item, "secure_channels.listeners[]") {
                                 switch lk {
                                 case "name": listener.name = try nonEmpty(lv, "secure_channels.listeners[].name")
                                 case "cipher":
@@ -479,7 +463,7 @@ public struct AgentConfig: Equatable, Sendable {
                         }
                     }
                 case "relays":
-                    for (k, v, _) in try mapping(value, "relays", allowed: ["serve", "register"]) {
+                    for (k, v, _) in try mapping(value, "relays") {
                         if k == "serve" {
                             config.relayService = try bool(v, "relays.serve")
                             continue
@@ -487,7 +471,7 @@ public struct AgentConfig: Equatable, Sendable {
                         for item in try list(v, "relays.register") {
                             var name: String?
                             var hub: String?
-                            for (rk, rv, _) in try mapping(item, "relays.register[]", allowed: ["name", "hub"]) {
+                            for (rk, rv, _) in try mapping(item, "relays.register[]") {
                                 if rk == "name" { name = try nonEmpty(rv, "relays.register[].name") } else { hub = try multiaddr(rv, "relays.register[].hub") }
                             }
                             guard let name, let hub else { throw fail(item, "relays.register[]", "needs both name and hub") }
@@ -495,11 +479,11 @@ public struct AgentConfig: Equatable, Sendable {
                         }
                     }
                 case "portals":
-                    for (k, v, _) in try mapping(value, "portals", allowed: ["outlets", "inlets"]) {
+                    for (k, v, _) in try mapping(value, "portals") {
                         for item in try list(v, "portals.\(k)") {
                             if k == "outlets" {
                                 var outlet = Outlet(target: "")
-                                for (ok, ov, _) in try mapping(item, "portals.outlets[]", allowed: ["address", "target", "allow"]) {
+                                for (ok, ov, _) in try mapping(item, "portals.outlets[]") {
                                     switch ok {
                                     case "address": outlet.address = try nonEmpty(ov, "portals.outlets[].address")
                                     case "target": outlet.target = try hostPort(ov, "portals.outlets[].target")
@@ -514,7 +498,7 @@ public struct AgentConfig: Equatable, Sendable {
                             } else {
                                 var listen: String?
                                 var to: String?
-                                for (ik, iv, _) in try mapping(item, "portals.inlets[]", allowed: ["listen", "to"]) {
+                                for (ik, iv, _) in try mapping(item, "portals.inlets[]") {
                                     if ik == "listen" { listen = try hostPort(iv, "portals.inlets[].listen") } else { to = try multiaddr(iv, "portals.inlets[].to") }
                                 }
                                 guard let listen, let to else { throw fail(item, "portals.inlets[]", "needs listen and to") }
@@ -527,9 +511,7 @@ public struct AgentConfig: Equatable, Sendable {
                         var name: String?
                         var to: String?
                         var bridge = Bridge(name: "", to: "")
-                        for (bk, bv, _) in try mapping(
-                            item, "bridges[]", allowed: ["name", "to", "ack_timeout", "reply", "queue", "require_attributes"])
-                        {
+                        for (bk, bv, _) in try mapping(item, "bridges[]") {
                             switch bk {
                             case "name":
                                 let value = try nonEmpty(bv, "bridges[].name")
@@ -549,9 +531,7 @@ public struct AgentConfig: Equatable, Sendable {
                                         entry.value, "bridges[].require_attributes.\(entry.key)")
                                 }
                             default:
-                                for (qk, qv, _) in try mapping(
-                                    bv, "bridges[].queue", allowed: ["memory_messages", "memory_bytes", "disk_bytes", "durability"])
-                                {
+                                for (qk, qv, _) in try mapping(bv, "bridges[].queue") {
                                     switch qk {
                                     case "memory_messages":
                                         bridge.queue.memoryMessages = try int(qv, "bridges[].queue.memory_messages", range: 1...1_000_000)
@@ -580,7 +560,7 @@ public struct AgentConfig: Equatable, Sendable {
                 case "ingest":
                     for item in try list(value, "ingest") {
                         var ingest = Ingest()
-                        for (ik, iv, _) in try mapping(item, "ingest[]", allowed: ["address", "output", "sync", "allow"]) {
+                        for (ik, iv, _) in try mapping(item, "ingest[]") {
                             switch ik {
                             case "address": ingest.address = try nonEmpty(iv, "ingest[].address")
                             case "output": ingest.output = try nonEmpty(iv, "ingest[].output")
@@ -594,9 +574,7 @@ public struct AgentConfig: Equatable, Sendable {
                         config.ingest.append(ingest)
                     }
                 case "sessions":
-                    for (k, v, _) in try mapping(
-                        value, "sessions", allowed: ["ping_interval", "ping_timeout", "failures_before_replace", "max_backoff"])
-                    {
+                    for (k, v, _) in try mapping(value, "sessions") {
                         switch k {
                         case "ping_interval": config.sessions.pingInterval = try duration(v, "sessions.ping_interval")
                         case "ping_timeout": config.sessions.pingTimeout = try duration(v, "sessions.ping_timeout")
@@ -606,7 +584,7 @@ public struct AgentConfig: Equatable, Sendable {
                         }
                     }
                 default:  // metrics
-                    for (k, v, _) in try mapping(value, "metrics", allowed: ["listen"]) where k == "listen" {
+                    for (k, v, _) in try mapping(value, "metrics") where k == "listen" {
                         config.metricsListen = try hostPort(v, "metrics.listen")
                     }
                 }

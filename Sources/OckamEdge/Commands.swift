@@ -49,9 +49,10 @@ enum Commands {
                 examples: ["ockam-edge completions bash", "ockam-edge completions fish > ~/.config/fish/completions/ockam-edge.fish"],
                 arguments: [ArgumentSpec("shell", help: "bash, zsh or fish.")]),
             CommandSpec(
-                "man", abstract: "Print the manual page ockam-edge(1) in roff.",
-                discussion: "Generated from the same command tree as --help. Read it with: ockam-edge man | man -l -",
-                examples: ["ockam-edge man | man -l -", "ockam-edge man > ockam-edge.1"]),
+                "man", abstract: "Print a manual page in roff: ockam-edge(1), or with 5 ockam-edge-agent.yaml(5).",
+                discussion: "Section 1 is generated from the same command tree as --help; section 5 (the agent's configuration file) from the key table the configuration decoder checks keys against. Read one with: ockam-edge man 5 | man -l -",
+                examples: ["ockam-edge man | man -l -", "ockam-edge man 5 > ockam-edge-agent.yaml.5"],
+                arguments: [ArgumentSpec("section", help: "1 (the commands, default) or 5 (the configuration file).", optional: true)]),
         ])
 
     static func run(path: [String], arguments: ParsedArguments) async throws -> Int32 {
@@ -68,7 +69,11 @@ enum Commands {
             print(ShellCompletion.script(shell, root: root), terminator: "")
             return 0
         case ["man"]:
-            print(ManualPage.roff(root, version: ockamEdgeVersion), terminator: "")
+            switch arguments.value("section") ?? "1" {
+            case "1": print(ManualPage.roff(root, version: ockamEdgeVersion), terminator: "")
+            case "5": print(AgentConfigManual.roff(version: ockamEdgeVersion), terminator: "")
+            case let other: throw CommandFailure("no manual page in section '\(other)' (1 or 5)", status: 2)
+            }
             return 0
         case ["serial", "list"]: return SerialCommands.run(arguments)
         case ["ble", "list"]: return try BLECommands.run(arguments)

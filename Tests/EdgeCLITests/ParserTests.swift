@@ -103,3 +103,19 @@ struct JSONTests {
         #expect(JSON.array([.int(1)]).serialized() == "[\n  1\n]")
     }
 }
+
+@Suite("Manual pages")
+struct ManualPageTests {
+    @Test func fileFormatPagesEscapeTextAndBoldCodeSpans() {
+        let page = ManualPage.fileFormatRoff(
+            name: "tool.yaml", summary: "a file", path: "/etc/tool.yaml", version: "1.0", package: "tool",
+            description: ["Set `a-b` to 1.\n.starts with a dot"],
+            keys: [ManualPage.FileKey(key: "x[].y", type: "bytes", defaultValue: "`64`", meaning: "path\\name – é")],
+            example: ["x:", "  - y: 2"], seeAlso: "tool(1)")
+        #expect(page.hasPrefix(".TH TOOL.YAML 5 \"\" \"tool 1.0\" \"File Formats\"\n"))
+        #expect(page.contains("Set \\fBa\\-b\\fR to 1.\n\\&.starts with a dot\n"), "\(page)")
+        #expect(page.contains(".TP\n\\fBx[].y\\fR (bytes; default: \\fB64\\fR)\npath\\ename \\[u2013] \\[u00E9]\n"), "\(page)")
+        #expect(page.contains(".SH EXAMPLE\n.RS\n.nf\nx:\n  \\- y: 2\n.fi\n.RE\n"), "\(page)")
+        #expect(page.hasSuffix(".SH SEE ALSO\ntool(1)\n"))
+    }
+}

@@ -85,16 +85,71 @@ struct AgentConfigTests {
     }
 
     @Test func theDocumentedExampleFileIsValid() throws {
-        let path = #filePath.split(separator: "/").dropLast(3).joined(separator: "/")
-        let file = "/" + path + "/docs/agent.example.yaml"
-        var text = ""
-        if let handle = fopen(file, "r") {
-            defer { fclose(handle) }
-            var buffer = [CChar](repeating: 0, count: 4096)
-            while fgets(&buffer, 4096, handle) != nil { text += String(cString: buffer) }
-        }
+        let text = Self.readDoc("docs/agent.example.yaml")
         #expect(!text.isEmpty, "docs/agent.example.yaml missing")
         _ = try AgentConfig.parse(text, file: "agent.example.yaml")
+    }
+
+    /// A file of the package, read whole ("" if it is missing).
+    static func readDoc(_ relative: String) -> String {
+        let path = #filePath.split(separator: "/").dropLast(3).joined(separator: "/")
+        var bytes: [UInt8] = []
+        if let handle = fopen("/" + path + "/" + relative, "r") {
+            defer { fclose(handle) }
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            while true {
+                let count = fread(&buffer, 1, buffer.count, handle)
+                if count == 0 { break }
+                bytes += buffer.prefix(count)
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// docs/configuration.md's "Keys" table is `AgentConfig.keys`, row for row (the table the decoder checks keys
+    /// against and the manual page is made from). On a mismatch the expected table is printed, ready to paste.
+    @Test func theDocumentedKeysAreTheDecodersKeys() {
+        let doc = Self.readDoc("docs/configuration.md")
+        #expect(!doc.isEmpty, "docs/configuration.md missing")
+        let lines = doc.split(separator: "\n", omittingEmptySubsequences: false)
+        guard let start = lines.firstIndex(of: "| key | type | default | meaning |") else {
+            Issue.record("docs/configuration.md has no Keys table")
+            return
+        }
+        let table = lines[start...].prefix { $0.hasPrefix("|") }.map { $0 + "\n" }.joined()
+        let expected = AgentConfig.keysMarkdownTable()
+        #expect(table == expected, "docs/configuration.md's Keys table differs from AgentConfig.keys; it should be:\n\(expected)")
+        #expect(AgentConfig.keys.count >= 60)
+    }
+
+    /// Every mapping refuses a key the table does not list below it, and the error names the keys it does.
+    @Test(arguments: [
+        ("", "colour: blue", "colour"),
+        ("node", "node:\n  colour: blue", "node.colour"),
+        ("transports.tcp", "transports:\n  tcp:\n    colour: blue", "transports.tcp.colour"),
+        ("bridges[]", "bridges:\n  - name: b\n    colour: blue", "bridges[].colour"),
+        ("bridges[].queue", "bridges:\n  - name: b\n    queue:\n      colour: blue", "bridges[].queue.colour"),
+        ("relays.register[]", "relays:\n  register:\n    - colour: blue", "relays.register[].colour"),
+        ("sessions", "sessions:\n  colour: blue", "sessions.colour"),
+    ])
+    func unknownKeysAreRefusedWithTheKeysTheTableAllows(parent: String, text: String, path: String) {
+        let allowed = AgentConfig.keys(under: parent)
+        #expect(!allowed.isEmpty && !allowed.contains("colour"))
+        do {
+            _ = try AgentConfig.parse(text, file: "agent.yaml")
+            Issue.record("accepted: \(text)")
+        } catch {
+            #expect(error.key == path, "\(error.description)")
+            #expect(error.description.contains("expected one of: \(allowed.joined(separator: ", "))"), "\(error.description)")
+        }
+    }
+
+    @Test func keysUnderAParentFollowTheTable() {
+        #expect(AgentConfig.keys(under: "").prefix(3) == ["node", "forwarding", "vault"])
+        #expect(AgentConfig.keys(under: "secure_channels") == ["listeners"])
+        #expect(AgentConfig.keys(under: "bridges[]") == ["name", "to", "ack_timeout", "reply", "require_attributes", "queue"])
+        #expect(AgentConfig.keys(under: "portals.inlets[]") == ["listen", "to"])
+        #expect(AgentConfig.keys(under: "metrics") == ["listen"])
     }
 
     @Test func defaults() throws {

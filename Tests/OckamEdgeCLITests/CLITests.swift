@@ -374,6 +374,27 @@ struct CLITests {
             let rendered = try Binary.runTool("/usr/bin/groff", ["-man", "-Tutf8", "-ww", "-z", page])
             #expect(rendered.status == 0 && rendered.stderr.isEmpty, "\(rendered.stderr)")
         }
+
+        // Section 5: the configuration file, every key of docs/configuration.md's table (which a unit test keeps equal
+        // to the decoder's key table).
+        let man5 = try await Binary.run(["man", "5"])
+        #expect(man5.status == 0 && man5.stdout.hasPrefix(".TH OCKAM\\-EDGE\\-AGENT.YAML 5 "), "\(man5.stderr)")
+        let doc = try String(contentsOf: TestData.packageRoot.appendingPathComponent("docs/configuration.md"), encoding: .utf8)
+        let lines = doc.split(separator: "\n", omittingEmptySubsequences: false)
+        let table = lines.drop { $0 != "| key | type | default | meaning |" }.dropFirst(2).prefix { $0.hasPrefix("|") }
+        let keys = table.compactMap { $0.split(separator: "`").dropFirst().first }
+        #expect(keys.count >= 60)
+        for key in keys {
+            #expect(man5.stdout.contains("\\fB\(key.replacingOccurrences(of: "-", with: "\\-"))\\fR ("), "\(key)")
+        }
+        if FileManager.default.fileExists(atPath: "/usr/bin/groff") {
+            let page = dir + "/ockam-edge-agent.yaml.5"
+            try man5.stdout.write(toFile: page, atomically: true, encoding: .utf8)
+            let rendered = try Binary.runTool("/usr/bin/groff", ["-man", "-Tutf8", "-ww", "-z", page])
+            #expect(rendered.status == 0 && rendered.stderr.isEmpty, "\(rendered.stderr)")
+        }
+        let section7 = try await Binary.run(["man", "7"])
+        #expect(section7.status == 2 && section7.stderr.contains("no manual page in section '7'"), "\(section7.stderr)")
     }
 
     /// Log lines for journald carry a syslog priority and no timestamp; JSON lines are one object each.
