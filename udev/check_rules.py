@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
-"""Static checks of udev/70-ockam-edge-serial.rules, udev/ockam-edge-serial@.service and udev/ockam-edge-agent.service
-(stdlib only).
+"""Static checks of udev/70-ockam-edge-serial.rules, udev/71-ockam-edge-serial-nodes.rules,
+udev/ockam-edge-serial@.service and udev/ockam-edge-agent.service (stdlib only).
 
 Checks rule syntax (keys, operators, attribute braces, quoting, line continuations, GOTO/LABEL pairs) against
 udev(7), and the policy of this project: every adapter rule sets GROUP="ockam-edge" and MODE="0660", no rule makes
-a device world-accessible, every required vendor:product is listed, the systemd hook names the unit that exists
-next to the rules. Exit status 0 if everything holds; problems are printed as `file:line: message`.
+a device world-accessible, every required vendor:product is listed, the names-and-permissions rules start nothing,
+and the opt-in rules' systemd hook names the unit that exists next to them (or in UNIT_FILE's directory). Exit status
+0 if everything holds; problems are printed as `file:line: message`.
 
-Usage: check_rules.py [--tools] [--strict] [RULES_FILE [UNIT_FILE [AGENT_UNIT_FILE]]]
+Usage: check_rules.py [--tools] [--strict] [RULES_FILE [UNIT_FILE [AGENT_UNIT_FILE [NODES_RULES_FILE]]]]
   --tools    also use the real tools where present: `udevadm test` on a tty (root; isolated in a private mount
              namespace so nothing is created in /dev or /run), the same with umockdev fake FTDI, CH340, RP2040 and
              unlisted adapters, and `systemd-analyze verify` of an instance of the unit
@@ -92,8 +93,8 @@ def split_tokens(line):
     return tokens
 
 
-def check_rules(path):
-    problems = []
+def parse_rules(path, problems):
+    """Syntax of one rules file against udev(7). Returns (text, rules as [(line, [(key, attribute, operator, value)])])."""
 
     def problem(line, message):
         problems.append(f"{path}:{line}: {message}")
@@ -140,6 +141,17 @@ def check_rules(path):
         for key, _, _, value in rule:
             if key == "GOTO" and value not in labels:
                 problem(number, f"GOTO {value!r} has no LABEL")
+    return text, rules
+
+
+def check_rules(path):
+    """The names-and-permissions rules: every adapter rule's policy, the symlinks, and no service started."""
+    problems = []
+
+    def problem(line, message):
+        problems.append(f"{path}:{line}: {message}")
+
+    text, rules = parse_rules(path, problems)
 
     # Project policy.
     listed = set()
@@ -177,15 +189,40 @@ def check_rules(path):
     tags = [value for _, rule in rules for key, _, operator, value in rule if key == "TAG" and operator in ASSIGN]
     if "systemd" not in tags:
         problems.append(f'{path}: no TAG+="systemd"')
-    if not wants:
-        problems.append(f"{path}: no ENV{{SYSTEMD_WANTS}}")
-    for value in wants:
-        template = re.sub(r"@[^.]*\.service$", "@.service", value)
-        if not os.path.exists(os.path.join(os.path.dirname(os.path.abspath(path)), template)):
-            problems.append(f"{path}: SYSTEMD_WANTS {value!r}: no unit file {template} next to the rules")
+    if wants:
+        problems.append(f"{path}: ENV{{SYSTEMD_WANTS}} {wants}: these rules must start nothing (that is the opt-in "
+                        "71-ockam-edge-serial-nodes.rules)")
     if "ockam-edge/" not in text:
         problems.append(f"{path}: no /dev/ockam-edge/ symlink")
     return problems, sorted(listed)
+
+
+def check_nodes_rules(path, unit):
+    """The opt-in rules: a systemd hook, only for ports the adapter rules marked, naming the unit `unit`."""
+    problems = []
+
+    def problem(line, message):
+        problems.append(f"{path}:{line}: {message}")
+
+    text, rules = parse_rules(path, problems)
+    wants = [value for _, rule in rules for key, attribute, _, value in rule if (key, attribute) == ("ENV", "SYSTEMD_WANTS")]
+    guarded = any(("ENV", "OCKAM_EDGE_SERIAL", "!=", "1") in [(k, a, o, v) for k, a, o, v in rule]
+                  and any(k == "GOTO" for k, _, _, _ in rule) for _, rule in rules)
+    if not guarded:
+        problems.append(f'{path}: must skip ports without ENV{{OCKAM_EDGE_SERIAL}}="1" (GOTO past the hook)')
+    if len(wants) != 1:
+        problems.append(f"{path}: expected one ENV{{SYSTEMD_WANTS}}, found {wants}")
+    for value in wants:
+        template = re.sub(r"@[^.]*\.service$", "@.service", value)
+        if template != os.path.basename(unit):
+            problems.append(f"{path}: SYSTEMD_WANTS {value!r}: the unit is {os.path.basename(unit)}, not {template}")
+        elif not os.path.exists(unit):
+            problems.append(f"{path}: SYSTEMD_WANTS {value!r}: no unit file {unit}")
+    for number, rule in rules:
+        for key, _, _, _ in rule:
+            if key in ("GROUP", "MODE", "OWNER", "SYMLINK", "NAME"):
+                problem(number, f"{key}: permissions and names belong in 70-ockam-edge-serial.rules")
+    return problems
 
 
 def parse_unit(path, problems):
@@ -309,7 +346,7 @@ def umockdev_description(vendor, product, serial, kernel, port, driver):
 
 
 def run_isolated(rules, command):
-    """Runs `command` in a private mount namespace: our rules as the only /etc/udev/rules.d file, a group file with
+    """Runs `command` in a private mount namespace: our rules (a list of files) as the only /etc/udev/rules.d files, a group file with
     ockam-edge, and tmpfs over /dev and /run, so `udevadm test` (which creates symlinks and a udev database) leaves
     the machine untouched. Returns (exit status, output)."""
     import shutil
@@ -318,7 +355,8 @@ def run_isolated(rules, command):
     work = tempfile.mkdtemp(prefix="ockam-edge-udev-")
     try:
         os.mkdir(os.path.join(work, "rules.d"))
-        shutil.copy(rules, os.path.join(work, "rules.d", os.path.basename(rules)))
+        for path in rules:
+            shutil.copy(path, os.path.join(work, "rules.d", os.path.basename(path)))
         with open("/etc/group", encoding="utf-8") as source, open(os.path.join(work, "group"), "w") as target:
             target.write(source.read() + f"ockam-edge:x:{FAKE_GID}:\n")
         script = f"""set -eu
@@ -341,8 +379,9 @@ mount --bind {work}/group /etc/group
         shutil.rmtree(work, ignore_errors=True)
 
 
-def dynamic_checks(rules):
-    """Returns (problems, verified, skipped)."""
+def dynamic_checks(rules, nodes):
+    """`udevadm test` of the rules, and with umockdev fake adapters under both files (the hook expected) and under the
+    names-and-permissions rules alone (no hook). Returns (problems, verified, skipped)."""
     import shutil
     problems, verified, skipped = [], [], []
     if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("udevadm") \
@@ -355,24 +394,27 @@ def dynamic_checks(rules):
     if target is None:
         skipped.append("udevadm test (no tty in /sys/class/tty)")
     else:
-        status, output = run_isolated(rules, f"udevadm test {target}")
-        complaints = [line for line in output.splitlines() if name in line and "Reading rules file" not in line]
-        if f"Reading rules file: /etc/udev/rules.d/{name}" not in output:
-            problems.append(f"udevadm test did not read {name} (status {status}): {output[-400:]}")
-        elif complaints:
-            problems += [f"udevadm: {line}" for line in complaints]
-        else:
-            verified.append(f"udevadm {udev_version()} parsed {name} without a warning")
+        status, output = run_isolated([rules, nodes], f"udevadm test {target}")
+        for file in (name, os.path.basename(nodes)):
+            complaints = [line for line in output.splitlines() if file in line and "Reading rules file" not in line]
+            if f"Reading rules file: /etc/udev/rules.d/{file}" not in output:
+                problems.append(f"udevadm test did not read {file} (status {status}): {output[-400:]}")
+            elif complaints:
+                problems += [f"udevadm: {line}" for line in complaints]
+            else:
+                verified.append(f"udevadm {udev_version()} parsed {file} without a warning")
     if not shutil.which("umockdev-run"):
         skipped.append("fake-device rule runs (install umockdev)")
         return problems, verified, skipped
-    for label, vendor, product, serial, kernel, port, driver, link in FAKE_DEVICES:
+    import tempfile
+    cases = [(device, True) for device in FAKE_DEVICES] + [(FAKE_DEVICES[0], False)]
+    for (label, vendor, product, serial, kernel, port, driver, link), with_nodes in cases:
         description, devpath = umockdev_description(vendor, product, serial, kernel, port, driver)
-        import tempfile
         with tempfile.NamedTemporaryFile("w", suffix=".umockdev", delete=False) as handle:
             handle.write(description)
         try:
-            status, output = run_isolated(rules, f"umockdev-run -d {handle.name} -- udevadm test {devpath}")
+            status, output = run_isolated([rules, nodes] if with_nodes else [rules],
+                                          f"umockdev-run -d {handle.name} -- udevadm test {devpath}")
         finally:
             os.unlink(handle.name)
         ours = [line for line in output.splitlines() if name in line and "Reading rules file" not in line]
@@ -381,17 +423,25 @@ def dynamic_checks(rules):
             if ours or "SYSTEMD_WANTS=" in output or "OCKAM_EDGE_SERIAL" in output:
                 failures.append("rules applied to an unlisted adapter")
         else:
-            expectations = [f"{name}:", f"GROUP {FAKE_GID}", "MODE 0660", f"LINK '{link}'",
-                            f"SYSTEMD_WANTS=ockam-edge-serial@{kernel}.service", "ID_MM_DEVICE_IGNORE=1", ":systemd:"]
+            expectations = [f"{name}:", f"GROUP {FAKE_GID}", "MODE 0660", f"LINK '{link}'", "ID_MM_DEVICE_IGNORE=1",
+                            ":systemd:"]
             failures += [f"missing {e!r}" for e in expectations if e not in output]
+            hook = f"SYSTEMD_WANTS=ockam-edge-serial@{kernel}.service"
+            if with_nodes and hook not in output:
+                failures.append(f"missing {hook!r}")
+            if not with_nodes and "SYSTEMD_WANTS=" in output:
+                failures.append(f"{name} alone started a service")
         if f"DEVPATH={devpath[4:]}" not in output:
             failures.append(f"udevadm did not process the fake device (status {status})")
         if failures:
             problems.append(f"fake {label} ({vendor}:{product} {kernel}): " + "; ".join(failures)
                             + ("" if link else "") + f"\n--- output tail ---\n{output[-1500:]}")
         else:
-            verified.append(f"fake {label} {vendor}:{product} as {kernel}: "
-                            + (f"group/mode/link /dev/{link}/systemd hook as expected" if link else "left alone"))
+            if not with_nodes:
+                verified.append(f"fake {label} under {name} alone: group/mode/link, no service started")
+            else:
+                verified.append(f"fake {label} {vendor}:{product} as {kernel}: "
+                                + (f"group/mode/link /dev/{link}/systemd hook as expected" if link else "left alone"))
     return problems, verified, skipped
 
 
@@ -437,15 +487,18 @@ def main(argv):
     rules = arguments[0] if arguments else os.path.join(HERE, "70-ockam-edge-serial.rules")
     unit = arguments[1] if len(arguments) > 1 else os.path.join(HERE, "ockam-edge-serial@.service")
     agent = arguments[2] if len(arguments) > 2 else os.path.join(HERE, "ockam-edge-agent.service")
+    nodes = arguments[3] if len(arguments) > 3 else os.path.join(HERE, "71-ockam-edge-serial-nodes.rules")
     problems, listed = check_rules(rules)
+    problems += check_nodes_rules(nodes, unit)
     problems += check_unit(unit)
     problems += check_agent_unit(agent)
     verified = [f"{os.path.basename(rules)}: syntax and policy ({len(listed)} adapters)",
+                f"{os.path.basename(nodes)}: syntax and policy (the opt-in systemd hook)",
                 f"{os.path.basename(unit)}: hardening settings",
                 f"{os.path.basename(agent)}: hardening settings"]
     skipped = []
     if dynamic and not problems:
-        for more, done, missing in (dynamic_checks(rules), verify_unit(unit), verify_unit(agent)):
+        for more, done, missing in (dynamic_checks(rules, nodes), verify_unit(unit), verify_unit(agent)):
             problems += more
             verified += done
             skipped += missing
