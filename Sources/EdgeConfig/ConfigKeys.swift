@@ -1,3 +1,5 @@
+// The agent configuration's key table: what the decoder accepts, docs/configuration.md shows and ockam-edge-agent.yaml(5) lists.
+
 /// One documented key of the agent configuration. `AgentConfig.keys` is the one table that the decoder's unknown-key
 /// check, the "Keys" table in docs/configuration.md (a test keeps them equal) and the manual page
 /// ockam-edge-agent.yaml(5) are all made from, so none of them can name a key the others do not.

@@ -1,3 +1,4 @@
+// `ockam-edge man 5`: the manual page of the agent's configuration file, from the configuration key table.
 import EdgeCLI
 import EdgeConfig
 

@@ -90,6 +90,19 @@ struct AgentConfigTests {
         _ = try AgentConfig.parse(text, file: "agent.example.yaml")
     }
 
+    /// The configuration the Debian package installs is valid and secure as shipped: loopback only, nothing forwarded
+    /// beyond configured uplinks (there are none), no metrics endpoint, no relay service, state where the unit keeps it.
+    @Test func thePackagedConfigurationIsValidAndSecureByDefault() throws {
+        let text = Self.readDoc("packaging/agent.yaml")
+        #expect(!text.isEmpty, "packaging/agent.yaml missing")
+        let config = try AgentConfig.parse(text, file: "agent.yaml")
+        #expect(config.tcpListen == ["127.0.0.1:4000"])
+        #expect(config.forwardAllow.isEmpty && config.bridges.isEmpty && config.relays.isEmpty && config.inlets.isEmpty)
+        #expect(config.metricsListen == nil)
+        #expect(!config.relayService && config.outlets.isEmpty && config.serialPorts.isEmpty)
+        #expect(config.node.stateDirectory == "/var/lib/ockam-edge" && config.vault.path == "/var/lib/ockam-edge/vault")
+    }
+
     /// A file of the package, read whole ("" if it is missing).
     static func readDoc(_ relative: String) -> String {
         let path = #filePath.split(separator: "/").dropLast(3).joined(separator: "/")
