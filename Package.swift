@@ -141,7 +141,7 @@ let package = Package(
         .target(
             name: "EdgeTransportSerial",
             dependencies: [
-                "EdgeSync", "EdgeNode", "EdgeRouting", "EdgeWire", "CPty",
+                "EdgeSync", "EdgeNode", "EdgeRouting", "EdgeWire", "EdgeConfig", "CPty",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

@@ -12,7 +12,9 @@ public struct EchoService: Worker {
     }
 }
 
-/// Replies with the upper-cased text of a serde_bare `String` payload (Ockam's `uppercase`).
+/// Replies with the upper-cased text of a serde_bare `String` payload (Ockam's `uppercase`). Any other payload gets a
+/// BARE string starting with `error: ` in lower case, which an upper-cased answer can never be (stock Ockam logs the
+/// error and sends nothing, so a remote requester could only time out).
 public struct UppercaseService: Worker {
     public static let defaultAddress = Address.local("uppercase")
     /// Largest string accepted.
@@ -20,8 +22,13 @@ public struct UppercaseService: Worker {
     public init() {}
 
     public func handleMessage(_ message: LocalMessage, context: WorkerContext) async throws {
-        let text = try BARE.decodeString(message.payload, limit: Self.maxLength)
-        try await context.reply(to: message.returnRoute, payload: BARE.encodeString(text.uppercased()))
+        let answer: String
+        do {
+            answer = try BARE.decodeString(message.payload, limit: Self.maxLength).uppercased()
+        } catch {
+            answer = "error: the payload is not a BARE string (\(error))"
+        }
+        try await context.reply(to: message.returnRoute, payload: BARE.encodeString(answer))
     }
 }
 

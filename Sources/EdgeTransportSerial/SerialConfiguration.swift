@@ -1,4 +1,5 @@
 // Serial port settings and their spec-string form (`/dev/ttyUSB0,baud=115200,flow=rtscts,...`).
+import EdgeConfig
 import SystemPackage
 
 /// A line speed in bits per second. Rates in ``standardRates`` use the classic `Bnnn` termios constants;
@@ -108,12 +109,15 @@ public struct SerialConfiguration: Hashable, Sendable, CustomStringConvertible {
     public var role: SerialLinkRole
     /// Largest decoded frame this side accepts, announced in the hello (64 ... 1 MiB).
     public var maxFrameSize: Int
+    /// How long this side stays silent before it sends a KEEPALIVE, announced in the hello (the peer declares the link
+    /// down after 3 × this without a valid frame): nil takes the transport's default (10 s); `.zero` is off (never).
+    public var keepalive: Duration?
 
     public init(
         path: FilePath, name: String? = nil, baudRate: BaudRate = 115_200, dataBits: SerialDataBits = .eight,
         parity: SerialParity = .none, stopBits: SerialStopBits = .one, flowControl: SerialFlowControl = .none,
         dtr: SerialLineAction = .leave, rts: SerialLineAction = .leave, role: SerialLinkRole = .listener,
-        maxFrameSize: Int = SerialFraming.defaultMaxFrameSize
+        maxFrameSize: Int = SerialFraming.defaultMaxFrameSize, keepalive: Duration? = nil
     ) {
         self.path = path
         self.name = name ?? Self.defaultName(for: path)
@@ -126,10 +130,16 @@ public struct SerialConfiguration: Hashable, Sendable, CustomStringConvertible {
         self.rts = rts
         self.role = role
         self.maxFrameSize = maxFrameSize
+        self.keepalive = keepalive
     }
 
     /// The keys the spec string accepts, in canonical order.
-    public static let keys = ["name", "mode", "baud", "data", "parity", "stop", "flow", "dtr", "rts", "max-frame"]
+    public static let keys = [
+        "name", "mode", "baud", "data", "parity", "stop", "flow", "dtr", "rts", "max-frame", "keepalive",
+    ]
+
+    /// The keepalive intervals a spec may set (the hello carries milliseconds in 32 bits; a day is plenty).
+    public static let keepaliveRange: ClosedRange<Duration> = .milliseconds(100) ... .seconds(86_400)
 
     /// Parses `PATH[,key=value]...`.
     ///
@@ -144,6 +154,7 @@ public struct SerialConfiguration: Hashable, Sendable, CustomStringConvertible {
     /// | `flow` | `none`, `rtscts` | `none` |
     /// | `dtr`, `rts` | `on`, `off`, `keep` | `keep` |
     /// | `max-frame` | 64 ... 1048576 | 16384 |
+    /// | `keepalive` | a duration from 100ms to 24h (`500ms`, `10s`, `2m`), or `off` | the transport's, 10s |
     ///
     /// - Throws: ``SerialConfigurationError`` naming the offending key or value.
     public init(parsing spec: String) throws(SerialConfigurationError) {
@@ -208,6 +219,15 @@ public struct SerialConfiguration: Hashable, Sendable, CustomStringConvertible {
                         "\(SerialFraming.minimumMaxFrameSize)...\(SerialFraming.implementationMaxFrameSize) bytes")
                 }
                 maxFrameSize = size
+            case "keepalive":
+                if ["off", "0", "never"].contains(value.lowercased()) {
+                    keepalive = .zero
+                } else {
+                    guard let interval = Quantity.duration(value), Self.keepaliveRange.contains(interval) else {
+                        throw invalid("a duration from 100ms to 24h (e.g. 10s), or off")
+                    }
+                    keepalive = interval
+                }
             default:
                 throw .unknownKey(key)
             }
@@ -231,12 +251,16 @@ public struct SerialConfiguration: Hashable, Sendable, CustomStringConvertible {
         else {
             throw .invalidValue(key: "max-frame", value: String(maxFrameSize), expected: "64...1048576")
         }
+        if let keepalive, keepalive != .zero, !Self.keepaliveRange.contains(keepalive) {
+            throw .invalidValue(key: "keepalive", value: "\(keepalive)", expected: "100ms...24h or off")
+        }
         if flowControl == .rtsCts && rts != .leave {
             throw .conflict("rts=\(rts.rawValue) cannot be combined with flow=rtscts (the UART drives RTS)")
         }
     }
 
-    /// The canonical spec string: path, then every key in ``keys`` order.
+    /// The canonical spec string: path, then every key in ``keys`` order (`keepalive` only when set: its default is the
+    /// transport's).
     public var description: String {
         var parts = [path.string]
         parts.append("name=\(name)")
@@ -249,6 +273,9 @@ public struct SerialConfiguration: Hashable, Sendable, CustomStringConvertible {
         parts.append("dtr=\(dtr.rawValue)")
         parts.append("rts=\(rts.rawValue)")
         parts.append("max-frame=\(maxFrameSize)")
+        if let keepalive {
+            parts.append("keepalive=" + (keepalive == .zero ? "off" : "\(Quantity.milliseconds(of: keepalive))ms"))
+        }
         return parts.joined(separator: ",")
     }
 

@@ -334,7 +334,8 @@ public final class SerialTransport: TransportResolver, Sendable {
         let name = configuration.name
         let machineConfiguration = SerialLinkMachine.Configuration(
             role: configuration.role, maxFrameSize: configuration.maxFrameSize, helloInterval: options.helloInterval,
-            helloIntervalMax: options.helloIntervalMax, keepaliveInterval: options.keepaliveInterval,
+            helloIntervalMax: options.helloIntervalMax,
+            keepaliveInterval: configuration.keepalive.map { $0 == .zero ? nil : $0 } ?? options.keepaliveInterval,
             peerTimeoutMultiplier: options.peerTimeoutMultiplier)
         var generator = SystemRandomNumberGenerator()
         let seed = generator.next()

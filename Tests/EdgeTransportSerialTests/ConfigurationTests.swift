@@ -54,6 +54,32 @@ struct ConfigurationTests {
         #expect(try SerialConfiguration(parsing: "/dev/ttyS1,baud=250k").baudRate == 250_000)
     }
 
+    @Test func keepaliveIsADurationOrOffAndPrintsOnlyWhenSet() throws {
+        #expect(try SerialConfiguration(parsing: "/dev/ttyS1").keepalive == nil)
+        #expect(!(try SerialConfiguration(parsing: "/dev/ttyS1").description.contains("keepalive")))
+        for (text, expected, printed) in [
+            ("30s", Duration.seconds(30), "keepalive=30000ms"), ("500ms", .milliseconds(500), "keepalive=500ms"),
+            ("1.5s", .milliseconds(1500), "keepalive=1500ms"), ("off", .zero, "keepalive=off"), ("0", .zero, "keepalive=off"),
+        ] {
+            let configuration = try SerialConfiguration(parsing: "/dev/ttyS1,keepalive=\(text)")
+            #expect(configuration.keepalive == expected, "\(text)")
+            #expect(configuration.description.hasSuffix("," + printed), "\(configuration.description)")
+            #expect(try SerialConfiguration(parsing: configuration.description) == configuration)
+        }
+        for bad in ["50ms", "25h", "soon", "-1s", ""] {
+            do {
+                _ = try SerialConfiguration(parsing: "/dev/ttyS1,keepalive=\(bad)")
+                Issue.record("keepalive=\(bad) parsed")
+            } catch {
+                guard case .invalidValue(let key, let value, _) = error else {
+                    Issue.record("keepalive=\(bad): \(error)")
+                    continue
+                }
+                #expect(key == "keepalive" && value == bad, "\(error)")
+            }
+        }
+    }
+
     @Test(arguments: [
         ("", SerialConfigurationError.missingPath),
         ("baud=9600", .missingPath),

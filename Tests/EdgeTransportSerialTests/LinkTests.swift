@@ -23,6 +23,8 @@ struct LinkedPair {
         deviceOptions: SerialTransportOptions = SerialTestNode.fastOptions(),
         gatewayMaxFrame: Int = SerialFraming.defaultMaxFrameSize,
         deviceMaxFrame: Int = SerialFraming.defaultMaxFrameSize,
+        gatewayKeepalive: Duration? = nil,
+        deviceKeepalive: Duration? = nil,
         waitForLink: Bool = true
     ) async throws -> LinkedPair {
         let modem = try NullModem()
@@ -31,11 +33,11 @@ struct LinkedPair {
         try gateway.serial.open(
             SerialConfiguration(
                 path: FilePath(modem.path(.a)), name: gatewayPort, baudRate: 921_600, role: .listener,
-                maxFrameSize: gatewayMaxFrame))
+                maxFrameSize: gatewayMaxFrame, keepalive: gatewayKeepalive))
         try device.serial.open(
             SerialConfiguration(
                 path: FilePath(modem.path(.b)), name: devicePort, baudRate: 921_600, role: .connector,
-                maxFrameSize: deviceMaxFrame))
+                maxFrameSize: deviceMaxFrame, keepalive: deviceKeepalive))
         let pair = LinkedPair(modem: modem, gateway: gateway, device: device)
         if waitForLink {
             try await eventually("link up on both sides") {
@@ -410,6 +412,14 @@ struct LinkTests {
         #expect(impatient.serial.status(port: "usb9") == nil)
         await node.stop()
         await impatient.stop()
+    }
+
+    /// A port's `keepalive=` overrides the transport's default, and is what its hello announces.
+    @Test func aPortsKeepaliveIsAnnouncedInItsHello() async throws {
+        let pair = try await LinkedPair.start(gatewayKeepalive: .zero, deviceKeepalive: .milliseconds(300))
+        #expect(pair.device.serial.status(port: "gw")?.peer?.keepaliveInterval == nil, "the gateway's is off")
+        #expect(pair.gateway.serial.status(port: "dev")?.peer?.keepaliveInterval == .milliseconds(300))
+        await pair.stop()
     }
 
     @Test func keepaliveDetectsASilentPeerAndTheLinkComesBack() async throws {

@@ -48,8 +48,10 @@ struct SerialCLITests {
         let dir = try temporaryDirectory()
         let modem = try await blocking { try NullModem(directory: dir) }
         let state = dir + "/state"
+        let cloud = try await NodeProcess.start(name: "cloud", stateDir: state)
         let gateway = try await NodeProcess.start(
-            name: "gw", stateDir: state, extra: ["--serial", dir + "/ttyA,mode=listen,name=device"])
+            name: "gw", stateDir: state,
+            extra: ["--serial", dir + "/ttyA,mode=listen,name=device", "--forward-to", "127.0.0.1:\(cloud.port)"])
         let sensor = try await NodeProcess.start(
             name: "sensor", stateDir: state, extra: ["--serial", dir + "/ttyB,mode=connect,name=uplink"])
         try await waitForSerialLinks(["gw", "sensor"], stateDir: state)
@@ -66,6 +68,25 @@ struct SerialCLITests {
         ])
         #expect(sealed.status == 0, "\(sealed.stderr)")
         #expect(sealed.stdout == "sealed over serial\n")
+        // …a TCP service past the gateway, where the gateway may forward (docs/serial-framing.md §7: the device's
+        // onward route is [64#uplink, 1#127.0.0.1:<port>, 0#uppercase]), end to end through a channel too…
+        let past = try await Binary.run([
+            "message", "send", "--from", "sensor", "/serial/uplink/ip4/127.0.0.1/tcp/\(cloud.port)/service/uppercase",
+            "past the gateway", "--state-dir", state,
+        ])
+        #expect(past.status == 0 && past.stdout == "PAST THE GATEWAY\n", "\(past.stderr)")
+        let pastSealed = try await Binary.run([
+            "message", "send", "--from", "sensor",
+            "/serial/uplink/ip4/127.0.0.1/tcp/\(cloud.port)/secure/api/service/echo", "sealed past the gateway",
+            "--state-dir", state,
+        ])
+        #expect(pastSealed.status == 0 && pastSealed.stdout == "sealed past the gateway\n", "\(pastSealed.stderr)")
+        // …but nowhere else: a hop to a destination the gateway may not forward to is dropped there and counted.
+        let refused = try await Binary.run([
+            "message", "send", "--from", "sensor", "/serial/uplink/ip4/127.0.0.1/tcp/\(gateway.port)/service/echo", "x",
+            "--timeout", "2s", "--state-dir", state,
+        ])
+        #expect(refused.status == 1, "\(refused.stdout) \(refused.stderr)")
         // The gateway reaches the sensor the other way round.
         let back = try await Binary.run([
             "message", "send", "--from", "gw", "/serial/device/service/uppercase", "downlink", "--state-dir", state,
@@ -83,9 +104,24 @@ struct SerialCLITests {
         #expect((counters?["messages_in"] as? Int ?? 0) >= 2, "\(status.stdout)")
         #expect((counters?["link_ups"] as? Int ?? 0) >= 1)
         #expect((counters?["dropped"] as? [String: Int])?["crc_mismatch"] != nil)
+        // docs/serial-framing.md §9 shows a port's status object: the same keys, counters and drop reasons.
+        let doc = try String(
+            contentsOf: TestData.packageRoot.appendingPathComponent("docs/serial-framing.md"), encoding: .utf8)
+        let block = doc.components(separatedBy: "```json\n").dropFirst().first?.components(separatedBy: "```").first
+        let documented = try JSONSerialization.jsonObject(
+            with: Data(block.map { $0.replacingOccurrences(of: "…", with: "") }?.utf8 ?? "".utf8)) as? [String: Any]
+        let port = try #require(ports?.first)
+        #expect(Set(documented?.keys.map { $0 } ?? []) == Set(port.keys), "\(String(describing: documented))")
+        let documentedCounters = documented?["counters"] as? [String: Any]
+        #expect(Set(documentedCounters?.keys.map { $0 } ?? []) == Set(counters?.keys.map { $0 } ?? []))
+        #expect(
+            Set((documentedCounters?["dropped"] as? [String: Int])?.keys.map { $0 } ?? [])
+                == Set((counters?["dropped"] as? [String: Int])?.keys.map { $0 } ?? []))
         #expect(json?["half_open_handshakes"] as? [String: Int] == ["api": 0])
+        #expect((json?["counters"] as? [String: Any])?["dropped_forward_not_allowed"] as? Int == 1, "\(status.stdout)")
         #expect(await sensor.stop() == 0)
         #expect(await gateway.stop() == 0)
+        #expect(await cloud.stop() == 0)
         modem.stop()
     }
 
