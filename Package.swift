@@ -1,17 +1,19 @@
 // swift-tools-version:6.1
 // ockam-edge: a low-footprint edge agent that speaks Ockam's routing and secure-channel protocols.
 //
-// Layering (arrows point down; only the transport targets see NIOPosix):
+// Layers, top to bottom. A target depends only on targets in lower rows, or in its own row to its right; only the
+// transports and EdgeControl see NIOPosix, and nothing in Sources imports Foundation.
 //
-//   ockam-edge (executable, @main)
-//     ├── EdgeCLI            argv parsing and help (no Foundation)
-//     ├── EdgeTransportTCP   Ockam TCP transport on swift-nio
-//     │     └── EdgeNode     node runtime: workers, mailboxes, router, built-in services
-//     │           └── EdgeRouting   Address, Route, routing message, multiaddr (pure)
-//     │                 └── EdgeWire      CBOR / BARE / hex codecs (pure)
-//     └── EdgeCrypto         libsodium (+ OpenSSL libcrypto fallback) primitives
-//   CSodium, COpenSSL, CBlueZ: system-library targets (CBlueZ is header-only, never linked)
-//   EdgeQueue: store-and-forward queue (bounded memory + crash-safe segment files; SystemPackage only)
+//   executables  ockam-edge (OckamEdge, @main), ble-rig-driver, OckamEdgeBench, OckamEdgeFuzz (over EdgeFuzz)
+//   services     EdgeBridge          device bridges with store-and-forward, and the ingest service
+//   transports   EdgeTransportTCP, EdgeTransportSerial, EdgeTransportBLE (swift-nio); EdgeControl (control socket)
+//   channels     EdgeSecureChannel   Noise XX with Ockam identities: listeners, encryptors, decryptors, access control
+//   runtime      EdgeNode            workers, bounded mailboxes, router with flow control, echo and uppercase
+//   state        EdgeIdentityStore, EdgeVault (file vault), EdgeQueue (crash-safe store-and-forward queue)
+//   support      EdgeLog (log formats), EdgeCLI (argv, help, completions, man pages, JSON)
+//   protocol     EdgeNoise, EdgeIdentity, EdgeRouting, EdgeWire (CBOR, BARE), EdgeConfig (YAML subset, key table)
+//   platform     EdgeCrypto (libsodium + OpenSSL libcrypto), EdgePOSIX (typed system calls), EdgeSync (locks)
+//   C            CSodium, COpenSSL, CBlueZ (header-only, never linked), CPty, CMemory, CSanitizerHooks
 import PackageDescription
 
 let strict: [SwiftSetting] = [
@@ -65,24 +67,31 @@ let package = Package(
         // Header-only: ThreadSanitizer's lock annotations as weak symbols (EdgeSync).
         .systemLibrary(name: "CSanitizerHooks"),
         .target(name: "EdgeSync", dependencies: ["CSanitizerHooks"], swiftSettings: strict),
+        .target(
+            name: "EdgePOSIX",
+            dependencies: [.product(name: "SystemPackage", package: "swift-system")],
+            swiftSettings: strict
+        ),
 
         // MARK: - Pure protocol cores
         .target(name: "EdgeWire", swiftSettings: strict),
         .target(name: "EdgeRouting", dependencies: ["EdgeWire"], swiftSettings: strict),
         .target(
             name: "EdgeCrypto",
-            dependencies: ["CSodium", "COpenSSL"],
+            dependencies: ["CSodium", "COpenSSL", "EdgePOSIX"],
             swiftSettings: strict
         ),
         .target(name: "EdgeIdentity", dependencies: ["EdgeWire", "EdgeCrypto"], swiftSettings: strict),
         .target(
             name: "EdgeVault",
-            dependencies: ["EdgeSync", "EdgeCrypto", .product(name: "SystemPackage", package: "swift-system")],
+            dependencies: [
+                "EdgeSync", "EdgeCrypto", "EdgePOSIX", .product(name: "SystemPackage", package: "swift-system"),
+            ],
             swiftSettings: strict
         ),
         .target(
             name: "EdgeQueue",
-            dependencies: ["EdgeSync", .product(name: "SystemPackage", package: "swift-system")],
+            dependencies: ["EdgeSync", "EdgePOSIX", .product(name: "SystemPackage", package: "swift-system")],
             swiftSettings: strict
         ),
         .target(
@@ -111,7 +120,7 @@ let package = Package(
         .target(name: "EdgeCLI", swiftSettings: strict),
         .target(
             name: "EdgeLog",
-            dependencies: ["EdgeCLI", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["EdgeCLI", "EdgePOSIX", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
         .target(name: "EdgeConfig", swiftSettings: strict),
 
@@ -141,7 +150,7 @@ let package = Package(
         .target(
             name: "EdgeTransportSerial",
             dependencies: [
-                "EdgeSync", "EdgeNode", "EdgeRouting", "EdgeWire", "EdgeConfig", "CPty",
+                "EdgeSync", "EdgeNode", "EdgeRouting", "EdgeWire", "EdgeConfig", "EdgePOSIX", "CPty",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -152,7 +161,7 @@ let package = Package(
         .target(
             name: "EdgeTransportBLE",
             dependencies: [
-                "EdgeSync", "EdgeNode", "EdgeRouting", "EdgeWire", "CBlueZ",
+                "EdgeSync", "EdgeNode", "EdgeRouting", "EdgeWire", "EdgePOSIX", "CBlueZ",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

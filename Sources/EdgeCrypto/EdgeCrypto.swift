@@ -5,6 +5,7 @@
 // AES-256-GCM on CPUs with AES-NI + CLMUL, randomness, guarded memory); OpenSSL libcrypto provides ECDSA P-256 and
 // the constant-time software AES-256-GCM fallback.
 import CSodium
+import EdgePOSIX
 
 /// Errors thrown by EdgeCrypto operations.
 ///
@@ -97,19 +98,6 @@ enum Sodium {
 }
 
 // MARK: - Buffer helpers
-
-/// `Array.withUnsafeBytes` with typed throws (the standard library version is untyped `rethrows`).
-@inline(__always)
-func withBytes<R, E: Error>(_ array: [UInt8], _ body: (UnsafeRawBufferPointer) throws(E) -> R) throws(E) -> R {
-    let result: Result<R, E> = array.withUnsafeBytes { buffer in
-        do throws(E) {
-            return .success(try body(buffer))
-        } catch {
-            return .failure(error)
-        }
-    }
-    return try result.get()
-}
 
 /// A readable, never-written byte that gives empty buffers a valid address: libsodium declares most pointer
 /// parameters `nonnull`, and passing NULL there is undefined behaviour even when the length is zero.

@@ -1,5 +1,6 @@
 // EdgeLog: log lines for the executables — text for a terminal, syslog priorities for journald, JSON lines for shippers.
 import EdgeCLI
+import EdgePOSIX
 import Logging
 
 #if canImport(Glibc)
@@ -123,8 +124,7 @@ public struct StandardErrorLogHandler: LogHandler {
         line.withUTF8 { bytes in
             var offset = 0
             while offset < bytes.count {
-                let n = write(2, bytes.baseAddress! + offset, bytes.count - offset)
-                if n < 0 && errno == EINTR { continue }
+                let n = retryingOnInterrupt { write(2, bytes.baseAddress! + offset, bytes.count - offset) }
                 if n <= 0 { return }
                 offset += n
             }

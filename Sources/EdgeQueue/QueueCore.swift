@@ -2,6 +2,7 @@
 //
 // Not thread-safe: `StoreAndForwardQueue` keeps it behind a `Mutex`. All durable writes go through
 // `QueueWritePath`, so tests can inject `ENOSPC`/`EIO`.
+import EdgePOSIX
 import EdgeSync
 import Synchronization
 import SystemPackage
@@ -142,7 +143,7 @@ struct QueueCore {
             throw .io("open the lock file in", path, error)
         }
         let locked: Bool
-        do throws(Errno) { locked = try lock.tryLockExclusive() } catch {
+        do throws(Errno) { locked = try lock.tryLockRecordExclusive() } catch {
             abandon(lock)
             throw .io("lock", path.appending(lockFileName), error)
         }

@@ -1,4 +1,5 @@
 // Typed errors of the BLE transport: text parsing, and runtime (sockets, links, framing).
+import EdgePOSIX
 import EdgeRouting
 
 #if canImport(Glibc)
@@ -128,19 +129,8 @@ public enum BLETransportError: Error, Hashable, Sendable, CustomStringConvertibl
 
     /// `ENOENT (No such file or directory)` style text.
     static func describe(errno code: Int32) -> String {
-        let name = errnoNames[code].map { "\($0) " } ?? ""
-        guard let text = strerror(code) else { return "\(name)errno \(code)" }
-        return "\(name)(\(String(cString: text)))"
+        let name = errnoName(code)
+        guard let text = strerror(code) else { return name }
+        return "\(name) (\(String(cString: text)))"
     }
-
-    private static let errnoNames: [Int32: String] = [
-        EPERM: "EPERM", ENOENT: "ENOENT", EINTR: "EINTR", EIO: "EIO", EBADF: "EBADF", EAGAIN: "EAGAIN",
-        ENOMEM: "ENOMEM", EACCES: "EACCES", EBUSY: "EBUSY", ENODEV: "ENODEV", EINVAL: "EINVAL", EMFILE: "EMFILE",
-        EPIPE: "EPIPE", ENOTSOCK: "ENOTSOCK", EMSGSIZE: "EMSGSIZE", EPROTONOSUPPORT: "EPROTONOSUPPORT",
-        ENOPROTOOPT: "ENOPROTOOPT", EAFNOSUPPORT: "EAFNOSUPPORT", EADDRINUSE: "EADDRINUSE",
-        EADDRNOTAVAIL: "EADDRNOTAVAIL", ENETDOWN: "ENETDOWN", ECONNABORTED: "ECONNABORTED",
-        ECONNRESET: "ECONNRESET", EISCONN: "EISCONN", ENOTCONN: "ENOTCONN", ETIMEDOUT: "ETIMEDOUT",
-        ECONNREFUSED: "ECONNREFUSED", EHOSTDOWN: "EHOSTDOWN", EHOSTUNREACH: "EHOSTUNREACH",
-        EALREADY: "EALREADY", EINPROGRESS: "EINPROGRESS", EOPNOTSUPP: "EOPNOTSUPP",
-    ]
 }

@@ -1,7 +1,8 @@
 // The receive side of one BLE link: poll(2) and recv(2) on a thread of its own, with the kernel's L2CAP semantics,
 // which NIO's channels do not model (a channel the kernel closed itself reports POLLHUP while recv says EAGAIN).
-import EdgeSync
 import CBlueZ
+import EdgePOSIX
+import EdgeSync
 
 #if canImport(Glibc)
 import Glibc
@@ -182,12 +183,8 @@ final class BLELinkReader: Sendable {
                 pollfd(fd: full ? -1 : fd, events: Int16(POLLIN) | pollRDHUP, revents: 0),
                 pollfd(fd: wake, events: Int16(POLLIN), revents: 0),
             ]
-            let ready = poll(&fds, 2, -1)
-            if ready < 0 {
-                let code = errno
-                if code == EINTR { continue }
-                return .failed(call: "poll", errno: code)
-            }
+            let ready = retryingOnInterrupt { poll(&fds, 2, -1) }
+            if ready < 0 { return .failed(call: "poll", errno: errno) }
             if fds[1].revents != 0 {
                 var count: UInt64 = 0
                 _ = read(wake, &count, 8)

@@ -2,6 +2,7 @@
 // directly: the reference the transport is measured against in the virtual rig (bench suite 7). Package access only:
 // it is a measuring tool for this package's executables, not part of the library's API.
 import CBlueZ
+import EdgePOSIX
 
 #if canImport(Glibc)
 import Glibc
@@ -60,25 +61,19 @@ package struct BLERawChannel: Sendable {
     /// Sends `bytes` as one SDU; fails with ``BLETransportError/sduTooLarge(size:limit:)`` above ``sduLimit``.
     package func send(_ bytes: UnsafeRawBufferPointer) throws(BLETransportError) {
         guard bytes.count <= sduLimit else { throw .sduTooLarge(size: bytes.count, limit: sduLimit) }
-        while true {
-            let n = Glibc.send(fd, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL))
-            if n == bytes.count { return }
-            if n < 0 && errno == EINTR { continue }
-            throw .system(call: "send(\(bytes.count) bytes)", errno: n < 0 ? errno : EMSGSIZE)
-        }
+        let n = retryingOnInterrupt { Glibc.send(fd, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL)) }
+        if n == bytes.count { return }
+        throw .system(call: "send(\(bytes.count) bytes)", errno: n < 0 ? errno : EMSGSIZE)
     }
 
     /// Receives one SDU into `buffer` (give it ``receiveMTU`` bytes or more). Returns its size; 0 when the peer
     /// closed the channel.
     package func receive(into buffer: UnsafeMutableRawBufferPointer) throws(BLETransportError) -> Int {
-        while true {
-            let n = recv(fd, buffer.baseAddress, buffer.count, 0)
-            if n >= 0 { return n }
-            let code = errno
-            if code == EINTR { continue }
-            if code == ECONNRESET || code == ENOTCONN { return 0 }
-            throw .system(call: "recv", errno: code)
-        }
+        let n = retryingOnInterrupt { recv(fd, buffer.baseAddress, buffer.count, 0) }
+        if n >= 0 { return n }
+        let code = errno
+        if code == ECONNRESET || code == ENOTCONN { return 0 }
+        throw .system(call: "recv", errno: code)
     }
 
     package func close() { SeqPacketSocket.close(fd) }

@@ -1,7 +1,8 @@
 // Waiting for readiness of a descriptor NIO cannot drive (a listening or connecting L2CAP socket): poll(2) on a
 // short-lived thread, woken by an eventfd when the waiting task is cancelled.
-import EdgeSync
 import CBlueZ
+import EdgePOSIX
+import EdgeSync
 
 #if canImport(Glibc)
 import Glibc
@@ -104,11 +105,9 @@ private final class PollJob: Sendable {
         var fds = [pollfd(fd: fd, events: events, revents: 0), pollfd(fd: wake, events: Int16(POLLIN), revents: 0)]
         let outcome: Result<FDWait.Outcome, BLETransportError>
         while true {
-            let n = poll(&fds, 2, timeoutMilliseconds)
+            let n = retryingOnInterrupt { poll(&fds, 2, timeoutMilliseconds) }
             if n < 0 {
-                let code = errno
-                if code == EINTR { continue }
-                outcome = .failure(.system(call: "poll", errno: code))
+                outcome = .failure(.system(call: "poll", errno: errno))
                 break
             }
             if fds[1].revents != 0 {

@@ -1,6 +1,7 @@
 // Kernel L2CAP LE socket plumbing: sockaddr_l2, socket options, and the ordered set-up plans for listeners and
 // connectors. AF_UNIX SOCK_SEQPACKET endpoints stand in for L2CAP in tests.
 import CBlueZ
+import EdgePOSIX
 
 #if canImport(Glibc)
 import Glibc
@@ -179,26 +180,23 @@ enum SeqPacketSocket {
 
     /// `accept4` with CLOEXEC|NONBLOCK. Returns nil on EAGAIN (nothing pending).
     static func accept(_ fd: Int32) throws(BLETransportError) -> Int32? {
-        while true {
-            let child = cbluez_accept4(fd, nil, nil, Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue))
-            if child >= 0 { return child }
-            let code = errno
-            if code == EINTR { continue }
-            if code == EAGAIN || code == EWOULDBLOCK { return nil }
-            throw .system(call: "accept4", errno: code)
+        let child = retryingOnInterrupt {
+            cbluez_accept4(fd, nil, nil, Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue))
         }
+        if child >= 0 { return child }
+        let code = errno
+        if code == EAGAIN || code == EWOULDBLOCK { return nil }
+        throw .system(call: "accept4", errno: code)
     }
 
     /// Starts a non-blocking connect. Returns true if it completed at once, false if in progress.
     static func startConnect(_ fd: Int32, to endpoint: SocketEndpoint) throws(BLETransportError) -> Bool {
-        while true {
-            let result = withSockaddr(endpoint) { Glibc.connect(fd, $0, $1) }
-            if result == 0 { return true }
-            let code = errno
-            if code == EINTR { continue }
-            if code == EINPROGRESS || code == EAGAIN { return false }
-            throw .connectFailed(peer: "\(endpoint)", errno: code)
-        }
+        // A connect interrupted by a signal goes on in the background (EINTR, then EALREADY if repeated): in progress.
+        let result = withSockaddr(endpoint) { Glibc.connect(fd, $0, $1) }
+        if result == 0 { return true }
+        let code = errno
+        if code == EINPROGRESS || code == EAGAIN || code == EINTR { return false }
+        throw .connectFailed(peer: "\(endpoint)", errno: code)
     }
 
     static func socketError(_ fd: Int32) throws(BLETransportError) -> Int32 {

@@ -1,5 +1,6 @@
 // Opening a tty for the link: exclusive access (TIOCEXCL + flock), raw termios, baud (incl. BOTHER), DTR/RTS.
 import CPty
+import EdgePOSIX
 import SystemPackage
 
 #if canImport(Glibc)
@@ -74,10 +75,7 @@ public enum SerialPort {
         _ configuration: SerialConfiguration
     ) throws(SerialTransportError) -> SystemPackage.FileDescriptor {
         let path = configuration.path.string
-        var raw: CInt = -1
-        repeat {
-            raw = Glibc.open(path, O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC)
-        } while raw < 0 && errno == EINTR
+        let raw = retryingOnInterrupt { Glibc.open(path, O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC) }
         guard raw >= 0 else {
             let error = Errno(rawValue: errno)
             switch error.rawValue {
@@ -90,9 +88,7 @@ public enum SerialPort {
         let fd = SystemPackage.FileDescriptor(rawValue: raw)
         do {
             guard isatty(raw) == 1 else { throw SerialTransportError.notATerminal(path: path) }
-            var locked: CInt
-            repeat { locked = flock(raw, LOCK_EX | LOCK_NB) } while locked != 0 && errno == EINTR
-            if locked != 0 {
+            if retryingOnInterrupt({ flock(raw, LOCK_EX | LOCK_NB) }) != 0 {
                 if errno == EWOULDBLOCK { throw SerialTransportError.portBusy(path: path) }
                 throw SerialTransportError.configurationFailed(
                     path: path, setting: "flock", errno: Errno(rawValue: errno))

@@ -1,4 +1,5 @@
 // Discovering candidate serial ports and their stable names (/dev/serial/by-id, by-path, /dev/ockam-edge, sysfs).
+import EdgePOSIX
 import SystemPackage
 
 #if canImport(Glibc)
@@ -257,8 +258,7 @@ enum FileSystem {
         var buffer = [UInt8](repeating: 0, count: 4096)
         var total = 0
         while total < buffer.count {
-            let n = buffer[total...].withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
+            let n = retryingOnInterrupt { buffer[total...].withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) } }
             guard n > 0 else { break }
             total += n
         }

@@ -4,6 +4,7 @@
 // `FormatError`; none of them traps or allocates in proportion to a length field. The layouts are documented
 // byte by byte in docs/vault.md.
 import EdgeCrypto
+import EdgePOSIX
 
 /// Why a vault file could not be decoded. Reasons name the structural defect only, never file contents.
 enum FormatError: Error, Hashable, Sendable, CustomStringConvertible {

@@ -1,5 +1,6 @@
 // EdgeVault/Vault+Keys: storing, loading, listing and deleting secret keys (`keys/<handle>.key`).
 import EdgeCrypto
+import EdgePOSIX
 import SystemPackage
 
 extension Vault {

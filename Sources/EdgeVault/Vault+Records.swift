@@ -1,5 +1,6 @@
 // EdgeVault/Vault+Records: the named-record store for non-secret identity data (`records/<kind>/<name>`).
 import EdgeCrypto
+import EdgePOSIX
 import SystemPackage
 
 extension Vault {

@@ -1,5 +1,6 @@
 // EdgeVault/Vault+Setup: default paths, loading the encryption key, and `ockam-edge vault check`.
 import EdgeCrypto
+import EdgePOSIX
 import SystemPackage
 
 extension Vault {
@@ -167,7 +168,7 @@ extension Vault {
         } catch {
             return Inspection(problems: [.unreadable(path, error)])
         }
-        var problems = VaultLayout.problems(of: stat, at: path, role: .vaultDirectory, user: user)
+        let problems = VaultLayout.problems(of: stat, at: path, role: .vaultDirectory, user: user)
         if problems.contains(where: { $0.kind == .symbolicLink || $0.kind == .fileType }) {
             return Inspection(problems: problems)
         }

@@ -2,8 +2,9 @@
 //
 // Layout, file formats, permission rules with their exact messages, the atomic write procedure, the lock and the
 // encryption-at-rest threat model are documented in docs/vault.md.
-import EdgeSync
 import EdgeCrypto
+import EdgePOSIX
+import EdgeSync
 import SystemPackage
 
 /// How to open a vault.

@@ -1,5 +1,6 @@
 // EdgeVault/VaultProblem: permission, ownership and format problems, and the walk that finds them.
 import EdgeCrypto
+import EdgePOSIX
 import SystemPackage
 
 /// One problem found in a vault: where, what, and how to fix it.
