@@ -53,7 +53,7 @@ public struct AgentConfig: Equatable, Sendable {
     /// Limits of the TCP listeners (finding F2 in docs/security.md).
     public struct TCPSettings: Equatable, Sendable {
         /// Time every inbound frame is allowed from its first byte; a frame of n bytes gets this + n / frame_min_rate.
-        public var frameTimeout = "30s"
+        public var frameTimeout: Duration = .seconds(30)
         /// Bytes per second an inbound frame must at least average beyond frame_timeout.
         public var frameMinRate = 10_000
         /// Connections each listener serves at once; more are closed at accept and counted.
@@ -62,8 +62,8 @@ public struct AgentConfig: Equatable, Sendable {
         public var maxConnectionsPerHost: Int? = 64
         /// Outgoing connections open or being opened at once.
         public var maxOutgoing = 256
-        /// A duration, or `off`: outgoing connections idle this long are closed (configured uplinks excepted).
-        public var outgoingIdleTimeout = "15m"
+        /// Outgoing connections idle this long are closed (configured uplinks excepted); nil: `off`.
+        public var outgoingIdleTimeout: Duration? = .seconds(15 * 60)
         /// Bytes of unfinished inbound frames each listener's connections may hold together.
         public var maxUnfinishedBytes = 64 << 20
         /// The same per host; nil: `off`.
@@ -74,11 +74,11 @@ public struct AgentConfig: Equatable, Sendable {
     public struct SecureChannelListener: Equatable, Sendable {
         public var name = "api"
         public var cipher = "aes-gcm"
-        public var handshakeTimeout = "30s"
+        public var handshakeTimeout: Duration = .seconds(30)
         public var maxHalfOpen = 256
         public var maxHalfOpenPerSource = 64
-        /// A duration, or `off`.
-        public var idleTimeout = "6h"
+        /// nil: `off`.
+        public var idleTimeout: Duration? = .seconds(6 * 3600)
         public var maxChannels = 1024
         public init() {}
     }
@@ -123,7 +123,7 @@ public struct AgentConfig: Equatable, Sendable {
     public struct Bridge: Equatable, Sendable {
         public var name: String
         public var to: String
-        public var ackTimeout = "5s"
+        public var ackTimeout: Duration = .seconds(5)
         public var reply = true
         public var queue = QueueSettings()
         /// When set, only paired devices whose pairing attributes include all of these may use the bridge (through
@@ -142,10 +142,10 @@ public struct AgentConfig: Equatable, Sendable {
 
     /// Supervision of relay registrations and inlet routes.
     public struct Sessions: Equatable, Sendable {
-        public var pingInterval = "10s"
-        public var pingTimeout = "5s"
+        public var pingInterval: Duration = .seconds(10)
+        public var pingTimeout: Duration = .seconds(5)
         public var failuresBeforeReplace = 3
-        public var maxBackoff = "30s"
+        public var maxBackoff: Duration = .seconds(30)
         public init() {}
     }
 
@@ -248,12 +248,12 @@ public struct AgentConfig: Equatable, Sendable {
             return value
         }
 
-        func duration(_ node: YAMLNode, _ key: String) throws(ConfigError) -> String {
+        func duration(_ node: YAMLNode, _ key: String) throws(ConfigError) -> Duration {
             let value = try nonEmpty(node, key)
             guard let parsed = Quantity.duration(value), parsed > .zero else {
                 throw fail(node, key, "expected a duration above 0 and at most a year (e.g. 30s, 500ms, 2m, 6h)")
             }
-            return value
+            return parsed
         }
 
         /// A whole number in `range`, or nil for `off`.
@@ -263,8 +263,9 @@ public struct AgentConfig: Equatable, Sendable {
         }
 
         /// A duration, or `off`.
-        func optionalDuration(_ node: YAMLNode, _ key: String) throws(ConfigError) -> String {
-            if case .scalar(let text, _) = node, text == "off" { return "off" }
+        /// A duration, or nil for `off`.
+        func optionalDuration(_ node: YAMLNode, _ key: String) throws(ConfigError) -> Duration? {
+            if case .scalar(let text, _) = node, text == "off" { return nil }
             return try duration(node, key)
         }
 
@@ -448,8 +449,7 @@ public struct AgentConfig: Equatable, Sendable {
                                 case "handshake_timeout":
                                     listener.handshakeTimeout = try duration(lv, "secure_channels.listeners[].handshake_timeout")
                                 case "idle_timeout":
-                                    let key = "secure_channels.listeners[].idle_timeout"
-                                    listener.idleTimeout = try string(lv, key) == "off" ? "off" : try duration(lv, key)
+                                    listener.idleTimeout = try optionalDuration(lv, "secure_channels.listeners[].idle_timeout")
                                 case "max_channels":
                                     listener.maxChannels = try int(lv, "secure_channels.listeners[].max_channels", range: 1...1_000_000)
                                 case "max_half_open_per_source":

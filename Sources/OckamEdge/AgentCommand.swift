@@ -62,7 +62,6 @@ struct AgentCommand {
         }
         for bridge in config.bridges {
             do { _ = try Multiaddr(parsing: bridge.to) } catch { throw CommandFailure("\(path): bridges \(bridge.name).to: \(error)") }
-            _ = try Support.parseDuration(bridge.ackTimeout)
             let limits = BridgeQueueStore.limits(bridge.queue)
             let minimum = 2 * (limits.segmentBytes + limits.maxRecordBytes + 17)
             if bridge.queue.diskBytes < minimum {
@@ -229,7 +228,7 @@ final class Agent: Sendable {
             logger: logger,
             options: Node.Options(forwarding: .tcp(forwardAllowList, enabled: config.node.forwarding)))
         try node.startDefaultServices(public: config.node.publicServices)
-        let tcp = TCPTransport(node: node, group: group, options: try Self.tcpOptions(config.tcp))
+        let tcp = TCPTransport(node: node, group: group, options: Self.tcpOptions(config.tcp))
         let channels = SecureChannels(node: node, local: local, logger: logger)
         let links = try await DeviceLinks.attach(
             node: node, group: group, logger: logger, serial: AgentCommand.deviceLinks(config.serialPorts, configPath),
@@ -243,7 +242,7 @@ final class Agent: Sendable {
         agent.pairing.attach(serial: links.serial, ble: links.ble)
 
         for listener in config.secureChannelListeners {
-            try channels.startListener(name: listener.name, options: try agent.listenerOptions(listener))
+            try channels.startListener(name: listener.name, options: agent.listenerOptions(listener))
         }
         if config.relayService { try node.startRelayService() }
         var bound: [String] = []
@@ -255,7 +254,7 @@ final class Agent: Sendable {
         try directory.record(name: config.node.name, address: bound.first ?? "")
         let controller = NodeController(
             name: config.node.name, node: node, tcp: tcp, channels: channels,
-            options: try agent.listenerOptions(config.secureChannelListeners.first ?? AgentConfig.SecureChannelListener()),
+            options: agent.listenerOptions(config.secureChannelListeners.first ?? AgentConfig.SecureChannelListener()),
             listen: bound.first ?? "", directory: directory, statusExtras: { agent.statusFields() },
             pairing: agent.pairing, serial: links.serial, listeners: config.secureChannelListeners.map(\.name))
         let control = try await ControlServer.start(
@@ -282,25 +281,25 @@ final class Agent: Sendable {
         return agent
     }
 
-    static func tcpOptions(_ settings: AgentConfig.TCPSettings) throws -> TCPTransportOptions {
+    static func tcpOptions(_ settings: AgentConfig.TCPSettings) -> TCPTransportOptions {
         var options = TCPTransportOptions()
-        options.frameTimeout = try Support.parseDuration(settings.frameTimeout)
+        options.frameTimeout = settings.frameTimeout
         options.frameMinimumRate = settings.frameMinRate
         options.maxConnectionsPerListener = settings.maxConnections
         options.maxConnectionsPerHost = settings.maxConnectionsPerHost
         options.maxOutgoingConnections = settings.maxOutgoing
         options.maxUnfinishedBytesPerListener = settings.maxUnfinishedBytes
         options.maxUnfinishedBytesPerHost = settings.maxUnfinishedBytesPerHost
-        options.outgoingIdleTimeout = try Support.parseOptionalDuration(settings.outgoingIdleTimeout)
+        options.outgoingIdleTimeout = settings.outgoingIdleTimeout
         return options
     }
 
-    func listenerOptions(_ listener: AgentConfig.SecureChannelListener) throws -> SecureChannelOptions {
+    func listenerOptions(_ listener: AgentConfig.SecureChannelListener) -> SecureChannelOptions {
         var options = SecureChannelOptions(
             trust: trustState.withLock { $0 }, suite: ChannelSuite(rawValue: listener.cipher) ?? .aes256GCM,
-            handshakeTimeout: try Support.parseDuration(listener.handshakeTimeout), maxHalfOpenHandshakes: listener.maxHalfOpen,
+            handshakeTimeout: listener.handshakeTimeout, maxHalfOpenHandshakes: listener.maxHalfOpen,
             maxHalfOpenHandshakesPerSource: listener.maxHalfOpenPerSource,
-            idleTimeout: try Support.parseOptionalDuration(listener.idleTimeout), maxChannels: listener.maxChannels)
+            idleTimeout: listener.idleTimeout, maxChannels: listener.maxChannels)
         options.trustProvider = { [self] in pairing.trust(trustState.withLock { $0 }) }  // paired devices, live
         return options
     }
@@ -313,7 +312,7 @@ final class Agent: Sendable {
             let queue = try BridgeQueueStore.open(directory: directory, settings: settings.queue)
             if queue.pending > 0 { logger.notice("bridge \(settings.name): \(queue.pending) message(s) from before the restart") }
             var options = Bridge.Options()
-            options.ackTimeout = try Support.parseDuration(settings.ackTimeout)
+            options.ackTimeout = settings.ackTimeout
             options.replyToDevices = settings.reply
             let bridge = Bridge(
                 name: settings.name, store: queue, node: node, logger: logger, options: options,
@@ -457,13 +456,13 @@ final class Agent: Sendable {
         guard reply.payload == nonce else { throw NodeError.timeout(.seconds(5)) }
     }
 
-    /// Session supervision from the `sessions:` settings (validated at load; the defaults if unparsable).
+    /// Session supervision from the `sessions:` settings.
     func sessionOptions() -> Session.Options {
         let settings = live.withLock { $0.config.sessions }
         var options = Session.Options()
-        if let d = try? Support.parseDuration(settings.pingInterval) { options.pingInterval = d }
-        if let d = try? Support.parseDuration(settings.pingTimeout) { options.pingTimeout = d }
-        if let d = try? Support.parseDuration(settings.maxBackoff) { options.maxBackoff = d }
+        options.pingInterval = settings.pingInterval
+        options.pingTimeout = settings.pingTimeout
+        options.maxBackoff = settings.maxBackoff
         options.failuresBeforeReplace = settings.failuresBeforeReplace
         return options
     }
@@ -513,7 +512,7 @@ final class Agent: Sendable {
             }
             for listener in old.secureChannelListeners {
                 await node.stopWorker(at: .local(listener.name))
-                try channels.startListener(name: listener.name, options: try listenerOptions(listener))
+                try channels.startListener(name: listener.name, options: listenerOptions(listener))
             }
             try await apply(config)
             live.withLock { $0.reloads += 1 }

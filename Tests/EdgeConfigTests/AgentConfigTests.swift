@@ -29,6 +29,7 @@ struct AgentConfigTests {
             frame_min_rate: 2000
             max_connections: 64
             max_connections_per_host: 16
+            outgoing_idle_timeout: 1.5m
         secure_channels:
           listeners:
             - name: api
@@ -52,6 +53,10 @@ struct AgentConfigTests {
           inlets:
             - listen: 127.0.0.1:7000
               to: /ip4/10.0.0.5/tcp/4000/secure/api/service/outlet
+        sessions:
+          ping_interval: 2s
+          ping_timeout: 1500ms
+          max_backoff: 1m
         metrics:
           listen: 127.0.0.1:9464
         """
@@ -69,13 +74,18 @@ struct AgentConfigTests {
         #expect(config.secureChannelListeners[1].cipher == "chacha20-poly1305")
         #expect(config.secureChannelListeners[1].maxHalfOpen == 64)
         #expect(config.secureChannelListeners[1].maxHalfOpenPerSource == 8)
-        #expect(config.secureChannelListeners[1].idleTimeout == "2h")
+        #expect(config.secureChannelListeners[1].idleTimeout == .seconds(7200))
         #expect(config.secureChannelListeners[1].maxChannels == 100)
-        #expect(config.secureChannelListeners[0].idleTimeout == "off")
-        #expect(config.tcp.frameTimeout == "10s")
+        #expect(config.secureChannelListeners[0].idleTimeout == nil)
+        #expect(config.tcp.frameTimeout == .seconds(10))
         #expect(config.tcp.frameMinRate == 2000)
         #expect(config.tcp.maxConnections == 64)
         #expect(config.tcp.maxConnectionsPerHost == 16)
+        // Durations are decoded once, here, into Durations the runtime uses as they are.
+        #expect(config.tcp.outgoingIdleTimeout == .seconds(90))
+        #expect(config.secureChannelListeners[0].handshakeTimeout == .seconds(20))
+        #expect(config.sessions.pingInterval == .seconds(2) && config.sessions.pingTimeout == .milliseconds(1500))
+        #expect(config.sessions.maxBackoff == .seconds(60))
         #expect(config.relayService)
         #expect(config.relays == [AgentConfig.Relay(name: "gateway-1", hub: "/ip4/10.0.0.5/tcp/4000/secure/api")])
         #expect(config.outlets.first?.target == "127.0.0.1:8080")
@@ -169,13 +179,13 @@ struct AgentConfigTests {
         let config = try AgentConfig.parse("", file: "empty.yaml")
         #expect(config.tcpListen == ["127.0.0.1:4000"])
         #expect(config.tcp == AgentConfig.TCPSettings())
-        #expect(config.tcp.maxConnections == 512 && config.tcp.frameTimeout == "30s" && config.tcp.frameMinRate == 10_000)
+        #expect(config.tcp.maxConnections == 512 && config.tcp.frameTimeout == .seconds(30) && config.tcp.frameMinRate == 10_000)
         #expect(config.tcp.maxConnectionsPerHost == 64)
         let off = try AgentConfig.parse("transports:\n  tcp:\n    max_connections_per_host: \"off\"\n", file: "agent.yaml")
         #expect(off.tcp.maxConnectionsPerHost == nil)
         #expect(config.secureChannelListeners.map(\.name) == ["api"])
         #expect(config.secureChannelListeners[0].maxHalfOpenPerSource == 64)
-        #expect(config.secureChannelListeners[0].idleTimeout == "6h" && config.secureChannelListeners[0].maxChannels == 1024)
+        #expect(config.secureChannelListeners[0].idleTimeout == .seconds(6 * 3600) && config.secureChannelListeners[0].maxChannels == 1024)
         #expect(!config.relayService)
     }
 
@@ -260,7 +270,7 @@ struct BridgeConfigTests {
             """, file: "b.yaml")
         #expect(config.bridges.count == 2)
         #expect(config.bridges[0].queue == AgentConfig.QueueSettings())
-        #expect(config.bridges[0].reply && config.bridges[0].ackTimeout == "5s")
+        #expect(config.bridges[0].reply && config.bridges[0].ackTimeout == .seconds(5))
         #expect(config.bridges[1].queue.durability == "always" && config.bridges[1].queue.memoryMessages == 10)
         #expect(!config.bridges[1].reply)
         #expect(config.bridges[0].requireAttributes.isEmpty)
