@@ -53,6 +53,16 @@ public enum Quantity {
         return seconds * 1000 + attoseconds / 1_000_000_000_000_000
     }
 
+    /// `duration` as ``duration(_:)`` reads it back, in the largest unit that holds it exactly: `30s`, `15m`, `6h`,
+    /// `1500ms` (whole milliseconds; anything finer is dropped).
+    public static func text(of duration: Duration) -> String {
+        let ms = milliseconds(of: duration)
+        for (unit, size) in [("h", Int64(3_600_000)), ("m", 60_000), ("s", 1000)] where ms >= size && ms % size == 0 {
+            return "\(ms / size)\(unit)"
+        }
+        return "\(ms)ms"
+    }
+
     /// The whole number `text` names if it is within `range` (digits only), else nil.
     public static func count(_ text: String, in range: ClosedRange<Int>) -> Int? {
         guard !text.isEmpty, text.utf8.count <= 19, isDigits(text[...]), let value = Int(text), range.contains(value) else {

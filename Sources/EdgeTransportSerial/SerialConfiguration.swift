@@ -274,7 +274,7 @@ public struct SerialConfiguration: Hashable, Sendable, CustomStringConvertible {
         parts.append("rts=\(rts.rawValue)")
         parts.append("max-frame=\(maxFrameSize)")
         if let keepalive {
-            parts.append("keepalive=" + (keepalive == .zero ? "off" : "\(Quantity.milliseconds(of: keepalive))ms"))
+            parts.append("keepalive=" + (keepalive == .zero ? "off" : Quantity.text(of: keepalive)))
         }
         return parts.joined(separator: ",")
     }

@@ -228,7 +228,7 @@ final class Agent: Sendable {
             logger: logger,
             options: Node.Options(forwarding: .tcp(forwardAllowList, enabled: config.node.forwarding)))
         try node.startDefaultServices(public: config.node.publicServices)
-        let tcp = TCPTransport(node: node, group: group, options: Self.tcpOptions(config.tcp))
+        let tcp = TCPTransport(node: node, group: group, options: RuntimeOptions.tcp(config.tcp))
         let channels = SecureChannels(node: node, local: local, logger: logger)
         let links = try await DeviceLinks.attach(
             node: node, group: group, logger: logger, serial: AgentCommand.deviceLinks(config.serialPorts, configPath),
@@ -281,25 +281,9 @@ final class Agent: Sendable {
         return agent
     }
 
-    static func tcpOptions(_ settings: AgentConfig.TCPSettings) -> TCPTransportOptions {
-        var options = TCPTransportOptions()
-        options.frameTimeout = settings.frameTimeout
-        options.frameMinimumRate = settings.frameMinRate
-        options.maxConnectionsPerListener = settings.maxConnections
-        options.maxConnectionsPerHost = settings.maxConnectionsPerHost
-        options.maxOutgoingConnections = settings.maxOutgoing
-        options.maxUnfinishedBytesPerListener = settings.maxUnfinishedBytes
-        options.maxUnfinishedBytesPerHost = settings.maxUnfinishedBytesPerHost
-        options.outgoingIdleTimeout = settings.outgoingIdleTimeout
-        return options
-    }
-
     func listenerOptions(_ listener: AgentConfig.SecureChannelListener) -> SecureChannelOptions {
-        var options = SecureChannelOptions(
-            trust: trustState.withLock { $0 }, suite: ChannelSuite(rawValue: listener.cipher) ?? .aes256GCM,
-            handshakeTimeout: listener.handshakeTimeout, maxHalfOpenHandshakes: listener.maxHalfOpen,
-            maxHalfOpenHandshakesPerSource: listener.maxHalfOpenPerSource,
-            idleTimeout: listener.idleTimeout, maxChannels: listener.maxChannels)
+        var options = RuntimeOptions.listener(
+            listener, trust: trustState.withLock { $0 }, suite: ChannelSuite(rawValue: listener.cipher) ?? .aes256GCM)
         options.trustProvider = { [self] in pairing.trust(trustState.withLock { $0 }) }  // paired devices, live
         return options
     }

@@ -114,39 +114,41 @@ struct NodeRunCommand {
             OptionSpec(
                 "tcp-frame-timeout", value: "duration",
                 help: "Close a TCP connection that started a frame and did not finish it within this + length / --tcp-frame-min-rate.",
-                default: "30s"),
+                default: Quantity.text(of: RuntimeOptions.tcpDefaults.frameTimeout)),
             OptionSpec(
                 "tcp-frame-min-rate", value: "bytes/s", help: "Slowest average rate an inbound TCP frame may arrive at (beyond --tcp-frame-timeout).",
-                default: "10000"),
+                default: "\(RuntimeOptions.tcpDefaults.frameMinRate)"),
             OptionSpec(
                 "tcp-max-connections", value: "n", help: "Connections the TCP listener serves at once; more are closed and counted.",
-                default: "512"),
+                default: "\(RuntimeOptions.tcpDefaults.maxConnections)"),
             OptionSpec(
                 "tcp-max-connections-per-host", value: "n|off",
                 help: "Connections the TCP listener serves at once from one IPv4 address or IPv6 /64 (loopback exempt); more are closed and counted.",
-                default: "64"),
+                default: RuntimeOptions.tcpDefaults.maxConnectionsPerHost.map { "\($0)" } ?? "off"),
             OptionSpec("identity", value: "name", help: "Vault identity to use (default: the vault's default identity)."),
             OptionSpec(
                 "secure-listener", value: "name", help: "Secure channel listener address(es).", default: "api",
                 repeatable: true),
             .flag("no-secure-listener", help: "Do not start a secure channel listener."),
             OptionSpec(
-                "handshake-timeout", value: "duration", help: "Give up on a handshake after this long.", default: "30s"),
+                "handshake-timeout", value: "duration", help: "Give up on a handshake after this long.",
+                default: Quantity.text(of: RuntimeOptions.listenerDefaults.handshakeTimeout)),
             OptionSpec(
                 "max-half-open", value: "n",
                 help: "Handshakes in progress per secure channel listener; when full, the oldest of the busiest source is evicted.",
-                default: "256"),
+                default: "\(RuntimeOptions.listenerDefaults.maxHalfOpen)"),
             OptionSpec(
                 "max-half-open-per-source", value: "n",
                 help: "Handshakes in progress from one connection; its further message 1s are dropped and counted.",
-                default: "64"),
+                default: "\(RuntimeOptions.listenerDefaults.maxHalfOpenPerSource)"),
             OptionSpec(
                 "channel-idle-timeout", value: "duration|off",
-                help: "Close (with Close) an established secure channel on which nothing arrived for this long.", default: "6h"),
+                help: "Close (with Close) an established secure channel on which nothing arrived for this long.",
+                default: RuntimeOptions.listenerDefaults.idleTimeout.map { Quantity.text(of: $0) } ?? "off"),
             OptionSpec(
                 "max-channels", value: "n",
                 help: "Established channels per secure channel listener; a new one closes the least recently used.",
-                default: "1024"),
+                default: "\(RuntimeOptions.listenerDefaults.maxChannels)"),
             .flag("no-forwarding", help: "Forward no message from a link or secure channel to a remote hop (overrides --forward-to)."),
             OptionSpec(
                 "forward-to", value: "host:port|host:*|a.b.c.d/len:port",
@@ -156,16 +158,18 @@ struct NodeRunCommand {
             OptionSpec(
                 "tcp-max-unfinished-bytes", value: "bytes",
                 help: "Bytes of unfinished inbound frames the TCP listener's connections may hold together; past it the one holding the most is closed.",
-                default: "67108864"),
+                default: "\(RuntimeOptions.tcpDefaults.maxUnfinishedBytes)"),
             OptionSpec(
                 "tcp-max-unfinished-bytes-per-host", value: "bytes|off",
-                help: "The same per IPv4 address or IPv6 /64 (at least 16777220, one maximum frame).", default: "25165824"),
+                help: "The same per IPv4 address or IPv6 /64 (at least 16777220, one maximum frame).",
+                default: RuntimeOptions.tcpDefaults.maxUnfinishedBytesPerHost.map { "\($0)" } ?? "off"),
             OptionSpec(
                 "tcp-outgoing-idle-timeout", value: "duration|off",
-                help: "Close an outgoing TCP connection on which nothing was read or written for this long.", default: "15m"),
+                help: "Close an outgoing TCP connection on which nothing was read or written for this long.",
+                default: RuntimeOptions.tcpDefaults.outgoingIdleTimeout.map { Quantity.text(of: $0) } ?? "off"),
             OptionSpec(
                 "tcp-max-outgoing", value: "n", help: "Outgoing TCP connections open or opening at once; more fail and are counted.",
-                default: "256"),
+                default: "\(RuntimeOptions.tcpDefaults.maxOutgoing)"),
             OptionSpec(
                 "serial", value: "path[,baud=…][,mode=listen|connect][,name=…]",
                 help: "Attach a serial port (docs/serial-framing.md); route to the device with /serial/<name>.",
@@ -214,13 +218,7 @@ struct NodeRunCommand {
         }
         let local = try store.secureChannelCredentials(for: arguments.value("identity"))
         let trust = try TrustOptions.context(arguments, storedAuthorities: store.authorities().map(\.identity))
-        var options = SecureChannelOptions(
-            trust: trust, suite: try TrustOptions.suite(arguments),
-            handshakeTimeout: try Support.parseDuration(arguments.value("handshake-timeout") ?? "30s"),
-            maxHalfOpenHandshakes: try Support.positiveCount(arguments, "max-half-open", default: 256),
-            maxHalfOpenHandshakesPerSource: try Support.positiveCount(arguments, "max-half-open-per-source", default: 64),
-            idleTimeout: try Support.parseOptionalDuration(arguments.value("channel-idle-timeout") ?? "6h"),
-            maxChannels: try Support.positiveCount(arguments, "max-channels", default: 1024))
+        var options = RuntimeOptions.listener(try listenerSettings(), trust: trust, suite: try TrustOptions.suite(arguments))
         if case .everyone = trust.policy {
             logger.notice("secure channels accept every identity that proves itself; restrict with --trust")
         }
@@ -229,7 +227,7 @@ struct NodeRunCommand {
         let forwarding = ForwardingPolicy.tcp(TCPForwardAllowList(forwardRules), enabled: !arguments.flag("no-forwarding"))
         let node = Node(logger: logger, options: Node.Options(forwarding: forwarding))
         try node.startDefaultServices(public: !arguments.flag("private-services"))
-        let tcp = TCPTransport(node: node, group: group, options: try tcpOptions())
+        let tcp = TCPTransport(node: node, group: group, options: RuntimeOptions.tcp(try tcpSettings()))
         let channels = SecureChannels(node: node, local: local, logger: logger)
         let pairing = PairingService(store: store, channels: channels, logger: logger)
         try pairing.load()
@@ -279,36 +277,43 @@ struct NodeRunCommand {
         return 0
     }
 
-    /// `--tcp-frame-timeout`, `--tcp-frame-min-rate`, `--tcp-max-connections`, `--tcp-max-connections-per-host`
-    /// (finding F2 in docs/security.md).
-    func tcpOptions() throws -> TCPTransportOptions {
-        var options = TCPTransportOptions()
-        options.frameTimeout = try Support.parseDuration(arguments.value("tcp-frame-timeout") ?? "30s")
-        options.frameMinimumRate = try Support.positiveCount(arguments, "tcp-frame-min-rate", default: 10_000)
-        options.maxConnectionsPerListener = try Support.positiveCount(arguments, "tcp-max-connections", default: 512)
-        if arguments.value("tcp-max-connections-per-host") == "off" {
-            options.maxConnectionsPerHost = nil
-        } else {
-            options.maxConnectionsPerHost = try Support.positiveCount(arguments, "tcp-max-connections-per-host", default: 64)
+    /// The `--tcp-…` flags as the configuration's TCP settings (finding F2 in docs/security.md); unset flags keep
+    /// the settings' defaults.
+    func tcpSettings() throws -> AgentConfig.TCPSettings {
+        var settings = AgentConfig.TCPSettings()
+        if let text = arguments.value("tcp-frame-timeout") { settings.frameTimeout = try Support.parseDuration(text) }
+        settings.frameMinRate = try Support.positiveCount(arguments, "tcp-frame-min-rate", default: settings.frameMinRate)
+        settings.maxConnections = try Support.positiveCount(arguments, "tcp-max-connections", default: settings.maxConnections)
+        settings.maxConnectionsPerHost = try Support.positiveCountOrOff(
+            arguments, "tcp-max-connections-per-host", default: settings.maxConnectionsPerHost)
+        settings.maxOutgoing = try Support.positiveCount(arguments, "tcp-max-outgoing", default: settings.maxOutgoing)
+        if let text = arguments.value("tcp-outgoing-idle-timeout") {
+            settings.outgoingIdleTimeout = try Support.parseOptionalDuration(text)
         }
-        options.maxOutgoingConnections = try Support.positiveCount(arguments, "tcp-max-outgoing", default: 256)
-        options.outgoingIdleTimeout = try Support.parseOptionalDuration(arguments.value("tcp-outgoing-idle-timeout") ?? "15m")
+        settings.maxUnfinishedBytes = try Support.positiveCount(
+            arguments, "tcp-max-unfinished-bytes", default: settings.maxUnfinishedBytes)
+        settings.maxUnfinishedBytesPerHost = try Support.positiveCountOrOff(
+            arguments, "tcp-max-unfinished-bytes-per-host", default: settings.maxUnfinishedBytesPerHost)
         let minimum = ockamTCPMaxFrameSize + 4
-        options.maxUnfinishedBytesPerListener = try Support.positiveCount(
-            arguments, "tcp-max-unfinished-bytes", default: 64 << 20)
-        if arguments.value("tcp-max-unfinished-bytes-per-host") == "off" {
-            options.maxUnfinishedBytesPerHost = nil
-        } else {
-            options.maxUnfinishedBytesPerHost = try Support.positiveCount(
-                arguments, "tcp-max-unfinished-bytes-per-host", default: 24 << 20)
-        }
         for (name, value) in [
-            ("tcp-max-unfinished-bytes", options.maxUnfinishedBytesPerListener),
-            ("tcp-max-unfinished-bytes-per-host", options.maxUnfinishedBytesPerHost ?? minimum),
+            ("tcp-max-unfinished-bytes", settings.maxUnfinishedBytes),
+            ("tcp-max-unfinished-bytes-per-host", settings.maxUnfinishedBytesPerHost ?? minimum),
         ] where value < minimum {
             throw CommandFailure("--\(name): at least \(minimum) (one maximum-size frame and its length prefix)")
         }
-        return options
+        return settings
+    }
+
+    /// The secure channel listener flags as the configuration's listener settings; unset flags keep its defaults.
+    func listenerSettings() throws -> AgentConfig.SecureChannelListener {
+        var settings = AgentConfig.SecureChannelListener()
+        if let text = arguments.value("handshake-timeout") { settings.handshakeTimeout = try Support.parseDuration(text) }
+        settings.maxHalfOpen = try Support.positiveCount(arguments, "max-half-open", default: settings.maxHalfOpen)
+        settings.maxHalfOpenPerSource = try Support.positiveCount(
+            arguments, "max-half-open-per-source", default: settings.maxHalfOpenPerSource)
+        if let text = arguments.value("channel-idle-timeout") { settings.idleTimeout = try Support.parseOptionalDuration(text) }
+        settings.maxChannels = try Support.positiveCount(arguments, "max-channels", default: settings.maxChannels)
+        return settings
     }
 }
 

@@ -56,6 +56,15 @@ enum Support {
         return n
     }
 
+    /// ``positiveCount(_:_:default:)``, or nil for `off`.
+    static func positiveCountOrOff(
+        _ arguments: ParsedArguments, _ name: String, default value: Int?
+    ) throws(CommandFailure) -> Int? {
+        if arguments.value(name) == "off" { return nil }
+        guard arguments.value(name) != nil else { return value }
+        return try positiveCount(arguments, name, default: 0)
+    }
+
     /// Splits `host:port` for listener flags.
     static func parseHostPort(_ text: String) throws(CommandFailure) -> (String, Int) {
         guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),

@@ -145,6 +145,55 @@ struct AgentConfigTests {
         #expect(AgentConfig.keys.count >= 60)
     }
 
+    /// Each default the key table documents is the decoder's: writing a key with its documented default changes
+    /// nothing (keys whose default is a single value; list items need a few fields of their own).
+    @Test func everyDocumentedDefaultIsTheDecodersDefault() throws {
+        let itemFields: [String: [(String, String)]] = [
+            "secure_channels.listeners[]": [("name", "api")],
+            "bridges[]": [("name", "b"), ("to", "/ip4/10.0.0.5/tcp/4000/secure/api/service/ingest")],
+            "ingest[]": [("address", "ingest")],
+        ]
+        /// The YAML for `path` set to `value`, or (nil) only the list items on the way to it.
+        func yaml(_ path: String, _ value: String?) -> String? {
+            var lines: [String] = []
+            var indent = ""
+            var prefix = ""
+            let components = path.split(separator: ".").map(String.init)
+            let lastList = components.lastIndex { $0.hasSuffix("[]") } ?? -1
+            for (index, component) in components.enumerated() {
+                if value == nil && index > lastList { break }
+                prefix += (prefix.isEmpty ? "" : ".") + component
+                if component.hasSuffix("[]") {
+                    guard let fields = itemFields[prefix] else { return nil }
+                    lines.append(indent + component.dropLast(2) + ":")
+                    // A key the item needs anyway (a listener's name) is not checked here.
+                    if index == components.count - 2, fields.contains(where: { $0.0 == components.last }) { return nil }
+                    for (number, (key, text)) in fields.enumerated() {
+                        lines.append(indent + (number == 0 ? "  - " : "    ") + key + ": " + text)
+                    }
+                    indent += "    "
+                } else if index == components.count - 1 {
+                    if let value { lines.append(indent + component + ": " + value) }
+                } else {
+                    lines.append(indent + component + ":")
+                    indent += "  "
+                }
+            }
+            return lines.joined(separator: "\n")
+        }
+        var checked = 0
+        for key in AgentConfig.keys {
+            let parts = key.defaultValue.split(separator: "`", omittingEmptySubsequences: false)
+            guard parts.count == 3, parts[0].isEmpty, parts[2].isEmpty else { continue }
+            guard let with = yaml(key.path, String(parts[1])), let without = yaml(key.path, nil) else { continue }
+            let written = try AgentConfig.parse(with, file: "with.yaml")
+            let omitted = try AgentConfig.parse(without, file: "without.yaml")
+            #expect(written == omitted, "\(key.path): documented default \(key.defaultValue) is not the decoder's\n\(with)")
+            checked += 1
+        }
+        #expect(checked >= 30, "\(checked) defaults checked")
+    }
+
     /// Every mapping refuses a key the table does not list below it, and the error names the keys it does.
     @Test(arguments: [
         ("", "colour: blue", "colour"),

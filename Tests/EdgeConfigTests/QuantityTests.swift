@@ -29,6 +29,16 @@ struct QuantityTests {
         let milliseconds = Quantity.milliseconds(of: duration)
         #expect(duration == .milliseconds(milliseconds))
         #expect(Quantity.duration("\(milliseconds)ms") == duration)
+        #expect(Quantity.duration(Quantity.text(of: duration)) == duration, "\(Quantity.text(of: duration))")
+    }
+
+    @Test func durationsPrintInTheLargestExactUnit() {
+        #expect(Quantity.text(of: .seconds(30)) == "30s")
+        #expect(Quantity.text(of: .seconds(900)) == "15m")
+        #expect(Quantity.text(of: .seconds(6 * 3600)) == "6h")
+        #expect(Quantity.text(of: .seconds(90)) == "90s")
+        #expect(Quantity.text(of: .milliseconds(1500)) == "1500ms")
+        #expect(Quantity.text(of: .zero) == "0ms")
     }
 
     @Test func countsAreDigitsWithinTheirRange() {

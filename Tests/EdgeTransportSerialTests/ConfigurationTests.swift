@@ -58,7 +58,7 @@ struct ConfigurationTests {
         #expect(try SerialConfiguration(parsing: "/dev/ttyS1").keepalive == nil)
         #expect(!(try SerialConfiguration(parsing: "/dev/ttyS1").description.contains("keepalive")))
         for (text, expected, printed) in [
-            ("30s", Duration.seconds(30), "keepalive=30000ms"), ("500ms", .milliseconds(500), "keepalive=500ms"),
+            ("30s", Duration.seconds(30), "keepalive=30s"), ("500ms", .milliseconds(500), "keepalive=500ms"),
             ("1.5s", .milliseconds(1500), "keepalive=1500ms"), ("off", .zero, "keepalive=off"), ("0", .zero, "keepalive=off"),
         ] {
             let configuration = try SerialConfiguration(parsing: "/dev/ttyS1,keepalive=\(text)")

@@ -1,0 +1,37 @@
+// Where `node run` and the agent meet: the transport and listener options both build, with defaults in one place.
+import EdgeConfig
+import EdgeIdentity
+import EdgeSecureChannel
+import EdgeTransportTCP
+
+/// `node run` and the agent both describe the TCP transport and their secure channel listeners as the configuration
+/// does (`AgentConfig.TCPSettings`, `AgentConfig.SecureChannelListener`): the agent from its file, `node run` from its
+/// flags, whose defaults and `--help` text are those structs' defaults. These turn the settings into the runtime's
+/// options, so a default is written once.
+enum RuntimeOptions {
+    static let tcpDefaults = AgentConfig.TCPSettings()
+    static let listenerDefaults = AgentConfig.SecureChannelListener()
+
+    static func tcp(_ settings: AgentConfig.TCPSettings) -> TCPTransportOptions {
+        var options = TCPTransportOptions()
+        options.frameTimeout = settings.frameTimeout
+        options.frameMinimumRate = settings.frameMinRate
+        options.maxConnectionsPerListener = settings.maxConnections
+        options.maxConnectionsPerHost = settings.maxConnectionsPerHost
+        options.maxOutgoingConnections = settings.maxOutgoing
+        options.maxUnfinishedBytesPerListener = settings.maxUnfinishedBytes
+        options.maxUnfinishedBytesPerHost = settings.maxUnfinishedBytesPerHost
+        options.outgoingIdleTimeout = settings.outgoingIdleTimeout
+        return options
+    }
+
+    /// A secure channel listener's options (the caller adds its live trust provider where it has one).
+    static func listener(
+        _ settings: AgentConfig.SecureChannelListener, trust: TrustContext, suite: ChannelSuite
+    ) -> SecureChannelOptions {
+        SecureChannelOptions(
+            trust: trust, suite: suite, handshakeTimeout: settings.handshakeTimeout,
+            maxHalfOpenHandshakes: settings.maxHalfOpen, maxHalfOpenHandshakesPerSource: settings.maxHalfOpenPerSource,
+            idleTimeout: settings.idleTimeout, maxChannels: settings.maxChannels)
+    }
+}
