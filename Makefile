@@ -186,10 +186,10 @@ package-check: package
 bench: deps
 	QUICK=$(QUICK) SWIFT=$(SWIFT) ./bench/run.sh
 
-# Fault-injection and soak suite (issue #9; scripts/reliability/run.py, results in docs/security.md): the release
+# Fault-injection and soak suite (scripts/reliability/run.py, results in docs/security.md): the release
 # binary as separate processes — serial unplug/replug and line noise, TCP uplink restarts, stalled and flooded
 # handshakes, slowloris, kill -9 during vault writes, a secure-channel soak. CI sizes take about 5 minutes;
-# RELIABILITY_FULL=1 runs the issue's full sizes (about 20 minutes). SCENARIOS="soak vault_kill9" runs only those.
+# RELIABILITY_FULL=1 runs the full sizes (about 20 minutes). SCENARIOS="soak vault_kill9" runs only those.
 RELIABILITY_FULL ?=
 SCENARIOS ?=
 reliability: build-release

@@ -111,7 +111,7 @@ let package = Package(
         .target(
             name: "EdgeBridge",
             dependencies: [
-                "EdgeSync", "EdgeCLI", "EdgeIdentity", "EdgeNode", "EdgeRouting", "EdgeSecureChannel", "EdgeWire",
+                "EdgeSync", "EdgeIdentity", "EdgeNode", "EdgeRouting", "EdgeSecureChannel", "EdgeWire",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
@@ -120,7 +120,7 @@ let package = Package(
         .target(name: "EdgeCLI", swiftSettings: strict),
         .target(
             name: "EdgeLog",
-            dependencies: ["EdgeCLI", "EdgePOSIX", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["EdgePOSIX", "EdgeWire", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
         .target(name: "EdgeConfig", swiftSettings: strict),
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Profiles suite 1 with callgrind and counts the libsodium calls of a handshake (python3 standard library only).
 
-`perf stat -e instructions` reports <not supported> on this kind of VM (no hardware counters), so, as the issue asks,
+`perf stat -e instructions` reports <not supported> on this kind of VM (no hardware counters), so
 the profile is valgrind --tool=callgrind on a short run:
 
   receiver   `OckamEdgeBench serve` under callgrind; a native sender pushes N × 16 KiB through a secure channel

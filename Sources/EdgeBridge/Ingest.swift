@@ -1,10 +1,9 @@
 // The ingest service: receives bridge envelopes, writes each new one once (JSON lines), acknowledges every one.
-import EdgeSync
-import EdgeCLI
 import EdgeIdentity
 import EdgeNode
 import EdgeRouting
 import EdgeSecureChannel
+import EdgeSync
 import EdgeWire
 import Logging
 import SystemPackage

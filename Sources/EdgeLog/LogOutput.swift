@@ -1,6 +1,6 @@
 // EdgeLog: log lines for the executables — text for a terminal, syslog priorities for journald, JSON lines for shippers.
-import EdgeCLI
 import EdgePOSIX
+import EdgeWire
 import Logging
 
 #if canImport(Glibc)

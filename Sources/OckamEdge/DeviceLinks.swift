@@ -1,12 +1,13 @@
 // Serial and BLE transports attached to a node: from `node run` flags or the agent's transports.serial / transports.ble.
 import EdgeCLI
-import SystemPackage
 import EdgeNode
 import EdgeRouting
 import EdgeTransportBLE
 import EdgeTransportSerial
+import EdgeWire
 import Logging
 import NIOCore
+import SystemPackage
 
 /// One device link as written by the user, with where it came from (for error messages).
 struct DeviceLinkSpec: Sendable {

@@ -1,14 +1,15 @@
 // Pairing devices inside a running node: the control-socket side of `ockam-edge pair`, `unpair` and `devices`
 // (docs/pairing.md). The node owns the vault and the transports, so pairing runs here.
-import EdgeSync
 import EdgeCLI
 import EdgeControl
 import EdgeIdentity
 import EdgeIdentityStore
 import EdgeRouting
 import EdgeSecureChannel
+import EdgeSync
 import EdgeTransportBLE
 import EdgeTransportSerial
+import EdgeWire
 import Logging
 
 /// Paired devices of one node: the records in its vault, the trust they add, pairings awaiting confirmation.

@@ -7,6 +7,7 @@
 // most the link's SDU limit, as the transport writes each routing message, but with no header and no routing
 // message around the payload: what is left is the kernel's L2CAP and btvirt.
 import EdgeTransportBLE
+import EdgeWire
 
 #if canImport(Glibc)
 import Glibc
@@ -35,9 +36,9 @@ enum BLESuites {
         defer { channel.close() }
         let limit = channel.sduLimit
         let size = try arguments.int("size", default: 16384)
-        let extra: [(String, JSONValue)] = [
-            ("send_mtu", .int(channel.sendMTU)), ("receive_mtu", .int(channel.receiveMTU)), ("sdu_limit", .int(limit)),
-            ("wire_sdus_per_msg", .int((size + 4 + limit - 1) / limit)),
+        let extra: [(String, JSON)] = [
+            ("send_mtu", .int(Int64(channel.sendMTU))), ("receive_mtu", .int(Int64(channel.receiveMTU))), ("sdu_limit", .int(Int64(limit))),
+            ("wire_sdus_per_msg", .int(Int64((size + 4 + limit - 1) / limit))),
         ]
         try RawTCP.stream(arguments, fd: channel.fd, extra: extra) { frame in
             try frame.withUnsafeBytes { bytes in

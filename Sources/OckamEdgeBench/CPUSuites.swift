@@ -6,6 +6,7 @@ import EdgeIdentity
 import EdgeNoise
 import EdgeRouting
 import EdgeSecureChannel
+import EdgeWire
 
 #if canImport(Glibc)
 import Glibc
@@ -74,10 +75,10 @@ enum CPUSuites {
                     }
                 }
                 emitRate("aead-limit", system: "libsodium-aes256gcm", size: size, iterations: n, nanos: ns, extra: [
-                    ("failures", .int(failures)),
+                    ("failures", .int(Int64(failures))),
                 ])
             } else {
-                emit([("suite", .string("aead-limit")), ("system", .string("libsodium-aes256gcm")), ("size", .int(size)),
+                emit([("suite", .string("aead-limit")), ("system", .string("libsodium-aes256gcm")), ("size", .int(Int64(size))),
                       ("skipped", .string("libsodium AES-256-GCM needs AES-NI and CLMUL"))])
             }
             let (n2, ns2) = timedLoop(seconds: seconds, batch: max(1, 65536 / max(size, 1))) {
@@ -126,7 +127,7 @@ enum CPUSuites {
                 }
             }
             emitRate("channel-crypto", system: "ockam-edge-channel-crypto", size: size, iterations: n, nanos: ns, extra: [
-                ("failures", .int(failures)),
+                ("failures", .int(Int64(failures))),
             ])
         }
     }
@@ -168,12 +169,12 @@ enum CPUSuites {
         let (n, ns) = try timedLoop(seconds: seconds, count: count) { try one() }
         emit([
             ("suite", .string("handshakes")), ("system", .string("ockam-edge-handshake")), ("cipher", .string(suite.rawValue)),
-            ("handshakes", .int(n)), ("seconds", .double(Double(ns) / 1e9)),
+            ("handshakes", .int(Int64(n))), ("seconds", .double(Double(ns) / 1e9)),
             ("handshakes_per_s", .double(Double(n) / (Double(ns) / 1e9))),
             ("us_per_handshake", .double(Double(ns) / Double(n) / 1000)),
             ("initiator_us", .double(Double(initiatorNanos) / Double(n) / 1000)),
             ("responder_us", .double(Double(responderNanos) / Double(n) / 1000)),
-            ("failures", .int(failures)),
+            ("failures", .int(Int64(failures))),
         ])
     }
 
@@ -300,7 +301,7 @@ enum CPUSuites {
         }
 
         var boundNanosFromParts = 0.0
-        var parts: [JSONValue] = []
+        var parts: [JSON] = []
         for (name, size, count) in operations.table {
             let op = Op(name)
             run(op, size)
@@ -308,7 +309,7 @@ enum CPUSuites {
             let each = Double(ns) / Double(n)
             boundNanosFromParts += each * Double(count)
             parts.append(.object([
-                ("op", .string(name)), ("bytes", .int(size)), ("per_handshake", .int(count)), ("ns_each", .double(each)),
+                ("op", .string(name)), ("bytes", .int(Int64(size))), ("per_handshake", .int(Int64(count))), ("ns_each", .double(each)),
                 ("ns_per_handshake", .double(each * Double(count))),
             ]))
         }
@@ -323,23 +324,23 @@ enum CPUSuites {
         let (kn, kns) = timedLoop(seconds: seconds, batch: 16) { _ = SecretKey(randomCount: 32) }
         emit([
             ("suite", .string("handshake-primitives")), ("system", .string("libsodium-primitives")),
-            ("identity_payload_bytes", .int(operations.identityPayload)), ("change_data_bytes", .int(operations.changeData)),
-            ("attestation_data_bytes", .int(operations.attestationData)),
+            ("identity_payload_bytes", .int(Int64(operations.identityPayload))), ("change_data_bytes", .int(Int64(operations.changeData))),
+            ("attestation_data_bytes", .int(Int64(operations.attestationData))),
             ("operations", .array(parts)),
             ("bound_us_sum_of_parts", .double(boundNanosFromParts / 1000)),
             ("bound_us_replay", .double(replayNanos / 1000)),
             ("bound_handshakes_per_s", .double(1e9 / replayNanos)),
             ("secretkey_lifecycle_us", .double(Double(kns) / Double(kn) / 1000)),
-            ("failures", .int(failures)),
+            ("failures", .int(Int64(failures))),
         ])
     }
 
     static func emitRate(
-        _ suite: String, system: String, size: Int, iterations: Int, nanos: UInt64, extra: [(String, JSONValue)] = []
+        _ suite: String, system: String, size: Int, iterations: Int, nanos: UInt64, extra: [(String, JSON)] = []
     ) {
         let seconds = Double(nanos) / 1e9
         emit([
-            ("suite", .string(suite)), ("system", .string(system)), ("size", .int(size)), ("messages", .int(iterations)),
+            ("suite", .string(suite)), ("system", .string(system)), ("size", .int(Int64(size))), ("messages", .int(Int64(iterations))),
             ("seconds", .double(seconds)), ("msgs_per_s", .double(Double(iterations) / seconds)),
             ("bytes_per_s", .double(Double(iterations) * Double(size) / seconds)),
         ] + extra)

@@ -4,15 +4,16 @@
 //   send             bulk throughput: N-byte messages initiator → responder (secure channel or plain routing)
 //   latency          paced small messages with timestamps; the sink reports one-way latency percentiles
 //   channels-open    opens N secure channels from one process against a node, reading the node's RSS as it goes
-import EdgeSync
 import EdgeCrypto
 import EdgeIdentity
 import EdgeNode
 import EdgeRouting
 import EdgeSecureChannel
+import EdgeSync
 import EdgeTransportBLE
 import EdgeTransportSerial
 import EdgeTransportTCP
+import EdgeWire
 import Logging
 import NIOCore
 import NIOPosix
@@ -74,15 +75,15 @@ final class SinkWorker: Worker {
             state.withLock { $0 = State() }
             try await context.send(to: message.returnRoute, payload: Array("{}".utf8))
         case .end:
-            let summary: JSONValue = state.withLock { s in
+            let summary: JSON = state.withLock { s in
                 .object([
-                    ("messages", .int(Int(s.messages))), ("bytes", .int(Int(s.bytes))),
+                    ("messages", .int(Int64(Int(s.messages)))), ("bytes", .int(Int64(Int(s.bytes)))),
                     ("receive_span_s", .double(Double(s.last &- s.first) / 1e9)),
                     ("latency_from_send", latencySummary(s.fromActual)),
                     ("latency_from_schedule", latencySummary(s.fromIntended)),
                 ])
             }
-            try await context.send(to: message.returnRoute, payload: Array(summary.serialized().utf8))
+            try await context.send(to: message.returnRoute, payload: Array(summary.serialized(pretty: false).utf8))
         }
     }
 }
@@ -162,7 +163,7 @@ struct BenchNode {
     /// `via` gateways and `connect` over TCP when given (the device → gateway → TCP → cloud path of suite 3), through
     /// a new secure channel unless `plain`. Returns the route, the time the handshake took, and what the handshake
     /// cost on the device link (its messages, SDUs or frames, and bytes each way).
-    func sinkRoute(_ arguments: Arguments) async throws -> (Route, Double?, [(String, JSONValue)]) {
+    func sinkRoute(_ arguments: Arguments) async throws -> (Route, Double?, [(String, JSON)]) {
         var hops: Route = []
         if let serial, let serialPort {
             // The peer is the node on the other end of the serial link (`64#<port>`).
@@ -189,7 +190,7 @@ struct BenchNode {
         let start = monotonicNanos()
         let channel = try await channels.createChannel(to: hops, options: Self.options(arguments))
         let seconds = Double(monotonicNanos() - start) / 1e9
-        var cost: [(String, JSONValue)] = []
+        var cost: [(String, JSON)] = []
         if let before {
             // Noise XX: the initiator writes messages 1 and 3 and reads message 2. The channel is complete here, but
             // message 3 may still be in the link's writer.
@@ -276,7 +277,7 @@ enum NodeSuites {
         // Device links: the bytes the measured messages took on the link, exactly: everything written since the run
         // began (the measured messages, then the `.end` request; read once the link's sender has completed all those
         // writes) less the `.end` request's own cost. Each message is one routing message.
-        var wire: [(String, JSONValue)] = []
+        var wire: [(String, JSON)] = []
         if let wire0, let endCost {
             let total = try await bench.linkCounters(after: UInt64(sent) + 1, since: wire0).delta(from: wire0)
             let used = total.delta(from: endCost)
@@ -284,17 +285,17 @@ enum NodeSuites {
                 throw BenchFailure("the link wrote \(total.messagesOut) messages, expected \(sent) and the end request")
             }
             wire = [
-                ("wire_messages_out", .int(Int(used.messagesOut))), ("wire_bytes_out", .int(Int(used.bytesOut))),
+                ("wire_messages_out", .int(Int64(Int(used.messagesOut)))), ("wire_bytes_out", .int(Int64(Int(used.bytesOut)))),
                 ("wire_bytes_per_msg", .double(used.messagesOut > 0 ? Double(used.bytesOut) / Double(used.messagesOut) : 0)),
-                ("wire_\(used.unit)_out", .int(Int(used.unitsOut))),
+                ("wire_\(used.unit)_out", .int(Int64(Int(used.unitsOut)))),
                 ("wire_\(used.unit)_per_msg", .double(used.messagesOut > 0 ? Double(used.unitsOut) / Double(used.messagesOut) : 0)),
             ]
         }
         let received = JSONScan.int("messages", in: reply) ?? -1
         let elapsed = Double(end - start) / 1e9
-        var fields: [(String, JSONValue)] = [
+        var fields: [(String, JSON)] = [
             ("suite", .string("throughput")), ("system", .string(arguments.string("system", default: "ockam-edge"))),
-            ("size", .int(size)), ("sent", .int(sent)), ("messages", .int(received)), ("lost", .int(sent - received)),
+            ("size", .int(Int64(size))), ("sent", .int(Int64(sent))), ("messages", .int(Int64(received))), ("lost", .int(Int64(sent - received))),
             ("seconds", .double(elapsed)), ("send_seconds", .double(Double(sendDone - start) / 1e9)),
             ("msgs_per_s", .double(Double(received) / elapsed)), ("bytes_per_s", .double(Double(received * size) / elapsed)),
             ("handshake_s", handshake.map { .double($0) } ?? .null),
@@ -327,7 +328,7 @@ enum NodeSuites {
         let cpu1 = processCPUSeconds()
         emit([
             ("suite", .string("latency")), ("system", .string(arguments.string("system", default: "ockam-edge"))),
-            ("size", .int(size)), ("rate", .double(rate)), ("seconds", .double(seconds)), ("sent", .int(sent)),
+            ("size", .int(Int64(size))), ("rate", .double(rate)), ("seconds", .double(seconds)), ("sent", .int(Int64(sent))),
             ("achieved_rate", .double(Double(sent) / seconds)), ("handshake_s", handshake.map { .double($0) } ?? .null),
             ("client_cpu_s", .double(cpu1.user + cpu1.system - cpu0.user - cpu0.system)),
             ("sink", .string(reply)),
@@ -392,12 +393,12 @@ enum NodeSuites {
             let elapsed = Double(monotonicNanos() - start) / 1e9
             try await Task.sleep(for: .milliseconds(Int64(settle * 1000)))
             emit([
-                ("suite", .string("channels-open")), ("channels", .int(opened)),
-                ("opened_now", .int(opened - before)), ("seconds", .double(elapsed)),
+                ("suite", .string("channels-open")), ("channels", .int(Int64(opened))),
+                ("opened_now", .int(Int64(opened - before))), ("seconds", .double(elapsed)),
                 ("handshakes_per_s", .double(Double(opened - before) / max(elapsed, 1e-9))),
                 ("node", pid > 0 ? (ProcessStatus(pid: pid)?.json ?? .null) : .null),
                 ("client", ProcessStatus(pid: 0)?.json ?? .null),
-                ("client_channels", .int(bench.channels.channels.count)),
+                ("client_channels", .int(Int64(bench.channels.channels.count))),
             ])
         }
     }
@@ -420,20 +421,20 @@ struct LinkCounters {
                      unitsOut: unitsOut - start.unitsOut, unitsIn: unitsIn - start.unitsIn, unit: unit)
     }
 
-    func json(prefix: String) -> [(String, JSONValue)] {
+    func json(prefix: String) -> [(String, JSON)] {
         [
-            (prefix + "messages_out", .int(Int(messagesOut))), (prefix + "messages_in", .int(Int(messagesIn))),
-            (prefix + "\(unit)_out", .int(Int(unitsOut))), (prefix + "\(unit)_in", .int(Int(unitsIn))),
-            (prefix + "bytes_out", .int(Int(bytesOut))), (prefix + "bytes_in", .int(Int(bytesIn))),
+            (prefix + "messages_out", .int(Int64(Int(messagesOut)))), (prefix + "messages_in", .int(Int64(Int(messagesIn)))),
+            (prefix + "\(unit)_out", .int(Int64(Int(unitsOut)))), (prefix + "\(unit)_in", .int(Int64(Int(unitsIn)))),
+            (prefix + "bytes_out", .int(Int64(Int(bytesOut)))), (prefix + "bytes_in", .int(Int64(Int(bytesIn)))),
         ]
     }
 }
 
 extension BenchNode {
     /// The BLE link's MTUs and SDU limit (suite 7), for the result line.
-    var linkMTUFields: [(String, JSONValue)] {
+    var linkMTUFields: [(String, JSON)] {
         guard let link = ble?.links.first(where: \.outgoing) else { return [] }
-        return [("send_mtu", .int(link.sendMTU)), ("receive_mtu", .int(link.receiveMTU)), ("sdu_limit", .int(link.sduLimit))]
+        return [("send_mtu", .int(Int64(link.sendMTU))), ("receive_mtu", .int(Int64(link.receiveMTU))), ("sdu_limit", .int(Int64(link.sduLimit)))]
     }
 }
 

@@ -8,6 +8,7 @@
 // instead of a socket: the limit the serial link's framing and the node are compared with.
 
 #if canImport(Glibc)
+import EdgeWire
 import Glibc
 #endif
 
@@ -99,7 +100,7 @@ enum RawTCP {
     /// The measured stream on a connected descriptor: warm-up, then N-byte messages for `--seconds` or `--count`,
     /// then the sink's byte count; prints the result line (plus `extra`). `write` puts one frame on the link.
     static func stream(
-        _ arguments: Arguments, fd: Int32, extra: [(String, JSONValue)] = [], write: ([UInt8]) throws -> Void
+        _ arguments: Arguments, fd: Int32, extra: [(String, JSON)] = [], write: ([UInt8]) throws -> Void
     ) throws {
         let size = try arguments.int("size", default: 16384)
         let seconds = try arguments.double("seconds", default: 2)
@@ -146,7 +147,7 @@ enum RawTCP {
         let messages = Int(bytes) / size
         emit([
             ("suite", .string("throughput")), ("system", .string(arguments.string("system", default: "raw-tcp"))),
-            ("size", .int(size)), ("sent", .int(sent)), ("messages", .int(messages)), ("lost", .int(sent - messages)),
+            ("size", .int(Int64(size))), ("sent", .int(Int64(sent))), ("messages", .int(Int64(messages))), ("lost", .int(Int64(sent - messages))),
             ("seconds", .double(elapsed)), ("msgs_per_s", .double(Double(messages) / elapsed)),
             ("bytes_per_s", .double(Double(bytes) / elapsed)),
             ("client_cpu_user_s", .double(cpu1.user - cpu0.user)), ("client_cpu_sys_s", .double(cpu1.system - cpu0.system)),

@@ -7,6 +7,7 @@ import EdgeNoise
 import EdgeRouting
 import EdgeSecureChannel
 import EdgeTransportSerial
+import EdgeWire
 
 enum SerialSuites {
     /// `serial-overhead --sizes 16,64,200,1024 [--port bench]`: one JSON line per payload size and path (routing
@@ -24,10 +25,10 @@ enum SerialSuites {
 
             // Routing without a channel: the routing message is the DATA frame's body.
             let plain = RoutingMessage(onwardRoute: [.local("sink")], returnRoute: [], payload: payload).encode()
-            var plainFields: [(String, JSONValue)] = [
-                ("suite", .string("serial-overhead")), ("path", .string("routing, no channel")), ("payload", .int(size)),
+            var plainFields: [(String, JSON)] = [
+                ("suite", .string("serial-overhead")), ("path", .string("routing, no channel")), ("payload", .int(Int64(size))),
                 ("onward_route_on_wire", .string("[0#sink]")), ("return_route_on_wire", .string("[]")),
-                ("routing_message_bytes", .int(plain.count)), ("routing_overhead", .int(plain.count - size)),
+                ("routing_message_bytes", .int(Int64(plain.count))), ("routing_overhead", .int(Int64(plain.count - size))),
             ]
             plainFields += frameFields(body: plain, payload: size)
             emit(plainFields)
@@ -43,16 +44,16 @@ enum SerialSuites {
             let decryptor = Address.random()
             let outer = RoutingMessage(onwardRoute: [decryptor], returnRoute: [], payload: sealed).encode()
             let routeOverhead = outer.count - sealed.count
-            var secureFields: [(String, JSONValue)] = [
-                  ("suite", .string("serial-overhead")), ("path", .string("secure channel")), ("payload", .int(size)),
+            var secureFields: [(String, JSON)] = [
+                  ("suite", .string("serial-overhead")), ("path", .string("secure channel")), ("payload", .int(Int64(size))),
                   ("onward_route_on_wire", .string("[0#<decryptor, 32 hex>]")), ("return_route_on_wire", .string("[]")),
                   ("inner_routes", .string("onward [0#sink], return []")),
-                  ("channel_plaintext_bytes", .int(inner.count)),
-                  ("channel_envelope_and_inner_routes", .int(inner.count - size)),
-                  ("nonce_bytes", .int(sealed.count - inner.count - 16)), ("tag_bytes", .int(16)),
-                  ("sealed_bytes", .int(sealed.count)),
-                  ("outer_routing_overhead", .int(routeOverhead)),
-                  ("routing_message_bytes", .int(outer.count)), ("routing_overhead", .int(outer.count - size)),
+                  ("channel_plaintext_bytes", .int(Int64(inner.count))),
+                  ("channel_envelope_and_inner_routes", .int(Int64(inner.count - size))),
+                  ("nonce_bytes", .int(Int64(sealed.count - inner.count - 16))), ("tag_bytes", .int(Int64(16))),
+                  ("sealed_bytes", .int(Int64(sealed.count))),
+                  ("outer_routing_overhead", .int(Int64(routeOverhead))),
+                  ("routing_message_bytes", .int(Int64(outer.count))), ("routing_overhead", .int(Int64(outer.count - size))),
             ]
             secureFields += frameFields(body: outer, payload: size)
             emit(secureFields)
@@ -61,17 +62,17 @@ enum SerialSuites {
 
     /// The serial frame around a routing message: type (1) ‖ body ‖ CRC-32C (4), COBS-encoded, with the two 0x00
     /// delimiters ockam-edge writes (one before, one after every frame).
-    static func frameFields(body: [UInt8], payload: Int) -> [(String, JSONValue)] {
+    static func frameFields(body: [UInt8], payload: Int) -> [(String, JSON)] {
         let frameLength = SerialFraming.frameLength(bodyCount: body.count)
         let wire = SerialFrameEncoder.encode(.data(body), leadingDelimiter: true)
         let cobs = wire.count - 2
         let worst = COBS.maxEncodedLength(frameLength)
         return [
-            ("frame_type_and_crc", .int(SerialFraming.overhead)), ("frame_bytes", .int(frameLength)),
-            ("cobs_actual", .int(cobs - frameLength)), ("cobs_worst", .int(worst - frameLength)),
-            ("delimiters", .int(wire.count - cobs)),
-            ("wire_bytes", .int(wire.count)), ("wire_bytes_worst", .int(worst + 2)),
-            ("overhead_bytes", .int(wire.count - payload)), ("overhead_bytes_worst", .int(worst + 2 - payload)),
+            ("frame_type_and_crc", .int(Int64(SerialFraming.overhead))), ("frame_bytes", .int(Int64(frameLength))),
+            ("cobs_actual", .int(Int64(cobs - frameLength))), ("cobs_worst", .int(Int64(worst - frameLength))),
+            ("delimiters", .int(Int64(wire.count - cobs))),
+            ("wire_bytes", .int(Int64(wire.count))), ("wire_bytes_worst", .int(Int64(worst + 2))),
+            ("overhead_bytes", .int(Int64(wire.count - payload))), ("overhead_bytes_worst", .int(Int64(worst + 2 - payload))),
             ("payload_efficiency", .double(Double(payload) / Double(wire.count))),
             // A real UART at 115200 baud 8N1 moves 11520 bytes/s (10 bit times per byte).
             ("uart_115200_msgs_per_s", .double(11520 / Double(wire.count))),

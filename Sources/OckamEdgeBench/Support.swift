@@ -1,4 +1,5 @@
 // OckamEdgeBench support: argv, JSON lines, clocks, CPU time, /proc readings and statistics.
+import EdgeWire
 import Logging
 
 #if canImport(Glibc)
@@ -64,57 +65,9 @@ struct BenchFailure: Error, CustomStringConvertible {
 
 // MARK: - JSON lines
 
-/// A JSON value with ordered object keys (enough for one result per line).
-enum JSONValue {
-    case string(String)
-    case int(Int)
-    case double(Double)
-    case bool(Bool)
-    case null
-    case array([JSONValue])
-    case object([(String, JSONValue)])
-
-    func serialized() -> String {
-        switch self {
-        case .string(let s): return JSONValue.quote(s)
-        case .int(let i): return String(i)
-        case .double(let d):
-            guard d.isFinite else { return "null" }
-            if d == d.rounded(), abs(d) < 1e15 { return String(Int64(d)) }
-            return String(d)
-        case .bool(let b): return b ? "true" : "false"
-        case .null: return "null"
-        case .array(let items): return "[" + items.map { $0.serialized() }.joined(separator: ",") + "]"
-        case .object(let fields):
-            return "{" + fields.map { JSONValue.quote($0.0) + ":" + $0.1.serialized() }.joined(separator: ",") + "}"
-        }
-    }
-
-    static func quote(_ s: String) -> String {
-        var out = "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\t": out += "\\t"
-            case "\r": out += "\\r"
-            default:
-                if scalar.value < 0x20 {
-                    let hex = String(scalar.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                } else {
-                    out.unicodeScalars.append(scalar)
-                }
-            }
-        }
-        return out + "\""
-    }
-}
-
 /// Prints one result as a JSON line on stdout and flushes (the driver reads stdout line by line).
-func emit(_ fields: [(String, JSONValue)]) {
-    print(JSONValue.object(fields).serialized())
+func emit(_ fields: [(String, JSON)]) {
+    print(JSON.object(fields).serialized(pretty: false))
     fflush(nil)
 }
 
@@ -188,8 +141,8 @@ struct ProcessStatus {
         self.threads = threads
     }
 
-    var json: JSONValue {
-        .object([("rss_kb", .int(rssKB)), ("hwm_kb", .int(hwmKB)), ("threads", .int(threads))])
+    var json: JSON {
+        .object([("rss_kb", .int(Int64(rssKB))), ("hwm_kb", .int(Int64(hwmKB))), ("threads", .int(Int64(threads)))])
     }
 }
 
@@ -211,8 +164,8 @@ func readTextFile(_ path: String, limit: Int = 1 << 16) -> String? {
 // MARK: - Statistics
 
 /// Latency percentiles of a sample (nanoseconds in, microseconds out).
-func latencySummary(_ samples: [UInt64]) -> JSONValue {
-    guard !samples.isEmpty else { return .object([("count", .int(0))]) }
+func latencySummary(_ samples: [UInt64]) -> JSON {
+    guard !samples.isEmpty else { return .object([("count", .int(Int64(0)))]) }
     let sorted = samples.sorted()
     func percentile(_ p: Double) -> Double {
         // Nearest-rank: the smallest value with at least p of the sample at or below it.
@@ -221,7 +174,7 @@ func latencySummary(_ samples: [UInt64]) -> JSONValue {
     }
     let mean = sorted.reduce(0.0) { $0 + Double($1) } / Double(sorted.count) / 1000
     return .object([
-        ("count", .int(sorted.count)), ("p50_us", .double(percentile(0.50))), ("p90_us", .double(percentile(0.90))),
+        ("count", .int(Int64(sorted.count))), ("p50_us", .double(percentile(0.50))), ("p90_us", .double(percentile(0.90))),
         ("p99_us", .double(percentile(0.99))), ("p999_us", .double(percentile(0.999))),
         ("max_us", .double(Double(sorted[sorted.count - 1]) / 1000)), ("mean_us", .double(mean)),
     ])

@@ -89,21 +89,6 @@ struct ParserTests {
     }
 }
 
-@Suite("JSON writer")
-struct JSONTests {
-    @Test func escapesAndOrders() {
-        let value = JSON.object([
-            ("name", .string("a\"b\\c\n\u{01}é")), ("n", .int(-3)), ("big", .uint(UInt64.max)), ("ok", .bool(true)),
-            ("none", .null), ("list", .array([.int(1), .array([]), .object([])])),
-        ])
-        #expect(
-            value.serialized(pretty: false)
-                == #"{"name":"a\"b\\c\n\u0001é","n":-3,"big":18446744073709551615,"ok":true,"none":null,"list":[1,[],{}]}"#
-        )
-        #expect(JSON.array([.int(1)]).serialized() == "[\n  1\n]")
-    }
-}
-
 @Suite("Manual pages")
 struct ManualPageTests {
     @Test func fileFormatPagesEscapeTextAndBoldCodeSpans() {

@@ -16,7 +16,7 @@ final class TCPProxy: @unchecked Sendable {
 
 @Suite("bridge: sensor → serial → gateway agent → TCP → cloud (separate processes)", .serialized)
 struct BridgeCLITests {
-    /// How long the uplink stays cut: 3 s in the fast suite; the 60 s with OCKAM_EDGE_UPLINK_CUT_SECONDS=60.
+    /// How long the uplink stays cut: 3 s in the fast suite; a full minute with OCKAM_EDGE_UPLINK_CUT_SECONDS=60.
     static var cutSeconds: Double {
         ProcessInfo.processInfo.environment["OCKAM_EDGE_UPLINK_CUT_SECONDS"].flatMap(Double.init) ?? 3
     }

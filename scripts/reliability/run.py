@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""ockam-edge fault-injection and soak suite (issue #9): `make reliability`, or
+"""ockam-edge fault-injection and soak suite: `make reliability`, or
 
     python3 scripts/reliability/run.py [--bin PATH] [scenario …]
 
@@ -9,7 +9,7 @@ not counted). A scenario listed in KNOWN_ISSUES that fails prints `XFAIL …` an
 counts it as failed). The last line is `N passed, N failed`; the exit status is 1 if any scenario failed.
 
 Sizes are CI-sized by default (the whole suite in about 5 minutes on 2 loaded cores); RELIABILITY_FULL=1 selects
-the issue's full sizes. Every size can also be set on its own (RELIABILITY_<NAME>, listed by --sizes).
+the full sizes. Every size can also be set on its own (RELIABILITY_<NAME>, listed by --sizes).
 Scratch directories (node logs, vaults) are under $RELIABILITY_DIR (default: a new /tmp/ockam-edge-reliability-*),
 kept when a scenario fails or RELIABILITY_KEEP=1.
 """

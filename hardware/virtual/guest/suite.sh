@@ -160,7 +160,7 @@ controller_cycle() {  # controller_cycle <adapter>
     record "$status" "$adapter power cycle (btmgmt power off/on): link down, reconnect, exchange" "$log" "$gwlog"
 }
 
-# The link is cut CUTS times (BLE_RIG_CUTS: default 4, for CI's time; the issue's 20 with BLE_RIG_CUTS=20) while
+# The link is cut CUTS times (BLE_RIG_CUTS: default 4, for CI's time; 20 for the full run with BLE_RIG_CUTS=20) while
 # one gateway and one sensor process run throughout. Each cut is a controller power-off through mgmt (why not
 # hciconfig: see controller_cycle), alternately on the gateway's and the sensor's adapter, so both ends see the link
 # drop. Before each cut the link has been up for HOLD seconds (BLE_RIG_CUT_HOLD, default 11), longer than the
@@ -317,7 +317,7 @@ secure_channel_via_gateway() {
         "$log" "$gwlog" "$cloudlog"
 }
 
-# Encrypted, paired links (issue #7: a paired sensor's link security is enforced). SMP runs in the kernel, but two
+# Encrypted, paired links (a paired sensor's link security is enforced). SMP runs in the kernel, but two
 # things a gateway normally has are missing in the VM and are provided here: (1) SMP registers on a controller only
 # when mgmt powers it on after its setup (`hciconfig up` in btvirt-up.sh is the setup power-on: without the cycle
 # the kernel logs "security requested but not available" and opens the channel unencrypted); (2) the kernel asks
@@ -421,7 +421,7 @@ paired_links() {
         "$log" "$gwlog"
 }
 
-# `ockam-edge pair ble` end to end (issue #7), with the real CLI and two `node run` processes: the gateway (hci0)
+# `ockam-edge pair ble` end to end, with the real CLI and two `node run` processes: the gateway (hci0)
 # trusts only someone else, so pairing is the gate; the sensor (hci1) listens on its own PSM for the pairing and
 # otherwise keeps an uplink to the gateway. The gateway dials the sensor with `--security high`: the kernels pair with
 # LE Secure Connections and numeric comparison (both controllers KeyboardDisplay; mgmt-agent.py compares the two

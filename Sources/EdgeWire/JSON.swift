@@ -1,4 +1,5 @@
-// A minimal JSON writer for `--json` output (RFC 8259), so commands need no Foundation.
+// A minimal JSON writer (RFC 8259) for `--json` output, JSON log lines, ingest records and benchmark results, so
+// nothing needs Foundation.
 
 /// A JSON value with ordered object keys (output is stable and diffable).
 public indirect enum JSON: Sendable, Equatable {
@@ -6,6 +7,9 @@ public indirect enum JSON: Sendable, Equatable {
     case bool(Bool)
     case int(Int64)
     case uint(UInt64)
+    /// Written in the shortest form that reads back to the same value; integral values without a fraction; a value
+    /// JSON cannot hold (infinite, NaN) as `null`.
+    case double(Double)
     case string(String)
     case array([JSON])
     case object([(String, JSON)])
@@ -27,6 +31,14 @@ public indirect enum JSON: Sendable, Equatable {
         case .bool(let b): out += b ? "true" : "false"
         case .int(let i): out += String(i)
         case .uint(let u): out += String(u)
+        case .double(let d):
+            if !d.isFinite {
+                out += "null"
+            } else if d == d.rounded(), abs(d) < 1e15 {
+                out += String(Int64(d))
+            } else {
+                out += String(d)
+            }
         case .string(let s): JSON.writeString(s, into: &out)
         case .array(let items):
             if items.isEmpty {
