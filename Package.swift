@@ -10,8 +10,8 @@
 //   channels     EdgeSecureChannel   Noise XX with Ockam identities: listeners, encryptors, decryptors, access control
 //   runtime      EdgeNode            workers, bounded mailboxes, router with flow control, echo and uppercase
 //   state        EdgeIdentityStore, EdgeVault (file vault), EdgeQueue (crash-safe store-and-forward queue)
-//   support      EdgeLog (log formats), EdgeCLI (argv, help, completions, man pages, JSON)
-//   protocol     EdgeNoise, EdgeIdentity, EdgeRouting, EdgeWire (CBOR, BARE), EdgeConfig (YAML subset, key table)
+//   support      EdgeLog (log formats), EdgeCLI (argv, help, completions, man pages)
+//   protocol     EdgeNoise, EdgeIdentity, EdgeRouting, EdgeWire (CBOR, BARE, JSON), EdgeConfig (YAML subset, keys)
 //   platform     EdgeCrypto (libsodium + OpenSSL libcrypto), EdgePOSIX (typed system calls), EdgeSync (locks)
 //   C            CSodium, COpenSSL, CBlueZ (header-only, never linked), CPty, CMemory, CSanitizerHooks
 import PackageDescription
