@@ -1,6 +1,6 @@
 // Runs udev/check_rules.py: static syntax/policy checks of the udev rules and both units. The real-tool checks
 // (`udev/check-rules.sh`: udevadm test on ttys, umockdev fake adapters, systemd-analyze) run in CI's slow stage, on
-// their own: run in parallel with the pty tests here, they coincided twice with a serial link that never came up.
+// their own: run in parallel with the pty tests here, they can keep a serial test link from coming up.
 import EdgeTestSupport
 import Foundation
 import Testing

@@ -73,7 +73,7 @@ struct BridgeCLITests {
         }
         // The uplink and its secure channel are up before the run starts (a few readings went through), so the cut
         // below falls in the middle of the sending even on a loaded machine, where setting them up can take longer
-        // than the whole run (a CI run once delivered all readings before the cut).
+        // than the whole run (all readings could then be delivered before the cut).
         let warmUp = 3
         let warm = try await Binary.run(
             [

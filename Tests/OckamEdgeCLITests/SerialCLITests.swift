@@ -15,8 +15,8 @@ final class NullModem: @unchecked Sendable {
 
 /// Waits until every serial port of a running node (or agent) reports a live link (`status --json`), so a test does
 /// not race the link's HELLO exchange, which takes longer on a loaded machine. On failure it prints each node's
-/// status and log and who holds locks on the test's ttys (an orphaned node from an aborted run holding a flock on a
-/// pty whose number was reused once made a port look "in use by another process").
+/// status and log and who holds locks on the test's ttys (an orphaned node from an aborted run that holds a flock on
+/// a pty whose number was reused makes a port look "in use by another process").
 func waitForSerialLinks(_ nodes: [String], stateDir: String) async throws {
     for node in nodes {
         do {
