@@ -33,7 +33,8 @@ public final class Bridge: Sendable {
         public var ackTimeout: Duration = .seconds(5)
         /// Reply `ok <sequence>` (a BARE string) to the device once its message is stored.
         public var replyToDevices = true
-        /// Back-off between attempts to rebuild the uplink route (doubles up to `retryMax`, ±25 % jitter).
+        /// Back-off between attempts to rebuild the uplink route (doubles up to `retryMax`, each delay shortened by a
+        /// random 0–50 %: ``Backoff``).
         public var retryInitial: Duration = .milliseconds(200)
         public var retryMax: Duration = .seconds(10)
         public init() {}
@@ -166,7 +167,9 @@ public final class Bridge: Sendable {
 
     private func deliverLoop() async {
         var route: Route?
-        var backoff = options.retryInitial
+        let backoff = Backoff(
+            initial: options.retryInitial, maximum: max(options.retryMax, options.retryInitial), jitter: 0.5)
+        var attempt = 0
         var reportedDown = false  // log an outage once, not every retry
         var wokenBy = wakes.makeAsyncIterator()
         while !Task.isCancelled {
@@ -178,7 +181,7 @@ public final class Bridge: Sendable {
                 do {
                     let built = try await resolve()
                     route = built
-                    backoff = options.retryInitial
+                    attempt = 0
                     reportedDown = false
                     state.withLock {
                         $0.uplinkUp = true
@@ -194,8 +197,8 @@ public final class Bridge: Sendable {
                         reportedDown = true
                         logger.warning("uplink down (\(error)); queueing, retrying with back-off")
                     }
-                    guard (try? await Task.sleep(for: jittered(backoff))) != nil else { break }
-                    backoff = min(backoff * 2, options.retryMax)
+                    guard (try? await Task.sleep(for: backoff.delay(attempt: attempt))) != nil else { break }
+                    attempt += 1
                     continue
                 }
             }
@@ -239,8 +242,8 @@ public final class Bridge: Sendable {
                     reportedDown = true
                     route = nil
                     await discard(current)
-                    guard (try? await Task.sleep(for: jittered(backoff))) != nil else { return }
-                    backoff = min(backoff * 2, options.retryMax)
+                    guard (try? await Task.sleep(for: backoff.delay(attempt: attempt))) != nil else { return }
+                    attempt += 1
                     break
                 }
             }
@@ -256,7 +259,6 @@ public final class Bridge: Sendable {
         }
     }
 
-    private func jittered(_ duration: Duration) -> Duration { duration * Double.random(in: 0.75...1.25) }
 
     static func nowMilliseconds() -> UInt64 {
         var spec = timespec()

@@ -87,7 +87,9 @@ public final class Session: Sendable {
     }
 
     private func run() async {
-        var backoff = options.initialBackoff
+        let backoff = Backoff(
+            initial: options.initialBackoff, maximum: max(options.maxBackoff, options.initialBackoff), jitter: 0.5)
+        var attempt = 0
         var wasUp = false
         while !Task.isCancelled {
             let route: Route
@@ -95,14 +97,15 @@ public final class Session: Sendable {
                 route = try await establish()
             } catch {
                 set(.down, route: nil, error: "\(error)")
-                logger.warning("session \(name): cannot establish (\(error)); retrying in about \(backoff)")
-                guard (try? await Task.sleep(for: jittered(backoff))) != nil else { break }
-                backoff = min(backoff * 2, options.maxBackoff)
+                let delay = backoff.delay(attempt: attempt)
+                attempt += 1
+                logger.warning("session \(name): cannot establish (\(error)); retrying in \(delay)")
+                guard (try? await Task.sleep(for: delay)) != nil else { break }
                 continue
             }
             if wasUp { state.withLock { $0.replacements += 1 } }
             wasUp = true
-            backoff = options.initialBackoff
+            attempt = 0
             set(.up, route: route)
             logger.info("session \(name) up via \(route)")
             var failures = 0
@@ -123,11 +126,6 @@ public final class Session: Sendable {
         state.withLock { $0.status = .stopped }
     }
 
-    private func jittered(_ duration: Duration) -> Duration {
-        // ±25 % so that many devices that lost the same uplink do not come back in lock step.
-        let factor = Double.random(in: 0.75...1.25)
-        return duration * factor
-    }
 }
 
 /// Runs `body`, failing with ``NodeError/timeout(_:)`` after `timeout` (then `body`'s task is cancelled).

@@ -30,9 +30,9 @@ public struct BLETransportOptions: Sendable {
     /// Optional cap on the SDU size below the peer's MTU.
     public var maxSDUSize: Int?
     /// Backoff of connectors between reconnect attempts.
-    public var reconnectBackoff = BLEBackoff()
+    public var reconnectBackoff = Backoff()
     /// Backoff of listeners re-binding after their socket failed.
-    public var listenerBackoff = BLEBackoff(initial: .milliseconds(500), maximum: .seconds(30))
+    public var listenerBackoff = Backoff(initial: .milliseconds(500), maximum: .seconds(30))
     /// A link that stayed up this long resets the reconnect backoff; shorter ones keep escalating it, so a flapping
     /// link cannot cause a retry storm.
     public var stableLinkTime: Duration = .seconds(10)

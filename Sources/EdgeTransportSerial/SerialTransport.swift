@@ -36,8 +36,8 @@ public struct SerialTransportOptions: Sendable {
     public var reopenDelay: Duration = .milliseconds(250)
     /// Cap of the reopen delay.
     public var reopenDelayMax: Duration = .seconds(10)
-    /// Relative jitter applied to each reopen delay (0.2 = ±20 %).
-    public var reopenJitter: Double = 0.2
+    /// Fraction of each reopen delay that is randomised away (0.4: between 60 % and all of it; ``Backoff``).
+    public var reopenJitter: Double = 0.4
     /// How long resolving `64#<port>` waits for a link that is down before failing.
     public var resolveTimeout: Duration = .seconds(5)
     /// Limits for decoding routing messages from the device.
@@ -271,10 +271,10 @@ public final class SerialTransport: TransportResolver, Sendable {
         let configuration = record.configuration
         var logger = self.logger
         logger[metadataKey: "port"] = "\(configuration.name)"
-        var generator = SystemRandomNumberGenerator()
-        var backoff = SerialReopenBackoff(
-            initial: options.reopenDelay, maximum: options.reopenDelayMax, jitter: options.reopenJitter,
-            seed: generator.next())
+        let backoff = Backoff(
+            initial: options.reopenDelay, maximum: max(options.reopenDelayMax, options.reopenDelay),
+            jitter: min(max(options.reopenJitter, 0), 1))
+        var attempt = 0
         var pending = first
         var quiet = false  // the device's absence was already logged
         while !record.isClosed && !Task.isCancelled {
@@ -294,7 +294,8 @@ public final class SerialTransport: TransportResolver, Sendable {
                         logger.warning("\(error); retrying until the device is available")
                         quiet = true
                     }
-                    if !(await sleep(backoff.next())) { break }
+                    if !(await sleep(backoff.delay(attempt: attempt))) { break }
+                    attempt += 1
                     continue
                 }
             }
@@ -304,12 +305,13 @@ public final class SerialTransport: TransportResolver, Sendable {
             logger.info("opened \(configuration.path) (\(summary))")
             quiet = false
             let (linked, reason) = await runSession(record, fd: fd, logger: logger)
-            if linked { backoff.reset() }
+            if linked { attempt = 0 }
             if record.isClosed || Task.isCancelled { break }
             record.set(phase: .waitingForDevice, error: reason)
             logger.warning("\(configuration.path) closed (\(reason)); reopening when the device is back")
             quiet = true
-            if !(await sleep(backoff.next())) { break }
+            if !(await sleep(backoff.delay(attempt: attempt))) { break }
+            attempt += 1
         }
         if let pending { SerialPort.close(pending) }
         record.set(phase: .closed, error: nil)
@@ -663,35 +665,3 @@ final class LinkWaiter: Sendable {
     }
 }
 
-// MARK: - Backoff
-
-/// Capped exponential backoff with jitter for reopening a port: `initial`, ×2 per failure up to `maximum`,
-/// each delay scaled by a random factor in `1 ± jitter`.
-public struct SerialReopenBackoff: Sendable {
-    public let initial: Duration
-    public let maximum: Duration
-    public let jitter: Double
-    private var current: Duration
-    private var rng: SplitMix64
-
-    public init(initial: Duration, maximum: Duration, jitter: Double, seed: UInt64) {
-        self.initial = max(initial, .zero)
-        self.maximum = max(maximum, self.initial)
-        self.jitter = min(max(jitter, 0), 1)
-        current = self.initial
-        rng = SplitMix64(seed: seed)
-    }
-
-    /// The next delay.
-    public mutating func next() -> Duration {
-        let base = current
-        current = min(current * 2, maximum)
-        guard jitter > 0 else { return base }
-        let unit = Double(rng.next() >> 11) / Double(1 << 53)  // [0, 1)
-        let factor = 1 - jitter + 2 * jitter * unit
-        return min(base * factor, maximum * (1 + jitter))
-    }
-
-    /// Back to `initial` (after a link came up).
-    public mutating func reset() { current = initial }
-}

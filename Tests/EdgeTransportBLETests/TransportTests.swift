@@ -368,7 +368,7 @@ struct TransportTests {
         let gateway = BLETransport(node: gatewayNode)
         _ = try await gateway.listen(try BLEListenConfiguration(parsing: "psm=0x81"), endpoint: endpoint)
         var options = BLETransportOptions()
-        options.reconnectBackoff = BLEBackoff(initial: .milliseconds(5), maximum: .milliseconds(10))
+        options.reconnectBackoff = Backoff(initial: .milliseconds(5), maximum: .milliseconds(10))
         let sensorNode = Node()
         let sensor = BLETransport(node: sensorNode, options: options)
         sensor.overrideEndpoint(for: peer, with: endpoint)
@@ -398,7 +398,7 @@ struct TransportTests {
         #expect(try await gateway.listen(listen, endpoint: endpoint) == L2CAPPSM(0x81))
 
         var options = BLETransportOptions()
-        options.reconnectBackoff = BLEBackoff(initial: .milliseconds(5), maximum: .milliseconds(40))
+        options.reconnectBackoff = Backoff(initial: .milliseconds(5), maximum: .milliseconds(40))
         let sensorNode = Node()
         let sensor = BLETransport(node: sensorNode, options: options)
         sensor.overrideEndpoint(for: peer, with: endpoint)

@@ -224,30 +224,3 @@ struct LinkMachineTests {
         #expect(MachinePair.ups(pair.eventsA) == 1 && MachinePair.ups(pair.eventsB) == 1)
     }
 }
-
-@Suite("Reopen backoff")
-struct ReopenBackoffTests {
-    @Test func doublesUpToTheCapWithBoundedJitter() {
-        var exact = SerialReopenBackoff(initial: .milliseconds(250), maximum: .seconds(10), jitter: 0, seed: 1)
-        let delays = (0..<8).map { _ in exact.next() }
-        #expect(
-            delays == [
-                .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(2), .seconds(4), .seconds(8),
-                .seconds(10),
-                .seconds(10),
-            ])
-        exact.reset()
-        #expect(exact.next() == .milliseconds(250))
-
-        var jittered = SerialReopenBackoff(initial: .milliseconds(100), maximum: .seconds(1), jitter: 0.2, seed: 42)
-        var base = Duration.milliseconds(100)
-        var distinct = Set<Duration>()
-        for _ in 0..<50 {
-            let delay = jittered.next()
-            #expect(delay >= base * 0.8 && delay <= base * 1.2, "\(delay) vs \(base)")
-            distinct.insert(delay)
-            base = min(base * 2, .seconds(1))
-        }
-        #expect(distinct.count > 10, "jitter spreads the delays")
-    }
-}

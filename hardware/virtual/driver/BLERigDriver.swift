@@ -252,7 +252,7 @@ struct BLERigDriver {
                 }
                 total += 2 * size
             }
-            let seconds = BLEBackoffSeconds.of(ContinuousClock.now - started)
+            let seconds = BackoffSeconds.of(ContinuousClock.now - started)
             return "\(total) bytes checked, \(Int(Double(total) / 1024 / max(seconds, 0.001))) KiB/s"
         case "uppercase":
             let reply = try await node.request(
@@ -298,7 +298,7 @@ struct BLERigDriver {
                 }
                 total += 2 * size
             }
-            let seconds = BLEBackoffSeconds.of(ContinuousClock.now - started)
+            let seconds = BackoffSeconds.of(ContinuousClock.now - started)
             return "\(total) bytes checked end to end, \(Int(Double(total) / 1024 / max(seconds, 0.001))) KiB/s"
         case "mark":
             let fd = open(value, O_CREAT | O_WRONLY | O_TRUNC, 0o644)
@@ -348,7 +348,7 @@ func say(_ text: String) {
     }
 }
 
-enum BLEBackoffSeconds {
+enum BackoffSeconds {
     static func of(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18 }
 }
 

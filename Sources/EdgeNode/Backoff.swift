@@ -1,11 +1,13 @@
-// Capped exponential backoff with jitter, for reconnecting connectors and re-binding listeners.
+// Capped exponential backoff with jitter: the one retry schedule of BLE reconnects and listeners, serial reopens,
+// session rebuilds and bridge uplinks.
 
 /// A capped exponential backoff with proportional jitter.
 ///
 /// Attempt `n` (0-based) waits `base(n) = min(maximum, initial × multiplier^n)` reduced by a random fraction
 /// of up to `jitter` of itself: `base(n) × (1 − jitter × U)` with `U` uniform in [0, 1). Jitter spreads the
-/// reconnects of many devices that lost the same gateway, so they do not retry in lock-step.
-public struct BLEBackoff: Hashable, Sendable {
+/// retries of many devices that lost the same gateway, so they do not retry in lock-step; it only ever shortens a
+/// delay, so `maximum` is a true maximum. Callers count their attempts and start again from 0 after a success.
+public struct Backoff: Hashable, Sendable {
     public var initial: Duration
     public var maximum: Duration
     public var multiplier: Double
@@ -54,31 +56,5 @@ public struct BLEBackoff: Hashable, Sendable {
 
     static func duration(_ seconds: Double) -> Duration {
         .nanoseconds(Int64((seconds * 1e9).rounded()))
-    }
-}
-
-/// When a connect whose channel the kernel opened below the security asked for is tried again.
-///
-/// A channel asking for `medium` or more over an LE connection that is already open unencrypted (another channel
-/// to the same device, or one just closed whose connection the kernel has not dropped yet) was seen to open at the
-/// connection's old level while the kernel paired (Linux 6.1, virtual rig). The link is closed
-/// (``BLETransportError/insufficientSecurity``); once pairing has finished, the connection is encrypted and the
-/// next channel opens at the level asked for. Only that error is retried: anything else is the caller's to handle.
-public struct BLESecurityRetry: Hashable, Sendable {
-    /// Further attempts after the first (0 disables the retry).
-    public var retries: Int
-    /// Pause before each further attempt, long enough for LE pairing to finish.
-    public var pause: Duration
-
-    public init(retries: Int = 3, pause: Duration = .seconds(1)) {
-        precondition(retries >= 0 && pause >= .zero)
-        self.retries = retries
-        self.pause = pause
-    }
-
-    /// The pause before the next attempt after `error`, with `retries` attempts already retried; nil: give up.
-    public func pause(after error: BLETransportError, retries done: Int) -> Duration? {
-        guard case .insufficientSecurity = error, done < retries else { return nil }
-        return pause
     }
 }
