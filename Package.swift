@@ -2,11 +2,12 @@
 // ockam-edge: a low-footprint edge agent that speaks Ockam's routing and secure-channel protocols.
 //
 // Layers, top to bottom. A target depends only on targets in lower rows, or in its own row to its right; only the
-// transports and EdgeControl see NIOPosix, and nothing in Sources imports Foundation.
+// transports and EdgeControl see NIOPosix (EdgeNIO only NIOCore), and nothing in Sources imports Foundation.
 //
 //   executables  ockam-edge (OckamEdge, @main), ble-rig-driver, OckamEdgeBench, OckamEdgeFuzz (over EdgeFuzz)
 //   services     EdgeBridge          device bridges with store-and-forward, and the ingest service
-//   transports   EdgeTransportTCP, EdgeTransportSerial, EdgeTransportBLE (swift-nio); EdgeControl (control socket)
+//   transports   EdgeTransportTCP, EdgeTransportSerial, EdgeTransportBLE (swift-nio); EdgeControl (control socket);
+//                EdgeNIO (swift-nio helpers they share)
 //   channels     EdgeSecureChannel   Noise XX with Ockam identities: listeners, encryptors, decryptors, access control
 //   runtime      EdgeNode            workers, bounded mailboxes, router with flow control, echo and uppercase
 //   state        EdgeIdentityStore, EdgeVault (file vault), EdgeQueue (crash-safe store-and-forward queue)
@@ -135,9 +136,14 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(
+            name: "EdgeNIO",
+            dependencies: ["EdgeSync", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: strict
+        ),
+        .target(
             name: "EdgeTransportTCP",
             dependencies: [
-                "EdgeSync", "EdgeNode",
+                "EdgeSync", "EdgeNode", "EdgeNIO",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -183,7 +189,7 @@ let package = Package(
         .target(
             name: "EdgeControl",
             dependencies: [
-                "EdgeSync", "EdgeWire",
+                "EdgeSync", "EdgeWire", "EdgeNIO",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -284,7 +290,7 @@ let package = Package(
         .testTarget(
             name: "EdgeTransportTCPTests",
             dependencies: [
-                "EdgeSync", "EdgeTransportTCP", "EdgeTestSupport",
+                "EdgeSync", "EdgeTransportTCP", "EdgeNIO", "EdgeTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),

@@ -1,4 +1,5 @@
 // The control socket server (in `node run`) and client (in the CLI): u32-BE-length-prefixed CBOR frames.
+import EdgeNIO
 import EdgeSync
 import Logging
 import NIOCore
@@ -78,12 +79,13 @@ public final class ControlServer: Sendable {
         }
         let previous = umask(0o177)  // the socket file is created 0600
         defer { umask(previous) }
+        let accepted = AcceptedChannels<ByteBuffer, ByteBuffer>()
         let server = try await ServerBootstrap(group: group)
             .bind(unixDomainSocketPath: path) { child in
                 child.eventLoop.makeCompletedFuture {
                     try child.pipeline.syncOperations.addHandler(ByteToMessageHandler(ControlFrameDecoder()))
                     try child.pipeline.syncOperations.addHandler(MessageToByteHandler(ControlFrameEncoder()))
-                    return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: child)
+                    return try accepted.wrap(child)
                 }
             }
         chmod(path, 0o600)
@@ -92,6 +94,7 @@ public final class ControlServer: Sendable {
             _ = try? await withThrowingDiscardingTaskGroup { group in
                 try await server.executeThenClose { inbound in
                     for try await connection in inbound {
+                        accepted.claim(connection)
                         group.addTask {
                             try? await connection.executeThenClose { requests, responses in
                                 for try await frame in requests {
@@ -110,6 +113,7 @@ public final class ControlServer: Sendable {
                     }
                 }
             }
+            await accepted.closeUnclaimed()
         }
         control.task.withLock { $0 = task }
         return control

@@ -1,8 +1,9 @@
 // TCP portals (spec §2.5): an inlet accepts local TCP clients and tunnels each through a route to an outlet,
 // which connects to the target; bytes travel as Ockam PortalMessages (Ping/Pong/Disconnect/Payload).
-import EdgeSync
+import EdgeNIO
 import EdgeNode
 import EdgeRouting
+import EdgeSync
 import EdgeWire
 import Logging
 import NIOCore
@@ -248,13 +249,12 @@ public final class Inlet: Sendable {
         node: Node, listen host: String, port: Int, outletRoute: Route, pongTimeout: Duration = .seconds(10),
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws -> Inlet {
+        let accepted = AcceptedChannels<ByteBuffer, ByteBuffer>()
         let server = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.autoRead, value: false)  // read nothing until the outlet answered
             .bind(host: host, port: port) { child in
-                child.eventLoop.makeCompletedFuture {
-                    try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: child)
-                }
+                child.eventLoop.makeCompletedFuture { try accepted.wrap(child) }
             }
         guard let bound = server.channel.localAddress else { throw TCPTransportError.connectionClosed }
         let inlet = Inlet(node: node, outletRoute: outletRoute, server: server.channel, bound: bound)
@@ -263,12 +263,14 @@ public final class Inlet: Sendable {
             try? await withThrowingDiscardingTaskGroup { group in
                 try await server.executeThenClose { clients in
                     for try await client in clients {
+                        accepted.claim(client)
                         group.addTask {
                             await inlet.serve(client, pongTimeout: pongTimeout, logger: logger)
                         }
                     }
                 }
             }
+            await accepted.closeUnclaimed()
         }
         return inlet
     }

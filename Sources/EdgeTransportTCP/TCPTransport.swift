@@ -1,7 +1,8 @@
 // The TCP transport: listeners, connectors, per-connection sender workers and receive loops.
-import EdgeSync
+import EdgeNIO
 import EdgeNode
 import EdgeRouting
+import EdgeSync
 import EdgeWire
 import Logging
 import NIOCore
@@ -177,6 +178,7 @@ public final class TCPTransport: TransportResolver, Sendable {
     /// - Returns: the bound address (useful with port 0).
     @discardableResult
     public func listen(host: String, port: Int) async throws -> SocketAddress {
+        let accepted = AcceptedChannels<ByteBuffer, OckamTCPOutbound>()
         let server = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -184,7 +186,7 @@ public final class TCPTransport: TransportResolver, Sendable {
             .bind(host: host, port: port) { child in
                 child.eventLoop.makeCompletedFuture {
                     try self.configurePipeline(child)
-                    return try NIOAsyncChannel<ByteBuffer, OckamTCPOutbound>(wrappingChannelSynchronously: child)
+                    return try accepted.wrap(child)
                 }
             }
         guard let local = server.channel.localAddress else { throw TCPTransportError.connectionClosed }
@@ -197,6 +199,7 @@ public final class TCPTransport: TransportResolver, Sendable {
             do {
                 try await server.executeThenClose { inbound in
                     for try await connection in inbound {
+                        accepted.claim(connection)
                         let remote = connection.channel.remoteAddress
                         let peer = remote.map(Self.describe) ?? "unknown"
                         let host = remote.flatMap { TCPHostKey(listener: listener, address: $0) }
@@ -215,6 +218,7 @@ public final class TCPTransport: TransportResolver, Sendable {
             } catch {
                 self.logger.warning("listener on \(Self.describe(local)) stopped: \(error)")
             }
+            await accepted.closeUnclaimed()
         }
         return local
     }
