@@ -249,7 +249,7 @@ final class Agent: Sendable {
         for listen in config.tcpListen {
             let (host, port) = try Support.parseHostPort(listen)
             let address = try await tcp.listen(host: host, port: port)
-            bound.append("\(address.ipAddress ?? host):\(address.port ?? port)")
+            bound.append(RuntimeOptions.listenerText(address, host: host, port: port))
         }
         try directory.record(name: config.node.name, address: bound.first ?? "")
         let controller = NodeController(

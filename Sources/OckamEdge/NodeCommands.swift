@@ -245,8 +245,7 @@ struct NodeRunCommand {
         let bound: String
         do {
             let address = try await tcp.listen(host: host, port: port)
-            bound = address.port.map { "\(address.ipAddress.map { $0.contains(":") ? "[\($0)]" : $0 } ?? host):\($0)" }
-                ?? "\(host):\(port)"
+            bound = RuntimeOptions.listenerText(address, host: host, port: port)
         } catch {
             throw CommandFailure("cannot listen on \(host):\(port): \(error)")
         }

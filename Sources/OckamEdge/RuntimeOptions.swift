@@ -3,6 +3,7 @@ import EdgeConfig
 import EdgeIdentity
 import EdgeSecureChannel
 import EdgeTransportTCP
+import NIOCore
 
 /// `node run` and the agent both describe the TCP transport and their secure channel listeners as the configuration
 /// does (`AgentConfig.TCPSettings`, `AgentConfig.SecureChannelListener`): the agent from its file, `node run` from its
@@ -23,6 +24,13 @@ enum RuntimeOptions {
         options.maxUnfinishedBytesPerHost = settings.maxUnfinishedBytesPerHost
         options.outgoingIdleTimeout = settings.outgoingIdleTimeout
         return options
+    }
+
+    /// How a bound TCP listener is printed (`listening …`) and recorded for `/node/<name>`: `host:port`, an IPv6
+    /// address in brackets, with the port the system chose for port 0.
+    static func listenerText(_ address: SocketAddress, host: String, port: Int) -> String {
+        let ip = address.ipAddress ?? host
+        return "\(ip.contains(":") ? "[\(ip)]" : ip):\(address.port ?? port)"
     }
 
     /// A secure channel listener's options (the caller adds its live trust provider where it has one).

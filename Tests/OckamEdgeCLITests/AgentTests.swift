@@ -6,6 +6,8 @@ import Testing
 final class AgentProcess: @unchecked Sendable {  // used by one test at a time
     let process = Process()
     let port: Int
+    /// The first line: `listening <address>…`.
+    let listening: String
     let stderr = Pipe()
 
     static func start(config: String, dir: String) async throws -> AgentProcess {
@@ -34,6 +36,7 @@ final class AgentProcess: @unchecked Sendable {  // used by one test at a time
             throw TestDataError("agent did not start: '\(text)' \(String(decoding: stderr.fileHandleForReading.availableData, as: UTF8.self))")
         }
         self.port = port
+        listening = text
     }
 
     let path: String
@@ -172,6 +175,19 @@ struct AgentTests {
 
     /// A configuration path that names a directory or a FIFO is an error at once: not an empty configuration (which
     /// trusts everyone), and no blocking open of a FIFO.
+    /// The agent prints and records an IPv6 listener in brackets, as `node run` does, so `/node/<name>` reaches it.
+    @Test func anIPv6ListenerIsPrintedAndRecordedInBrackets() async throws {
+        let dir = try temporaryDirectory()
+        let agent = try await AgentProcess.start(
+            config: "node:\n  name: v6\n  state_dir: \(dir)/state\nvault:\n  path: \(dir)/vault\n"
+                + "transports:\n  tcp:\n    listen: \"[::1]:0\"\n",
+            dir: dir)
+        #expect(agent.listening == "listening [::1]:\(agent.port)", "\(agent.listening)")
+        let reply = try await Binary.run(["message", "send", "/node/v6/service/echo", "over v6", "--state-dir", dir + "/state"])
+        #expect(reply.status == 0 && reply.stdout == "over v6\n", "\(reply.stderr)")
+        #expect(await agent.stop() == 0)
+    }
+
     @Test func checkConfigRefusesADirectoryAndAFIFO() async throws {
         let dir = try temporaryDirectory()
         let fifo = dir + "/fifo.yaml"
