@@ -256,9 +256,9 @@ let package = Package(
 
         // MARK: - Tests
         .executableTarget(
-            name: "VaultStressChild",
-            dependencies: ["EdgeVault", .product(name: "SystemPackage", package: "swift-system")],
-            path: "Tests/VaultStressChild",
+            name: "StoreStressChild",
+            dependencies: ["EdgeVault", "EdgeQueue", .product(name: "SystemPackage", package: "swift-system")],
+            path: "Tests/StoreStressChild",
             swiftSettings: strict
         ),
         .testTarget(
@@ -267,12 +267,6 @@ let package = Package(
                 "EdgeVault", "EdgeCrypto", "EdgeTestSupport",
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
-        ),
-        .executableTarget(
-            name: "QueueStressChild",
-            dependencies: ["EdgeQueue", .product(name: "SystemPackage", package: "swift-system")],
-            path: "Tests/QueueStressChild",
-            swiftSettings: strict
         ),
         .testTarget(
             name: "EdgeQueueTests",

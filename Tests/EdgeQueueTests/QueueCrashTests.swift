@@ -16,7 +16,7 @@ struct QueueCrashTests {
     static let seed: UInt64 =
         ProcessInfo.processInfo.environment["OCKAM_EDGE_QUEUE_CRASH_SEED"].flatMap { UInt64($0) } ?? 0x0C0F_FEE5
 
-    /// The child's limits (`QueueStressChild.limits`).
+    /// The child's limits (`QueueStress.limits` in Tests/StoreStressChild).
     static let limits = QueueLimits(
         memoryMessages: 64, memoryBytes: 8192, diskBytes: 4 << 20, segmentBytes: 8192, maxRecordBytes: 4096,
         durability: .always)
@@ -35,7 +35,7 @@ struct QueueCrashTests {
                 let context = "seed \(Self.seed), run \(run)"
                 // Synchronisation, not timing: kill after `target` printed appends (run 0: straight after spawning).
                 let target = run == 0 ? 0 : Int.random(in: 1...150, using: &random)
-                let child = try QueueChild(arguments: [path.string, String(random.next() >> 1)])
+                let child = try StoreStressChild("queue", arguments: [path.string, String(random.next() >> 1)])
                 var printed: [UInt64] = []
                 while printed.count < target, let line = child.readLine() {
                     guard line.hasPrefix("a "), let sequence = UInt64(line.dropFirst(2)) else {
@@ -62,7 +62,7 @@ struct QueueCrashTests {
                 #expect(Array(sequences.prefix(printed.count)) == printed, "\(context): lost or reordered")
                 #expect(sequences.count <= printed.count + 1, "\(context): unexpected records")
                 if let highest, let first = sequences.first { #expect(first > highest, "\(context): reused") }
-                for record in recovered { #expect(isQueuePattern(record.bytes), "\(context): torn payload") }
+                for record in recovered { #expect(isStressPattern(record.bytes), "\(context): torn payload") }
                 highest = sequences.last ?? highest
                 if let last = sequences.last { try queue.acknowledge(through: last) }
                 #expect(queue.depth.messages == 0)
@@ -79,13 +79,13 @@ extension QueueCrashTests {
         try await blocking {
             try withQueuePath { path in
                 let queue = try StoreAndForwardQueue.open(directory: path, limits: Self.limits)
-                let refused = try QueueChild(arguments: [path.string, "1"])
+                let refused = try StoreStressChild("queue", arguments: [path.string, "1"])
                 #expect(refused.readLine() == nil)
                 #expect(refused.wait() == ChildExit(status: 2, reason: .exit))
                 #expect(refused.errorOutput().contains("in use by another queue"))
                 try queue.close()
 
-                let child = try QueueChild(arguments: [path.string, "1"])
+                let child = try StoreStressChild("queue", arguments: [path.string, "1"])
                 #expect(child.readLine()?.hasPrefix("a ") == true)
                 child.kill()
                 child.wait()
@@ -93,67 +93,5 @@ extension QueueCrashTests {
                 try StoreAndForwardQueue.open(directory: path, limits: Self.limits).close()
             }
         }
-    }
-}
-
-/// `QueueStressChild`'s payload pattern: 8 bytes of little-endian tag, then byte j = low byte of (tag + j · 0x9E).
-func isQueuePattern(_ bytes: [UInt8]) -> Bool {
-    guard bytes.count >= 8 else { return false }
-    var tag: UInt64 = 0
-    for index in 0..<8 { tag |= UInt64(bytes[index]) << (8 * UInt64(index)) }
-    return bytes.indices.dropFirst(8).allSatisfy { bytes[$0] == UInt8(truncatingIfNeeded: tag &+ UInt64($0) &* 0x9E) }
-}
-
-/// A running `QueueStressChild` whose stdout is read line by line.
-final class QueueChild {
-    let process = Process()
-    private let output = Pipe()
-    private let errors = Pipe()
-    private var buffered = Data()
-
-    init(arguments: [String]) throws {
-        let url = TestData.productsDirectory.appendingPathComponent("QueueStressChild")
-        guard FileManager.default.isExecutableFile(atPath: url.path) else {
-            throw TestDataError("QueueStressChild not found at \(url.path): build the package's executables first")
-        }
-        process.executableURL = url
-        process.arguments = arguments
-        process.standardOutput = output
-        process.standardInput = FileHandle.nullDevice
-        process.standardError = errors
-        try process.run()
-    }
-
-    /// The next line of output, or `nil` at end of file (the child exited).
-    func readLine() -> String? {
-        while true {
-            if let newline = buffered.firstIndex(of: 0x0a) {
-                let line = String(decoding: buffered[buffered.startIndex..<newline], as: UTF8.self)
-                buffered.removeSubrange(buffered.startIndex...newline)
-                return line
-            }
-            let chunk = output.fileHandleForReading.availableData
-            if chunk.isEmpty { return nil }
-            buffered.append(chunk)
-        }
-    }
-
-    func errorOutput() -> String {
-        String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-    }
-
-    /// Sends SIGKILL, unless the child has already been reaped.
-    func kill() {
-        guard process.isRunning else { return }
-        _ = Glibc.kill(process.processIdentifier, SIGKILL)
-    }
-
-    /// Waits, bounded, until the child has ended (the kernel has then released its locks); a child that will not end
-    /// is a test failure and is killed.
-    @discardableResult
-    func wait() -> ChildExit? {
-        if let exit = process.waitForExit(timeout: .seconds(60)) { return exit }
-        Issue.record("child \(process.processIdentifier) still running after 60 s")
-        return process.terminate(grace: .zero)
     }
 }

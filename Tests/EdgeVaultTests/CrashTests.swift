@@ -37,7 +37,7 @@ struct CrashTests {
                 // of each vault, which is still being created) is killed straight after spawning.
                 let target = iteration % 10 == 0 || iteration == 1 ? 0 : Int.random(in: 1...100, using: &random)
 
-                let child = try StressChild(arguments: arguments)
+                let child = try StoreStressChild("vault", arguments: arguments)
                 var seen = 0
                 while seen < target, let line = child.readLine() {
                     #expect(line.hasPrefix("w "))
@@ -81,7 +81,7 @@ struct CrashTests {
             for name in try vault.listRecords(kind: kind) {
                 #expect(!name.hasPrefix("."), "\(context)")
                 let bytes = try #require(try vault.readRecord(kind: kind, name: name), "\(context)")
-                #expect(isStressRecord(bytes), "\(context): \(kind)/\(name) is not a complete record")
+                #expect(isStressPattern(bytes), "\(context): \(kind)/\(name) is not a complete record")
             }
         }
         vault.close()

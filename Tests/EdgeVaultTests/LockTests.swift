@@ -95,7 +95,7 @@ struct LockTests {
 
     func crossProcessBlocking() throws {
         try withVaultPath { path in
-            let child = try StressChild(arguments: [path.string, "1", "--hold"])
+            let child = try StoreStressChild("vault", arguments: [path.string, "1", "--hold"])
             defer {
                 child.kill()
                 child.wait()
@@ -122,7 +122,7 @@ struct LockTests {
 
     func killedHolderBlocking() throws {
         try withVaultPath { path in
-            let child = try StressChild(arguments: [path.string, "1", "--hold"])
+            let child = try StoreStressChild("vault", arguments: [path.string, "1", "--hold"])
             #expect(child.readLine() == "ready \(child.pid)")
             child.kill()
             child.wait()

@@ -1,12 +1,15 @@
-// VaultStressChild: test helper for EdgeVaultTests that writes to a vault until it is killed, or holds it open.
+// StoreStressChild: the crash-test child of the vault and queue tests. It writes to a store until it is killed (the
+// tests SIGKILL it at random points, reopen the store and check that everything it reported is there and whole), or
+// holds a vault open.
 //
 // Usage:
-//   VaultStressChild <vault-dir> <seed> [--key-file <path>]          write forever; one "w <n>" line per write
-//   VaultStressChild <vault-dir> <seed> [--key-file <path>] --hold   open, print "ready <pid>", wait for stdin EOF
+//   StoreStressChild vault <vault-dir> <seed> [--key-file <path>]          write forever; "w <n>" per write
+//   StoreStressChild vault <vault-dir> <seed> [--key-file <path>] --hold   open, print "ready <pid>", wait for stdin EOF
+//   StoreStressChild queue <queue-dir> <seed>                              append in `.always` mode; "a <sequence>"
 //
-// The crash-safety test kills the writer with SIGKILL after reading a random number of progress lines, then
-// checks that the vault still opens and that every key and record in it is complete and valid. Record payloads
-// follow a self-checking pattern (see `RecordPattern`), so the test can tell a torn record from a good one.
+// Payloads follow a self-checking pattern (`StressPattern`; `isStressPattern` in EdgeTestSupport checks it), so a
+// torn record shows.
+import EdgeQueue
 import EdgeVault
 import SystemPackage
 
@@ -17,6 +20,18 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
+
+@main
+struct StoreStressChild {
+    static func main() {
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        switch arguments.first {
+        case "vault": VaultStress.run(Array(arguments.dropFirst()))
+        case "queue": QueueStress.run(Array(arguments.dropFirst()))
+        default: fail("usage: StoreStressChild vault|queue <directory> <seed> [options]")
+        }
+    }
+}
 
 /// SplitMix64: a small deterministic generator, so a failing run can be replayed from its seed.
 struct SplitMix64: RandomNumberGenerator {
@@ -31,9 +46,8 @@ struct SplitMix64: RandomNumberGenerator {
     }
 }
 
-/// The self-checking record payload: 8 bytes of little-endian `tag`, then byte `j` = low byte of
-/// `tag + j * 0x9E`. The test side (`VaultCrashTests`) has the same definition.
-enum RecordPattern {
+/// The self-checking payload: 8 bytes of little-endian `tag`, then byte `j` = low byte of `tag + j * 0x9E`.
+enum StressPattern {
     static func make(tag: UInt64, count: Int) -> [UInt8] {
         var bytes = [UInt8](repeating: 0, count: max(count, 8))
         for index in 0..<8 { bytes[index] = UInt8(truncatingIfNeeded: tag >> (8 * UInt64(index))) }
@@ -42,10 +56,19 @@ enum RecordPattern {
     }
 }
 
-@main
-struct VaultStressChild {
-    static func main() {
-        var arguments = Array(CommandLine.arguments.dropFirst())
+/// Writes one line to standard output, unbuffered (the parent counts lines as they come).
+func say(_ line: String) {
+    _ = try? FileDescriptor.standardOutput.writeAll(Array((line + "\n").utf8))
+}
+
+func fail(_ message: String) -> Never {
+    _ = try? FileDescriptor.standardError.writeAll(Array((message + "\n").utf8))
+    exit(2)
+}
+
+enum VaultStress {
+    static func run(_ arguments: [String]) {
+        var arguments = arguments
         let hold = arguments.contains("--hold")
         arguments.removeAll { $0 == "--hold" }
         var keyFile: String?
@@ -54,7 +77,7 @@ struct VaultStressChild {
             arguments.removeSubrange(index...index + 1)
         }
         guard arguments.count == 2, let seed = UInt64(arguments[1]) else {
-            fail("usage: VaultStressChild <vault-dir> <seed> [--key-file <path>] [--hold]")
+            fail("usage: StoreStressChild vault <vault-dir> <seed> [--key-file <path>] [--hold]")
         }
         do {
             var options = VaultOptions()
@@ -66,7 +89,7 @@ struct VaultStressChild {
                 try stress(vault, seed: seed)
             }
         } catch {
-            fail("VaultStressChild: \(error)")
+            fail("StoreStressChild vault: \(error)")
         }
     }
 
@@ -103,7 +126,7 @@ struct VaultStressChild {
                 let kind = "kind\(random.next() % 3)"
                 let name = "rec\(random.next() % 6)"
                 let size = 8 + Int(random.next() % 16_384)
-                try vault.writeRecord(kind: kind, name: name, bytes: RecordPattern.make(tag: seed &+ step, count: size))
+                try vault.writeRecord(kind: kind, name: name, bytes: StressPattern.make(tag: seed &+ step, count: size))
             default:
                 try vault.deleteRecord(kind: "kind\(random.next() % 3)", name: "rec\(random.next() % 6)")
             }
@@ -111,15 +134,28 @@ struct VaultStressChild {
             step += 1
         }
     }
+}
 
-    /// Writes one line to standard output, unbuffered (the parent counts lines as they come).
-    static func say(_ line: String) {
-        let bytes = Array((line + "\n").utf8)
-        _ = try? FileDescriptor.standardOutput.writeAll(bytes)
-    }
+enum QueueStress {
+    /// Limits shared with the test: small segments so runs cross segment boundaries.
+    static let limits = QueueLimits(
+        memoryMessages: 64, memoryBytes: 8192, diskBytes: 4 << 20, segmentBytes: 8192, maxRecordBytes: 4096,
+        durability: .always)
 
-    static func fail(_ message: String) -> Never {
-        _ = try? FileDescriptor.standardError.writeAll(Array((message + "\n").utf8))
-        exit(2)
+    static func run(_ arguments: [String]) {
+        guard arguments.count == 2, let seed = UInt64(arguments[1]) else {
+            fail("usage: StoreStressChild queue <queue-dir> <seed>")
+        }
+        do {
+            let queue = try StoreAndForwardQueue.open(directory: FilePath(arguments[0]), limits: limits)
+            var random = SplitMix64(seed: seed)
+            while true {
+                let size = 8 + Int(random.next() % 2048)
+                let result = try queue.append(StressPattern.make(tag: random.next(), count: size))
+                say("a \(result.sequence)")
+            }
+        } catch {
+            fail("StoreStressChild queue: \(error)")
+        }
     }
 }
