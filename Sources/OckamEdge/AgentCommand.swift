@@ -558,48 +558,8 @@ final class Agent: Sendable {
             (Array(l.relaySessions.values), Array(l.inlets.values.map(\.1)), l.reloads, l.reloadFailures)
         }
         var p = PrometheusText()
-        p.metric(
-            "ockam_edge_messages_delivered_total", help: "Messages delivered to workers.", value: Double(counters.delivered))
-        p.metric(
-            "ockam_edge_messages_dropped_total", type: "counter", help: "Messages dropped, by reason.",
-            samples: [
-                ([("reason", "unknown_address")], Double(counters.droppedUnknownAddress)),
-                ([("reason", "access_denied")], Double(counters.droppedAccessDenied)),
-                ([("reason", "worker_stopped")], Double(counters.droppedWorkerStopped)),
-                ([("reason", "heartbeat")], Double(counters.droppedHeartbeat)),
-                ([("reason", "forwarding_disabled")], Double(counters.droppedForwardingDisabled)),
-                ([("reason", "forward_not_allowed")], Double(counters.droppedForwardNotAllowed)),
-                ([("reason", "flow_control")], Double(counters.droppedFlowControl)),
-                ([("reason", "mailbox_full")], Double(counters.droppedMailboxFull)),
-                ([("reason", "unreachable")], Double(counters.droppedUnreachable)),
-            ])
-        p.metric("ockam_edge_worker_errors_total", help: "Messages a worker failed to handle.", value: Double(counters.workerErrors))
         let tc = tcp.counters
-        p.metric(
-            "ockam_edge_tcp_connections_total", help: "Inbound TCP connections, by outcome.",
-            samples: [
-                ([("outcome", "accepted")], Double(tc.connectionsAccepted)),
-                ([("outcome", "refused_over_cap")], Double(tc.connectionsRefusedOverCap)),
-                ([("outcome", "refused_over_host_cap")], Double(tc.connectionsRefusedOverHostCap)),
-                ([("outcome", "cut_unfinished_frames")], Double(tc.connectionsCutUnfinishedFrames)),
-            ])
-        p.metric(
-            "ockam_edge_tcp_timeouts_total", help: "TCP connections closed for not completing what they started, by phase.",
-            samples: [
-                ([("phase", "version")], Double(tc.versionTimeouts)), ([("phase", "frame")], Double(tc.frameTimeouts)),
-                ([("phase", "drain")], Double(tc.connectionsClosedSlowReader)),
-                ([("phase", "outgoing_idle")], Double(tc.outgoingClosedIdle)),
-            ])
-        p.metric(
-            "ockam_edge_tcp_outgoing_refused_total", help: "Outgoing TCP connections not opened: the max_outgoing cap.",
-            value: Double(tc.outgoingRefusedOverCap))
-        p.metric(
-            "ockam_edge_tcp_messages_dropped_total",
-            help: "TCP messages dropped with the connection kept: malformed on receipt, or over the next hop's limits.",
-            samples: [
-                ([("reason", "malformed")], Double(tc.messagesDroppedMalformed)),
-                ([("reason", "over_limit")], Double(tc.messagesDroppedOverLimit)),
-            ])
+        CounterRegistry.metrics(CounterSources(node: counters, tcp: tc, channels: sc), into: &p)
         let (serialUp, bleUp) = links.linksUp
         p.metric(
             "ockam_edge_link_up", type: "gauge", help: "Transport links currently up, by transport.",
@@ -634,32 +594,7 @@ final class Agent: Sendable {
                 return [("accepted", c.accepted), ("duplicate", c.duplicates), ("skipped", c.skipped), ("malformed", c.malformed)]
                     .map { ([("service", address), ("outcome", $0.0)], Double($0.1)) }
             })
-        p.metric(
-            "ockam_edge_handshakes_total", help: "Secure channel handshakes, by result.",
-            samples: [
-                ([("result", "ok")], Double(sc.handshakesCompleted)),
-                ([("result", "failed")], Double(sc.handshakesFailed)),
-                ([("result", "refused_trust")], Double(sc.handshakesRefusedTrust)),
-                ([("result", "timeout")], Double(sc.handshakesTimedOut)),
-                ([("result", "over_cap")], Double(sc.handshakesDroppedOverCap)),
-                ([("result", "evicted")], Double(sc.handshakesEvicted)),
-            ])
         p.metric("ockam_edge_secure_channels_open", type: "gauge", help: "Open secure channels.", value: Double(channels.channels.count))
-        p.metric(
-            "ockam_edge_secure_channels_reclaimed_total", help: "Established channels closed by the node, by reason.",
-            samples: [
-                ([("reason", "idle")], Double(sc.channelsClosedIdle)),
-                ([("reason", "over_cap")], Double(sc.channelsEvictedOverCap)),
-            ])
-        p.metric(
-            "ockam_edge_secure_channel_messages_total", help: "Secure channel messages, by direction.",
-            samples: [
-                ([("direction", "encrypted")], Double(sc.messagesEncrypted)),
-                ([("direction", "decrypted")], Double(sc.messagesDecrypted)),
-            ])
-        p.metric(
-            "ockam_edge_decryption_failures_total", help: "Rejected secure channel messages (replay, tamper, window).",
-            value: Double(sc.decryptionFailures))
         p.metric(
             "ockam_edge_session_up", type: "gauge", help: "Supervised sessions (relays, inlets): 1 up, 0 down.",
             samples: (relays + inlets).map { ([("session", $0.name)], $0.status == .up ? 1 : 0) })

@@ -344,6 +344,7 @@ struct AgentTests {
         let open = metrics.split(separator: "\n").first { $0.hasPrefix("ockam_edge_secure_channels_open ") }
         #expect(open.flatMap { Int($0.split(separator: " ").last ?? "") }.map { $0 >= 2 } == true, "\(String(describing: open))")
         #expect(try await blocking { try httpGet(port: metricsPort, path: "/nope") }.contains("404"))
+        try Self.expectDocumented(metrics: metrics, status: try await Binary.run(["status", "--from", "cloud", "--json", "--state-dir", dir + "/state"]).stdout)
 
         // SIGHUP with an invalid file: the agent keeps running and counts the failure.
         try cloud.rewrite(cloudConfig + "\nbogus: 1\n")
@@ -364,5 +365,47 @@ struct AgentTests {
         #expect(await gateway.stop() == 0)
         #expect(await cloud.stop() == 0)
         echo.stop()
+    }
+}
+
+extension AgentTests {
+    /// The metrics the agent serves and the counters `status --json` shows are the ones the docs list: every family
+    /// in docs/configuration.md's "Metrics" table (and its label values), every counter key in docs/control-socket.md.
+    static func expectDocumented(metrics: String, status: String) throws {
+        let configuration = try String(
+            contentsOf: TestData.packageRoot.appendingPathComponent("docs/configuration.md"), encoding: .utf8)
+        let table = configuration.components(separatedBy: "## Metrics").dropFirst().first?
+            .components(separatedBy: "\n## ").first ?? ""
+        let rows = table.split(separator: "\n").filter { $0.hasPrefix("| `ockam_edge_") }
+        let served = metrics.split(separator: "\n").filter { $0.hasPrefix("# TYPE ") }.map { $0.split(separator: " ")[2] }
+        #expect(served.count >= 20, "\(metrics)")
+        for family in served {
+            let row = rows.first { $0.contains("`\(family)`") }
+            #expect(row != nil, "\(family) is served but not in docs/configuration.md")
+            // Each label value the agent emits for a fixed set (not bridge, service, session names) is documented.
+            for line in metrics.split(separator: "\n") where line.hasPrefix(family + "{") {
+                let labels = line.drop(while: { $0 != "{" }).dropFirst().prefix(while: { $0 != "}" })
+                for pair in labels.split(separator: ",") {
+                    let parts = pair.split(separator: "=", maxSplits: 1)
+                    guard parts.count == 2, !["bridge", "service", "session"].contains(String(parts[0])) else { continue }
+                    let value = parts[1].trimmingCharacters(in: CharacterSet(charactersIn: "\""))
+                    #expect(row?.contains(value) == true, "\(family){\(parts[0])=\(value)} is not in docs/configuration.md")
+                }
+            }
+        }
+        for row in rows {
+            for name in row.split(separator: "`").enumerated().filter({ $0.offset % 2 == 1 }).map(\.element)
+            where name.hasPrefix("ockam_edge_") {
+                #expect(served.contains(name), "\(name) is in docs/configuration.md but not served")
+            }
+        }
+        let json = try JSONSerialization.jsonObject(with: Data(status.utf8)) as? [String: Any]
+        let counters = try #require(json?["counters"] as? [String: Any], "\(status)")
+        #expect(counters.count >= 30)
+        let controlSocket = try String(
+            contentsOf: TestData.packageRoot.appendingPathComponent("docs/control-socket.md"), encoding: .utf8)
+        for key in counters.keys {
+            #expect(controlSocket.contains(key), "status counter \(key) is not in docs/control-socket.md")
+        }
     }
 }
