@@ -257,7 +257,7 @@ let package = Package(
         // MARK: - Tests
         .executableTarget(
             name: "StoreStressChild",
-            dependencies: ["EdgeVault", "EdgeQueue", .product(name: "SystemPackage", package: "swift-system")],
+            dependencies: ["EdgeSync", "EdgeVault", "EdgeQueue", .product(name: "SystemPackage", package: "swift-system")],
             path: "Tests/StoreStressChild",
             swiftSettings: strict
         ),
@@ -275,7 +275,7 @@ let package = Package(
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
-        .target(name: "EdgeTestSupport", dependencies: ["EdgeWire"], path: "Tests/EdgeTestSupport"),
+        .target(name: "EdgeTestSupport", dependencies: ["EdgeSync", "EdgeWire"], path: "Tests/EdgeTestSupport"),
         .testTarget(name: "EdgeWireTests", dependencies: ["EdgeWire", "EdgeTestSupport"]),
         .testTarget(name: "EdgeRoutingTests", dependencies: ["EdgeRouting", "EdgeTestSupport"]),
         .testTarget(

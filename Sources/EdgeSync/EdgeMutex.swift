@@ -1,4 +1,4 @@
-// EdgeSync: the mutex every target uses — Synchronization.Mutex, with critical sections ThreadSanitizer can see.
+// EdgeSync: what every target uses: the mutex (Synchronization.Mutex, with critical sections ThreadSanitizer can see) and SplitMix64.
 import CSanitizerHooks
 import Synchronization
 

@@ -1,4 +1,5 @@
 // The link-session state machine: hello handshake, keepalive and peer timeout, as a pure value (no I/O, no clock).
+import EdgeSync
 
 /// Which side of a serial link this is.
 public enum SerialLinkRole: String, Hashable, Sendable, CustomStringConvertible {
@@ -326,15 +327,3 @@ public struct SerialLinkMachine: Sendable {
     }
 }
 
-/// SplitMix64: a tiny deterministic generator for session nonces (seeded from the system RNG by the transport).
-struct SplitMix64: Sendable {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}

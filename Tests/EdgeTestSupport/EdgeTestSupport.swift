@@ -1,4 +1,5 @@
 // EdgeTestSupport: helpers shared by the test targets (hex, ../shared/vectors, JSON, work off the concurrency pool).
+import EdgeSync
 import Foundation
 import Testing
 
@@ -75,17 +76,7 @@ extension Array where Element == UInt8 {
 }
 
 /// A small deterministic PRNG (SplitMix64) for property tests: reproducible from a printed seed.
-public struct SeededGenerator: RandomNumberGenerator {
-    private var state: UInt64
-    public init(seed: UInt64) { state = seed }
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
+public typealias SeededGenerator = SplitMix64
 
 /// Runs blocking work (waiting on child processes, pipes, DispatchGroups) on a thread of its own and awaits it, so
 /// the Swift concurrency pool — two threads on a 2-core machine, shared with `DispatchQueue.global()` — is never held

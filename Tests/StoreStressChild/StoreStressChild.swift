@@ -10,6 +10,7 @@
 // Payloads follow a self-checking pattern (`StressPattern`; `isStressPattern` in EdgeTestSupport checks it), so a
 // torn record shows.
 import EdgeQueue
+import EdgeSync
 import EdgeVault
 import SystemPackage
 
@@ -33,18 +34,6 @@ struct StoreStressChild {
     }
 }
 
-/// SplitMix64: a small deterministic generator, so a failing run can be replayed from its seed.
-struct SplitMix64: RandomNumberGenerator {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 /// The self-checking payload: 8 bytes of little-endian `tag`, then byte `j` = low byte of `tag + j * 0x9E`.
 enum StressPattern {
