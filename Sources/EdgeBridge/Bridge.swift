@@ -168,7 +168,8 @@ public final class Bridge: Sendable {
     private func deliverLoop() async {
         var route: Route?
         let backoff = Backoff(
-            initial: options.retryInitial, maximum: max(options.retryMax, options.retryInitial), jitter: 0.5)
+            initial: max(options.retryInitial, .milliseconds(1)),
+            maximum: max(options.retryMax, options.retryInitial, .milliseconds(1)), jitter: 0.5)
         var attempt = 0
         var reportedDown = false  // log an outage once, not every retry
         var wokenBy = wakes.makeAsyncIterator()

@@ -88,7 +88,8 @@ public final class Session: Sendable {
 
     private func run() async {
         let backoff = Backoff(
-            initial: options.initialBackoff, maximum: max(options.maxBackoff, options.initialBackoff), jitter: 0.5)
+            initial: max(options.initialBackoff, .milliseconds(1)),
+            maximum: max(options.maxBackoff, options.initialBackoff, .milliseconds(1)), jitter: 0.5)
         var attempt = 0
         var wasUp = false
         while !Task.isCancelled {

@@ -272,7 +272,8 @@ public final class SerialTransport: TransportResolver, Sendable {
         var logger = self.logger
         logger[metadataKey: "port"] = "\(configuration.name)"
         let backoff = Backoff(
-            initial: options.reopenDelay, maximum: max(options.reopenDelayMax, options.reopenDelay),
+            initial: max(options.reopenDelay, .milliseconds(1)),
+            maximum: max(options.reopenDelayMax, options.reopenDelay, .milliseconds(1)),
             jitter: min(max(options.reopenJitter, 0), 1))
         var attempt = 0
         var pending = first
