@@ -28,12 +28,20 @@ struct AcceptRaceTests {
         #expect(accepted.unclaimedCount == 0)
         #expect(!child.isActive)
 
+        // One wrapped after the loop ended (its setup ran on another event loop while the listener closed) is closed
+        // too, without anyone calling closeUnclaimed again.
+        let late = NIOAsyncTestingChannel()
+        try await late.connect(to: try SocketAddress(ipAddress: "127.0.0.1", port: 1))
+        try await late.eventLoop.submit { _ = try accepted.wrap(late) }.get()
+        try await eventually("the late channel is closed") { !late.isActive }
+
         // A claimed one is the loop's: closeUnclaimed leaves it alone.
+        let serving = AcceptedChannels<ByteBuffer, ByteBuffer>()
         let other = NIOAsyncTestingChannel()
         try await other.connect(to: try SocketAddress(ipAddress: "127.0.0.1", port: 1))
-        let wrapped = try await other.eventLoop.submit { try accepted.wrap(other) }.get()
-        accepted.claim(wrapped)
-        await accepted.closeUnclaimed()
+        let wrapped = try await other.eventLoop.submit { try serving.wrap(other) }.get()
+        serving.claim(wrapped)
+        await serving.closeUnclaimed()
         #expect(other.isActive)
         try await wrapped.executeThenClose { _, _ in }
         #expect(!other.isActive)

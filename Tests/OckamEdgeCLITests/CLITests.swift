@@ -123,8 +123,9 @@ final class NodeProcess: @unchecked Sendable {  // used by one test at a time
         }
         let text = String(decoding: line, as: UTF8.self)
         guard text.hasPrefix("listening "), let port = Int(text.split(separator: ":").last ?? "") else {
-            terminateAndWait(process)
-            throw TestDataError("node \(name) did not start: '\(text)'")
+            let status = terminateAndWait(process)
+            let log = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "(no log)"
+            throw TestDataError("node \(name) did not start (status \(status)): '\(text)'; its log:\n\(log)")
         }
         address = String(text.dropFirst("listening ".count))
         self.port = port
