@@ -1,4 +1,6 @@
 // The node: a registry of workers and transports that routes LocalMessages by their onward route.
+// Long (~700 lines): the router, flow control and worker lifecycle share the registry's one lock, so a message is
+// routed and a worker stopped against the same state.
 import EdgeSync
 import EdgeRouting
 import Logging

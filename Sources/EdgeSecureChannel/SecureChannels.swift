@@ -1,4 +1,6 @@
 // Secure-channel workers on a node: listener, per-channel decryptor (handshake + decryption), encryptor, registry.
+// Long (~900 lines) because the listener, decryptor and encryptor share the registry's private state and its locks;
+// splitting them would widen that state to the module. Handshake and message logic live in pure types elsewhere.
 import EdgeSync
 import EdgeCrypto
 import EdgeIdentity

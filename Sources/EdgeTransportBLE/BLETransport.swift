@@ -1,4 +1,6 @@
 // EdgeTransportBLE: Ockam routing over Bluetooth LE credit-based L2CAP channels (BlueZ kernel sockets) on swift-nio.
+// Long (~850 lines): links, connectors with reconnect, listeners and their shared registry in one type; the link
+// registry, sender and receive loop are the parts the transports' shared link skeleton is to take over.
 import EdgeSync
 import EdgeNode
 import EdgeRouting

@@ -1,4 +1,6 @@
 // EdgeTransportSerial: Ockam routing over UART/USB-serial links — COBS + CRC-32C frames, hello handshake, hot-plug.
+// Long (~670 lines): port supervision (open, reopen with backoff, sessions) and the sender share per-port state;
+// the link registry and sender are the parts the transports' shared link skeleton is to take over.
 import EdgeSync
 import EdgeNode
 import EdgeRouting

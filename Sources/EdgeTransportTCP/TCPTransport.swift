@@ -1,4 +1,6 @@
 // The TCP transport: listeners, connectors, per-connection sender workers and receive loops.
+// Long (~830 lines): listeners, connectors, caps and the connection registry share one lock-protected state; the
+// registry, sender and receive loop are the parts the transports' shared link skeleton is to take over.
 import EdgeNIO
 import EdgeNode
 import EdgeRouting
