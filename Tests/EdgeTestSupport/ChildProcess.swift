@@ -31,7 +31,13 @@ extension Process {
                 let exited = info.si_code == CLD_EXITED
                 return ChildExit(status: info._sifields._sigchld.si_status, reason: exited ? .exit : .uncaughtSignal)
             }
-            // ECHILD: Foundation reaped it between the two looks and is about to say so through `isRunning`.
+            if result == -1 && errno == ECHILD {
+                // Foundation reaped it between the two looks: it has ended, and `isRunning` says so a moment later
+                // (Foundation sets it after its waitpid), whatever the timeout.
+                let settle = ContinuousClock.now.advanced(by: .seconds(10))
+                while isRunning && ContinuousClock.now < settle { usleep(1_000) }
+                return isRunning ? nil : ChildExit(status: terminationStatus, reason: terminationReason)
+            }
             if ContinuousClock.now >= deadline { return nil }
             usleep(5_000)
         }
