@@ -58,13 +58,8 @@ package func systemCall<R>(_ body: () throws -> R) throws(Errno) -> R {
     }
 }
 
-extension Errno {
-    /// The symbolic name (`ECONNREFUSED`), for logs and errors that operators search for; `errno N` for the rare
-    /// value without one here.
-    package var name: String { errnoName(rawValue) }
-}
-
-/// The symbolic name of the `errno` value `code` (`ECONNREFUSED`); `errno N` for the rare value without one here.
+/// The symbolic name of the `errno` value `code` (`ECONNREFUSED`), for logs and errors that operators search for;
+/// `errno N` for the rare value without one here.
 package func errnoName(_ code: CInt) -> String { errnoNames[code] ?? "errno \(code)" }
 
 private let errnoNames: [CInt: String] = [
