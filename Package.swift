@@ -2,9 +2,13 @@
 // ockam-edge: a low-footprint edge agent that speaks Ockam's routing and secure-channel protocols.
 //
 // Layers, top to bottom. A target depends only on targets in lower rows, or in its own row to its right; only the
-// transports and EdgeControl see NIOPosix (EdgeNIO only NIOCore), and nothing in Sources imports Foundation.
+// transports, EdgeControl and EdgeAgent (which owns the event loop group) see NIOPosix (EdgeNIO only NIOCore), and
+// nothing in Sources imports Foundation.
 //
-//   executables  ockam-edge (OckamEdge, @main), ble-rig-driver, OckamEdgeBench, OckamEdgeFuzz (over EdgeFuzz)
+//   executables  ockam-edge (OckamEdge, @main: argv → configuration → runtime), ble-rig-driver, OckamEdgeBench,
+//                OckamEdgeFuzz (over EdgeFuzz)
+//   agent        EdgeAgent           the runtime: vault, node, transports, channels, pairing, device links, relays,
+//                                    portals, bridges, metrics and control socket, started from one AgentConfig
 //   services     EdgeBridge          device bridges with store-and-forward, and the ingest service
 //   transports   EdgeTransportTCP, EdgeTransportSerial, EdgeTransportBLE (swift-nio); EdgeControl (control socket);
 //                EdgeNIO (swift-nio helpers they share)
@@ -197,11 +201,24 @@ let package = Package(
             swiftSettings: strict
         ),
 
-        // MARK: - Executable
+        // MARK: - Runtime library and executable
+        .target(
+            name: "EdgeAgent",
+            dependencies: [
+                "EdgeSync", "EdgeBridge", "EdgeCLI", "EdgeConfig", "EdgeQueue", "EdgeControl", "EdgeIdentity",
+                "EdgeIdentityStore", "EdgeVault", "EdgeWire", "EdgeNode", "EdgeRouting", "EdgeSecureChannel",
+                "EdgeTransportBLE", "EdgeTransportSerial", "EdgeTransportTCP",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "OckamEdge",
             dependencies: [
-                "CMemory", "EdgeSync", "EdgeBridge", "EdgeLog",
+                "CMemory", "EdgeAgent", "EdgeSync", "EdgeBridge", "EdgeLog",
                 "EdgeCLI",
                 "EdgeConfig",
                 "EdgeQueue",
@@ -334,6 +351,12 @@ let package = Package(
             dependencies: [
                 "EdgeSync", "EdgeBridge", "EdgeTransportTCP", "EdgeTestSupport",
                 .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(
+            name: "EdgeAgentTests",
+            dependencies: [
+                "EdgeAgent", "EdgeConfig", "EdgeControl", "EdgeTestSupport", .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(name: "OckamEdgeCLITests", dependencies: ["EdgeTestSupport"]),

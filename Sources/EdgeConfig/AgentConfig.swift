@@ -31,6 +31,10 @@ public struct AgentConfig: Equatable, Sendable {
     public struct ForwardRule: Equatable, Sendable {
         public var text: String
         public var line: Int
+        public init(text: String, line: Int) {
+            self.text = text
+            self.line = line
+        }
     }
 
     public struct VaultSettings: Equatable, Sendable {
@@ -42,12 +46,17 @@ public struct AgentConfig: Equatable, Sendable {
         public var name: String
         /// Change history, hex.
         public var identity: String
+        public init(name: String, identity: String) {
+            self.name = name
+            self.identity = identity
+        }
     }
 
     public struct Trust: Equatable, Sendable {
         public var identities: [String] = []
         public var authorities: [Authority] = []
         public var requireAttributes: [String: String] = [:]
+        public init() {}
     }
 
     /// Limits of the TCP listeners (finding F2 in docs/security.md).
@@ -108,6 +117,11 @@ public struct AgentConfig: Equatable, Sendable {
         public var spec: String
         public var line: Int
         public var key: String
+        public init(spec: String, line: Int, key: String) {
+            self.spec = spec
+            self.line = line
+            self.key = key
+        }
     }
 
     public struct QueueSettings: Equatable, Sendable {
@@ -129,6 +143,10 @@ public struct AgentConfig: Equatable, Sendable {
         /// When set, only paired devices whose pairing attributes include all of these may use the bridge (through
         /// their secure channel); link-only messages are refused.
         public var requireAttributes: [String: String] = [:]
+        public init(name: String, to: String) {
+            self.name = name
+            self.to = to
+        }
     }
 
     /// An ingest service: acknowledges bridge envelopes and writes each once as a JSON line.

@@ -1,4 +1,5 @@
 // `ockam-edge man 5`: the manual page of the agent's configuration file, from the configuration key table.
+import EdgeAgent
 import EdgeCLI
 import EdgeConfig
 

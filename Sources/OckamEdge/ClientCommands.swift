@@ -1,4 +1,5 @@
 // `message send` and `secure-channel …`: clients of a node (directly over TCP, or through its control socket).
+import EdgeAgent
 import EdgeCLI
 import EdgeConfig
 import EdgeControl

@@ -1,4 +1,5 @@
 // The command tree of `ockam-edge` and the dispatch from parsed arguments to implementations.
+import EdgeAgent
 import EdgeCLI
 import EdgeNode
 import EdgeRouting

@@ -1,4 +1,5 @@
 // `ockam-edge ble list` and `serial list`: the adapters and ports a gateway could use.
+import EdgeAgent
 import EdgeCLI
 import EdgeConfig
 import EdgeControl

@@ -1,4 +1,5 @@
 // `identity`, `vault` and `credential` commands: keys and identities in the file vault, credentials for them.
+import EdgeAgent
 import EdgeCLI
 import EdgeCrypto
 import EdgeIdentity
@@ -28,13 +29,16 @@ enum VaultOptionsCLI {
         return path
     }
 
+    /// `--vault-key`, else `$CREDENTIALS_DIRECTORY/vault-key` when readable (systemd's LoadCredential), else none.
+    static func keyFile(_ arguments: ParsedArguments) -> FilePath? {
+        if let explicit = arguments.value("vault-key") { return FilePath(explicit) }
+        guard let credentials = Support.environment("CREDENTIALS_DIRECTORY") else { return nil }
+        let candidate = FilePath(credentials).appending("vault-key")
+        return access(candidate.string, R_OK) == 0 ? candidate : nil
+    }
+
     static func options(_ arguments: ParsedArguments) throws -> VaultOptions {
-        var keyFile = arguments.value("vault-key").map { FilePath($0) }
-        if keyFile == nil, let credentials = Support.environment("CREDENTIALS_DIRECTORY") {
-            let candidate = FilePath(credentials).appending("vault-key")
-            if access(candidate.string, R_OK) == 0 { keyFile = candidate }
-        }
-        guard let keyFile else { return VaultOptions() }
+        guard let keyFile = keyFile(arguments) else { return VaultOptions() }
         return VaultOptions(encryptionKey: try Vault.loadEncryptionKey(from: keyFile))
     }
 
@@ -275,17 +279,6 @@ enum CredentialCommands {
         }
     }
 
-    static func decodeIdentity(_ hex: String?, what: String) throws(CommandFailure) -> Identity {
-        guard let hex, let bytes = Hex.decode(hex) else {
-            throw CommandFailure("\(what) must be a change history in hex ('identity show --full')", status: 2)
-        }
-        do {
-            return try Identity(decoding: bytes)
-        } catch {
-            throw CommandFailure("\(what) is not a valid identity: \(error)")
-        }
-    }
-
     static func json(_ credential: CredentialAndPurposeKey) -> JSON {
         let body = credential.credential.credentialData
         return .object([
@@ -300,7 +293,7 @@ enum CredentialCommands {
         let asJSON = arguments.flag("json")
         switch sub {
         case "issue":
-            let subject = try decodeIdentity(arguments.value("for"), what: "--for")
+            let subject = try Identity.decoding(hex: arguments.value("for"), what: "--for")
             var attributes: [String: String] = [:]
             for pair in arguments.values("attribute") {
                 guard let eq = pair.firstIndex(of: "="), eq != pair.startIndex else {
@@ -325,7 +318,7 @@ enum CredentialCommands {
             return 0
         case "verify":
             let credential = try decodeCredential(arguments.value("credential"))
-            let authority = try decodeIdentity(arguments.value("authority"), what: "--authority")
+            let authority = try Identity.decoding(hex: arguments.value("authority"), what: "--authority")
             let subject: Identifier
             if let text = arguments.value("subject") {
                 subject = try Identifier(parsing: text)

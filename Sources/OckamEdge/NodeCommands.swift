@@ -1,20 +1,11 @@
-// `node run`: flags → settings → a running node with its transports, secure channel listeners and control socket.
+// `node run`: its flags mapped onto an AgentConfig, then the same runtime `agent` starts from a file (EdgeAgent).
+import EdgeAgent
 import EdgeCLI
 import EdgeConfig
-import EdgeControl
 import EdgeIdentity
-import EdgeIdentityStore
-import EdgeNode
-import EdgeRouting
 import EdgeSecureChannel
-import EdgeTransportBLE
-import EdgeTransportSerial
 import EdgeTransportTCP
-import EdgeVault
-import EdgeWire
 import Logging
-import NIOCore
-import NIOPosix
 import SystemPackage
 
 #if canImport(Glibc)
@@ -51,7 +42,7 @@ enum TrustOptions {
         for value in arguments.values("trust") {
             if value.hasPrefix("authority:") {
                 authorities.append(
-                    try CredentialCommands.decodeIdentity(String(value.dropFirst("authority:".count)), what: "--trust authority:"))
+                    try Identity.decoding(hex: String(value.dropFirst("authority:".count)), what: "--trust authority:"))
             } else {
                 do {
                     identifiers.insert(try Identifier(parsing: value))
@@ -69,6 +60,25 @@ enum TrustOptions {
         return TrustContext(policy: policy, authorities: authorities)
     }
 
+    /// `--trust` / `--require-attribute` as the configuration's `trust:` section (checked as ``context(_:storedAuthorities:)`` checks them).
+    static func settings(_ arguments: ParsedArguments) throws -> AgentConfig.Trust {
+        _ = try context(arguments)
+        var trust = AgentConfig.Trust()
+        for (index, value) in arguments.values("trust").enumerated() {
+            if value.hasPrefix("authority:") {
+                trust.authorities.append(
+                    AgentConfig.Authority(name: "--trust \(index + 1)", identity: String(value.dropFirst("authority:".count))))
+            } else {
+                trust.identities.append(value)
+            }
+        }
+        for pair in arguments.values("require-attribute") {
+            guard let eq = pair.firstIndex(of: "=") else { continue }  // checked by context(_:)
+            trust.requireAttributes[String(pair[..<eq])] = String(pair[pair.index(after: eq)...])
+        }
+        return trust
+    }
+
     static func suite(_ arguments: ParsedArguments) throws(CommandFailure) -> ChannelSuite {
         let text = arguments.value("cipher") ?? "aes-gcm"
         guard let suite = ChannelSuite(rawValue: text) else {
@@ -81,17 +91,6 @@ enum TrustOptions {
 // MARK: - node run
 
 struct NodeRunCommand {
-    /// A vault whose identity records are gone but whose keys are not: refuse to mint a new default identity over them.
-    static func refuseOverLostIdentities(_ store: IdentityStore) throws {
-        let lost = try store.keysOfLostIdentities()
-        guard !lost.isEmpty else { return }
-        throw CommandFailure(
-            "the vault at \(store.vault.path) holds \(lost.count) keys but no identity records (were records/ deleted?): "
-                + "refusing to create a new identity over them, as peers and authorities know the lost one. Restore the "
-                + "vault's records/ from a backup; or, to start afresh on purpose, create one yourself: ockam-edge "
-                + "identity create default --vault \(store.vault.path)")
-    }
-
     static let spec = CommandSpec(
         "run", abstract: "Run a node in the foreground until SIGINT/SIGTERM.",
         discussion: """
@@ -190,91 +189,60 @@ struct NodeRunCommand {
     func run() async throws -> Int32 {
         _ = try Support.bootstrapLogging(level: arguments.value("log-level"), format: arguments.value("log-format"))
         let terminationSignals = TerminationSignals()  // before 'listening' is printed: see TerminationSignals
-        let name = arguments.value("name") ?? "default"
-        try NodeDirectory.validate(name: name)
-        let (host, port) = try Support.parseHostPort(arguments.value("tcp-listen") ?? "127.0.0.1:4000")
-        try NodeDirectory(stateDirectory: Support.stateDirectory(arguments.value("state-dir"))).refuseIfRunning(name: name)
-        var forwardRules: [TCPForwardRule] = []
-        for text in arguments.values("forward-to") {
-            do { forwardRules.append(try TCPForwardRule(parsing: text)) } catch { throw CommandFailure("--forward-to: \(error)") }
-        }
-        var logger = Logger(label: "ockam-edge")
-        logger[metadataKey: "node"] = "\(name)"
+        let (config, outgoing) = try configuration()
         umask(0o077)  // everything the node creates is private to its user
-
-        // Identity: the vault's (created on first start), held for the node's lifetime (the vault is locked).
-        let store = try VaultOptionsCLI.openStore(arguments)
-        defer { store.vault.close() }
-        if try store.defaultName() == nil && arguments.value("identity") == nil {
-            if let existing = try? store.get("default") {
-                // A first start cut off (kill -9, power loss) between saving 'default' and making it the default:
-                // finish the job instead of refusing to start forever ("an identity named 'default' already exists").
-                try store.setDefault("default")
-                logger.notice("made the existing identity 'default' (\(existing.identity.identifier)) the vault's default")
-            } else {
-                try Self.refuseOverLostIdentities(store)
-                let created = try store.create(name: "default")
-                logger.notice("created identity \(created.identity.identifier) in \(store.vault.path)")
-            }
-        }
-        let local = try store.secureChannelCredentials(for: arguments.value("identity"))
-        let trust = try TrustOptions.context(arguments, storedAuthorities: store.authorities().map(\.identity))
-        var options = RuntimeOptions.listener(try listenerSettings(), trust: trust, suite: try TrustOptions.suite(arguments))
-        if case .everyone = trust.policy {
-            logger.notice("secure channels accept every identity that proves itself; restrict with --trust")
-        }
-
-        let group = Commands.makeEventLoopGroup()
-        let forwarding = ForwardingPolicy.tcp(TCPForwardAllowList(forwardRules), enabled: !arguments.flag("no-forwarding"))
-        let node = Node(logger: logger, options: Node.Options(forwarding: forwarding))
-        try node.startDefaultServices(public: !arguments.flag("private-services"))
-        let tcp = TCPTransport(node: node, group: group, options: RuntimeOptions.tcp(try tcpSettings()))
-        let channels = SecureChannels(node: node, local: local, logger: logger)
-        let pairing = PairingService(store: store, channels: channels, logger: logger)
-        try pairing.load()
-        options.trustProvider = { [pairing, trust] in pairing.trust(trust) }  // paired devices, live (docs/pairing.md)
-        if !arguments.flag("no-secure-listener") {
-            for listener in arguments.values("secure-listener") {
-                try channels.startListener(name: listener, options: options)
-            }
-        }
-        let links = try await DeviceLinks.attach(
-            node: node, group: group, logger: logger,
-            serial: arguments.values("serial").map { DeviceLinkSpec(spec: $0, origin: "--serial") },
-            bleListen: arguments.values("ble-listen").map { DeviceLinkSpec(spec: $0, origin: "--ble-listen") },
-            bleConnect: arguments.values("ble-connect").map { DeviceLinkSpec(spec: $0, origin: "--ble-connect") })
-        let bound: String
-        do {
-            let address = try await tcp.listen(host: host, port: port)
-            bound = RuntimeOptions.listenerText(address, host: host, port: port)
-        } catch {
-            throw CommandFailure("cannot listen on \(host):\(port): \(error)")
-        }
-        let directory = NodeDirectory(stateDirectory: Support.stateDirectory(arguments.value("state-dir")))
-        try directory.record(name: name, address: bound)
-        pairing.attach(serial: links.serial, ble: links.ble)
-        let controller = NodeController(
-            name: name, node: node, tcp: tcp, channels: channels, options: options, listen: bound,
-            directory: directory, statusExtras: { links.statusFields }, pairing: pairing, serial: links.serial,
-            listeners: arguments.flag("no-secure-listener") ? [] : arguments.values("secure-listener"))
-        let control = try await ControlServer.start(
-            path: directory.socketPath(name: name).string, group: group, logger: logger, handler: controller.handle)
-
-        print("listening \(bound)")
+        let launch = AgentLaunch(source: .commandLine, createsNamedIdentity: false, outgoingChannels: outgoing)
+        let node = try await Agent.start(config: config, launch: launch)
+        print("listening \(node.listening.joined(separator: " "))")
         fflush(nil)
-        logger.info(
-            "node '\(name)' running as \(local.identity.identifier); workers: \(node.workerAddresses.map(\.description).joined(separator: ", "))")
-
         let signal = await terminationSignals.wait()
+        var logger = Logger(label: "ockam-edge")
+        logger[metadataKey: "node"] = "\(config.node.name)"
         logger.info("received signal \(signal), shutting down")
-        await control.shutdown()
-        await channels.closeAll()
-        await links.shutdown()
-        await tcp.shutdown()
         await node.shutdown()
-        directory.remove(name: name)
-        try? await group.shutdownGracefully()
         return 0
+    }
+
+    /// The flags as the runtime's configuration (what `agent` reads from its file), and the settings of the secure
+    /// channels the node opens itself (the listener flags, also with `--no-secure-listener`).
+    func configuration() throws -> (AgentConfig, AgentConfig.SecureChannelListener) {
+        var config = AgentConfig()
+        config.node.name = arguments.value("name") ?? "default"
+        try NodeDirectory.validate(name: config.node.name)
+        config.node.stateDirectory = arguments.value("state-dir")
+        config.node.forwarding = !arguments.flag("no-forwarding")
+        config.node.publicServices = !arguments.flag("private-services")
+        let listen = arguments.value("tcp-listen") ?? "127.0.0.1:4000"
+        _ = try Support.parseHostPort(listen)
+        config.tcpListen = [listen]
+        config.tcp = try tcpSettings()
+        for text in arguments.values("forward-to") {
+            do { _ = try TCPForwardRule(parsing: text) } catch { throw CommandFailure("--forward-to: \(error)") }
+            config.forwardAllow.append(AgentConfig.ForwardRule(text: text, line: 0))
+        }
+        config.vault.path = try VaultOptionsCLI.path(arguments).string
+        config.vault.keyFile = VaultOptionsCLI.keyFile(arguments)?.string
+        config.identity = arguments.value("identity")
+        config.trust = try TrustOptions.settings(arguments)
+        var listener = try listenerSettings()
+        listener.cipher = try TrustOptions.suite(arguments).rawValue
+        config.secureChannelListeners =
+            arguments.flag("no-secure-listener")
+            ? []
+            : arguments.values("secure-listener").map { name in
+                var named = listener
+                named.name = name
+                return named
+            }
+        for (flag, key) in [("serial", "--serial"), ("ble-listen", "--ble-listen"), ("ble-connect", "--ble-connect")] {
+            let links = arguments.values(flag).map { AgentConfig.DeviceLink(spec: $0, line: 0, key: key) }
+            switch flag {
+            case "serial": config.serialPorts = links
+            case "ble-listen": config.bleListen = links
+            default: config.bleConnect = links
+            }
+        }
+        return (config, listener)
     }
 
     /// The `--tcp-…` flags as the configuration's TCP settings (finding F2 in docs/security.md); unset flags keep

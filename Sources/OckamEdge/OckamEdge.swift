@@ -1,4 +1,5 @@
 // OckamEdge: the `ockam-edge` command-line entry point (commands are declared in Commands.swift).
+import EdgeAgent
 import CMemory
 import EdgeCLI
 
@@ -46,19 +47,6 @@ struct OckamEdgeMain {
         }
         exit(status)
     }
-}
-
-/// An error that ends a command with a message and an exit status.
-struct CommandFailure: Error, CustomStringConvertible {
-    var message: String
-    var status: Int32 = 1
-    init(_ message: String, status: Int32 = 1) {
-        self.message = message
-        self.status = status
-    }
-
-    /// The message alone: a node's control commands answer with `"\(error)"`, which the CLI prints after "error: ".
-    var description: String { message }
 }
 
 enum Console {

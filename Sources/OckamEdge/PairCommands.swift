@@ -1,5 +1,6 @@
 // `ockam-edge pair serial|ble`, `unpair` and `devices list`: pairing sensors through a running node's control
 // socket (docs/pairing.md).
+import EdgeAgent
 import EdgeCLI
 import EdgeControl
 import EdgeIdentityStore

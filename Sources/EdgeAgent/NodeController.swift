@@ -23,7 +23,7 @@ import Glibc
 
 
 /// Answers control-socket requests for a running node (see docs/control-socket.md).
-struct NodeController: Sendable {
+package struct NodeController: Sendable {
     let name: String
     let node: Node
     let tcp: TCPTransport
@@ -83,7 +83,7 @@ struct NodeController: Sendable {
         ])
     }
 
-    @Sendable func handle(_ request: ControlRequest) async -> ControlResponse {
+    @Sendable package func handle(_ request: ControlRequest) async -> ControlResponse {
         do {
             return try await dispatch(request)
         } catch {
@@ -190,8 +190,4 @@ struct NodeController: Sendable {
             return .error("unknown command '\(request.command)'")
         }
     }
-}
-
-extension NodeDirectory {
-    func socketPath(name: String) -> FilePath { directory.appending("\(name).sock") }
 }

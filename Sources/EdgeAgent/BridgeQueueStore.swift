@@ -1,5 +1,6 @@
 // The agent's bridge store: EdgeQueue's crash-safe store-and-forward queue behind EdgeBridge's store protocol.
 import EdgeBridge
+import EdgeCLI
 import EdgeConfig
 import EdgeQueue
 import SystemPackage

@@ -9,11 +9,11 @@ import NIOCore
 /// does (`AgentConfig.TCPSettings`, `AgentConfig.SecureChannelListener`): the agent from its file, `node run` from its
 /// flags, whose defaults and `--help` text are those structs' defaults. These turn the settings into the runtime's
 /// options, so a default is written once.
-enum RuntimeOptions {
-    static let tcpDefaults = AgentConfig.TCPSettings()
-    static let listenerDefaults = AgentConfig.SecureChannelListener()
+package enum RuntimeOptions {
+    package static let tcpDefaults = AgentConfig.TCPSettings()
+    package static let listenerDefaults = AgentConfig.SecureChannelListener()
 
-    static func tcp(_ settings: AgentConfig.TCPSettings) -> TCPTransportOptions {
+    package static func tcp(_ settings: AgentConfig.TCPSettings) -> TCPTransportOptions {
         var options = TCPTransportOptions()
         options.frameTimeout = settings.frameTimeout
         options.frameMinimumRate = settings.frameMinRate
@@ -28,13 +28,13 @@ enum RuntimeOptions {
 
     /// How a bound TCP listener is printed (`listening …`) and recorded for `/node/<name>`: `host:port`, an IPv6
     /// address in brackets, with the port the system chose for port 0.
-    static func listenerText(_ address: SocketAddress, host: String, port: Int) -> String {
+    package static func listenerText(_ address: SocketAddress, host: String, port: Int) -> String {
         let ip = address.ipAddress ?? host
         return "\(ip.contains(":") ? "[\(ip)]" : ip):\(address.port ?? port)"
     }
 
     /// A secure channel listener's options (the caller adds its live trust provider where it has one).
-    static func listener(
+    package static func listener(
         _ settings: AgentConfig.SecureChannelListener, trust: TrustContext, suite: ChannelSuite
     ) -> SecureChannelOptions {
         SecureChannelOptions(

@@ -1,0 +1,180 @@
+import EdgeAgent
+import EdgeConfig
+import EdgeControl
+import EdgeTestSupport
+import Foundation
+import Logging
+import Testing
+
+/// A runtime started in this process from an `AgentConfig`: its own vault and state directory, a TCP listener on a
+/// free loopback port; stopped (vault unlocked, record removed) by ``stop()``.
+struct RuntimeUnderTest {
+    let agent: Agent
+    let state: String
+
+    static func directory() throws -> String {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("ockam-edge-runtime-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        return path
+    }
+
+    static func config(name: String, state: String, _ change: (inout AgentConfig) -> Void = { _ in }) -> AgentConfig {
+        var config = AgentConfig()
+        config.node.name = name
+        config.node.stateDirectory = state
+        config.vault.path = state + "/vault-\(name)"
+        config.tcpListen = ["127.0.0.1:0"]
+        change(&config)
+        return config
+    }
+
+    static func launch(_ source: AgentLaunch.Source = .commandLine, createsNamedIdentity: Bool = false) -> AgentLaunch {
+        var launch = AgentLaunch(source: source, createsNamedIdentity: createsNamedIdentity)
+        launch.logger = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
+        return launch
+    }
+
+    static func start(
+        _ name: String, state: String? = nil, launch: AgentLaunch = launch(), _ change: (inout AgentConfig) -> Void = { _ in }
+    ) async throws -> RuntimeUnderTest {
+        let state = try state ?? directory()
+        let agent = try await Agent.start(config: config(name: name, state: state, change), launch: launch)
+        return RuntimeUnderTest(agent: agent, state: state)
+    }
+
+    var port: Int { Int(agent.listening.first!.split(separator: ":").last!)! }
+
+    func call(_ command: String, _ arguments: [String: String] = [:]) async -> ControlResponse {
+        await agent.handle(ControlRequest(command: command, arguments: arguments))
+    }
+
+    func json(_ command: String, _ arguments: [String: String] = [:]) async throws -> [String: Any] {
+        let response = await call(command, arguments)
+        #expect(response.status == .ok, "\(response.body)")
+        return try #require(try JSONSerialization.jsonObject(with: Data(response.body.utf8)) as? [String: Any])
+    }
+
+    func counter(_ name: String) async throws -> Int? {
+        (try await json("status")["counters"] as? [String: Any])?[name] as? Int
+    }
+
+    func stop() async { await agent.shutdown() }
+}
+
+@Suite("runtime (in process)", .serialized)
+struct RuntimeTests {
+    @Test func twoRuntimesTalkThroughASecureChannelAndReportStatus() async throws {
+        let cloud = try await RuntimeUnderTest.start("cloud")
+        let gateway = try await RuntimeUnderTest.start("gateway", state: cloud.state)
+        let reply = try await gateway.json(
+            "message/send", ["to": "/ip4/127.0.0.1/tcp/\(cloud.port)/secure/api/service/uppercase", "message": "hello"])
+        #expect(reply["reply"] as? String == "HELLO")
+        let status = try await cloud.json("status")
+        #expect(status["name"] as? String == "cloud")
+        #expect((status["identifier"] as? String)?.hasPrefix("I") == true)
+        #expect(status["tcp_listener"] as? String == "127.0.0.1:\(cloud.port)")
+        #expect(try await cloud.counter("handshakes_completed") == 1)
+        // The channel opened for the one message was closed after it, on both ends.
+        try await eventually("the cloud's channel closed") { cloud.agent.channels.channels.isEmpty }
+        // `/node/<name>` resolves through the shared state directory's records.
+        let byName = try await gateway.json("message/send", ["to": "/node/cloud/service/echo", "message": "x"])
+        #expect(byName["reply"] as? String == "x")
+        await gateway.stop()
+        await cloud.stop()
+    }
+
+    @Test func aFileRuntimeCreatesItsNamedIdentityACommandLineOneRefuses() async throws {
+        let state = try RuntimeUnderTest.directory()
+        await #expect(throws: (any Error).self) {
+            _ = try await RuntimeUnderTest.start("n", state: state) { $0.identity = "sensor-gw" }
+        }
+        let file = try await RuntimeUnderTest.start(
+            "n", state: state, launch: RuntimeUnderTest.launch(.file("agent.yaml"), createsNamedIdentity: true)
+        ) { $0.identity = "sensor-gw" }
+        let identifier = try await file.json("status")["identifier"] as? String
+        await file.stop()
+        // Now it exists: the command-line runtime runs as the same identity.
+        let cli = try await RuntimeUnderTest.start("n", state: state) { $0.identity = "sensor-gw" }
+        #expect(try await cli.json("status")["identifier"] as? String == identifier)
+        await cli.stop()
+    }
+
+    @Test func aStartThatFailsReleasesTheVaultTheRecordAndThePort() async throws {
+        let first = try await RuntimeUnderTest.start("a")
+        let taken = "127.0.0.1:\(first.port)"
+        await #expect {
+            _ = try await RuntimeUnderTest.start("b", state: first.state) { $0.tcpListen = [taken] }
+        } throws: { error in
+            "\(error)".contains("cannot listen on \(taken)")
+        }
+        // The failed start left nothing behind: the same vault and name start at once.
+        let again = try await RuntimeUnderTest.start("b", state: first.state)
+        #expect(again.agent.listening.count == 1)
+        await again.stop()
+        await first.stop()
+    }
+
+    @Test func aSecondRuntimeUnderARunningName() async throws {
+        let first = try await RuntimeUnderTest.start("same")
+        // Same name, other vault: refused before anything of the running one is touched.
+        await #expect {
+            _ = try await RuntimeUnderTest.start("same", state: first.state) { $0.vault.path = first.state + "/other-vault" }
+        } throws: { error in
+            "\(error)".contains("a node named 'same' is already running")
+        }
+        #expect(try await first.json("status")["name"] as? String == "same")
+        await first.stop()
+    }
+
+    @Test func forwardingFollowsTheConfiguredUplinksAndAllowList() async throws {
+        let cloud = try await RuntimeUnderTest.start("cloud")
+        let other = try await RuntimeUnderTest.start("other", state: cloud.state)
+        // The gateway's bridge names the cloud as its uplink: links may be forwarded there, and nowhere else.
+        let gateway = try await RuntimeUnderTest.start("gateway", state: cloud.state) {
+            $0.bridges = [AgentConfig.Bridge(name: "readings", to: "/ip4/127.0.0.1/tcp/\(cloud.port)/secure/api/service/ingest")]
+        }
+        let sender = try await RuntimeUnderTest.start("sender", state: cloud.state)
+        let via = "/ip4/127.0.0.1/tcp/\(gateway.port)/ip4/127.0.0.1/tcp"
+        let allowed = try await sender.json("message/send", ["to": "\(via)/\(cloud.port)/service/uppercase", "message": "up"])
+        #expect(allowed["reply"] as? String == "UP")
+        let refused = await sender.call(
+            "message/send", ["to": "\(via)/\(other.port)/service/uppercase", "message": "x", "timeout": "500ms"])
+        #expect(refused.status == .error)
+        #expect(try await gateway.counter("dropped_forward_not_allowed") == 1)
+        let flow = try await gateway.json("status")["flow_control"] as? [String: Any]
+        #expect(flow?["forward_to"] as? [String] == ["127.0.0.1:\(cloud.port)"])
+        for runtime in [sender, gateway, other, cloud] { await runtime.stop() }
+    }
+
+    @Test func reloadReReadsTheFileAndACommandLineRuntimeHasNone() async throws {
+        let state = try RuntimeUnderTest.directory()
+        let path = state + "/agent.yaml"
+        let yaml = { (extra: String) in
+            "node:\n  name: reloading\n  state_dir: \(state)\nvault:\n  path: \(state)/vault\ntransports:\n  tcp:\n    listen: [\"127.0.0.1:0\"]\n"
+                + extra
+        }
+        try yaml("").write(toFile: path, atomically: true, encoding: .utf8)
+        let config = try AgentConfigFile.load(path)
+        var launch = AgentLaunch.file(path)
+        launch.logger = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
+        let agent = try await Agent.start(config: config, launch: launch)
+        let runtime = RuntimeUnderTest(agent: agent, state: state)
+        try yaml("forwarding:\n  allow: [\"10.0.0.0/8:443\"]\n").write(toFile: path, atomically: true, encoding: .utf8)
+        await agent.reload()
+        #expect((try await runtime.json("status")["flow_control"] as? [String: Any])?["forward_to"] as? [String] == ["10.0.0.0/8:443"])
+        // An invalid file is refused and the running configuration kept.
+        try yaml("forwarding:\n  allow: [\"010.0.0.1:80\"]\n").write(toFile: path, atomically: true, encoding: .utf8)
+        await agent.reload()
+        let metrics = await runtime.call("metrics").body
+        #expect(metrics.contains("ockam_edge_config_reloads_total 1"), "\(metrics)")
+        #expect(metrics.contains("ockam_edge_config_reload_failures_total 1"), "\(metrics)")
+        #expect((try await runtime.json("status")["flow_control"] as? [String: Any])?["forward_to"] as? [String] == ["10.0.0.0/8:443"])
+        await runtime.stop()
+
+        let cli = try await RuntimeUnderTest.start("flags")
+        await cli.agent.reload()
+        let cliMetrics = await cli.call("metrics").body
+        #expect(cliMetrics.contains("ockam_edge_config_reloads_total 0"), "\(cliMetrics)")
+        await cli.stop()
+    }
+}
