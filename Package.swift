@@ -353,6 +353,7 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
+        .testTarget(name: "EdgeControlTests", dependencies: ["EdgeControl", "EdgeWire"]),
         .testTarget(
             name: "EdgeAgentTests",
             dependencies: [

@@ -82,9 +82,9 @@ package final class Agent: Sendable {
     }
 
     /// Answers one control-socket request (docs/control-socket.md): what the control socket calls, and tests can too.
-    package func handle(_ request: ControlRequest) async -> ControlResponse {
-        if request.command == "metrics" { return .ok(renderMetrics()) }
-        return await controller.handle(request)
+    package func handle(_ command: ControlCommand) async -> ControlResponse {
+        if command == .metrics { return .ok(.metrics(renderMetrics())) }
+        return await controller.handle(command)
     }
 
     var controller: NodeController {

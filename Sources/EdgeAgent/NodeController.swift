@@ -73,104 +73,100 @@ package struct NodeController: Sendable {
         ])
     }
 
-    static func json(_ info: SecureChannelInfo) -> JSON {
-        .object([
-            ("address", .string("/service/\(info.encryptor.valueString)")), ("encryptor", .string(info.encryptor.description)),
-            ("decryptor", .string(info.decryptor.description)), ("role", .string(info.role.rawValue)),
-            ("peer", .string(info.peer.description)), ("remote_route", .string(info.remoteRoute.description)),
-            ("listener", info.listener.map { .string($0) } ?? .null), ("cipher", .string(info.suite.rawValue)),
-            ("verification_code", .string(info.verificationCode.description)),
-        ])
+    static func summary(_ info: SecureChannelInfo) -> ChannelSummary {
+        ChannelSummary(
+            address: "/service/\(info.encryptor.valueString)", encryptor: info.encryptor.description,
+            decryptor: info.decryptor.description, role: info.role.rawValue, peer: info.peer.description,
+            remoteRoute: info.remoteRoute.description, listener: info.listener, cipher: info.suite.rawValue,
+            verificationCode: info.verificationCode.description)
     }
 
-    @Sendable package func handle(_ request: ControlRequest) async -> ControlResponse {
+    @Sendable package func handle(_ command: ControlCommand) async -> ControlResponse {
         do {
-            return try await dispatch(request)
+            return .ok(try await dispatch(command))
         } catch {
             return .error("\(error)")
         }
     }
 
-    func channelAddress(_ text: String?) throws -> Address {
-        guard var text else { throw CommandFailure("missing channel address") }
+    func channelAddress(_ text: String) throws -> Address {
+        var text = text
+        guard !text.isEmpty else { throw CommandFailure("missing channel address") }
         if text.hasPrefix("/service/") { text = String(text.dropFirst("/service/".count)) }
         if text.hasPrefix("0#") { text = String(text.dropFirst(2)) }
         return .local(text)
     }
 
-    func dispatch(_ request: ControlRequest) async throws -> ControlResponse {
-        switch request.command {
-        case "ping":
-            return .ok("\"pong\"")
-        case "status":
-            let counters = node.counters
-            let sc = channels.counters
-            let tcpCounters = tcp.counters
-            return .ok(
-                JSON.object([
-                    ("name", .string(name)), ("identifier", .string(channels.local.identity.identifier.description)),
-                    ("tcp_listener", .string(listen)),
-                    ("workers", .array(node.workerAddresses.map { .string($0.description) })),
-                    (
-                        "tcp_connections",
-                        .array(
-                            tcp.connections.map {
-                                .object([
-                                    ("peer", .string($0.peer)), ("sender", .string($0.senderAddress.description)),
-                                    ("outgoing", .bool($0.outgoing)),
-                                ])
-                            })
-                    ),
-                    ("secure_channels", .array(channels.channels.map(Self.json))),
-                    ("flow_control", flowControlJSON),
-                ] + statusExtras() + [
-                    (
-                        "half_open_handshakes",
-                        .object(listeners.map { ($0, .uint(UInt64(channels.halfOpenHandshakes(listener: $0)))) })
-                    ),
-                    ("serial_ports", .array((serial?.ports ?? []).map(Self.json))),
-                    (
-                        "counters",
-                        CounterRegistry.statusJSON(CounterSources(node: counters, tcp: tcpCounters, channels: sc))
-                    ),
-                ]).serialized())
-        case "secure-channel/create":
-            guard let to = request.arguments["to"] else { return .error("missing 'to'") }
+    var status: JSON {
+        let counters = node.counters
+        let sc = channels.counters
+        let tcpCounters = tcp.counters
+        return JSON.object([
+            ("name", .string(name)), ("identifier", .string(channels.local.identity.identifier.description)),
+            ("tcp_listener", .string(listen)),
+            ("workers", .array(node.workerAddresses.map { .string($0.description) })),
+            (
+                "tcp_connections",
+                .array(
+                    tcp.connections.map {
+                        .object([
+                            ("peer", .string($0.peer)), ("sender", .string($0.senderAddress.description)),
+                            ("outgoing", .bool($0.outgoing)),
+                        ])
+                    })
+            ),
+            ("secure_channels", .array(channels.channels.map { Self.summary($0).json })),
+            ("flow_control", flowControlJSON),
+        ] + statusExtras() + [
+            (
+                "half_open_handshakes",
+                .object(listeners.map { ($0, .uint(UInt64(channels.halfOpenHandshakes(listener: $0)))) })
+            ),
+            ("serial_ports", .array((serial?.ports ?? []).map(Self.json))),
+            ("counters", CounterRegistry.statusJSON(CounterSources(node: counters, tcp: tcpCounters, channels: sc))),
+        ])
+    }
+
+    func dispatch(_ command: ControlCommand) async throws -> ControlReply {
+        switch command {
+        case .ping:
+            return .pong
+        case .status:
+            return .status(status)
+        case .metrics:
+            throw CommandFailure("this node serves no metrics")
+        case .createChannel(let to, let timeout):
             var segments = try Multiaddr(parsing: to).routeSegments(resolveNode: { directory.lookup(name: $0) })
             if !segments.contains(where: { if case .secureChannel = $0 { return true } else { return false } }) {
                 segments.append(.secureChannel(listener: "api"))  // `--to /ip4/…/tcp/…` means its `api` listener
             }
             var options = self.options
-            if let timeout = request.arguments["timeout"] { options.handshakeTimeout = try Support.parseDuration(timeout) }
+            if let timeout { options.handshakeTimeout = timeout }
             let (_, opened) = try await channels.route(for: segments, options: options)
-            guard let channel = opened.last else { return .error("no secure channel in \(to)") }
-            return .ok(Self.json(channel).serialized())
-        case "secure-channel/list":
-            return .ok(JSON.array(channels.channels.map(Self.json)).serialized())
-        case "secure-channel/show":
-            let address = try channelAddress(request.arguments["address"])
-            guard let info = channels.channel(address) else { return .error("no secure channel \(address)") }
-            return .ok(Self.json(info).serialized())
-        case "secure-channel/delete":
-            let address = try channelAddress(request.arguments["address"])
-            guard channels.channel(address) != nil else { return .error("no secure channel \(address)") }
+            guard let channel = opened.last else { throw CommandFailure("no secure channel in \(to)") }
+            return .channel(Self.summary(channel))
+        case .listChannels:
+            return .channels(channels.channels.map(Self.summary))
+        case .showChannel(let text):
+            let address = try channelAddress(text)
+            guard let info = channels.channel(address) else { throw CommandFailure("no secure channel \(address)") }
+            return .channel(Self.summary(info))
+        case .deleteChannel(let text):
+            let address = try channelAddress(text)
+            guard channels.channel(address) != nil else { throw CommandFailure("no secure channel \(address)") }
             await channels.close(address)
-            return .ok(JSON.object([("deleted", .string("/service/\(address.valueString)"))]).serialized())
-        case "message/send":
-            guard let to = request.arguments["to"], let text = request.arguments["message"] else {
-                return .error("missing 'to' or 'message'")
-            }
-            let timeout = try Support.parseDuration(request.arguments["timeout"] ?? "10s")
+            return .channelDeleted(address: "/service/\(address.valueString)")
+        case .sendMessage(let to, let text, let timeout, let raw):
             let segments = try Multiaddr(parsing: to).routeSegments(resolveNode: { directory.lookup(name: $0) })
             let (route, opened) = try await channels.route(for: segments, options: options)
-            let raw = request.arguments["raw"] == "true"
             // Channels opened for this one message are closed after it (their addresses are never returned, so
             // nobody can use them again): otherwise every `message send --from … /secure/…` leaves a channel, its
             // workers and keys behind on both nodes, and channels to peers that went away are never reclaimed.
             let reply: LocalMessage
             do {
                 reply = try await channels.request(
-                    to: route, payload: raw ? Array(text.utf8) : BARE.encodeString(text), timeout: timeout, through: opened)
+                    to: route, payload: raw ? Array(text.utf8) : BARE.encodeString(text), timeout: timeout ?? .seconds(10),
+                    through: opened)
             } catch {
                 for channel in opened.reversed() { await channels.close(channel.encryptor) }
                 if case SecureChannelError.closedBeforeReply(let peer, let reason) = error, reason.hasPrefix("closed by peer") {
@@ -181,13 +177,10 @@ package struct NodeController: Sendable {
                 throw error
             }
             for channel in opened.reversed() { await channels.close(channel.encryptor) }
-            let body = (!raw ? try? BARE.decodeString(reply.payload) : nil) ?? String(decoding: reply.payload, as: UTF8.self)
-            return .ok(JSON.object([("reply", .string(body))]).serialized())
-        case let command where PairingService.commands.contains(command):
-            guard let pairing else { return .error("this node cannot pair devices") }
-            return await pairing.dispatch(request, options: options)
-        default:
-            return .error("unknown command '\(request.command)'")
+            return .messageReply((!raw ? try? BARE.decodeString(reply.payload) : nil) ?? String(decoding: reply.payload, as: UTF8.self))
+        case .startPairing, .confirmPairing, .cancelPairing, .listDevices, .removeDevice:
+            guard let pairing else { throw CommandFailure("this node cannot pair devices") }
+            return try await pairing.answer(command, options: options)
         }
     }
 }

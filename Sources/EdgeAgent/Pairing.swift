@@ -90,58 +90,45 @@ final class PairingService: Sendable {
         TrustContext(policy: base.policy.admitting(paired: pairedIdentifiers), authorities: base.authorities)
     }
 
-    static let commands: Set<String> = ["pair/start", "pair/confirm", "pair/cancel", "devices/list", "devices/remove"]
-
     // MARK: Control commands
 
-    /// Answers one pairing or devices command; failures become error responses with a message for people.
-    func dispatch(_ request: ControlRequest, options: SecureChannelOptions) async -> ControlResponse {
-        do {
-            return try await answer(request, options: options)
-        } catch let failure as CommandFailure {
-            return .error(failure.message)
-        } catch {
-            return .error("\(error)")
-        }
-    }
-
-    private func answer(_ request: ControlRequest, options: SecureChannelOptions) async throws -> ControlResponse {
-        let arguments = request.arguments
-        switch request.command {
-        case "pair/start":
-            return .ok(try await start(arguments, options: options).serialized())
-        case "pair/confirm":
-            return .ok(try await confirm(arguments).serialized())
-        case "pair/cancel":
-            let address = try Self.channelAddress(arguments["channel"])
+    /// Answers one pairing or devices command.
+    func answer(_ command: ControlCommand, options: SecureChannelOptions) async throws -> ControlReply {
+        switch command {
+        case .startPairing(let request):
+            return .pairingStarted(try await start(request, options: options))
+        case .confirmPairing(let channel, let name, let attributes):
+            let address = try Self.channelAddress(channel)
+            return .pairingConfirmed(
+                channel: "/service/\(address.valueString)", device: try await confirm(address, name: name, attributes: attributes))
+        case .cancelPairing(let channel):
+            let address = try Self.channelAddress(channel)
             guard let pending = state.withLock({ $0.pending.removeValue(forKey: address) }) else {
                 throw CommandFailure("no pairing in progress on /service/\(address.valueString)")
             }
             pending.expiry?.cancel()
             await channels.close(address)
             logger.notice("pairing with \(pending.identifier) cancelled")
-            return .ok(JSON.object([("cancelled", .string("/service/\(address.valueString)"))]).serialized())
-        case "devices/list":
-            return .ok(JSON.array(try store.devices().map { json($0) }).serialized())
-        case "devices/remove":
-            guard let name = arguments["name"] else { throw CommandFailure("missing 'name'") }
-            return .ok(try await remove(name: name).serialized())
+            return .pairingCancelled(channel: "/service/\(address.valueString)")
+        case .listDevices:
+            return .devices(try store.devices().map(summary))
+        case .removeDevice(let name):
+            return .deviceRemoved(try await remove(name: name))
         default:
-            throw CommandFailure("unknown command '\(request.command)'")
+            throw CommandFailure("not a pairing command: \(command.name)")
         }
     }
 
-    /// Opens a secure channel to the device's listener over the link, admitting whatever identity it proves, and
-    /// keeps it pending until confirmed or cancelled.
-    func start(_ arguments: [String: String], options base: SecureChannelOptions) async throws -> JSON {
-        let listener = arguments["listener"] ?? "api"
+    func start(_ request: PairingRequest, options base: SecureChannelOptions) async throws -> PairingStarted {
+        let listener = request.listener
         guard !listener.isEmpty, !listener.contains("/") else { throw CommandFailure("invalid listener '\(listener)'") }
-        guard let target = arguments["target"], !target.isEmpty else { throw CommandFailure("missing 'target'") }
+        let target = request.target
+        guard !target.isEmpty else { throw CommandFailure("missing 'target'") }
         let (serial, ble) = state.withLock { ($0.serial, $0.ble) }
         let route: Route
         let transport: String
         var linkSecurity: String?
-        switch arguments["transport"] ?? "" {
+        switch request.transport {
         case "serial":
             let name = target.hasPrefix("/serial/") ? String(target.dropFirst("/serial/".count)) : target
             guard let serial else { throw CommandFailure("this node has no serial links (start it with --serial …)") }
@@ -162,7 +149,7 @@ final class PairingService: Sendable {
                 throw CommandFailure("BLE target '\(target)': \(error)")
             }
             configuration.reconnect = false
-            if let text = arguments["security"] {
+            if let text = request.security {
                 guard let level = BLESecurityLevel(rawValue: text), level != .low else {
                     throw CommandFailure("security '\(text)': expected medium, high or fips")
                 }
@@ -180,7 +167,7 @@ final class PairingService: Sendable {
         // The device's identity is not known yet: admit whatever identity proves itself; the person comparing the
         // verification code is what authenticates it.
         options.trust = TrustContext(policy: .everyone, authorities: base.currentTrust.authorities)
-        if let timeout = arguments["timeout"] { options.handshakeTimeout = try Support.parseDuration(timeout) }
+        if let timeout = request.timeout { options.handshakeTimeout = timeout }
         let info = try await channels.createChannel(to: route, options: options)
         let expiry = Task { [weak self, pendingTimeout] in
             do { try await Task.sleep(for: pendingTimeout) } catch { return }
@@ -192,11 +179,9 @@ final class PairingService: Sendable {
         }
         let already = state.withLock { $0.paired.first { $0.value == info.peer }?.key }
         logger.notice("pairing with \(info.peer) over \(transport): verification code \(info.verificationCode)")
-        return .object([
-            ("channel", .string("/service/\(info.encryptor.valueString)")), ("identifier", .string(info.peer.description)),
-            ("code", .string(info.verificationCode.description)), ("transport", .string(transport)),
-            ("already_paired_as", already.map { .string($0) } ?? .null),
-        ])
+        return PairingStarted(
+            channel: "/service/\(info.encryptor.valueString)", identifier: info.peer.description,
+            code: info.verificationCode.description, transport: transport, alreadyPairedAs: already)
     }
 
     private func expire(_ address: Address) async {
@@ -206,15 +191,8 @@ final class PairingService: Sendable {
     }
 
     /// Stores the device and trusts it from now on; the pairing channel stays open.
-    func confirm(_ arguments: [String: String]) async throws -> JSON {
-        let address = try Self.channelAddress(arguments["channel"])
-        guard let name = arguments["name"], DeviceRecord.isValidName(name) else {
-            throw CommandFailure("\(DeviceRecordError.invalidName(arguments["name"] ?? ""))")
-        }
-        var attributes: [String: String] = [:]
-        for (key, value) in arguments where key.hasPrefix("attribute.") {
-            attributes[String(key.dropFirst("attribute.".count))] = value
-        }
+    func confirm(_ address: Address, name: String, attributes: [String: String]) async throws -> DeviceSummary {
+        guard DeviceRecord.isValidName(name) else { throw CommandFailure("\(DeviceRecordError.invalidName(name))") }
         guard let pending = state.withLock({ $0.pending[address] }) else {
             throw CommandFailure("no pairing in progress on /service/\(address.valueString) (expired or cancelled?)")
         }
@@ -240,38 +218,32 @@ final class PairingService: Sendable {
         pending.expiry?.cancel()
         if let ble = state.withLock({ $0.ble }) { Self.applyLinkSecurity(of: record, to: ble) }
         logger.notice("paired device '\(name)' (\(record.identifier)) over \(record.transport)")
-        guard case .object(var members) = json(record) else { return json(record) }
-        members.append(("channel", .string("/service/\(address.valueString)")))
-        return .object(members)
+        return summary(record)
     }
 
     /// Deletes the record, stops trusting the identifier and closes its channels at once (revocation).
-    func remove(name: String) async throws -> JSON {
+    func remove(name: String) async throws -> DeviceRemoved {
         guard let record = try store.device(named: name) else { throw CommandFailure("no paired device named '\(name)'") }
         try store.removeDevice(named: name)
         state.withLock { _ = $0.paired.removeValue(forKey: name) }
         if let ble = state.withLock({ $0.ble }) { Self.applyLinkSecurity(of: record, to: ble, removed: true) }
         let closed = await channels.closeChannels(withPeer: record.identifier, reason: "device '\(name)' unpaired")
         logger.notice("unpaired device '\(name)' (\(record.identifier)); closed \(closed.count) channel(s)")
-        return .object([
-            ("removed", .string(name)), ("identifier", .string(record.identifier.description)),
-            ("closed_channels", .array(closed.map { .string("/service/\($0.valueString)") })),
-        ])
+        return DeviceRemoved(
+            name: name, identifier: record.identifier.description,
+            closedChannels: closed.map { "/service/\($0.valueString)" })
     }
 
-    func json(_ record: DeviceRecord) -> JSON {
-        let open = channels.channels.filter { $0.peer == record.identifier }.map { JSON.string("/service/\($0.encryptor.valueString)") }
-        return .object([
-            ("name", .string(record.name)), ("identifier", .string(record.identifier.description)),
-            ("attributes", .object(record.attributes.sorted { $0.key < $1.key }.map { ($0.key, .string($0.value)) })),
-            ("transport", .string(record.transport)),
-            ("link_security", record.linkSecurity.map { .string($0) } ?? .null), ("paired_at", .uint(record.pairedAt)),
-            ("channels", .array(open)),
-        ])
+    func summary(_ record: DeviceRecord) -> DeviceSummary {
+        DeviceSummary(
+            name: record.name, identifier: record.identifier.description, attributes: record.attributes,
+            transport: record.transport, linkSecurity: record.linkSecurity, pairedAt: record.pairedAt,
+            channels: channels.channels.filter { $0.peer == record.identifier }.map { "/service/\($0.encryptor.valueString)" })
     }
 
-    static func channelAddress(_ text: String?) throws -> Address {
-        guard var text, !text.isEmpty else { throw CommandFailure("missing 'channel'") }
+    static func channelAddress(_ text: String) throws -> Address {
+        var text = text
+        guard !text.isEmpty else { throw CommandFailure("missing 'channel'") }
         if text.hasPrefix("/service/") { text = String(text.dropFirst("/service/".count)) }
         return .local(text)
     }

@@ -53,7 +53,7 @@ struct ControlFrameEncoder: MessageToByteEncoder {
 
 /// Serves control requests on a Unix socket created with mode 0600 (owner only).
 public final class ControlServer: Sendable {
-    public typealias Handler = @Sendable (ControlRequest) async -> ControlResponse
+    public typealias Handler = @Sendable (ControlCommand) async -> ControlResponse
 
     public let path: String
     private let channel: any Channel
@@ -72,7 +72,7 @@ public final class ControlServer: Sendable {
         var st = stat()
         if lstat(path, &st) == 0 {
             guard (st.st_mode & S_IFMT) == S_IFSOCK else { throw ControlError.unsafeSocketPath(path) }
-            if (try? await ControlClient.send(ControlRequest(command: "ping"), path: path, group: group)) != nil {
+            if (try? await ControlClient.send(.ping, path: path, group: group)) != nil {
                 throw ControlError.socketInUse(path)
             }
             unlink(path)
@@ -100,7 +100,7 @@ public final class ControlServer: Sendable {
                                 for try await frame in requests {
                                     let response: ControlResponse
                                     do {
-                                        let request = try ControlRequest(decoding: Array(frame.readableBytesView))
+                                        let request = try ControlCommand(decoding: Array(frame.readableBytesView))
                                         response = await handler(request)
                                     } catch {
                                         logger.debug("bad control request: \(error)")
@@ -129,7 +129,7 @@ public final class ControlServer: Sendable {
 public enum ControlClient {
     /// Sends one request and waits for the response.
     public static func send(
-        _ request: ControlRequest, path: String, group: any EventLoopGroup, timeout: Duration = .seconds(30)
+        _ request: ControlCommand, path: String, group: any EventLoopGroup, timeout: Duration = .seconds(30)
     ) async throws -> ControlResponse {
         let channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
         do {

@@ -1,21 +1,27 @@
-// Fuzz targets for the control-socket protocol (docs/control-socket.md): CBOR requests and responses.
+// Fuzz targets for the control-socket protocol (docs/control-socket.md): typed CBOR commands and responses.
 import EdgeControl
 import EdgeWire
 
 extension FuzzTargets {
-    /// A request that decodes re-encodes (sorted arguments, minimal heads) to an equal request, and that encoding
-    /// is a fixed point; the decoded sizes respect the decoder's limits.
+    /// A command that decodes re-encodes (sorted attributes, minimal heads) to an equal command, and that encoding
+    /// is a fixed point no longer than the input; a decoded duration is at most a year.
     static func controlRequest(_ input: [UInt8]) throws(FuzzInvariantViolation) {
-        guard let request = try? ControlRequest(decoding: input) else { return }
-        try check(request.command.utf8.count <= 128, "command longer than 128 bytes accepted")
-        try check(request.arguments.count <= 64, "more than 64 arguments accepted")
-        let encoded = request.encode()
-        guard let again = try? ControlRequest(decoding: encoded) else {
-            throw FuzzInvariantViolation(description: "re-encoded control request does not decode")
+        guard let command = try? ControlCommand(decoding: input) else { return }
+        switch command {
+        case .createChannel(_, let timeout), .sendMessage(_, _, let timeout, _):
+            try check(timeout.map { $0 <= .milliseconds(Int64(ControlLimits.maxDurationMilliseconds)) } ?? true, "duration over a year accepted")
+        case .confirmPairing(_, _, let attributes):
+            try check(attributes.count <= 64, "more than 64 attributes accepted")
+        default:
+            break
         }
-        try check(again == request, "control request round trip changed the request")
-        try check(again.encode() == encoded, "control request encoding is not a fixed point")
-        try check(encoded.count <= input.count, "canonical request longer than the input it came from")
+        let encoded = command.encode()
+        guard let again = try? ControlCommand(decoding: encoded) else {
+            throw FuzzInvariantViolation(description: "re-encoded control command does not decode")
+        }
+        try check(again == command, "control command round trip changed the command")
+        try check(again.encode() == encoded, "control command encoding is not a fixed point")
+        try check(encoded.count <= input.count, "canonical command longer than the input it came from")
     }
 
     /// A response that decodes re-encodes to an equal response and a fixed point.

@@ -56,7 +56,7 @@ public enum FuzzTargets {
         "credential": { (try? CredentialAndPurposeKey(decoding: $0)) != nil },
         "identity-payload": { (try? IdentityAndCredentials(decoding: $0)) != nil },
         "secure-channel-message": { (try? SecureChannelMessage(decoding: $0)) != nil },
-        "control-request": { (try? ControlRequest(decoding: $0)) != nil },
+        "control-request": { (try? ControlCommand(decoding: $0)) != nil },
         "control-response": { (try? ControlResponse(decoding: $0)) != nil },
         "queue-record": queueRecordAccepts,
         "bridge-envelope": { input in

@@ -204,6 +204,13 @@ public struct CBORReader: Sendable {
         try expectHead(major: 0)
     }
 
+    /// Reads a negative integer (major type 1) that fits an `Int64`.
+    public mutating func readNegative() throws(WireError) -> Int64 {
+        let argument = try expectHead(major: 1)
+        guard argument <= UInt64(Int64.max) else { throw .integerOverflow }
+        return -1 - Int64(argument)
+    }
+
     public mutating func readUnsigned<T: FixedWidthInteger & UnsignedInteger>(as: T.Type) throws(WireError) -> T {
         let value = try readUnsigned()
         guard let narrowed = T(exactly: value) else { throw .integerOverflow }

@@ -83,14 +83,11 @@ struct MessageSendCommand {
         }
 
         if let from = arguments.value("from") {
-            var request = ControlRequest(
-                command: "message/send", arguments: ["to": to, "message": text, "timeout": "\(Quantity.milliseconds(of: timeout))ms"])
-            if raw { request.arguments["raw"] = "true" }
             for i in 0..<count {
                 try await pause(before: i)
-                request.arguments["message"] = message(i)
-                let body = try await SecureChannelCommands.call(request, node: from, directory: directory)
-                print(JSONText.field("reply", in: body) ?? body)
+                let reply = try await SecureChannelCommands.call(
+                    .sendMessage(to: to, message: message(i), timeout: timeout, raw: raw), node: from, directory: directory)
+                if case .messageReply(let text) = reply { print(text) } else { print(reply.json.serialized()) }
                 fflush(nil)
             }
             return 0
@@ -212,8 +209,8 @@ enum SecureChannelCommands {
         "status", abstract: "Show a running node's identity, transports, channels and counters.",
         examples: ["ockam-edge status --from gateway --json"], options: [from, VaultOptionsCLI.json, Commands.stateDir])
 
-    /// Sends a request to a node's control socket; returns the body of an `ok` response.
-    static func call(_ request: ControlRequest, node: String, directory: NodeDirectory) async throws -> String {
+    /// Sends a command to a node's control socket; returns the reply of an `ok` response.
+    static func call(_ command: ControlCommand, node: String, directory: NodeDirectory) async throws -> ControlReply {
         try NodeDirectory.validate(name: node)
         try directory.checkSafe()
         try directory.checkSocket(name: node)
@@ -222,63 +219,45 @@ enum SecureChannelCommands {
         do {
             defer { group.shutdownGracefully { _ in } }
             response = try await ControlClient.send(
-                request, path: directory.socketPath(name: node).string, group: group, timeout: .seconds(120))
+                command, path: directory.socketPath(name: node).string, group: group, timeout: .seconds(120))
         } catch let error as ControlError {
             if case .notRunning = error {
                 throw CommandFailure("node '\(node)' is not running (no control socket in \(directory.directory))")
             }
             throw CommandFailure("\(error)")
         }
-        guard response.status == .ok else { throw CommandFailure(response.body) }
-        return response.body
+        switch response {
+        case .ok(let reply): return reply
+        case .error(let message): throw CommandFailure(message)
+        }
     }
 
     static func run(_ sub: String, _ arguments: ParsedArguments) async throws -> Int32 {
         let directory = NodeDirectory(stateDirectory: Support.stateDirectory(arguments.value("state-dir")))
         let node = arguments.value("from") ?? "default"
         let asJSON = arguments.flag("json")
+        let reply: ControlReply
         switch sub {
         case "create":
             guard let to = arguments.value("to") else { throw CommandFailure("missing --to <multiaddr>", status: 2) }
-            let body = try await call(
-                ControlRequest(command: "secure-channel/create", arguments: ["to": to, "timeout": arguments.value("timeout") ?? "30s"]),
-                node: node, directory: directory)
-            print(asJSON ? body : JSONText.field("address", in: body) ?? body)
+            let timeout = try Support.parseDuration(arguments.value("timeout") ?? "30s")
+            reply = try await call(.createChannel(to: to, timeout: timeout), node: node, directory: directory)
+            if !asJSON, case .channel(let channel) = reply {
+                print(channel.address)
+                return 0
+            }
         case "list":
-            let body = try await call(ControlRequest(command: "secure-channel/list"), node: node, directory: directory)
-            print(body)
-        case "show", "delete":
-            let body = try await call(
-                ControlRequest(command: "secure-channel/\(sub)", arguments: ["address": arguments.value("address") ?? ""]),
-                node: node, directory: directory)
-            print(body)
+            reply = try await call(.listChannels, node: node, directory: directory)
+        case "show":
+            reply = try await call(.showChannel(address: arguments.value("address") ?? ""), node: node, directory: directory)
+        case "delete":
+            reply = try await call(.deleteChannel(address: arguments.value("address") ?? ""), node: node, directory: directory)
         case "status":
-            print(try await call(ControlRequest(command: "status"), node: node, directory: directory))
+            reply = try await call(.status, node: node, directory: directory)
         default:
             throw CommandFailure("unknown secure-channel command \(sub)", status: 2)
         }
+        print(reply.json.serialized())
         return 0
-    }
-}
-
-/// Pulls one string field out of our own JSON output (no parser needed for the few places the CLI prints one).
-enum JSONText {
-    static func field(_ name: String, in json: String) -> String? {
-        guard let range = json.firstRange(of: "\"\(name)\": \"") else { return nil }
-        var out = ""
-        var escaped = false
-        for c in json[range.upperBound...] {
-            if escaped {
-                out.append(c == "n" ? "\n" : c)
-                escaped = false
-            } else if c == "\\" {
-                escaped = true
-            } else if c == "\"" {
-                return out
-            } else {
-                out.append(c)
-            }
-        }
-        return nil
     }
 }

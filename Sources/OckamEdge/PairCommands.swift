@@ -2,6 +2,7 @@
 // socket (docs/pairing.md).
 import EdgeAgent
 import EdgeCLI
+import EdgeWire
 import EdgeControl
 import EdgeIdentityStore
 import EdgeSecureChannel
@@ -89,12 +90,12 @@ enum PairCommands {
         guard DeviceRecord.isValidName(deviceName) else {
             throw CommandFailure("invalid device name '\(deviceName)' (letters, digits, '-', '_', '.'; at most 64)", status: 2)
         }
-        var confirmArguments = ["name": deviceName]
+        var attributes: [String: String] = [:]
         for pair in arguments.values("attribute") {
             guard let eq = pair.firstIndex(of: "="), eq != pair.startIndex else {
                 throw CommandFailure("--attribute '\(pair)' must be key=value", status: 2)
             }
-            confirmArguments["attribute." + String(pair[..<eq])] = String(pair[pair.index(after: eq)...])
+            attributes[String(pair[..<eq])] = String(pair[pair.index(after: eq)...])
         }
         let expect = arguments.value("expect-code")
         if expect != nil && arguments.flag("yes") { throw CommandFailure("--yes and --expect-code exclude each other", status: 2) }
@@ -104,32 +105,30 @@ enum PairCommands {
         guard let target = arguments.value(transport == "ble" ? "address" : "link") else {
             throw CommandFailure("missing the \(transport == "ble" ? "device address" : "serial link name")", status: 2)
         }
-        var startArguments = [
-            "transport": transport, "target": target, "listener": arguments.value("listener") ?? "api",
-            "timeout": arguments.value("timeout") ?? "30s",
-        ]
+        var request = PairingRequest(
+            transport: transport, target: target, listener: arguments.value("listener") ?? "api",
+            timeout: try Support.parseDuration(arguments.value("timeout") ?? "30s"))
         if let security = arguments.value("security") {
             guard ["medium", "high", "fips"].contains(security) else {
                 throw CommandFailure("--security '\(security)': expected medium or high (or fips)", status: 2)
             }
-            startArguments["security"] = security
+            request.security = security
         }
 
-        let started = try await SecureChannelCommands.call(
-            ControlRequest(command: "pair/start", arguments: startArguments), node: node, directory: directory)
-        guard let channel = JSONText.field("channel", in: started), let identifier = JSONText.field("identifier", in: started),
-            let codeText = JSONText.field("code", in: started), let code = VerificationCode(parsing: codeText)
-        else { throw CommandFailure("unexpected answer from node '\(node)': \(started)") }
+        let reply = try await SecureChannelCommands.call(.startPairing(request), node: node, directory: directory)
+        guard case .pairingStarted(let started) = reply, let code = VerificationCode(parsing: started.code) else {
+            throw CommandFailure("unexpected answer from node '\(node)': \(reply.json.serialized(pretty: false))")
+        }
+        let (channel, identifier) = (started.channel, started.identifier)
         print("device \(identifier)")
         print("channel \(channel)")
         print("verification code \(code)")
         func cancel(_ reason: String) async throws -> Never {
-            _ = try? await SecureChannelCommands.call(
-                ControlRequest(command: "pair/cancel", arguments: ["channel": channel]), node: node, directory: directory)
+            _ = try? await SecureChannelCommands.call(.cancelPairing(channel: channel), node: node, directory: directory)
             throw CommandFailure("\(reason); pairing cancelled, nothing stored")
         }
 
-        if let other = JSONText.field("already_paired_as", in: started) {
+        if let other = started.alreadyPairedAs {
             try await cancel("this device is already paired as '\(other)' (unpair it first to pair it again)")
         }
         if arguments.flag("yes") {
@@ -153,17 +152,15 @@ enum PairCommands {
             guard answer == "y" || answer == "yes" else { try await cancel("not confirmed") }
         }
 
-        confirmArguments["channel"] = channel
-        let confirmed: String
+        let confirmed: ControlReply
         do {
             confirmed = try await SecureChannelCommands.call(
-                ControlRequest(command: "pair/confirm", arguments: confirmArguments), node: node, directory: directory)
+                .confirmPairing(channel: channel, name: deviceName, attributes: attributes), node: node, directory: directory)
         } catch let failure as CommandFailure {
-            _ = try? await SecureChannelCommands.call(
-                ControlRequest(command: "pair/cancel", arguments: ["channel": channel]), node: node, directory: directory)
+            _ = try? await SecureChannelCommands.call(.cancelPairing(channel: channel), node: node, directory: directory)
             throw CommandFailure("\(failure.message); pairing cancelled, nothing stored")
         }
-        print(arguments.flag("json") ? confirmed : "paired \(deviceName) (\(identifier))")
+        print(arguments.flag("json") ? confirmed.json.serialized() : "paired \(deviceName) (\(identifier))")
         return 0
     }
 
@@ -178,12 +175,10 @@ enum PairCommands {
             guard let device = arguments.value("device"), DeviceRecord.isValidName(device) else {
                 throw CommandFailure("invalid device name '\(arguments.value("device") ?? "")'", status: 2)
             }
-            let body = try await SecureChannelCommands.call(
-                ControlRequest(command: "devices/remove", arguments: ["name": device]), node: node, directory: directory)
-            print(arguments.flag("json") ? body : "unpaired \(device)")
+            let reply = try await SecureChannelCommands.call(.removeDevice(name: device), node: node, directory: directory)
+            print(arguments.flag("json") ? reply.json.serialized() : "unpaired \(device)")
         case ["devices", "list"]:
-            let body = try await SecureChannelCommands.call(ControlRequest(command: "devices/list"), node: node, directory: directory)
-            print(body)
+            print(try await SecureChannelCommands.call(.listDevices, node: node, directory: directory).json.serialized())
         default:
             throw CommandFailure("command \(path.joined(separator: " ")) is not implemented", status: 2)
         }

@@ -44,18 +44,31 @@ struct RuntimeUnderTest {
 
     var port: Int { Int(agent.listening.first!.split(separator: ":").last!)! }
 
-    func call(_ command: String, _ arguments: [String: String] = [:]) async -> ControlResponse {
-        await agent.handle(ControlRequest(command: command, arguments: arguments))
+    func call(_ command: ControlCommand) async -> ControlResponse { await agent.handle(command) }
+
+    /// The reply's JSON view (what the CLI prints), as an object.
+    func json(_ command: ControlCommand) async throws -> [String: Any] {
+        guard case .ok(let reply) = await call(command) else {
+            Issue.record("\(command.name) failed: \(await call(command))")
+            return [:]
+        }
+        return try #require(try JSONSerialization.jsonObject(with: Data(reply.json.serialized().utf8)) as? [String: Any])
     }
 
-    func json(_ command: String, _ arguments: [String: String] = [:]) async throws -> [String: Any] {
-        let response = await call(command, arguments)
-        #expect(response.status == .ok, "\(response.body)")
-        return try #require(try JSONSerialization.jsonObject(with: Data(response.body.utf8)) as? [String: Any])
+    func reply(_ to: String, _ message: String) async throws -> String? {
+        guard case .ok(.messageReply(let text)) = await call(.sendMessage(to: to, message: message, timeout: nil, raw: false)) else {
+            return nil
+        }
+        return text
+    }
+
+    func metrics() async -> String {
+        guard case .ok(.metrics(let text)) = await call(.metrics) else { return "" }
+        return text
     }
 
     func counter(_ name: String) async throws -> Int? {
-        (try await json("status")["counters"] as? [String: Any])?[name] as? Int
+        (try await json(.status)["counters"] as? [String: Any])?[name] as? Int
     }
 
     func stop() async { await agent.shutdown() }
@@ -66,10 +79,8 @@ struct RuntimeTests {
     @Test func twoRuntimesTalkThroughASecureChannelAndReportStatus() async throws {
         let cloud = try await RuntimeUnderTest.start("cloud")
         let gateway = try await RuntimeUnderTest.start("gateway", state: cloud.state)
-        let reply = try await gateway.json(
-            "message/send", ["to": "/ip4/127.0.0.1/tcp/\(cloud.port)/secure/api/service/uppercase", "message": "hello"])
-        #expect(reply["reply"] as? String == "HELLO")
-        let status = try await cloud.json("status")
+        #expect(try await gateway.reply("/ip4/127.0.0.1/tcp/\(cloud.port)/secure/api/service/uppercase", "hello") == "HELLO")
+        let status = try await cloud.json(.status)
         #expect(status["name"] as? String == "cloud")
         #expect((status["identifier"] as? String)?.hasPrefix("I") == true)
         #expect(status["tcp_listener"] as? String == "127.0.0.1:\(cloud.port)")
@@ -77,8 +88,7 @@ struct RuntimeTests {
         // The channel opened for the one message was closed after it, on both ends.
         try await eventually("the cloud's channel closed") { cloud.agent.channels.channels.isEmpty }
         // `/node/<name>` resolves through the shared state directory's records.
-        let byName = try await gateway.json("message/send", ["to": "/node/cloud/service/echo", "message": "x"])
-        #expect(byName["reply"] as? String == "x")
+        #expect(try await gateway.reply("/node/cloud/service/echo", "x") == "x")
         await gateway.stop()
         await cloud.stop()
     }
@@ -91,11 +101,11 @@ struct RuntimeTests {
         let file = try await RuntimeUnderTest.start(
             "n", state: state, launch: RuntimeUnderTest.launch(.file("agent.yaml"), createsNamedIdentity: true)
         ) { $0.identity = "sensor-gw" }
-        let identifier = try await file.json("status")["identifier"] as? String
+        let identifier = try await file.json(.status)["identifier"] as? String
         await file.stop()
         // Now it exists: the command-line runtime runs as the same identity.
         let cli = try await RuntimeUnderTest.start("n", state: state) { $0.identity = "sensor-gw" }
-        #expect(try await cli.json("status")["identifier"] as? String == identifier)
+        #expect(try await cli.json(.status)["identifier"] as? String == identifier)
         await cli.stop()
     }
 
@@ -122,7 +132,7 @@ struct RuntimeTests {
         } throws: { error in
             "\(error)".contains("a node named 'same' is already running")
         }
-        #expect(try await first.json("status")["name"] as? String == "same")
+        #expect(try await first.json(.status)["name"] as? String == "same")
         await first.stop()
     }
 
@@ -135,13 +145,15 @@ struct RuntimeTests {
         }
         let sender = try await RuntimeUnderTest.start("sender", state: cloud.state)
         let via = "/ip4/127.0.0.1/tcp/\(gateway.port)/ip4/127.0.0.1/tcp"
-        let allowed = try await sender.json("message/send", ["to": "\(via)/\(cloud.port)/service/uppercase", "message": "up"])
-        #expect(allowed["reply"] as? String == "UP")
+        #expect(try await sender.reply("\(via)/\(cloud.port)/service/uppercase", "up") == "UP")
         let refused = await sender.call(
-            "message/send", ["to": "\(via)/\(other.port)/service/uppercase", "message": "x", "timeout": "500ms"])
-        #expect(refused.status == .error)
+            .sendMessage(to: "\(via)/\(other.port)/service/uppercase", message: "x", timeout: .milliseconds(500), raw: false))
+        guard case .error = refused else {
+            Issue.record("forwarded to a destination nobody allowed: \(refused)")
+            return
+        }
         #expect(try await gateway.counter("dropped_forward_not_allowed") == 1)
-        let flow = try await gateway.json("status")["flow_control"] as? [String: Any]
+        let flow = try await gateway.json(.status)["flow_control"] as? [String: Any]
         #expect(flow?["forward_to"] as? [String] == ["127.0.0.1:\(cloud.port)"])
         for runtime in [sender, gateway, other, cloud] { await runtime.stop() }
     }
@@ -161,19 +173,19 @@ struct RuntimeTests {
         let runtime = RuntimeUnderTest(agent: agent, state: state)
         try yaml("forwarding:\n  allow: [\"10.0.0.0/8:443\"]\n").write(toFile: path, atomically: true, encoding: .utf8)
         await agent.reload()
-        #expect((try await runtime.json("status")["flow_control"] as? [String: Any])?["forward_to"] as? [String] == ["10.0.0.0/8:443"])
+        #expect((try await runtime.json(.status)["flow_control"] as? [String: Any])?["forward_to"] as? [String] == ["10.0.0.0/8:443"])
         // An invalid file is refused and the running configuration kept.
         try yaml("forwarding:\n  allow: [\"010.0.0.1:80\"]\n").write(toFile: path, atomically: true, encoding: .utf8)
         await agent.reload()
-        let metrics = await runtime.call("metrics").body
+        let metrics = await runtime.metrics()
         #expect(metrics.contains("ockam_edge_config_reloads_total 1"), "\(metrics)")
         #expect(metrics.contains("ockam_edge_config_reload_failures_total 1"), "\(metrics)")
-        #expect((try await runtime.json("status")["flow_control"] as? [String: Any])?["forward_to"] as? [String] == ["10.0.0.0/8:443"])
+        #expect((try await runtime.json(.status)["flow_control"] as? [String: Any])?["forward_to"] as? [String] == ["10.0.0.0/8:443"])
         await runtime.stop()
 
         let cli = try await RuntimeUnderTest.start("flags")
         await cli.agent.reload()
-        let cliMetrics = await cli.call("metrics").body
+        let cliMetrics = await cli.metrics()
         #expect(cliMetrics.contains("ockam_edge_config_reloads_total 0"), "\(cliMetrics)")
         await cli.stop()
     }

@@ -190,16 +190,32 @@ seeds["encrypted-message"] = {
     "script-tamper-truncate": bytes([2]) + send(b"abc") + bytes([3, 0, 9, 1, 3, 0, 7, 0, 2, 0]),
     "script-out-of-window": bytes([2, 1, 40]) + send(b"late") + bytes([2, 0, 2, 40, 2, 34]),
 }
+def cnull(): return b"\xf6"
+def cbool(v): return b"\xf5" if v else b"\xf4"
+def cmap(pairs): return cbor_head(5, len(pairs)) + b"".join(k + v for k, v in pairs)
+def command(*fields): return carr([cbor_head(0, 2), carr(list(fields))])
 seeds["control-request"] = {
-    "status": hx("8301667374617475" + "73a0"),
-    "with-arguments": carr([cbor_head(0, 1), ctext("secure-channel"),
-                            cbor_head(5, 2) + ctext("to") + ctext("/ip4/127.0.0.1/tcp/4000/secure/api")
-                            + ctext("authorized") + ctext("I" + "ab" * 32)]),
-    "wrong-version": carr([cbor_head(0, 2), ctext("status"), cbor_head(5, 0)]),
-    "extra-element": carr([cbor_head(0, 1), ctext("stop"), cbor_head(5, 0), b"\xf6"]),
+    "status": hx("820281667374617475" + "73"),
+    "create-channel": command(ctext("secure-channel/create"), ctext("/ip4/127.0.0.1/tcp/4000/secure/api"),
+                              cbor_head(0, 30000)),
+    "send-message": command(ctext("message/send"), ctext("/node/cloud/service/echo"), ctext("hi"), cnull(), cbool(True)),
+    "pair-start": command(ctext("pair/start"), ctext("ble"), ctext("00:11:22:33:44:55/random,psm=0x81"), ctext("api"),
+                          ctext("high"), cnull()),
+    "pair-confirm": command(ctext("pair/confirm"), ctext("/service/" + "ab" * 16), ctext("sensor1"),
+                            cmap([(ctext("room"), ctext("lab")), (ctext("site"), ctext("b"))])),
+    "wrong-version": carr([cbor_head(0, 1), ctext("status"), cbor_head(5, 0)]),
+    "duration-over-a-year": command(ctext("secure-channel/create"), ctext("/node/x"), cbor_head(0, 1 << 40)),
+    "extra-field": command(ctext("status"), cnull()),
 }
+def reply(*fields): return carr([cbor_head(0, 0), carr(list(fields))])
 seeds["control-response"] = {
-    "ok-json": carr([cbor_head(0, 0), ctext('{"identifier":"I' + "ab" * 32 + '","channels":[]}')]),
+    "status": reply(ctext("status"), cmap([(ctext("identifier"), ctext("I" + "ab" * 32)),
+                                           (ctext("counters"), cmap([(ctext("delivered"), cbor_head(0, 7))])),
+                                           (ctext("secure_channels"), carr([]))])),
+    "message-reply": reply(ctext("message-reply"), ctext("HELLO")),
+    "devices": reply(ctext("devices"), carr([carr([ctext("sensor1"), ctext("I" + "cd" * 32),
+                                                   cmap([(ctext("room"), ctext("lab"))]), ctext("serial:s1"), cnull(),
+                                                   cbor_head(0, 1765000000), carr([])])])),
     "error": carr([cbor_head(0, 1), ctext("no such secure channel")]),
     "unknown-status": carr([cbor_head(0, 2), ctext("")]),
 }

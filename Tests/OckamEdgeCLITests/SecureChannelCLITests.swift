@@ -64,14 +64,14 @@ struct SecureChannelCLITests {
     }
 
     @Test func anOutOfRangeTimeoutInAControlRequestIsRefusedNotATrap() async throws {
-        // `secure-channel create --from` passes its --timeout text to the node, which converted it with a trapping
-        // Int64(Double): "1e300s" sent to the control socket ended the node.
+        // A duration travels to the node as whole milliseconds, at most a year (the node refuses more); the CLI
+        // refuses text its parser does not accept before it sends anything, and the node keeps serving.
         let dir = try temporaryDirectory()
         let node = try await NodeProcess.start(name: "timeouts", stateDir: dir + "/state", extra: ["--vault", dir + "/v"])
         let state = ["--state-dir", dir + "/state"]
         let created = try await Binary.run(
             ["secure-channel", "create", "--from", "timeouts", "--to", "/node/timeouts", "--timeout", "1e300s"] + state)
-        #expect(created.status == 1)
+        #expect(created.status == 2)
         #expect(created.stderr.contains("invalid duration '1e300s'"), "\(created.stderr)")
         let status = try await Binary.run(["status", "--from", "timeouts"] + state)
         #expect(status.status == 0, "the node is still serving: \(status.stderr)")
