@@ -456,12 +456,13 @@ extension AgentConfig {
             return items
         }
 
+        /// A ``HostPort`` with a host, in its canonical form (`04000` is kept as `4000`).
         func hostPort(_ node: YAMLNode, _ key: String) throws(ConfigError) -> String {
             let value = try nonEmpty(node, key)
-            guard let colon = value.lastIndex(of: ":"), let port = Int(value[value.index(after: colon)...]),
-                (0...65535).contains(port), colon != value.startIndex
-            else { throw fail(node, key, "expected host:port (e.g. 0.0.0.0:4000)") }
-            return value
+            guard let address = HostPort.parse(value), !address.host.isEmpty else {
+                throw fail(node, key, "expected host:port (e.g. 0.0.0.0:4000)")
+            }
+            return address.description
         }
 
         func duration(_ node: YAMLNode, _ key: String) throws(ConfigError) -> Duration {
