@@ -24,16 +24,12 @@ package enum Support {
         text == "off" ? nil : try parseDuration(text)
     }
 
-    /// Splits `host:port` for listener flags.
+    /// Splits `host:port` (``HostPort``) for listener flags; no host (`:4000`) means 0.0.0.0.
     package static func parseHostPort(_ text: String) throws(CommandFailure) -> (String, Int) {
-        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
-            (0...65535).contains(port)
-        else {
+        guard let address = HostPort.parse(text) else {
             throw CommandFailure("invalid address '\(text)' (expected host:port, e.g. 127.0.0.1:4000)", status: 2)
         }
-        var host = String(text[..<colon])
-        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        return (host.isEmpty ? "0.0.0.0" : host, port)
+        return (address.host.isEmpty ? "0.0.0.0" : address.host, address.port)
     }
 
     package static func environment(_ name: String) -> String? {

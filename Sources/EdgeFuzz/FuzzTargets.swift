@@ -26,6 +26,7 @@ public enum FuzzTargets {
         "tcp-read-deadline": tcpReadDeadline,
         "tcp-destination": tcpDestination,
         "quantity": quantity,
+        "host-port": hostPort,
         "identity": identity,
         "attestation": attestation,
         "credential": credential,

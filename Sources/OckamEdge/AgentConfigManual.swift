@@ -33,8 +33,9 @@ enum AgentConfigManual {
             + "mappings, several documents and duplicate keys are refused with their line. At most 1 MiB and 32 levels.",
         "A duration is digits with at most one decimal point and a unit (`500ms`, `30s`, `2m`, `6h`, `1.5s`; a bare "
             + "number is seconds), above zero and at most a year. A count or bytes value is digits only, within the "
-            + "range the key names. Booleans: `true`/`false`, `yes`/`no`, `on`/`off`. A key written `a[].b` is key "
-            + "`b` of each item of the list `a`.",
+            + "range the key names. A host:port is an IPv4 address or a name, or an IPv6 address in brackets "
+            + "(`[::1]:4000`), then a port 0-65535 in digits. Booleans: `true`/`false`, `yes`/`no`, `on`/`off`. "
+            + "A key written `a[].b` is key `b` of each item of the list `a`.",
         "Secure defaults: messages that arrive over a link or a secure channel are forwarded to remote TCP hops only "
             + "on the configured uplinks and `forwarding.allow`; the metrics endpoint is off unless `metrics.listen` "
             + "is set; without `trust`, channels accept every identity that proves itself (Ockam's default) and the "

@@ -238,6 +238,32 @@ struct AgentConfigTests {
         #expect(!config.relayService)
     }
 
+    @Test func addressesAreReadByHostPortAndKeptCanonical() throws {
+        let config = try AgentConfig.parse(
+            """
+            transports:
+              tcp:
+                listen: ["[::1]:04000", 127.0.0.1:0]
+            portals:
+              outlets:
+                - target: "[FE80::1%eth0]:80"
+            metrics:
+              listen: localhost:09464
+            """, file: "agent.yaml")
+        #expect(config.tcpListen == ["[::1]:4000", "127.0.0.1:0"])
+        #expect(config.outlets.map(\.target) == ["[FE80::1%eth0]:80"])
+        #expect(config.metricsListen == "localhost:9464")
+        // A file names the host (`0.0.0.0:4000`); only the CLI reads `:4000` as 0.0.0.0.
+        for bad in ["::1:4000", ":4000", "[]:4000", "h:65536", "h:+80", " h:80", "h:80 "] {
+            #expect(
+                throws: ConfigError(file: "agent.yaml", line: 2, key: "metrics.listen", message: "expected host:port (e.g. 0.0.0.0:4000)"),
+                "\(bad)"
+            ) {
+                try AgentConfig.parse("metrics:\n  listen: \"\(bad)\"\n", file: "agent.yaml")
+            }
+        }
+    }
+
     @Test(arguments: [
         ("nodes:\n  name: x", "agent.yaml:1: nodes: unknown key"),
         ("node:\n  name: x\n  colour: blue", "agent.yaml:3: node.colour: unknown key"),
