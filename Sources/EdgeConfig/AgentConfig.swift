@@ -96,6 +96,10 @@ public struct AgentConfig: Equatable, Sendable {
         public var name: String
         /// Multiaddr of the hub (e.g. `/ip4/10.0.0.5/tcp/4000/secure/api`).
         public var hub: String
+        public init(name: String, hub: String) {
+            self.name = name
+            self.hub = hub
+        }
     }
 
     public struct Outlet: Equatable, Sendable {

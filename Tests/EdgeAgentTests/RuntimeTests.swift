@@ -74,6 +74,15 @@ struct RuntimeUnderTest {
     func stop() async { await agent.shutdown() }
 }
 
+/// Polls an asynchronous condition until it holds; the bound guards against hangs (see ``eventually(_:within:_:)``).
+func until(_ what: String, within: Duration = .seconds(60), _ condition: () async throws -> Bool) async throws {
+    let deadline = ContinuousClock.now + within
+    while try await !condition() {
+        guard ContinuousClock.now < deadline else { throw TimedOut(what: what) }
+        try await Task.sleep(for: .milliseconds(50))
+    }
+}
+
 @Suite("runtime (in process)", .serialized)
 struct RuntimeTests {
     @Test func twoRuntimesTalkThroughASecureChannelAndReportStatus() async throws {
@@ -188,5 +197,37 @@ struct RuntimeTests {
         let cliMetrics = await cli.metrics()
         #expect(cliMetrics.contains("ockam_edge_config_reloads_total 0"), "\(cliMetrics)")
         await cli.stop()
+    }
+
+    @Test func aRelayHubThatRestartsIsRegisteredWithAgainAndTrafficResumes() async throws {
+        let state = try RuntimeUnderTest.directory()
+        var hub = try await RuntimeUnderTest.start("hub", state: state) { $0.relayService = true }
+        let hubPort = hub.port
+        let gateway = try await RuntimeUnderTest.start("gateway", state: state) {
+            $0.relays = [AgentConfig.Relay(name: "gw", hub: "/ip4/127.0.0.1/tcp/\(hubPort)/secure/api")]
+            $0.sessions.pingInterval = .milliseconds(300)
+            $0.sessions.pingTimeout = .seconds(2)
+            $0.sessions.failuresBeforeReplace = 2
+            $0.sessions.maxBackoff = .seconds(1)
+        }
+        let client = try await RuntimeUnderTest.start("client", state: state)
+        func throughTheRelay() async -> Bool {
+            let reply = await client.call(
+                .sendMessage(
+                    to: "/ip4/127.0.0.1/tcp/\(hubPort)/service/forward_to_gw/service/uppercase", message: "x",
+                    timeout: .seconds(2), raw: false))
+            return reply == .ok(.messageReply("X"))
+        }
+        try await until("relay registered") { await throughTheRelay() }
+        // The hub restarts (same port, same identity, empty relay table): the gateway notices and registers again.
+        await hub.stop()
+        hub = try await RuntimeUnderTest.start("hub", state: state) {
+            $0.relayService = true
+            $0.tcpListen = ["127.0.0.1:\(hubPort)"]
+        }
+        try await until("relay registered again after the hub restart") { await throughTheRelay() }
+        // End to end through the relay: a secure channel to the gateway's own listener.
+        #expect(try await client.reply("/ip4/127.0.0.1/tcp/\(hubPort)/service/forward_to_gw/secure/api/service/echo", "e2e") == "e2e")
+        for runtime in [client, gateway, hub] { await runtime.stop() }
     }
 }

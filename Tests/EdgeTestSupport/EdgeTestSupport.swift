@@ -187,5 +187,6 @@ public func eventually(
 /// ``eventually(_:within:_:)`` gave up.
 public struct TimedOut: Error, CustomStringConvertible {
     public let what: String
+    public init(what: String) { self.what = what }
     public var description: String { "timed out waiting for: \(what)" }
 }

@@ -199,64 +199,6 @@ struct AgentTests {
         }
     }
 
-    @Test func relayHubRestartReRegistersTheRelayAndTrafficResumes() async throws {
-        let dir = try temporaryDirectory()
-        let hubPort = try freePort()
-        let hubConfig = """
-            node:
-              name: hub
-              state_dir: \(dir)/state
-              log_level: warning
-            vault:
-              path: \(dir)/hub-vault
-            transports:
-              tcp:
-                listen: 127.0.0.1:\(hubPort)
-            relays:
-              serve: true
-            """
-        var hub = try await AgentProcess.start(config: hubConfig, dir: dir)
-        let gateway = try await AgentProcess.start(
-            config: """
-                node:
-                  name: gateway
-                  state_dir: \(dir)/state
-                  log_level: warning
-                vault:
-                  path: \(dir)/gateway-vault
-                transports:
-                  tcp:
-                    listen: 127.0.0.1:0
-                relays:
-                  register:
-                    - name: gw
-                      hub: /ip4/127.0.0.1/tcp/\(hubPort)/secure/api
-                sessions:
-                  ping_interval: 300ms
-                  ping_timeout: 2s
-                  failures_before_replace: 2
-                  max_backoff: 1s
-                """, dir: dir)
-        @Sendable func reachableThroughTheRelay() throws -> Bool {
-            let reply = try Binary.runBlocking([
-                "message", "send", "/ip4/127.0.0.1/tcp/\(hubPort)/service/forward_to_gw/service/uppercase", "x",
-                "--timeout", "2s",
-            ])
-            return reply.stdout == "X\n"
-        }
-        try await waitFor("relay registered") { try reachableThroughTheRelay() }
-        // The hub restarts (same port, same identity, empty relay table): the gateway notices, re-registers.
-        #expect(await hub.stop() == 0)
-        hub = try await AgentProcess.start(config: hubConfig, dir: dir)
-        try await waitFor("relay registered again after the hub restart", within: 60) { try reachableThroughTheRelay() }
-        let sealed = try await Binary.run([
-            "message", "send", "/ip4/127.0.0.1/tcp/\(hubPort)/service/forward_to_gw/secure/api/service/echo", "e2e",
-        ])
-        #expect(sealed.stdout == "e2e\n", "\(sealed.stderr)")
-        #expect(await gateway.stop() == 0)
-        #expect(await hub.stop() == 0)
-    }
-
     @Test func portalThroughSecureChannelRelayMetricsReloadAndRevocation() async throws {
         let dir = try temporaryDirectory()
         let echo = try await blocking { try EchoServer() }
