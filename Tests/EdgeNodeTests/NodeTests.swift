@@ -96,6 +96,25 @@ struct NodeTests {
         await node.shutdown()
     }
 
+    /// A relay registration the hub never answers ends as soon as it is cancelled (an agent stopping its relay
+    /// session at shutdown), not when its timeout would have passed, and not never.
+    @Test func aRelayRegistrationTheHubNeverAnswersEndsWhenCancelled() async throws {
+        let node = Node()
+        let (received, sink) = AsyncStream<LocalMessage>.makeStream()
+        try node.startWorker(CollectorWorker(continuation: sink), at: .local("silent-hub"))
+        let registering = Task {
+            try await node.registerRelay(name: "gw", hubRoute: [.local("silent-hub")], timeout: .seconds(3600))
+        }
+        var requests = received.makeAsyncIterator()
+        _ = await requests.next()  // the request reached the hub, which says nothing
+        registering.cancel()
+        let outcome = EdgeMutex<Result<RemoteRelay.Registration, any Error>?>(nil)
+        Task { let result = await registering.result; outcome.withLock { $0 = result } }
+        try await eventually("the cancelled registration ended") { outcome.withLock { $0 != nil } }
+        #expect(throws: (any Error).self) { try outcome.withLock { $0 }!.get() }
+        await node.shutdown()
+    }
+
     @Test func echoRepliesWithTheSamePayload() async throws {
         let node = Node()
         try node.startDefaultServices()
