@@ -41,25 +41,6 @@ final class GatedWorker: Worker {
     }
 }
 
-/// Log records kept by ``CapturingLogHandler``.
-final class LogRecords: Sendable {
-    let all = EdgeMutex<[(Logger.Level, String)]>([])
-}
-
-/// A log handler that keeps every record's level and message.
-struct CapturingLogHandler: LogHandler {
-    let records: LogRecords
-    var metadata: Logger.Metadata = [:]
-    var logLevel: Logger.Level = .trace
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { metadata[key] }
-        set { metadata[key] = newValue }
-    }
-    func log(event: LogEvent) {
-        records.all.withLock { $0.append((event.level, "\(event.message)")) }
-    }
-}
-
 /// A worker that fails every message.
 struct FailingWorker: Worker {
     struct Refused: Error {}
