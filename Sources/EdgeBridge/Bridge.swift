@@ -70,6 +70,9 @@ public final class Bridge: Sendable {
     private let wake: AsyncStream<Void>.Continuation
     private let wakes: AsyncStream<Void>
     private let task = EdgeMutex<Task<Void, Never>?>(nil)
+    /// Refusals of oversized messages, and drops from a full store: a device decides how many messages it sends.
+    let oversizeLog = LogRateLimiter()
+    let queueFullLog = LogRateLimiter()
 
     struct State {
         var counters = Counters()
@@ -137,7 +140,9 @@ public final class Bridge: Sendable {
         let reply: String
         if message.payload.count > BridgeLimits.maxPayload {
             state.withLock { $0.counters.refused += 1 }
-            logger.warning("refused a \(message.payload.count)-byte message from \(record.device): larger than \(BridgeLimits.maxPayload)")
+            oversizeLog.log(
+                "refused a \(message.payload.count)-byte message from \(record.device): larger than \(BridgeLimits.maxPayload)",
+                to: logger)
             reply = "error too large"
         } else {
             do {
@@ -147,7 +152,8 @@ public final class Bridge: Sendable {
                     $0.counters.droppedOldest += UInt64(dropped)
                 }
                 if dropped > 0 {
-                    logger.warning("queue full: dropped the \(dropped) oldest undelivered message(s) to store \(sequence)")
+                    queueFullLog.log(
+                        "queue full: dropped the \(dropped) oldest undelivered message(s) to store \(sequence)", to: logger)
                 }
                 reply = "ok \(sequence)"
                 wake.yield()

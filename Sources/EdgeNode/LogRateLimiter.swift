@@ -1,5 +1,6 @@
 // Rate limits for log lines a remote peer can trigger at will (one per bad handshake, per HELLO, per failed message).
 import EdgeSync
+import Logging
 
 /// Admits one log line per `interval` for one kind of event and counts the events suppressed in between, so a peer
 /// that repeats a cheap bad input cannot turn it into unbounded log volume (journald rate limits would then drop the
@@ -29,6 +30,15 @@ public final class LogRateLimiter: Sendable {
                 state.suppressed = 0
             }
             return state.suppressed
+        }
+    }
+
+    /// Logs `text` at `level` if admitted (noting how many were suppressed since the last one), else at debug.
+    public func log(_ text: @autoclosure () -> String, at level: Logger.Level = .warning, to logger: Logger) {
+        if let suppressed = admit() {
+            logger.log(level: level, "\(text())\(Self.note(suppressed))")
+        } else {
+            logger.debug("\(text())")
         }
     }
 

@@ -138,14 +138,17 @@ public final class RemoteRelay: Worker {
                 }
             }
             group.addTask {
-                try await Task.sleep(for: timeout)
+                // Timed out or cancelled (e.g. a session stopping), the waiter is resumed either way: the group
+                // cannot return while the other task still waits for a confirmation that may never come.
+                let cancelled = (try? await Task.sleep(for: timeout)) == nil
+                let error: any Error = cancelled ? CancellationError() : NodeError.timeout(timeout)
                 let waiter = self.state.withLock { s -> CheckedContinuation<Registration, any Error>? in
                     s.timedOut = true
                     defer { s.waiter = nil }
                     return s.waiter
                 }
-                waiter?.resume(throwing: NodeError.timeout(timeout))
-                throw NodeError.timeout(timeout)
+                waiter?.resume(throwing: error)
+                throw error
             }
             defer { group.cancelAll() }
             return try await group.next()!

@@ -108,6 +108,10 @@ public final class SecureChannels: Sendable {
     let logger: Logger
     /// Failed handshakes: anyone who can reach a listener can cause one per message 1 (docs/security.md).
     let handshakeFailureLog = LogRateLimiter()
+    /// Message 1s dropped over a source's half-open limit: a flooding source causes one per message 1.
+    let handshakeOverCapLog = LogRateLimiter()
+    /// Responder handshakes that timed out: a peer that sends message 1s and stops causes one per message 1.
+    let handshakeTimeoutLog = LogRateLimiter()
 
     private struct State: ~Copyable {
         var channels: [Address: Channel] = [:]  // by encryptor address
@@ -551,8 +555,9 @@ struct ListenerWorker: Worker {
         switch channels.admitHandshake(listener: name, decryptor: channel.decryptor, source: source, options: options) {
         case .refusedSourceFull:
             channels.count { $0.handshakesDroppedOverCap += 1 }
-            context.logger.warning(
-                "listener \(name): \(SecureChannelError.tooManyHandshakes(options.maxHalfOpenHandshakesPerSource)) from \(source)")
+            channels.handshakeOverCapLog.log(
+                "listener \(name): \(SecureChannelError.tooManyHandshakes(options.maxHalfOpenHandshakesPerSource)) from \(source)",
+                to: context.logger)
             return
         case .admittedEvicting(let evicted):
             channels.count { $0.handshakesEvicted += UInt64(evicted.count) }
@@ -614,7 +619,14 @@ final class DecryptorWorker: Worker {
             guard !channel.isClosed, channel.info == nil else { return }
             owner.count { $0.handshakesTimedOut += 1 }
             owner.recordFailure(.handshakeTimeout, at: channel.decryptor)
-            owner.logger.warning("secure channel handshake at \(channel.decryptor) timed out after \(timeout)")
+            let text = "secure channel handshake at \(channel.decryptor) timed out after \(timeout)"
+            // An initiator's timeout ends a request of this node's own and is logged every time; a responder's is a
+            // peer's doing.
+            if channel.role == .initiator {
+                owner.logger.warning("\(text)")
+            } else {
+                owner.handshakeTimeoutLog.log(text, to: owner.logger)
+            }
             channel.complete(.failure(SecureChannelError.handshakeTimeout))
             context.node.stopWorkerNoWait(at: channel.decryptor)
         }

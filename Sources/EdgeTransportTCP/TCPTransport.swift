@@ -143,6 +143,9 @@ public final class TCPTransport: TransportResolver, Sendable {
     private let unfinishedLog = LogRateLimiter()
     private let outgoingCapLog = LogRateLimiter()
     private let slowReaderLog = LogRateLimiter()
+    /// Malformed messages, from every connection of this transport: a peer chooses how many it sends and over how
+    /// many connections.
+    let malformedLog = LogRateLimiter()
 
     public init(
         node: Node, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
@@ -482,7 +485,6 @@ public final class TCPTransport: TransportResolver, Sendable {
         _ channel: NIOAsyncChannel<ByteBuffer, OckamTCPOutbound>, peer: String, sender: Address
     ) async {
         var reason = "closed by peer"
-        var malformed = 0
         do {
             try await channel.executeThenClose { inbound, _ in
                 for try await frame in inbound {
@@ -491,15 +493,9 @@ public final class TCPTransport: TransportResolver, Sendable {
                     do {
                         decoded = try RoutingMessage(decoding: bytes, limits: options.routingLimits)
                     } catch {
-                        // The frame was well delimited, so the next one will be too: drop this message only. Logged
-                        // once per connection as a warning (a peer chooses how often this happens), then at debug.
+                        // The frame was well delimited, so the next one will be too: drop this message only.
                         state.withLock { $0.counters.messagesDroppedMalformed += 1 }
-                        malformed += 1
-                        if malformed == 1 {
-                            logger.warning("dropped a malformed message from \(peer) (later ones are counted, not logged): \(error)")
-                        } else {
-                            logger.debug("dropped malformed message \(malformed) from \(peer): \(error)")
-                        }
+                        malformedLog.log("dropped a malformed message from \(peer): \(error)", to: logger)
                         continue
                     }
                     // Heartbeats (empty onward route) are dropped and counted by the node.

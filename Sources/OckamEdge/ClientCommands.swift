@@ -138,6 +138,12 @@ struct MessageSendCommand {
         } catch {
             result = .failure(error)
         }
+        // What happened to the connection, if it closed (a wrong version byte, garbage, an immediate close): read
+        // before the shutdown below, which closes the connections itself.
+        let closed = segments.lazy.compactMap { segment -> String? in
+            guard case .address(let hop) = segment, hop.transportType == .tcp else { return nil }
+            return tcp.closeReason(peer: hop.valueString).map { "the connection to \(hop.valueString) closed: \($0)" }
+        }.first
         await channels.closeAll()
         await tcp.shutdown()
         await node.shutdown()
@@ -154,11 +160,6 @@ struct MessageSendCommand {
                     "the peer closed the secure channel right after the handshake: its trust policy refused "
                         + "this identity (\(local.identity.identifier))")
             }
-            // Say what happened to the connection, if it closed: a wrong version byte, garbage, an immediate close.
-            let closed = segments.lazy.compactMap { segment -> String? in
-                guard case .address(let hop) = segment, hop.transportType == .tcp else { return nil }
-                return tcp.closeReason(peer: hop.valueString).map { "the connection to \(hop.valueString) closed: \($0)" }
-            }.first
             if case NodeError.timeout = error {
                 throw CommandFailure("no reply from \(to) within \(timeout)" + (closed.map { " (\($0))" } ?? ""))
             }

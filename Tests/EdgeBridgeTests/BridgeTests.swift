@@ -78,7 +78,10 @@ struct Rig {
     let ingest: IngestService
     let bridge: Bridge
 
-    init(store: any BridgeStore = MemoryStore(), options: Bridge.Options = Rig.fastOptions) async throws {
+    init(
+        store: any BridgeStore = MemoryStore(), options: Bridge.Options = Rig.fastOptions,
+        bridgeLogger: Logger = quietLogger("bridge")
+    ) async throws {
         cloud = Node(logger: quietLogger("cloud"))
         cloudTCP = TCPTransport(node: cloud, group: MultiThreadedEventLoopGroup.singleton)
         let port = try await cloudTCP.listen(host: "127.0.0.1", port: 0).port!
@@ -94,7 +97,7 @@ struct Rig {
         let channels = gatewayChannels
         let uplink = Route([.local("gate"), .tcp("127.0.0.1:\(port)"), .local("api")])
         bridge = Bridge(
-            name: "sensors", store: store, node: gateway, logger: quietLogger("bridge"), options: options,
+            name: "sensors", store: store, node: gateway, logger: bridgeLogger, options: options,
             describeLink: { $0 == .local("link-7") ? "serial:bench" : nil },
             resolve: {
                 let channel = try await channels.createChannel(
@@ -231,6 +234,27 @@ struct BridgeDeliveryTests {
         try await eventually("the newest 10 delivered") { rig.sink.all.count == 10 }
         #expect(rig.ingestedTexts == (20..<30).map { "m\($0)" })
         #expect(rig.ingest.counters.skipped == 0)  // nothing acknowledged before the gap was ever seen by ingest
+        await rig.stop()
+    }
+
+    /// A device decides how many oversized messages it sends, and how many it sends while the store is full: one
+    /// warning per interval for each (the next one says how many were suppressed), the rest at debug, all counted.
+    @Test func refusalAndQueueFullWarningsAreRateLimited() async throws {
+        let records = LogRecords()
+        let rig = try await Rig(store: MemoryStore(capacity: 2), bridgeLogger: records.logger())
+        rig.gate.open.store(false, ordering: .releasing)
+        let oversized = String(repeating: "x", count: BridgeLimits.maxPayload + 1)
+        for _ in 0..<10 { try await rig.deviceSends(oversized) }
+        for i in 0..<12 { try await rig.deviceSends("m\(i)") }
+        try await eventually("10 refused, 12 accepted") { rig.bridge.counters.refused == 10 && rig.bridge.counters.accepted == 12 }
+        #expect(rig.bridge.counters.droppedOldest == 10)
+        let refusedLine = "refused a \(BridgeLimits.maxPayload + 1)-byte message"
+        #expect(records.messages(.warning, startingWith: refusedLine).count == 1)
+        #expect(records.messages(.debug, startingWith: refusedLine).count == 9)
+        #expect(rig.bridge.oversizeLog.admit(now: .now + .seconds(10)) == 9)
+        #expect(records.messages(.warning, startingWith: "queue full: ").count == 1)
+        #expect(records.messages(.debug, startingWith: "queue full: ").count == 9)
+        #expect(rig.bridge.queueFullLog.admit(now: .now + .seconds(10)) == 9)
         await rig.stop()
     }
 

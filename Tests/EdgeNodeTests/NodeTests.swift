@@ -41,25 +41,6 @@ final class GatedWorker: Worker {
     }
 }
 
-/// Log records kept by ``CapturingLogHandler``.
-final class LogRecords: Sendable {
-    let all = EdgeMutex<[(Logger.Level, String)]>([])
-}
-
-/// A log handler that keeps every record's level and message.
-struct CapturingLogHandler: LogHandler {
-    let records: LogRecords
-    var metadata: Logger.Metadata = [:]
-    var logLevel: Logger.Level = .trace
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { metadata[key] }
-        set { metadata[key] = newValue }
-    }
-    func log(event: LogEvent) {
-        records.all.withLock { $0.append((event.level, "\(event.message)")) }
-    }
-}
-
 /// A worker that fails every message.
 struct FailingWorker: Worker {
     struct Refused: Error {}
@@ -93,6 +74,25 @@ struct NodeTests {
         let failures = records.all.withLock { $0.filter { $0.1.hasPrefix("worker failed to handle a message") } }
         #expect(failures.filter { $0.0 == .warning }.count == 1)
         #expect(failures.filter { $0.0 == .debug }.count == 4)
+        await node.shutdown()
+    }
+
+    /// A relay registration the hub never answers ends as soon as it is cancelled (an agent stopping its relay
+    /// session at shutdown), not when its timeout would have passed, and not never.
+    @Test func aRelayRegistrationTheHubNeverAnswersEndsWhenCancelled() async throws {
+        let node = Node()
+        let (received, sink) = AsyncStream<LocalMessage>.makeStream()
+        try node.startWorker(CollectorWorker(continuation: sink), at: .local("silent-hub"))
+        let registering = Task {
+            try await node.registerRelay(name: "gw", hubRoute: [.local("silent-hub")], timeout: .seconds(3600))
+        }
+        var requests = received.makeAsyncIterator()
+        _ = await requests.next()  // the request reached the hub, which says nothing
+        registering.cancel()
+        let outcome = EdgeMutex<Result<RemoteRelay.Registration, any Error>?>(nil)
+        Task { let result = await registering.result; outcome.withLock { $0 = result } }
+        try await eventually("the cancelled registration ended") { outcome.withLock { $0 != nil } }
+        #expect(throws: (any Error).self) { try outcome.withLock { $0 }!.get() }
         await node.shutdown()
     }
 

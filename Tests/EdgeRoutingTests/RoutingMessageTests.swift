@@ -117,6 +117,18 @@ struct RoutingMessageTests {
         #expect(try Self.decode("84 80 80 40 01").tracingContext == nil)
         #expect(try Self.decode("84 80 80 40 43 010203").tracingContext == nil)
         #expect(try Self.decode("84 80 80 40 82 6161 f5").tracingContext == nil)
+        #expect(try Self.decode("84 80 80 40 a1 00 f6").tracingContext == nil)
+        #expect(try Self.decode("84 80 80 40 f7").tracingContext == nil)
+    }
+
+    /// A float (or another value the decoder does not support) is not a tracing context to ignore: the message is
+    /// malformed, as with a float anywhere else (docs/routing.md).
+    @Test func aFloatOrTagInTheTracingFieldMakesTheMessageMalformed() {
+        #expect(throws: Self.malformed(.unsupported("simple/float value 0xf9"))) { try Self.decode("84 80 80 40 f9 3c00") }
+        #expect(throws: Self.malformed(.unsupported("simple/float value 0xfb"))) {
+            try Self.decode("84 80 80 40 fb 3ff0000000000000")
+        }
+        #expect(throws: Self.malformed(.unsupported("tag"))) { try Self.decode("84 80 80 40 c1 01") }
     }
 
     @Test func tracingLongerThanTheLimitIsIgnoredNotFatal() throws {

@@ -40,10 +40,11 @@ struct Peer {
     static func start(
         _ name: String, listener: SecureChannelOptions? = SecureChannelOptions(),
         clock: @escaping @Sendable () -> ContinuousClock.Instant = { ContinuousClock.now },
-        forwarding: ForwardingPolicy = .any
+        forwarding: ForwardingPolicy = .any, logger: Logger? = nil
     ) async throws -> Peer {
-        var logger = Logger(label: "test.\(name)")
-        logger.logLevel = .critical
+        var quiet = Logger(label: "test.\(name)")
+        quiet.logLevel = .critical
+        let logger = logger ?? quiet
         let capture = Capture()
         let node = Node(logger: logger, options: Node.Options(forwarding: forwarding, observer: { capture.record($0) }))
         try node.startDefaultServices()
@@ -304,6 +305,40 @@ struct EndToEndTests {
         try await eventually("cap enforced") { c.channels.counters.handshakesDroppedOverCap == 15 }
         #expect(c.channels.halfOpenHandshakes(listener: "api") == 5)
         #expect(c.channels.counters.handshakesEvicted == 0)
+        await c.stop()
+    }
+
+    /// A source flooding a listener with message 1s and never finishing them decides how many are dropped over its
+    /// limit and how many time out: each kind gives one warning per interval (the next one says how many were
+    /// suppressed), the rest go to debug; all are counted.
+    @Test func aHandshakeFloodLogsAWarningPerIntervalNotPerMessage() async throws {
+        let records = LogRecords()
+        let c = try await Peer.start(
+            "c", listener: SecureChannelOptions(handshakeTimeout: .seconds(1), maxHalfOpenHandshakesPerSource: 5),
+            logger: records.logger())
+        let (_, sink) = AsyncStream<LocalMessage>.makeStream()
+        try c.node.startWorker(Inbox(continuation: sink), at: .local("nowhere"))
+        for _ in 0..<20 {
+            var initiator = try SecureChannelHandshake(role: .initiator, local: try .ephemeral(), trust: TrustContext())
+            try await c.node.send(LocalMessage(onwardRoute: [.local("api")], returnRoute: [.local("nowhere")], payload: try initiator.start()))
+        }
+        // (5 are admitted at once; on a loaded machine one may time out, freeing a slot, before all 20 are sent.)
+        try await eventually("every message 1 dropped over the limit or timed out") {
+            let counters = c.channels.counters
+            return counters.handshakesDroppedOverCap + counters.handshakesTimedOut == 20
+                && c.channels.halfOpenHandshakes(listener: "api") == 0
+        }
+        let dropped = Int(c.channels.counters.handshakesDroppedOverCap)
+        let timedOut = Int(c.channels.counters.handshakesTimedOut)
+        #expect(dropped >= 10 && timedOut >= 5)
+        let overCapLine = "listener api: "
+        #expect(records.messages(.warning, startingWith: overCapLine).count == 1)
+        #expect(records.messages(.debug, startingWith: overCapLine).count == dropped - 1)
+        #expect(c.channels.handshakeOverCapLog.admit(now: .now + .seconds(10)) == dropped - 1)
+        let timedOutLine = "secure channel handshake at "
+        #expect(records.messages(.warning, startingWith: timedOutLine).count == 1)
+        #expect(records.messages(.debug, startingWith: timedOutLine).count == timedOut - 1)
+        #expect(c.channels.handshakeTimeoutLog.admit(now: .now + .seconds(10)) == timedOut - 1)
         await c.stop()
     }
 

@@ -96,11 +96,11 @@ struct TestNode {
     let address: String
 
     static func start(
-        name: String, group: any EventLoopGroup, forwarding: ForwardingPolicy = .any
+        name: String, group: any EventLoopGroup, forwarding: ForwardingPolicy = .any, logger: Logger? = nil
     ) async throws -> TestNode {
-        var logger = Logger(label: "test.\(name)")
-        logger.logLevel = .critical
-        let node = Node(logger: logger, options: Node.Options(forwarding: forwarding))
+        var quiet = Logger(label: "test.\(name)")
+        quiet.logLevel = .critical
+        let node = Node(logger: logger ?? quiet, options: Node.Options(forwarding: forwarding))
         try node.startDefaultServices()
         let tcp = TCPTransport(node: node, group: group)
         let bound = try await tcp.listen(host: "127.0.0.1", port: 0)
@@ -238,6 +238,29 @@ struct LoopbackTests {
         #expect(await peer.readFrame()?.payload == [9], "\(name): the next message is answered")
         #expect(b.tcp.counters.messagesDroppedMalformed == 1)
         #expect(b.tcp.connections.count == 1)
+        await b.stop()
+    }
+
+    /// A peer chooses how many malformed messages it sends and over how many connections: the transport logs one
+    /// warning per interval for all its connections together, counts the rest as suppressed (the next warning says
+    /// how many) and logs them at debug.
+    @Test func malformedMessageWarningsAreRateLimitedAcrossConnections() async throws {
+        let records = LogRecords()
+        let b = try await TestNode.start(name: "b", group: group, logger: records.logger())
+        let echo = RoutingMessage(onwardRoute: [.local("echo")], returnRoute: [.local("app")], payload: [9])
+        var peers: [RawClient] = []
+        for _ in 0..<10 {
+            let peer = try RawClient(port: b.port)
+            peers.append(peer)
+            peer.send([0x01] + [0, 0, 0, 1, 0xff] + [0, 0, 0, 1, 0xff] + RawClient.frame(echo))
+            #expect(await peer.read(1) == [0x01])
+            #expect(await peer.readFrame()?.payload == [9], "the connection lives on")
+        }
+        #expect(b.tcp.counters.messagesDroppedMalformed == 20)
+        let prefix = "dropped a malformed message from"
+        #expect(records.messages(.warning, startingWith: prefix).count == 1)
+        #expect(records.messages(.debug, startingWith: prefix).count == 19)
+        #expect(b.tcp.malformedLog.admit(now: .now + .seconds(10)) == 19, "the next warning reports 19 suppressed")
         await b.stop()
     }
 

@@ -173,8 +173,6 @@ struct AgentTests {
         #expect(badRule.stderr.contains("\(bad):4: forwarding.allow: invalid forwarding rule \"10.0.0.1/33:443\""), "\(badRule.stderr)")
     }
 
-    /// A configuration path that names a directory or a FIFO is an error at once: not an empty configuration (which
-    /// trusts everyone), and no blocking open of a FIFO.
     /// The agent prints and records an IPv6 listener in brackets, as `node run` does, so `/node/<name>` reaches it.
     @Test func anIPv6ListenerIsPrintedAndRecordedInBrackets() async throws {
         let dir = try temporaryDirectory()
@@ -188,6 +186,8 @@ struct AgentTests {
         #expect(await agent.stop() == 0)
     }
 
+    /// A configuration path that names a directory or a FIFO is an error at once: not an empty configuration (which
+    /// trusts everyone), and no blocking open of a FIFO.
     @Test func checkConfigRefusesADirectoryAndAFIFO() async throws {
         let dir = try temporaryDirectory()
         let fifo = dir + "/fifo.yaml"
@@ -197,6 +197,84 @@ struct AgentTests {
             #expect(result.status != 0)
             #expect(result.stderr.contains("\(path) \(why)"), "\(result.stderr)")
         }
+    }
+
+    /// A duration longer than a year (one of 2^63 s once passed the check and trapped when the agent used it) is
+    /// refused with the file, line and key; a year is accepted.
+    @Test func checkConfigRefusesADurationBeyondAYear() async throws {
+        let dir = try temporaryDirectory()
+        let path = dir + "/durations.yaml"
+        for value in ["9223372036854775807s", "8785h", "99999999999999999999ms"] {
+            try "transports:\n  tcp:\n    frame_timeout: \(value)\n".write(toFile: path, atomically: true, encoding: .utf8)
+            let refused = try await Binary.run(["agent", "--config", path, "--check-config"])
+            #expect(refused.status == 1, "\(value)")
+            #expect(
+                refused.stderr.contains(
+                    "\(path):3: transports.tcp.frame_timeout: expected a duration above 0 and at most a year"),
+                "\(value): \(refused.stderr)")
+        }
+        try "transports:\n  tcp:\n    frame_timeout: 8784h\n".write(toFile: path, atomically: true, encoding: .utf8)
+        let year = try await Binary.run(["agent", "--config", path, "--check-config"])
+        #expect(year.status == 0, "\(year.stderr)")
+    }
+
+    /// Flow control on an agent: a peer's messages are forwarded to the TCP hop each configured uplink starts with (a
+    /// bridge's `to`, a relay hub, an inlet's `to`) and to no other destination, which is refused before anything is
+    /// dialled and counted.
+    @Test func aPeerIsForwardedToTheConfiguredUplinksAndNowhereElse() async throws {
+        let dir = try temporaryDirectory()
+        let state = dir + "/state"
+        var started: [String: NodeProcess] = [:]
+        for name in ["ingest-cloud", "relay-hub", "outlet-cloud", "lan-host"] {
+            started[name] = try await NodeProcess.start(name: name, stateDir: state)
+        }
+        let nodes = started
+        func port(_ name: String) -> Int { nodes[name]!.port }
+        let gateway = try await AgentProcess.start(
+            config: """
+                node:
+                  name: gw
+                  state_dir: \(state)
+                  log_level: warning
+                vault:
+                  path: \(dir)/gw-vault
+                transports:
+                  tcp:
+                    listen: 127.0.0.1:0
+                bridges:
+                  - name: sensors
+                    to: /ip4/127.0.0.1/tcp/\(port("ingest-cloud"))/secure/api/service/ingest
+                relays:
+                  register:
+                    - name: gw
+                      hub: /ip4/127.0.0.1/tcp/\(port("relay-hub"))/secure/api
+                portals:
+                  inlets:
+                    - listen: 127.0.0.1:\(try freePort())
+                      to: /ip4/127.0.0.1/tcp/\(port("outlet-cloud"))/secure/api/service/outlet
+                """, dir: dir)
+        for name in ["ingest-cloud", "relay-hub", "outlet-cloud"] {
+            let reply = try await Binary.run([
+                "message", "send", "/ip4/127.0.0.1/tcp/\(gateway.port)/ip4/127.0.0.1/tcp/\(port(name))/service/echo",
+                "to \(name)",
+            ])
+            #expect(reply.stdout == "to \(name)\n", "\(name): \(reply.stderr)")
+        }
+        let refused = try await Binary.run([
+            "message", "send", "/ip4/127.0.0.1/tcp/\(gateway.port)/ip4/127.0.0.1/tcp/\(port("lan-host"))/service/echo", "x",
+            "--timeout", "2s",
+        ])
+        #expect(refused.status == 1, "\(refused.stdout)")
+        func status(_ name: String) async throws -> [String: Any] {
+            let result = try await Binary.run(["status", "--from", name, "--state-dir", state, "--json"])
+            return try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        }
+        let counters = try await status("gw")["counters"] as? [String: Any]
+        #expect(counters?["dropped_forward_not_allowed"] as? Int == 1, "\(String(describing: counters))")
+        let lan = try await status("lan-host")["tcp_connections"] as? [Any]
+        #expect(lan?.isEmpty == true, "the gateway connected to lan-host: \(String(describing: lan))")
+        #expect(await gateway.stop() == 0)
+        for node in nodes.values { #expect(await node.stop() == 0) }
     }
 
     @Test func portalThroughSecureChannelRelayMetricsReloadAndRevocation() async throws {

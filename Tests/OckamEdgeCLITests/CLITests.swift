@@ -275,6 +275,31 @@ struct CLITests {
         }
     }
 
+    /// The CLI talks to a node only through a socket owned by the user running it: a regular file where a node's
+    /// control socket goes is refused, and so (as root, who can give a socket to another user) is a socket owned by
+    /// someone else, whatever answers on it.
+    @Test func aControlSocketThatIsNotTheUsersOwnSocketIsRefused() async throws {
+        let state = try temporaryDirectory()
+        #expect(mkdir(state + "/nodes", 0o700) == 0)
+        let planted = state + "/nodes/fake.sock"
+        #expect(FileManager.default.createFile(atPath: planted, contents: Data("x".utf8)))
+        let file = try await Binary.run(["status", "--from", "fake", "--state-dir", state])
+        #expect(file.status != 0)
+        #expect(file.stderr.contains("\(planted) is not a socket"), "\(file.stderr)")
+        // Changing a socket's owner needs root (CI runs as root); elsewhere this part is not run.
+        guard geteuid() == 0 else { return }
+        let node = try await NodeProcess.start(name: "n1", stateDir: state)
+        let socket = state + "/nodes/n1.sock"
+        #expect(chown(socket, 65534, 65534) == 0)
+        let owned = try await Binary.run(["status", "--from", "n1", "--state-dir", state])
+        #expect(owned.status != 0)
+        #expect(owned.stderr.contains("the control socket \(socket) is owned by uid 65534, not by you"), "\(owned.stderr)")
+        #expect(chown(socket, 0, 0) == 0)
+        let mine = try await Binary.run(["status", "--from", "n1", "--state-dir", state])
+        #expect(mine.status == 0, "\(mine.stderr)")
+        #expect(await node.stop() == 0)
+    }
+
     /// SIGTERM at once after the 'listening' line (what a supervisor or `make reliability` may do) is a clean
     /// shutdown, never death by the default action (exit by signal, node record and control socket left behind).
     @Test func sigtermRightAfterStartIsACleanShutdown() async throws {

@@ -290,8 +290,8 @@ class Context:
             raise Fail(f"ockam-edge {' '.join(args)} did not finish within {timeout} s")
         return done.returncode, done.stdout.decode(errors="replace"), done.stderr.decode(errors="replace")
 
-    def node(self, name, *extra, port=0, vault=None):
-        node = Node(self, name, list(extra), port=port, vault=vault)
+    def node(self, name, *extra, port=0, vault=None, log_level=None):
+        node = Node(self, name, list(extra), port=port, vault=vault, log_level=log_level)
         self.nodes.append(node)
         return node
 
@@ -314,11 +314,12 @@ class Context:
 class Node:
     """An `ockam-edge node run` process; its first stdout line gives the bound address."""
 
-    def __init__(self, ctx, name, extra, port=0, vault=None):
+    def __init__(self, ctx, name, extra, port=0, vault=None, log_level=None):
         self.vault = vault or ctx.path("vault-" + name)
+        level = log_level or os.environ.get("RELIABILITY_LOG_LEVEL", "warning")
         self._start(ctx, name, [
             ctx.binary, "node", "run", "--name", name, "--tcp-listen", f"127.0.0.1:{port}", "--state-dir", ctx.state,
-            "--vault", self.vault, "--log-level", os.environ.get("RELIABILITY_LOG_LEVEL", "warning"), *extra])
+            "--vault", self.vault, "--log-level", level, *extra])
 
     def _start(self, ctx, name, args):
         """Starts `args` and waits for the `listening host:port` line."""
@@ -424,6 +425,12 @@ class Node:
             pass
         self.log.close()
 
+    def log_size(self):
+        """(lines, bytes) the node has logged so far."""
+        with open(self.log.name, "rb") as f:
+            data = f.read()
+        return data.count(b"\n"), len(data)
+
     def log_tail(self, lines=5):
         try:
             with open(self.log.name, errors="replace") as f:
@@ -445,6 +452,43 @@ class Agent(Node):
     @property
     def socket_path(self):
         return os.path.join(self.state, "nodes", self.name + ".sock")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Serial link framing (docs/serial-framing.md): COBS(type ‖ body ‖ CRC-32C little-endian) between 0x00 bytes
+
+
+def crc32c(data):
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 & -(crc & 1))
+    return crc ^ 0xFFFFFFFF
+
+
+def cobs(data):
+    out, block = bytearray(), bytearray()
+    for byte in data:
+        if byte == 0:
+            out += bytes([len(block) + 1]) + block
+            block = bytearray()
+        else:
+            block.append(byte)
+            if len(block) == 254:
+                out += b"\xff" + block
+                block = bytearray()
+    return bytes(out + bytes([len(block) + 1]) + block)
+
+
+def serial_frame(kind, body):
+    decoded = bytes([kind]) + body
+    return b"\x00" + cobs(decoded + struct.pack("<I", crc32c(decoded))) + b"\x00"
+
+
+def serial_hello(nonce, max_frame=16384, keepalive_ms=0):
+    """A HELLO (type 0x01) starting a session with `nonce` (§5.1: version 1, flags 0, peer_nonce 0)."""
+    return serial_frame(0x01, struct.pack("<BBIIII", 1, 0, max_frame, nonce, 0, keepalive_ms))
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ kept when a scenario fails or RELIABILITY_KEEP=1.
 import json
 import os
 import random
+import select
 import shutil
 import signal
 import socket
@@ -27,12 +28,13 @@ import tempfile
 import threading
 import time
 import traceback
+import tty
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from edge import (  # noqa: E402
-    Context, Control, Fail, NullModem, RawOckamClient, check, eventually, fd_count, free_port, garbage,
-    handshake_message1, local, mib, routing_message, rss_kib, tcp_frame, _child_setup)
+    Context, Control, Fail, NullModem, RawOckamClient, cbor, check, eventually, fd_count, free_port, garbage,
+    handshake_message1, local, mib, routing_message, rss_kib, serial_hello, tcp_frame, _child_setup)
 
 FULL = os.environ.get("RELIABILITY_FULL") == "1"
 SIZES = {}
@@ -668,9 +670,12 @@ def stalled_frames(ctx):
 
 def hostile_inputs(ctx):
     """The smaller defects a probe found, each attacked once more: absurd numbers in control requests and options, a
-    configuration path that is a directory or a FIFO, log amplification by bad messages, a request to a peer that
-    closes at once, a second node under a running node's name, identity records deleted behind a node's back."""
+    configuration path that is a directory or a FIFO, log amplification by bad messages (from one connection and
+    from many), a float in the tracing field, a hop to a refused port, a request to a peer that closes at once, a
+    state directory others can write, a configuration with CRLF line ends and a BOM, a second node under a running
+    node's name, identity records deleted behind a node's back."""
     rounds = size("HOSTILE_ROUNDS", 200, 2000)
+    connections = size("HOSTILE_CONNECTIONS", 50, 200)
     node = ctx.node("n")
     results = []
     # 1. A duration beyond any clock, over the control socket and on the command line: refused, the node lives.
@@ -688,15 +693,64 @@ def hostile_inputs(ctx):
         status, _, err = ctx.cli("agent", "--config", path, "--check-config", timeout=20)
         check(status != 0 and "not a configuration file" in err, f"--config {path}: {status} {err.strip()}")
     results.append("a directory and a FIFO as --config refused at once")
-    # 3. Log amplification: many malformed messages from one peer, few warning lines.
-    def log_lines():
-        with open(node.log.name, errors="replace") as f:
-            return len(f.readlines())
-    before = log_lines()
-    garbage_then_echo(ctx, node.port, b"\xff", rounds)
-    lines = log_lines() - before
-    check(lines <= 5, f"{rounds} malformed messages produced {lines} log lines")
-    results.append(f"{rounds} malformed messages: {lines} log line(s)")
+    # 3. Log amplification: malformed messages from one peer and from many connections, and message 1s of 18 bytes
+    #    (too short for a handshake): a few warning lines in all, each saying how many it stands for.
+    lines0, bytes0 = node.log_size()
+    c0 = node.status()["counters"]
+    garbage_then_echo(ctx, node.port, b"\xff", rounds).close()
+    for _ in range(connections):
+        garbage_then_echo(ctx, node.port, b"\xff", 1).close()
+    short = RawOckamClient(node.port)
+    ctx.cleanups.append(short.close)
+    for i in range(rounds):
+        short.send_message([local("api")], [local(f"short-{i}")], os.urandom(18))
+    # (Each fails, or is dropped while its connection's 64 half-open slots are taken by ones not yet failed.)
+    def short_counted():
+        c = node.status()["counters"]
+        return sum(c[k] - c0[k] for k in ("handshakes_failed", "handshakes_dropped_over_cap")) == rounds
+    eventually(short_counted, 30, f"{rounds} short message 1s counted as failed or dropped over the cap")
+    lines1, bytes1 = node.log_size()
+    lines, logged = lines1 - lines0, bytes1 - bytes0
+    check(lines <= 5, f"{rounds + connections} malformed messages and {rounds} short message 1s produced {lines} "
+                      f"log lines")
+    results.append(f"{rounds} malformed messages from one connection, {connections} from {connections} connections "
+                   f"and {rounds} 18-byte message 1s: {lines} log line(s), {logged} bytes")
+    # 3b. A float in the tracing field is a malformed message: dropped and counted, the connection lives on. A
+    #     well-formed value that is not text (an integer) is ignored and the message delivered.
+    dropped0 = node.status()["counters"]["tcp_messages_dropped_malformed"]
+    peer = RawOckamClient(node.port)
+    ctx.cleanups.append(peer.close)
+
+    def with_tracing(payload, tracing):
+        return b"\x84" + cbor([local("echo")]) + cbor([local("app")]) + cbor(payload) + tracing
+    peer.sock.sendall(tcp_frame(with_tracing(b"float", b"\xf9\x3c\x00")))  # half-precision 1.0
+    peer.sock.sendall(tcp_frame(with_tracing(b"integer", cbor(7))))
+    peer.send_message([local("echo")], [local("app")], b"after")
+    eventually(lambda: peer.frames_received() == 2, 30, "the echo of the integer-traced message and of the next one")
+    dropped = node.status()["counters"]["tcp_messages_dropped_malformed"] - dropped0
+    check(dropped == 1 and not peer.closed_by_peer,
+          f"float in the tracing field: {dropped} dropped, connection closed: {peer.closed_by_peer}")
+    results.append("a float in the tracing field dropped and counted, the connection answered the next message "
+                   "(an integer there is ignored)")
+    # 3c. A hop to a port nobody listens on (allowed by --forward-to) is a counted drop, not a delivery.
+    dead = free_port()
+    forwarder = ctx.node("fw", "--forward-to", f"127.0.0.1:{dead}")
+    c0 = forwarder.status()["counters"]
+    sender = RawOckamClient(forwarder.port)
+    ctx.cleanups.append(sender.close)
+    hops = 5
+    for i in range(hops):
+        sender.send_message([[1, f"127.0.0.1:{dead}".encode()], local("echo")], [local(f"a{i}")], b"x")
+    c1 = eventually(lambda: (lambda c: c if c["dropped_unreachable"] - c0["dropped_unreachable"] == hops else None)(
+        forwarder.status()["counters"]), 30, f"{hops} hops to a refused port counted as dropped_unreachable")
+    check(c1["delivered"] == c0["delivered"], f"delivered {c0['delivered']} → {c1['delivered']} for refused hops")
+    status, _, err = ctx.cli("message", "send", "--from", "fw", "--state-dir", ctx.state,
+                             f"/ip4/127.0.0.1/tcp/{dead}/service/echo", "x", "--timeout", "10s")
+    unreachable = forwarder.status()["counters"]["dropped_unreachable"] - c0["dropped_unreachable"]
+    check(status == 1 and unreachable == hops + 1, f"message send --from to a refused port: {status} {err.strip()}, "
+                                                   f"dropped_unreachable +{unreachable}")
+    results.append(f"{hops} forwarded hops and a local request to a refused port: dropped_unreachable +{unreachable}, "
+                   f"delivered +{c1['delivered'] - c0['delivered']}")
     # 4. A request to a peer that closes at once fails at once, saying so.
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
@@ -721,6 +775,30 @@ def hostile_inputs(ctx):
     ok, info = message_ok(ctx, f"/ip4/127.0.0.1/tcp/{node.port}/service/echo", "still")
     check(ok, f"the first node was disturbed: {info}")
     results.append("a second node under a running name refused, the first undisturbed")
+    # 5b. A state directory others can write: a node refuses to start there, the CLI to ask a node there.
+    shared = ctx.path("state-0777")
+    os.makedirs(os.path.join(shared, "nodes"), mode=0o700)
+    os.chmod(shared, 0o777)
+    status, _, err = ctx.cli("node", "run", "--name", "w", "--tcp-listen", "127.0.0.1:0", "--state-dir", shared,
+                             "--vault", ctx.path("vault-w"), timeout=30)
+    check(status != 0 and f"{shared} is writable by group or others" in err, f"node in a 0777 state dir: {status} "
+                                                                              f"{err.strip()}")
+    status, _, err = ctx.cli("status", "--from", "w", "--state-dir", shared)
+    check(status != 0 and "is writable by group or others" in err, f"status in a 0777 state dir: {status} {err.strip()}")
+    results.append("a 0777 state directory refused by node run and by the CLI")
+    # 5c. A configuration with a byte-order mark and CRLF line ends is read as the same configuration.
+    crlf = ctx.path("crlf.yaml")
+    with open(crlf, "wb") as f:
+        f.write(b"\xef\xbb\xbf" + _agent_header("crlf", ctx.state, ctx.path("vault-crlf"), "127.0.0.1:0")
+                .replace("\n", "\r\n").encode())
+    status, out, err = ctx.cli("agent", "--config", crlf, "--check-config")
+    check(status == 0 and out.strip() == f"{crlf}: ok", f"CRLF and BOM: {status} {out.strip()} {err.strip()}")
+    with open(crlf, encoding="utf-8", newline="") as f:  # (as written: BOM and CRLF kept)
+        agent = ctx.agent("crlf", f.read())
+    ok, info = message_ok(ctx, f"/ip4/127.0.0.1/tcp/{agent.port}/service/echo", "crlf")
+    check(ok and agent.status()["name"] == "crlf", f"the agent on the CRLF configuration: {info}")
+    agent.stop()
+    results.append("a configuration with a BOM and CRLF line ends accepted and run")
     # 6. Identity records deleted: no new identity minted; vault check says so.
     node.stop()
     shutil.rmtree(os.path.join(node.vault, "records"))
@@ -731,6 +809,121 @@ def hostile_inputs(ctx):
     check(status == 1 and "records/identities is empty" in out, f"vault check: {status} {out.strip()}")
     results.append("lost identity records: node refused, vault check reports them")
     return "; ".join(results)
+
+
+def request_timeouts(ctx):
+    """`message send --timeout 3s` ends within about its timeout whatever the peer does: a listener that accepts and
+    says nothing, one that never accepts (its backlog full: the connect itself hangs), one that answers with a wrong
+    version byte (reported as such, at once)."""
+    timeout = 3
+    held = []
+    ctx.cleanups.append(lambda: [s.close() for s in held])
+
+    def listener(backlog):
+        server = socket.socket()
+        server.bind(("127.0.0.1", 0))
+        server.listen(backlog)
+        held.append(server)
+        return server
+
+    def send(port):
+        started = time.monotonic()
+        status, _, err = ctx.cli("message", "send", f"/ip4/127.0.0.1/tcp/{port}/service/echo", "x", "--timeout",
+                                 f"{timeout}s", timeout=60)
+        return status, (err.strip().splitlines() or [""])[-1], time.monotonic() - started
+
+    def serve(server, greeting):
+        def run():
+            try:
+                while True:
+                    conn, _ = server.accept()
+                    held.append(conn)
+                    if greeting:
+                        conn.sendall(greeting)
+            except OSError:
+                pass
+        threading.Thread(target=run, daemon=True).start()
+
+    # A silent peer: accepts, reads nothing, writes nothing.
+    silent = listener(16)
+    serve(silent, b"")
+    status, silent_error, silent_took = send(silent.getsockname()[1])
+    check(status == 1 and "closed" not in silent_error, f"silent peer: exit {status} ({silent_error})")
+    # A listener that never accepts: listen(0) queues one connection; once one waits there, the kernel drops the
+    # next SYNs, so a connect hangs (checked with a probe before the CLI tries).
+    stuck = listener(0)
+    port = stuck.getsockname()[1]
+    held.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+    probe = socket.socket()
+    probe.settimeout(0.5)
+    try:
+        probe.connect(("127.0.0.1", port))
+        check(False, "the listener's backlog is not full: a connect still completes")
+    except socket.timeout:
+        pass
+    finally:
+        probe.close()
+    status, stuck_error, stuck_took = send(port)
+    check(status == 1, f"never-accepting listener: exit {status} ({stuck_error})")
+    # A peer that answers with a wrong version byte: reported as such, before the timeout.
+    wrong = listener(16)
+    serve(wrong, b"\x02")
+    status, wrong_error, wrong_took = send(wrong.getsockname()[1])
+    check(status == 1 and "version" in wrong_error, f"wrong version byte: exit {status} ({wrong_error})")
+    for what, took in (("silent peer", silent_took), ("never-accepting listener", stuck_took),
+                       ("wrong version byte", wrong_took)):
+        check(took <= timeout + 1.5, f"{what}: `message send --timeout {timeout}s` took {took:.1f} s")
+    return (f"`message send --timeout {timeout}s`: silent peer {silent_took:.1f} s ({silent_error}); never-accepting "
+            f"listener {stuck_took:.1f} s ({stuck_error}); wrong version byte {wrong_took:.1f} s ({wrong_error})")
+
+
+def serial_hello_flood(ctx):
+    """A device that sends HELLO after HELLO, each with a new nonce (a new session each time): the link follows, and
+    the node logs a bounded number of link up/down lines (each saying how many it stands for), not two per HELLO."""
+    hellos = size("HELLO_FLOOD", 500, 5000)
+    master, slave = os.openpty()
+    ctx.cleanups.append(lambda: (os.close(master), os.close(slave)))
+    tty.setraw(slave)
+    os.set_blocking(master, False)
+    node = ctx.node("gw", "--serial", os.ttyname(slave) + ",mode=listen,name=device", log_level="info")
+
+    def port():
+        return node.status()["serial_ports"][0]
+    stop = threading.Event()
+
+    def drain():  # the node's HELLO_ACKs, read and thrown away so its writes never block
+        while not stop.is_set():
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if ready:
+                try:
+                    os.read(master, 65536)
+                except OSError:
+                    pass
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    ctx.cleanups.append(stop.set)
+    eventually(lambda: port()["phase"] in ("open", "linked"), 30, "the serial port open")
+    lines0, bytes0 = node.log_size()
+    ups0 = port()["counters"]["link_ups"]
+    rng = random.Random(int(os.environ.get("RELIABILITY_SEED", "9")))
+    nonces = rng.sample(range(1, 1 << 32), hellos)
+    for nonce in nonces:
+        data = serial_hello(nonce)
+        while data:
+            try:
+                data = data[os.write(master, data):]
+            except BlockingIOError:
+                select.select([], [master], [], 1)
+    eventually(lambda: port()["counters"]["link_ups"] - ups0 == hellos, 60,
+               f"{hellos} HELLOs with new nonces: a link up each")
+    check(node.alive(), "the node exited")
+    stop.set()
+    lines1, bytes1 = node.log_size()
+    with open(node.log.name, errors="replace") as f:
+        link_lines = sum(1 for line in f if "link up" in line or "link down" in line)
+    check(lines1 - lines0 <= 6, f"{hellos} HELLOs produced {lines1 - lines0} log lines at info level")
+    return (f"{hellos} HELLOs, each a new session (link_ups +{hellos}): {lines1 - lines0} log line(s) at info level, "
+            f"{bytes1 - bytes0} bytes ({link_lines} link up/down lines in the whole log); node alive")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -1115,7 +1308,7 @@ def store_and_forward(ctx):
 SCENARIOS = [
     serial_unplug_replug, serial_line_noise, tcp_uplink_restarts, stalled_handshake, handshake_flood,
     handshake_flood_fairness, slowloris, tcp_connection_cap, shared_connection_survives, open_relay, slow_reader,
-    stalled_frames, hostile_inputs,
+    stalled_frames, hostile_inputs, request_timeouts, serial_hello_flood,
     vault_kill9, soak,
     store_and_forward, relay_restarts,
 ]
