@@ -186,12 +186,12 @@ struct BridgeDeliveryTests {
     @Test func messagesArriveOnceInOrderTaggedWithTheirLink() async throws {
         let rig = try await Rig()
         for i in 0..<50 { try await rig.deviceSends("m\(i)") }
-        try await eventually("50 ingested") { rig.sink.all.count == 50 }
+        try await eventually("50 ingested", within: .seconds(120)) { rig.sink.all.count == 50 }
         #expect(rig.ingestedTexts == (0..<50).map { "m\($0)" })
         #expect(rig.sink.all.allSatisfy { $0.contains("\"device\":\"serial:bench\"") && $0.contains("\"bridge\":\"sensors\"") })
         #expect(rig.sink.all.first?.contains("\"from\":\"\(rig.gatewayChannels.local.identity.identifier)\"") == true)
         // (The ingest writes before it acknowledges: the bridge counts a delivery when the acknowledgement is back.)
-        try await eventually("50 acknowledged") { rig.bridge.counters.delivered == 50 }
+        try await eventually("50 acknowledged", within: .seconds(120)) { rig.bridge.counters.delivered == 50 }
         #expect(rig.bridge.pending == 0)
         await rig.stop()
     }
