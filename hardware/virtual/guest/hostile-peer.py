@@ -322,7 +322,7 @@ class Peer:
         link.channel.write(b"\x02" + message[3:10])
         link.channel.write(b"\x02" + message[10:])
         try:
-            _, payload = await asyncio.wait_for(reply, ROUND_TRIP_TIMEOUT)
+            _, _, payload = await asyncio.wait_for(reply, ROUND_TRIP_TIMEOUT)
             ok = payload == b"split"
         except asyncio.TimeoutError:
             ok = False
