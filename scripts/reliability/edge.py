@@ -90,8 +90,10 @@ def _head(major, n):
 
 
 def cbor(value):
-    if isinstance(value, bool) or value is None:
-        raise TypeError("not needed")
+    if value is None:
+        return b"\xf6"
+    if isinstance(value, bool):
+        return b"\xf5" if value else b"\xf4"
     if isinstance(value, int):
         return _head(0, value)
     if isinstance(value, (bytes, bytearray)):
@@ -121,6 +123,10 @@ def cbor_decode(data, i=0):
         raise ValueError(f"unsupported CBOR head {initial:#x}")
     if major == 0:
         return n, i
+    if major == 1:
+        return -1 - n, i
+    if major == 7 and info in (20, 21, 22):
+        return {20: False, 21: True, 22: None}[info], i
     if major == 2:
         return bytes(data[i:i + n]), i + n
     if major == 3:
@@ -234,15 +240,57 @@ class Control:
             data += chunk
         return data
 
+    # Control protocol version 2: typed commands with fixed fields (docs/control-socket.md). `call` keeps the
+    # scenarios' keyword style and returns the JSON view the CLI prints.
+    FIELDS = {
+        "ping": [], "status": [], "metrics": [], "secure-channel/list": [], "devices/list": [],
+        "secure-channel/create": ["to", "timeout"], "secure-channel/show": ["address"],
+        "secure-channel/delete": ["address"], "message/send": ["to", "message", "timeout", "raw"],
+        "pair/cancel": ["channel"], "devices/remove": ["name"],
+    }
+    CHANNEL = ["address", "encryptor", "decryptor", "role", "peer", "remote_route", "listener", "cipher",
+               "verification_code"]
+
+    @staticmethod
+    def milliseconds(text):
+        """A duration as the CLI writes it (`10s`, `500ms`, `2m`, `1h`, a bare number of seconds) in whole
+        milliseconds, capped at the largest CBOR unsigned integer (the node refuses anything over a year)."""
+        number, unit = text, 1000
+        for suffix, scale in (("ms", 1), ("s", 1000), ("m", 60000), ("h", 3600000)):
+            if text.endswith(suffix):
+                number, unit = text[: -len(suffix)], scale
+                break
+        value = int(number) * unit if number.isdigit() else int(float(number) * unit)
+        return min(value, (1 << 64) - 1)
+
     def call(self, command, **arguments):
-        """Returns (ok, body); `body` is parsed JSON when ok."""
-        body = cbor([1, command, {k: str(v) for k, v in arguments.items()}])
+        """Returns (ok, body); `body` is the reply's JSON view (as the CLI prints it) when ok, the message if not."""
+        fields = []
+        for name in self.FIELDS[command]:
+            value = arguments.get(name)
+            if name == "timeout":
+                value = None if value is None else self.milliseconds(str(value))
+            elif name == "raw":
+                value = value in (True, "true")
+            fields.append(value)
+        body = cbor([2, [command] + fields])
         self.sock.sendall(struct.pack(">I", len(body)) + body)
         (n,) = struct.unpack(">I", self._recv_exact(4))
-        (status, text), _ = cbor_decode(self._recv_exact(n))
-        if status == 0:
-            return True, json.loads(text)
-        return False, text
+        (status, reply), _ = cbor_decode(self._recv_exact(n))
+        if status != 0:
+            return False, reply
+        kind, values = reply[0], reply[1:]
+        if kind == "status":
+            return True, values[0]
+        if kind == "channel":
+            return True, dict(zip(self.CHANNEL, values[0]))
+        if kind == "channels":
+            return True, [dict(zip(self.CHANNEL, c)) for c in values[0]]
+        if kind == "message-reply":
+            return True, {"reply": values[0]}
+        if kind == "channel-deleted":
+            return True, {"deleted": values[0]}
+        return True, values[0] if len(values) == 1 else values
 
     def close(self):
         self.sock.close()

@@ -680,7 +680,7 @@ def hostile_inputs(ctx):
     results = []
     # 1. A duration beyond any clock, over the control socket and on the command line: refused, the node lives.
     ok, body = node.call("message/send", to="/service/echo", message="x", timeout="9223372036854775807s")
-    check(not ok and "invalid duration" in body, f"control request with a huge timeout: {ok} {body}")
+    check(not ok and "at most a year" in body, f"control request with a huge timeout: {ok} {body}")
     status, _, err = ctx.cli("message", "send", "/service/echo", "x", "--from", "n", "--state-dir", ctx.state,
                              "--timeout", "1e9s")
     check(status == 2 and "invalid duration" in err, f"CLI --timeout 1e9s: {status} {err.strip()}")
