@@ -85,7 +85,7 @@ test-jetstream: deps
 	$(SWIFT) build --build-tests --traits JetStream --scratch-path $(JETSTREAM_SCRATCH)
 	$(TEST_ENV) TEST_TIME_LIMIT=$(TEST_TIME_LIMIT) scripts/test-watchdog.py -- $(SWIFT) test --skip-build \
 	  --traits JetStream --scratch-path $(JETSTREAM_SCRATCH) \
-	  --filter 'EdgeJetStreamTests|EdgeBridgeTests|EdgeConfigTests|EdgeAgentTests.IngestSinkConfigTests'
+	  --filter 'EdgeJetStreamTests|EdgeBridgeTests|EdgeConfigTests|EdgeAgentTests.IngestSinkConfigTests|EdgeAgentTests.JetStreamAgentTests'
 
 # AddressSanitizer over the unit suite (a CI stage): its own scratch path; the bundle runs directly so the
 # ockam-edge children of the process tests are the ASan build too. Leak checking is off: LeakSanitizer reports Swift's

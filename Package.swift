@@ -316,7 +316,10 @@ let package = Package(
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
-        .target(name: "EdgeTestSupport", dependencies: ["EdgeSync", "EdgeWire"], path: "Tests/EdgeTestSupport"),
+        .target(
+            name: "EdgeTestSupport",
+            dependencies: ["EdgeSync", "EdgeWire", .target(name: "CNATS", condition: .when(traits: ["JetStream"]))],
+            path: "Tests/EdgeTestSupport"),
         .testTarget(name: "EdgeWireTests", dependencies: ["EdgeWire", "EdgeTestSupport"]),
         .testTarget(name: "EdgeRoutingTests", dependencies: ["EdgeRouting", "EdgeTestSupport"]),
         .testTarget(
