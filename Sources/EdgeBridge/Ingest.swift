@@ -121,7 +121,9 @@ public final class IngestService: Worker {
         }
         let sender = SecureChannelLocalInfo.identifier(of: message)?.description ?? "-"
         // The bridge name is the sender's text: length-prefixed, so no name can make two keys collide.
-        let key = "\(sender)/\(envelope.bridge.utf8.count):\(envelope.bridge)/\(QueueEpoch.text(envelope.epoch) ?? "-")"
+        let epoch = QueueEpoch.text(envelope.epoch) ?? "-"
+        let key = "\(sender)/\(envelope.bridge.utf8.count):\(envelope.bridge)/\(epoch)"
+        let label = "\(sender)/\(envelope.bridge) (epoch \(epoch))"  // for the log
         let last = state.withLock { $0.last[key] }
         if let last, envelope.sequence <= last {
             state.withLock { $0.counters.duplicates += 1 }
@@ -134,14 +136,14 @@ public final class IngestService: Worker {
                     $0.counters.skipped = overflow ? .max : sum
                 }
                 logger.notice(
-                    "ingest: \(key) skipped \(gap) sequence number(s) before \(envelope.sequence): dropped at the gateway (queue full) or unused after a gateway crash")
+                    "ingest: \(label) skipped \(gap) sequence number(s) before \(envelope.sequence): dropped at the gateway (queue full) or unused after a gateway crash")
             }
             let outcome: IngestOutcome
             do {
                 outcome = try await sink.store(IngestReading(gateway: sender, envelope: envelope))
             } catch {
                 state.withLock { $0.counters.sinkFailures += 1 }
-                logger.error("ingest: cannot store message \(envelope.sequence) from \(key): \(error); not acknowledged")
+                logger.error("ingest: cannot store message \(envelope.sequence) from \(label): \(error); not acknowledged")
                 return
             }
             state.withLock {

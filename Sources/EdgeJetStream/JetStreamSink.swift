@@ -138,7 +138,14 @@ public final class JetStreamSink: IngestSink, @unchecked Sendable {
             if stored.epoch == epoch, let sequence = stored.sequence, reading.envelope.sequence <= sequence {
                 return .alreadyStored
             }
-            switch try publish(context, reading, subject: subject, expecting: stored.streamSequence) {
+            let published: Published
+            do {
+                published = try publish(context, reading, subject: subject, expecting: stored.streamSequence)
+            } catch {
+                last[subject] = nil  // a publish that timed out may still have been stored: read the subject again
+                throw error
+            }
+            switch published {
             case .stored(let streamSequence):
                 last[subject] = Last(streamSequence: streamSequence, epoch: epoch, sequence: reading.envelope.sequence)
                 return .stored
