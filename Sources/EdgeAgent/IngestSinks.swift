@@ -36,7 +36,7 @@ enum IngestSinks {
     static func validate(_ ingest: AgentConfig.Ingest, _ launch: AgentLaunch) throws {
         guard ingest.sink.type == "jetstream", let settings = ingest.sink.jetStream else { return }
         _ = try credentials(settings, launch)
-        if let ca = settings.tlsCAFile { _ = try readSecret(ca, launch, what: "TLS CA file", contents: false) }
+        if let ca = settings.tlsCAFile { _ = try readSecret(ca, launch, what: "TLS CA file", contents: false, mayBeReadable: true) }
         guard jetStreamBuilt else {
             throw CommandFailure(
                 "\(launch.origin(line: ingest.sink.line, key: "ingest[].sink.type")): jetstream needs an ockam-edge built "
@@ -87,7 +87,11 @@ enum IngestSinks {
 
     /// A secret file's first line (when `contents`), after the checks the vault makes of its key file: a regular file
     /// (not a symbolic link), owned by the running user or root, with no group or other access, at most 64 KiB.
-    static func readSecret(_ file: AgentConfig.PathSetting, _ launch: AgentLaunch, what: String, contents: Bool) throws -> String {
+    /// `mayBeReadable` (a CA certificate: public, but it decides whom the sink trusts) allows reading by others and
+    /// still refuses writing by them.
+    static func readSecret(
+        _ file: AgentConfig.PathSetting, _ launch: AgentLaunch, what: String, contents: Bool, mayBeReadable: Bool = false
+    ) throws -> String {
         let origin = launch.origin(line: file.line, key: file.key)
         let fd: FileDescriptor
         do {
@@ -105,10 +109,12 @@ enum IngestSinks {
             throw CommandFailure(
                 "\(origin): the \(what) \(file.path) is owned by uid \(info.st_uid), not by the running user (uid \(geteuid())) or root: chown it")
         }
-        guard info.st_mode & 0o077 == 0 else {
+        guard info.st_mode & (mayBeReadable ? 0o022 : 0o077) == 0 else {
             throw CommandFailure(
                 "\(origin): the \(what) \(file.path) has permissions 0\(String(info.st_mode & 0o777, radix: 8)): it must not be "
-                    + "accessible by group or others (run: chmod 600 \(file.path))")
+                    + (mayBeReadable
+                        ? "writable by group or others (run: chmod 644 \(file.path))"
+                        : "accessible by group or others (run: chmod 600 \(file.path))"))
         }
         guard contents else { return "" }
         let limit = 64 * 1024

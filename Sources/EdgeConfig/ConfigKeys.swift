@@ -161,7 +161,7 @@ extension AgentConfig {
         ConfigKey("ingest[].sink.creds_file", type: "path", default: "none",
                   "a NATS `.creds` file (user JWT and nkey seed; same checks)"),
         ConfigKey("ingest[].sink.tls_ca_file", type: "path", default: "none",
-                  "CA certificates (PEM) to verify the servers with; turns TLS on"),
+                  "CA certificates (PEM) to verify the servers with, not writable by group or others; turns TLS on"),
         ConfigKey("sessions.ping_interval", type: "duration", default: "`10s`",
                   "how often relay registrations and inlet routes are pinged"),
         ConfigKey("sessions.ping_timeout", type: "duration", default: "`5s`",

@@ -46,6 +46,12 @@ struct IngestSinkConfigTests {
         #expect(malformed.contains("must hold one line user:password"), "\(malformed)")
         try write("\n", to: dir + "/empty", mode: 0o600)
         #expect(message { try load(dir, sink: "      token_file: \(dir)/empty\n") }.contains("is empty"))
+        // A CA certificate may be readable by others, not writable.
+        try write("-----BEGIN CERTIFICATE-----\n", to: dir + "/ca.pem", mode: 0o664)
+        let writable = message { try load(dir, sink: "      tls_ca_file: \(dir)/ca.pem\n") }
+        #expect(writable.contains("must not be writable by group or others (run: chmod 644"), "\(writable)")
+        try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: dir + "/ca.pem")
+        #expect(!message { try load(dir, sink: "      tls_ca_file: \(dir)/ca.pem\n") }.contains("ca.pem"))
     }
 
     /// A build without trait JetStream refuses a jetstream sink at --check-config, naming the line and the fix;

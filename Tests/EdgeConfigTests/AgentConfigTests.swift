@@ -378,6 +378,17 @@ struct BridgeConfigTests {
         }
     }
 
+    /// The configuration example in docs/fleet.md decodes.
+    @Test func theFleetExampleIsValid() throws {
+        let doc = AgentConfigTests.readDoc("docs/fleet.md")
+        let lines = doc.split(separator: "\n", omittingEmptySubsequences: false)
+        let start = try #require(lines.firstIndex(of: "```yaml"))
+        let example = lines[(start + 1)...].prefix { $0 != "```" }.joined(separator: "\n")
+        let config = try AgentConfig.parse(example.replacing("I6c3f…", with: "I" + String(repeating: "6c", count: 32)), file: "fleet.md")
+        #expect(config.ingest.first?.sink.jetStream?.servers.count == 3)
+        #expect(config.ingest.first?.sink.jetStream?.credsFile?.path == "/etc/ockam-edge/nats/ingest.creds")
+    }
+
     @Test func ingestSinks() throws {
         let config = try AgentConfig.parse(
             """
