@@ -9,7 +9,8 @@
 //                OckamEdgeFuzz (over EdgeFuzz)
 //   agent        EdgeAgent           the runtime: vault, node, transports, channels, pairing, device links, relays,
 //                                    portals, bridges, metrics and control socket, started from one AgentConfig
-//   services     EdgeBridge          device bridges with store-and-forward, and the ingest service
+//   services     EdgeJetStream       the ingest service's JetStream sink (its libnats part only with trait JetStream)
+//                EdgeBridge          device bridges with store-and-forward, and the ingest service
 //   transports   EdgeTransportTCP, EdgeTransportSerial, EdgeTransportBLE (swift-nio); EdgeControl (control socket);
 //                EdgeNIO (swift-nio helpers they share)
 //   channels     EdgeSecureChannel   Noise XX with Ockam identities: listeners, encryptors, decryptors, access control
@@ -18,7 +19,11 @@
 //   support      EdgeLog (log formats), EdgeCLI (argv, help, completions, man pages)
 //   protocol     EdgeNoise, EdgeIdentity, EdgeRouting, EdgeWire (CBOR, BARE, JSON), EdgeConfig (YAML subset, keys)
 //   platform     EdgeCrypto (libsodium + OpenSSL libcrypto), EdgePOSIX (typed system calls), EdgeSync (locks)
-//   C            CSodium, COpenSSL, CBlueZ (header-only, never linked), CPty, CMemory, CSanitizerHooks
+//   C            CSodium, COpenSSL, CBlueZ (header-only, never linked), CPty, CMemory, CSanitizerHooks,
+//                CNATS (libnats; linked only with trait JetStream)
+//
+// Trait JetStream (off by default: `swift build --traits JetStream`, `make test-jetstream`) builds the ingest sink
+// that publishes to NATS JetStream and links libnats; the default build, and so the gateway binary, does neither.
 import PackageDescription
 
 let strict: [SwiftSetting] = [
@@ -46,6 +51,9 @@ let package = Package(
         .executable(name: "ble-rig-driver", targets: ["BLERigDriver"]),
         .library(name: "EdgeSecureChannel", targets: ["EdgeSecureChannel"]),
     ],
+    traits: [
+        .trait(name: "JetStream", description: "The ingest service's NATS JetStream sink (links libnats; docs/fleet.md)."),
+    ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
@@ -63,6 +71,12 @@ let package = Package(
             name: "COpenSSL",
             pkgConfig: "libcrypto",
             providers: [.apt(["libssl-dev"])]
+        ),
+        // Only targets built with trait JetStream depend on it (EdgeJetStream's dependency is conditional).
+        .systemLibrary(
+            name: "CNATS",
+            pkgConfig: "libnats",
+            providers: [.apt(["libnats-dev"])]
         ),
         // Header-only on purpose: no pkgConfig, so libbluetooth (GPL) is never linked.
         .systemLibrary(
@@ -119,6 +133,15 @@ let package = Package(
                 "EdgeSync", "EdgeIdentity", "EdgeNode", "EdgeRouting", "EdgeSecureChannel", "EdgeWire",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "EdgeJetStream",
+            dependencies: [
+                "EdgeBridge", "EdgeSync", "EdgeWire",
+                .target(name: "CNATS", condition: .when(traits: ["JetStream"])),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
         ),
@@ -208,6 +231,7 @@ let package = Package(
                 "EdgeSync", "EdgeBridge", "EdgeCLI", "EdgeConfig", "EdgeQueue", "EdgeControl", "EdgeIdentity",
                 "EdgeIdentityStore", "EdgeVault", "EdgeWire", "EdgeNode", "EdgeRouting", "EdgeSecureChannel",
                 "EdgeTransportBLE", "EdgeTransportSerial", "EdgeTransportTCP",
+                .target(name: "EdgeJetStream", condition: .when(traits: ["JetStream"])),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -294,7 +318,10 @@ let package = Package(
         ),
         .target(
             name: "EdgeTestSupport",
-            dependencies: ["EdgeSync", "EdgeWire", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "EdgeSync", "EdgeWire", .product(name: "Logging", package: "swift-log"),
+                .target(name: "CNATS", condition: .when(traits: ["JetStream"])),
+            ],
             path: "Tests/EdgeTestSupport"),
         .testTarget(name: "EdgeWireTests", dependencies: ["EdgeWire", "EdgeTestSupport"]),
         .testTarget(name: "EdgeRoutingTests", dependencies: ["EdgeRouting", "EdgeTestSupport"]),
@@ -354,6 +381,16 @@ let package = Package(
             dependencies: [
                 "EdgeSync", "EdgeBridge", "EdgeTransportTCP", "EdgeTestSupport",
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
+        ),
+        // The naming tests always run; the tests against a real nats-server only with trait JetStream.
+        .testTarget(
+            name: "EdgeJetStreamTests",
+            dependencies: [
+                "EdgeJetStream", "EdgeBridge", "EdgeNode", "EdgeRouting", "EdgeTestSupport", "EdgeWire",
+                .target(name: "CNATS", condition: .when(traits: ["JetStream"])),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(name: "EdgeControlTests", dependencies: ["EdgeControl", "EdgeWire"]),

@@ -297,14 +297,14 @@ package final class Agent: Sendable {
             logger.info("bridge \(settings.name): devices send to /service/\(settings.name); delivering to \(settings.to)")
         }
         for settings in config.ingest {
-            let sink = try LineSink(path: settings.output, sync: settings.sync)
+            let (sink, destination) = try IngestSinks.make(settings, launch: launch, logger: logger)
             let service = IngestService(sink: sink, logger: logger)
             let allowed = Set(try settings.allow.map { try Identifier(parsing: $0) })
             let policy: TrustPolicy = allowed.isEmpty ? trustState.withLock { $0.policy } : .identifiers(allowed)
             try node.startWorker(
                 service, at: .local(settings.address), options: WorkerOptions(accessControl: channels.accessControl(policy)))
             live.withLock { $0.ingest[settings.address] = service }
-            logger.info("ingest service at \(settings.address) writing to \(settings.output)")
+            logger.info("ingest service at \(settings.address) storing to \(destination)")
         }
     }
 

@@ -76,6 +76,7 @@ package enum AgentConfigFile {
                     "\(path): bridges \(bridge.name).queue.disk_bytes: at least \(minimum) with memory_bytes \(bridge.queue.memoryBytes) (two segments)")
             }
         }
+        for ingest in config.ingest { try IngestSinks.validate(ingest, .file(path)) }
         try DeviceLinks.validate(
             serial: deviceLinks(config.serialPorts, .file(path)), bleListen: deviceLinks(config.bleListen, .file(path)),
             bleConnect: deviceLinks(config.bleConnect, .file(path)))

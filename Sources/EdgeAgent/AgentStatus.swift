@@ -35,6 +35,7 @@ extension Agent {
                         return .object([
                             ("address", .string(address)), ("accepted", .uint(c.accepted)), ("duplicates", .uint(c.duplicates)),
                             ("skipped", .uint(c.skipped)), ("malformed", .uint(c.malformed)),
+                            ("sink_failures", .uint(c.sinkFailures)),
                         ])
                     })
             ),
@@ -83,7 +84,10 @@ extension Agent {
             "ockam_edge_ingest_messages_total", help: "Bridge envelopes received by each ingest service, by outcome.",
             samples: ingest.flatMap { address, service -> [([(String, String)], Double)] in
                 let c = service.counters
-                return [("accepted", c.accepted), ("duplicate", c.duplicates), ("skipped", c.skipped), ("malformed", c.malformed)]
+                return [
+                    ("accepted", c.accepted), ("duplicate", c.duplicates), ("skipped", c.skipped), ("malformed", c.malformed),
+                    ("sink_failure", c.sinkFailures),
+                ]
                     .map { ([("service", address), ("outcome", $0.0)], Double($0.1)) }
             })
         p.metric("ockam_edge_secure_channels_open", type: "gauge", help: "Open secure channels.", value: Double(channels.channels.count))

@@ -8,8 +8,12 @@ import SystemPackage
 /// A ``StoreAndForwardQueue`` configured from a bridge's `queue:` settings (docs/configuration.md).
 final class BridgeQueueStore: BridgeStore {
     let queue: StoreAndForwardQueue
+    let epoch: [UInt8]?
 
-    private init(queue: StoreAndForwardQueue) { self.queue = queue }
+    private init(queue: StoreAndForwardQueue, epoch: [UInt8]) {
+        self.queue = queue
+        self.epoch = epoch
+    }
 
     static func limits(_ settings: AgentConfig.QueueSettings) -> QueueLimits {
         QueueLimits(
@@ -20,9 +24,17 @@ final class BridgeQueueStore: BridgeStore {
 
     static func open(directory: FilePath, settings: AgentConfig.QueueSettings) throws -> BridgeQueueStore {
         try Support.makeDirectories(directory.removingLastComponent())
+        let queue: StoreAndForwardQueue
         do {
-            return BridgeQueueStore(queue: try StoreAndForwardQueue.open(directory: directory, limits: limits(settings)))
+            queue = try StoreAndForwardQueue.open(directory: directory, limits: limits(settings))
         } catch {
+            throw CommandFailure("bridge queue \(directory): \(error)")
+        }
+        // After the queue: it creates and checks the directory. A queue from before epochs gets one now.
+        do {
+            return BridgeQueueStore(queue: queue, epoch: try QueueEpoch.loadOrCreate(in: directory))
+        } catch {
+            try? queue.close()
             throw CommandFailure("bridge queue \(directory): \(error)")
         }
     }

@@ -24,6 +24,12 @@ public protocol BridgeStore: AnyObject, Sendable {
     func acknowledge(through sequence: UInt64) throws
     /// Records waiting for delivery.
     var pending: Int { get }
+    /// The store's ``QueueEpoch``, sent with every envelope; nil for a store without one (sent without).
+    var epoch: [UInt8]? { get }
+}
+
+extension BridgeStore {
+    public var epoch: [UInt8]? { nil }
 }
 
 /// A gateway bridge: device messages in, acknowledged delivery out. See docs/bridge.md.
@@ -230,7 +236,7 @@ public final class Bridge: Sendable {
                     try? await onIO { try self.store.acknowledge(through: sequence) }
                     continue
                 }
-                let envelope = BridgeEnvelope(sequence: sequence, bridge: name, record: record)
+                let envelope = BridgeEnvelope(sequence: sequence, bridge: name, record: record, epoch: store.epoch)
                 do {
                     let reply = try await node.request(to: current, payload: envelope.encoded(), timeout: options.ackTimeout)
                     let ack = try BridgeAck(decoding: reply.payload)

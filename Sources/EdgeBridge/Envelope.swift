@@ -24,8 +24,10 @@ public enum BridgeLimits {
     public static let maxPayload = 65_536
     /// Longest bridge name or device tag.
     public static let maxText = 256
+    /// Longest queue epoch carried in an envelope (gateways make 8-byte epochs: ``QueueEpoch``).
+    public static let maxEpoch = 32
     /// Largest encoded envelope or record: payload plus fixed fields.
-    public static var maxEncoded: Int { maxPayload + 2 * maxText + 64 }
+    public static var maxEncoded: Int { maxPayload + 2 * maxText + maxEpoch + 64 }
 }
 
 /// What the bridge keeps in its queue for one device message (the queue assigns the sequence number).
@@ -75,29 +77,36 @@ public struct BridgeRecord: Hashable, Sendable {
 
 /// One device message on its way from a gateway bridge to an ingest service.
 ///
-/// CBOR: `[1, sequence: uint, bridge: text, device: text, received_at_ms: uint, payload: bytes]`. Decoders accept
-/// (and ignore) extra trailing elements, so later versions can add fields.
+/// CBOR: `[1, sequence: uint, bridge: text, device: text, received_at_ms: uint, payload: bytes, ? epoch: bytes]`.
+/// Decoders accept (and ignore) extra trailing elements, so later versions can add fields: a decoder that knows only
+/// the first six skips the epoch.
 public struct BridgeEnvelope: Hashable, Sendable {
     /// Strictly increasing per bridge queue, for the life of its directory (gaps mean dropped messages).
     public var sequence: UInt64
     public var bridge: String
     public var record: BridgeRecord
+    /// The queue's epoch: random bytes made with the queue directory, so the sequence of a wiped or replaced queue
+    /// (which starts again from 0) is not mistaken for numbers already seen. Absent from gateways that predate it.
+    public var epoch: [UInt8]?
 
-    public init(sequence: UInt64, bridge: String, record: BridgeRecord) {
+    public init(sequence: UInt64, bridge: String, record: BridgeRecord, epoch: [UInt8]? = nil) {
         self.sequence = sequence
         self.bridge = bridge
         self.record = record
+        self.epoch = epoch
     }
 
     public func encoded() -> [UInt8] {
-        var w = CBORWriter(capacity: record.payload.count + bridge.utf8.count + record.device.utf8.count + 32)
-        w.writeArrayHeader(6)
+        var w = CBORWriter(
+            capacity: record.payload.count + bridge.utf8.count + record.device.utf8.count + (epoch?.count ?? 0) + 32)
+        w.writeArrayHeader(epoch == nil ? 6 : 7)
         w.writeUnsigned(1)
         w.writeUnsigned(sequence)
         w.writeText(bridge)
         w.writeText(record.device)
         w.writeUnsigned(record.receivedAt)
         w.writeBytes(record.payload)
+        if let epoch { w.writeBytes(epoch) }
         return w.bytes
     }
 
@@ -114,7 +123,16 @@ public struct BridgeEnvelope: Hashable, Sendable {
             let device = try r.readText(limit: BridgeLimits.maxText)
             let receivedAt = try r.readUnsigned()
             let payload = Array(try r.readBytes(limit: BridgeLimits.maxPayload))
-            try r.skipValues(count - 6)
+            epoch = nil
+            if count >= 7 {
+                // Null in the epoch's place is "no epoch" (a sender that reserves the slot).
+                if !r.readNullIfPresent() {
+                    let bytes = Array(try r.readBytes(limit: BridgeLimits.maxEpoch))
+                    guard !bytes.isEmpty else { throw BridgeError.malformed("empty epoch") }
+                    epoch = bytes
+                }
+            }
+            try r.skipValues(count - min(count, 7))
             try r.expectEnd()
             record = BridgeRecord(device: device, receivedAt: receivedAt, payload: payload)
         } catch let error as BridgeError {

@@ -1,4 +1,5 @@
-// The ingest service: receives bridge envelopes, writes each new one once (JSON lines), acknowledges every one.
+// The ingest service: receives bridge envelopes, stores each new one once through a sink (JSON lines by default),
+// acknowledges each once its sink has stored it.
 import EdgeIdentity
 import EdgeNode
 import EdgeRouting
@@ -12,13 +13,37 @@ import SystemPackage
 import Glibc
 #endif
 
-/// Where the ingest service writes what it accepted: one line per message.
-public protocol IngestSink: Sendable {
-    /// Writes one line (no trailing newline in `line`). Throwing leaves the message unacknowledged.
-    func write(_ line: String) throws
+/// One reading as the ingest service hands it to a sink: the envelope and who sent it.
+public struct IngestReading: Hashable, Sendable {
+    /// The sending gateway's identifier (`I…`, authenticated by its secure channel), or `-` if it came out of none.
+    public var gateway: String
+    public var envelope: BridgeEnvelope
+
+    public init(gateway: String, envelope: BridgeEnvelope) {
+        self.gateway = gateway
+        self.envelope = envelope
+    }
 }
 
-/// Appends lines to a file (created 0600) or to standard output (`-`), each with one `write(2)`.
+/// What a sink did with a reading.
+public enum IngestOutcome: Hashable, Sendable {
+    case stored
+    /// The sink already held it (its own durable de-duplication): acknowledged, counted as a duplicate.
+    case alreadyStored
+}
+
+/// Where the ingest service stores what it accepted. The service calls one sink for one reading at a time, in the
+/// order its mailbox delivers them, and acknowledges a reading to the gateway only after `store` returned.
+public protocol IngestSink: Sendable {
+    /// Stores `reading`, returning once it is stored as durably as the sink promises. Throwing leaves the reading
+    /// unacknowledged: the gateway keeps it and sends it again.
+    func store(_ reading: IngestReading) async throws -> IngestOutcome
+}
+
+/// Appends JSON lines (``IngestService/line(_:from:)``) to a file (created 0600) or to standard output (`-`), each
+/// with one `write(2)`. It keeps no record of what it wrote: the ingest service's in-memory de-duplication is all
+/// there is, so a reading redelivered after an ingest restart is written again (readers dedupe by gateway, bridge,
+/// epoch and sequence).
 public final class LineSink: IngestSink {
     private let fd: FileDescriptor
     private let owned: Bool
@@ -40,6 +65,11 @@ public final class LineSink: IngestSink {
 
     deinit { if owned { try? fd.close() } }
 
+    public func store(_ reading: IngestReading) async throws -> IngestOutcome {
+        try write(IngestService.line(reading.envelope, from: reading.gateway))
+        return .stored
+    }
+
     public func write(_ line: String) throws {
         try lock.withLock { _ in
             _ = try fd.writeAll(Array((line + "\n").utf8))
@@ -48,9 +78,11 @@ public final class LineSink: IngestSink {
     }
 }
 
-/// Acknowledges envelopes and passes each new one to the sink exactly once (per sender identity and bridge, for the
-/// life of this process): a redelivered envelope (its acknowledgement was lost) is acknowledged again, not rewritten.
-/// Gaps in the sequence (messages the gateway had to drop, or numbers a crashed gateway never used) are counted.
+/// Acknowledges envelopes and passes each new one to the sink once (per sender identity, bridge and queue epoch, for
+/// the life of this process): a redelivered envelope (its acknowledgement was lost) is acknowledged again, not
+/// stored again. A sink with durable de-duplication (JetStream) also catches what this memory cannot: redeliveries
+/// after a restart, or to another ingest node. Gaps in the sequence (messages the gateway had to drop, or numbers a
+/// crashed gateway never used) are counted. A new epoch (the gateway's queue was wiped or replaced) starts afresh.
 public final class IngestService: Worker {
     public struct Counters: Sendable, Equatable {
         public var accepted: UInt64 = 0
@@ -88,7 +120,10 @@ public final class IngestService: Worker {
             return
         }
         let sender = SecureChannelLocalInfo.identifier(of: message)?.description ?? "-"
-        let key = sender + "/" + envelope.bridge
+        // The bridge name is the sender's text: length-prefixed, so no name can make two keys collide.
+        let epoch = QueueEpoch.text(envelope.epoch) ?? "-"
+        let key = "\(sender)/\(envelope.bridge.utf8.count):\(envelope.bridge)/\(epoch)"
+        let label = "\(sender)/\(envelope.bridge) (epoch \(epoch))"  // for the log
         let last = state.withLock { $0.last[key] }
         if let last, envelope.sequence <= last {
             state.withLock { $0.counters.duplicates += 1 }
@@ -101,18 +136,22 @@ public final class IngestService: Worker {
                     $0.counters.skipped = overflow ? .max : sum
                 }
                 logger.notice(
-                    "ingest: \(key) skipped \(gap) sequence number(s) before \(envelope.sequence): dropped at the gateway (queue full) or unused after a gateway crash")
+                    "ingest: \(label) skipped \(gap) sequence number(s) before \(envelope.sequence): dropped at the gateway (queue full) or unused after a gateway crash")
             }
+            let outcome: IngestOutcome
             do {
-                try sink.write(Self.line(envelope, from: sender))
+                outcome = try await sink.store(IngestReading(gateway: sender, envelope: envelope))
             } catch {
                 state.withLock { $0.counters.sinkFailures += 1 }
-                logger.error("ingest: cannot write message \(envelope.sequence) from \(key): \(error); not acknowledged")
+                logger.error("ingest: cannot store message \(envelope.sequence) from \(label): \(error); not acknowledged")
                 return
             }
             state.withLock {
                 $0.last[key] = envelope.sequence
-                $0.counters.accepted += 1
+                switch outcome {
+                case .stored: $0.counters.accepted += 1
+                case .alreadyStored: $0.counters.duplicates += 1
+                }
             }
         }
         // Shared by every gateway: a gateway whose channel does not take the ack loses it (counted) and resends the
@@ -120,8 +159,9 @@ public final class IngestService: Worker {
         try await context.reply(to: message.returnRoute, payload: BridgeAck(sequence: envelope.sequence).encoded())
     }
 
-    /// `{"from":…,"bridge":…,"device":…,"sequence":…,"received_at_ms":…,"text":…,"hex":…}` — `text` only when the
-    /// payload is UTF-8 (or a BARE string, as `ockam-edge message send` sends), `hex` always.
+    /// `{"from":…,"bridge":…,"device":…,"sequence":…,"received_at_ms":…,"epoch":…,"text":…,"hex":…}` — `epoch` (hex)
+    /// only when the envelope has one, `text` only when the payload is UTF-8 (or a BARE string, as `ockam-edge
+    /// message send` sends), `hex` always.
     static func line(_ envelope: BridgeEnvelope, from sender: String) -> String {
         let payload = envelope.record.payload
         var text: String?
@@ -134,6 +174,7 @@ public final class IngestService: Worker {
             ("from", .string(sender)), ("bridge", .string(envelope.bridge)), ("device", .string(envelope.record.device)),
             ("sequence", .uint(envelope.sequence)), ("received_at_ms", .uint(envelope.record.receivedAt)),
         ]
+        if let epoch = QueueEpoch.text(envelope.epoch) { fields.append(("epoch", .string(epoch))) }
         if let text { fields.append(("text", .string(text))) }
         fields.append(("hex", .string(Hex.encode(payload))))
         return JSON.object(fields).serialized(pretty: false)

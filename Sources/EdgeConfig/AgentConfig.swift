@@ -153,13 +153,51 @@ public struct AgentConfig: Equatable, Sendable {
         }
     }
 
-    /// An ingest service: acknowledges bridge envelopes and writes each once as a JSON line.
+    /// An ingest service: acknowledges bridge envelopes and stores each once through its sink.
     public struct Ingest: Equatable, Sendable {
         public var address = "ingest"
         /// A file (appended to, 0600) or `-` for standard output.
         public var output = "-"
         public var sync = false
         public var allow: [String] = []
+        public var sink = SinkSettings()
+    }
+
+    /// Where an ingest service stores readings: `file` (the JSON lines of `output`) or `jetstream`.
+    public struct SinkSettings: Equatable, Sendable {
+        public var type = "file"
+        /// The line of `type:` (else of `sink:`; 0 without a `sink:` section), for errors found after decoding.
+        public var line = 0
+        public var jetStream: JetStreamSinkSettings?
+        public init() {}
+    }
+
+    /// A JetStream sink (docs/fleet.md). Secrets are named by file; the agent reads and checks the files.
+    public struct JetStreamSinkSettings: Equatable, Sendable {
+        public var servers: [String] = []
+        public var stream = "OCKAM_EDGE"
+        public var subjectPrefix = "ockam-edge"
+        public var replicas = 1
+        public var timeout: Duration = .seconds(5)
+        /// A file holding `user:password` (one line).
+        public var userPasswordFile: PathSetting?
+        public var tokenFile: PathSetting?
+        /// A NATS `.creds` file (user JWT and nkey seed).
+        public var credsFile: PathSetting?
+        public var tlsCAFile: PathSetting?
+        public init() {}
+    }
+
+    /// A file path with the line it was given on, so the agent's checks of the file can name it.
+    public struct PathSetting: Equatable, Sendable {
+        public var path: String
+        public var line: Int
+        public var key: String
+        public init(path: String, line: Int, key: String) {
+            self.path = path
+            self.line = line
+            self.key = key
+        }
     }
 
     /// Supervision of relay registrations and inlet routes.

@@ -327,10 +327,98 @@ extension AgentConfig {
                 case "output": ingest.output = try nonEmpty(value, path)
                 case "sync": ingest.sync = try bool(value, path)
                 case "allow": ingest.allow = try identifiers(value, path)
+                case "sink": ingest.sink = try ingestSink(value)
                 default: break
                 }
             }
             return ingest
+        }
+
+        /// `ingest[].sink`: the type, and for `jetstream` where and how to publish.
+        func ingestSink(_ yaml: YAMLNode) throws(ConfigError) -> SinkSettings {
+            var sink = SinkSettings()
+            sink.line = yaml.line
+            var jetStream = JetStreamSinkSettings()
+            var jetStreamKey: (key: String, node: YAMLNode)?
+            for (key, value, _) in try mapping(yaml, "ingest[].sink") {
+                let path = "ingest[].sink.\(key)"
+                if key != "type" && jetStreamKey == nil { jetStreamKey = (path, value) }
+                switch key {
+                case "type":
+                    sink.type = try oneOf(value, path, ["file", "jetstream"])
+                    sink.line = value.line
+                case "servers":
+                    let servers: [String]
+                    if case .scalar = value {
+                        servers = [try natsURL(value, path)]
+                    } else {
+                        servers = try list(value, path) { (item) throws(ConfigError) in try natsURL(item, path) }
+                    }
+                    guard !servers.isEmpty, servers.count <= 32 else { throw fail(value, path, "expected 1 to 32 server URLs") }
+                    jetStream.servers = servers
+                case "stream":
+                    let name = try nonEmpty(value, path)
+                    guard name.utf8.count <= 64, name.utf8.allSatisfy(Self.isSubjectTokenByte) else {
+                        throw fail(value, path, "ASCII letters, digits, '-' and '_'; at most 64")
+                    }
+                    jetStream.stream = name
+                case "subject_prefix":
+                    let prefix = try nonEmpty(value, path)
+                    let tokens = prefix.split(separator: ".", omittingEmptySubsequences: false)
+                    guard prefix.utf8.count <= 200,
+                        tokens.allSatisfy({ !$0.isEmpty && $0.utf8.allSatisfy(Self.isSubjectTokenByte) })
+                    else {
+                        throw fail(value, path, "dot-separated tokens of ASCII letters, digits, '-' and '_' (no wildcards); at most 200")
+                    }
+                    jetStream.subjectPrefix = prefix
+                case "replicas": jetStream.replicas = try int(value, path, range: 1...5)
+                case "timeout": jetStream.timeout = try duration(value, path)
+                case "user_password_file": jetStream.userPasswordFile = try pathSetting(value, path)
+                case "token_file": jetStream.tokenFile = try pathSetting(value, path)
+                case "creds_file": jetStream.credsFile = try pathSetting(value, path)
+                case "tls_ca_file": jetStream.tlsCAFile = try pathSetting(value, path)
+                default: break
+                }
+            }
+            switch sink.type {
+            case "jetstream":
+                guard !jetStream.servers.isEmpty else { throw fail(yaml, "ingest[].sink.servers", "type jetstream needs servers") }
+                let credentials = [jetStream.userPasswordFile, jetStream.tokenFile, jetStream.credsFile].compactMap { $0 }
+                if credentials.count > 1 {
+                    throw ConfigError(
+                        file: file, line: credentials[1].line, key: credentials[1].key,
+                        message: "at most one of user_password_file, token_file and creds_file")
+                }
+                sink.jetStream = jetStream
+            default:
+                if let (key, node) = jetStreamKey { throw fail(node, key, "only with type: jetstream") }
+            }
+            return sink
+        }
+
+        /// A NATS server URL: `nats://host:port` or `tls://host:port` (no credentials in it: they come from files).
+        func natsURL(_ node: YAMLNode, _ key: String) throws(ConfigError) -> String {
+            let value = try nonEmpty(node, key)
+            let schemes = ["nats://", "tls://"]
+            guard let scheme = schemes.first(where: { value.hasPrefix($0) }),
+                let address = HostPort.parse(String(value.dropFirst(scheme.count))), !address.host.isEmpty
+            else {
+                throw fail(node, key, "expected nats://host:port or tls://host:port (credentials come from the *_file keys)")
+            }
+            return scheme + address.description
+        }
+
+        func pathSetting(_ node: YAMLNode, _ key: String) throws(ConfigError) -> PathSetting {
+            PathSetting(path: try nonEmpty(node, key), line: node.line, key: key)
+        }
+
+        static func isSubjectTokenByte(_ byte: UInt8) -> Bool {
+            switch byte {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+                UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "_"):
+                true
+            default: false
+            }
         }
 
         func sessions(_ yaml: YAMLNode) throws(ConfigError) -> Sessions {

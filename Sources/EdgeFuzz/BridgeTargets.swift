@@ -14,6 +14,7 @@ extension FuzzTargets {
             try check(
                 envelope.bridge.utf8.count <= BridgeLimits.maxText && envelope.record.device.utf8.count <= BridgeLimits.maxText,
                 "envelope text over the limit")
+            try check(envelope.epoch.map { !$0.isEmpty && $0.count <= BridgeLimits.maxEpoch } ?? true, "envelope epoch empty or over the limit")
             let encoded = envelope.encoded()
             try check((try? BridgeEnvelope(decoding: encoded)) == envelope, "envelope round trip")
             try check(encoded.count <= body.count, "canonical envelope longer than its input")

@@ -6,9 +6,11 @@ import EdgeSecureChannel
 import EdgeTestSupport
 import EdgeTransportTCP
 import EdgeWire
+import Foundation
 import Logging
 import NIOPosix
 import Synchronization
+import SystemPackage
 import Testing
 
 @testable import EdgeBridge
@@ -42,7 +44,10 @@ final class MemoryStore: BridgeStore {
 /// Collects ingest lines in memory.
 final class MemorySink: IngestSink {
     let lines = EdgeMutex<[String]>([])
-    func write(_ line: String) throws { lines.withLock { $0.append(line) } }
+    func store(_ reading: IngestReading) async throws -> IngestOutcome {
+        lines.withLock { $0.append(IngestService.line(reading.envelope, from: reading.gateway)) }
+        return .stored
+    }
     var all: [String] { lines.withLock { $0 } }
 }
 
@@ -173,6 +178,51 @@ struct EnvelopeTests {
         #expect(throws: BridgeError.tooLarge(size: huge.count, limit: BridgeLimits.maxEncoded)) { try BridgeEnvelope(decoding: huge) }
     }
 
+    @Test func theEpochIsAnOptionalSeventhField() throws {
+        let record = BridgeRecord(device: "serial:a", receivedAt: 1000, payload: [0x68, 0x69])
+        let old = BridgeEnvelope(sequence: 7, bridge: "s", record: record)
+        let epoch: [UInt8] = [1, 2, 3, 4, 5, 6, 7, 8]
+        let new = BridgeEnvelope(sequence: 7, bridge: "s", record: record, epoch: epoch)
+        // The documented example with the epoch appended: array(7), ..., bytes(8).
+        #expect(Hex.encode(new.encoded()) == "8701076173687365726961" + "6c3a61" + "1903e8" + "426869" + "480102030405060708")
+        #expect(try BridgeEnvelope(decoding: new.encoded()) == new)
+        // Without one it decodes with the epoch absent, and still encodes as the 6-element form.
+        #expect(try BridgeEnvelope(decoding: old.encoded()).epoch == nil)
+        #expect(old.encoded().first == 0x86)
+        // A decoder that knows only the first six fields (the pre-epoch one) reads the new form unchanged.
+        #expect(try sixFieldDecode(new.encoded()) == old)
+        // Null in the epoch's place, and fields after the epoch, are accepted; an empty or oversized epoch is not.
+        var withNull = old.encoded()
+        withNull[0] = 0x87
+        withNull.append(0xf6)
+        #expect(try BridgeEnvelope(decoding: withNull) == old)
+        var eight = new.encoded()
+        eight[0] = 0x88
+        eight.append(0x01)
+        #expect(try BridgeEnvelope(decoding: eight) == new)
+        var empty = old.encoded()
+        empty[0] = 0x87
+        empty.append(0x40)
+        #expect(throws: BridgeError.self) { try BridgeEnvelope(decoding: empty) }
+        let long = BridgeEnvelope(sequence: 7, bridge: "s", record: record, epoch: Array(repeating: 9, count: BridgeLimits.maxEpoch + 1))
+        #expect(throws: BridgeError.self) { try BridgeEnvelope(decoding: long.encoded()) }
+    }
+
+    /// The envelope decoder as it was before epochs: six fields, the rest skipped.
+    func sixFieldDecode(_ bytes: [UInt8]) throws -> BridgeEnvelope {
+        var r = CBORReader(bytes)
+        let count = try r.readArrayHeader(limit: 64)
+        #expect(try r.readUnsigned() == 1)
+        let sequence = try r.readUnsigned()
+        let bridge = try r.readText(limit: BridgeLimits.maxText)
+        let device = try r.readText(limit: BridgeLimits.maxText)
+        let receivedAt = try r.readUnsigned()
+        let payload = Array(try r.readBytes(limit: BridgeLimits.maxPayload))
+        try r.skipValues(count - 6)
+        try r.expectEnd()
+        return BridgeEnvelope(sequence: sequence, bridge: bridge, record: BridgeRecord(device: device, receivedAt: receivedAt, payload: payload))
+    }
+
     @Test func laterVersionsMayAppendFields() throws {
         var bytes = BridgeEnvelope(sequence: 1, bridge: "b", record: BridgeRecord(device: "d", receivedAt: 0, payload: [])).encoded()
         bytes[0] = 0x87  // 7 elements
@@ -295,6 +345,69 @@ struct IngestTests {
         await node.shutdown()
     }
 
+    @Test func aNewQueueEpochIsNotTakenForDuplicates() async throws {
+        let node = Node(logger: quietLogger("ingest-node"))
+        let sink = MemorySink()
+        let ingest = IngestService(sink: sink, logger: quietLogger("ingest"))
+        try node.startWorker(ingest, at: .local("ingest"))
+        func send(_ sequence: UInt64, epoch: [UInt8]?) async throws {
+            let envelope = BridgeEnvelope(
+                sequence: sequence, bridge: "b", record: BridgeRecord(device: "d", receivedAt: 1, payload: [1]), epoch: epoch)
+            let reply = try await node.request(to: [.local("ingest")], payload: envelope.encoded(), timeout: .seconds(30))
+            #expect(try BridgeAck(decoding: reply.payload).sequence == sequence)
+        }
+        let first: [UInt8] = [1, 1, 1, 1, 1, 1, 1, 1]
+        let second: [UInt8] = [2, 2, 2, 2, 2, 2, 2, 2]
+        try await send(0, epoch: first)
+        try await send(1, epoch: first)
+        try await send(1, epoch: first)  // duplicate
+        try await send(0, epoch: second)  // the queue was wiped: numbering starts again, in a new epoch
+        try await send(1, epoch: second)
+        try await send(1, epoch: nil)  // a gateway from before epochs is a key of its own
+        #expect(ingest.counters == IngestService.Counters(accepted: 5, duplicates: 1, skipped: 0, malformed: 0, sinkFailures: 0))
+        #expect(sink.all.filter { $0.contains(#""epoch":"0202020202020202""#) }.count == 2)
+        await node.shutdown()
+    }
+
+    /// A sink that already holds a reading says so: acknowledged, counted as a duplicate, remembered.
+    @Test func aSinkThatAlreadyHoldsAReadingCountsADuplicate() async throws {
+        final class Held: IngestSink {
+            let calls = EdgeMutex(0)
+            func store(_ reading: IngestReading) async throws -> IngestOutcome {
+                calls.withLock { $0 += 1 }
+                return .alreadyStored
+            }
+        }
+        let node = Node(logger: quietLogger("ingest-node"))
+        let sink = Held()
+        let ingest = IngestService(sink: sink, logger: quietLogger("ingest"))
+        try node.startWorker(ingest, at: .local("ingest"))
+        let envelope = BridgeEnvelope(sequence: 4, bridge: "b", record: BridgeRecord(device: "d", receivedAt: 1, payload: [1]))
+        for _ in 0..<2 {
+            let reply = try await node.request(to: [.local("ingest")], payload: envelope.encoded(), timeout: .seconds(30))
+            #expect(try BridgeAck(decoding: reply.payload).sequence == 4)
+        }
+        #expect(sink.calls.withLock { $0 } == 1)
+        #expect(ingest.counters.duplicates == 2 && ingest.counters.accepted == 0)
+        await node.shutdown()
+    }
+
+    /// A sink that fails leaves the reading unacknowledged.
+    @Test func aFailingSinkLeavesTheReadingUnacknowledged() async throws {
+        struct Broken: IngestSink, Error {
+            func store(_ reading: IngestReading) async throws -> IngestOutcome { throw self }
+        }
+        let node = Node(logger: quietLogger("ingest-node"))
+        let ingest = IngestService(sink: Broken(), logger: quietLogger("ingest"))
+        try node.startWorker(ingest, at: .local("ingest"))
+        let envelope = BridgeEnvelope(sequence: 1, bridge: "b", record: BridgeRecord(device: "d", receivedAt: 1, payload: [1]))
+        await #expect(throws: NodeError.self) {
+            _ = try await node.request(to: [.local("ingest")], payload: envelope.encoded(), timeout: .milliseconds(300))
+        }
+        #expect(ingest.counters.sinkFailures == 1 && ingest.counters.accepted == 0)
+        await node.shutdown()
+    }
+
     @Test func sequenceGapsThatAddUpPastTheCounterSaturateIt() async throws {
         // Sequence numbers are the sender's: gaps of two bridges adding up past UInt64.max trapped `skipped += gap`.
         let node = Node(logger: quietLogger("ingest-node"))
@@ -322,5 +435,44 @@ struct IngestTests {
                 == #"{"from":"I00","bridge":"sensors","device":"ble:AA","sequence":3,"received_at_ms":5,"text":"t=\"1\"","hex":"05743d223122"}"#)
         let binary = BridgeEnvelope(sequence: 4, bridge: "s", record: BridgeRecord(device: "d", receivedAt: 0, payload: [0xff, 0x01]))
         #expect(!IngestService.line(binary, from: "-").contains("\"text\""))
+        let withEpoch = BridgeEnvelope(sequence: 4, bridge: "s", record: BridgeRecord(device: "d", receivedAt: 0, payload: [0xff]), epoch: [0xab, 1])
+        #expect(IngestService.line(withEpoch, from: "-").contains(#""received_at_ms":0,"epoch":"ab01","hex":"ff""#))
+    }
+}
+
+@Suite("Queue epoch")
+struct QueueEpochTests {
+    func temporaryDirectory() throws -> FilePath {
+        var template = Array("/tmp/ockam-edge-epoch-XXXXXX".utf8CString)
+        let path = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)) }
+        return FilePath(path)
+    }
+
+    @Test func theEpochIsMadeOnceAndKept() throws {
+        let directory = try temporaryDirectory()
+        defer { _ = try? FileManager.default.removeItem(atPath: directory.string) }
+        let epoch = try QueueEpoch.loadOrCreate(in: directory)
+        #expect(epoch.count == 8)
+        #expect(try QueueEpoch.loadOrCreate(in: directory) == epoch)
+        let text = try String(contentsOfFile: directory.appending("epoch").string, encoding: .utf8)
+        #expect(text == Hex.encode(epoch) + "\n")
+        let mode = try FileManager.default.attributesOfItem(atPath: directory.appending("epoch").string)[.posixPermissions] as? Int
+        #expect(mode == 0o600)
+        #expect(!FileManager.default.fileExists(atPath: directory.appending(".tmp-epoch").string))
+        // A wiped queue directory gets a new epoch.
+        let other = try temporaryDirectory()
+        defer { _ = try? FileManager.default.removeItem(atPath: other.string) }
+        #expect(try QueueEpoch.loadOrCreate(in: other) != epoch)
+    }
+
+    @Test func aDamagedEpochFileIsRefused() throws {
+        let directory = try temporaryDirectory()
+        defer { _ = try? FileManager.default.removeItem(atPath: directory.string) }
+        for bad in ["", "0102\n", "zz02030405060708\n", "0102030405060708", "010203040506070809\n"] {
+            try bad.write(toFile: directory.appending("epoch").string, atomically: true, encoding: .utf8)
+            #expect(throws: QueueEpochError.corrupt(path: directory.appending("epoch").string)) {
+                try QueueEpoch.loadOrCreate(in: directory)
+            }
+        }
     }
 }

@@ -153,17 +153,27 @@ struct AgentConfigTests {
             "bridges[]": [("name", "b"), ("to", "/ip4/10.0.0.5/tcp/4000/secure/api/service/ingest")],
             "ingest[]": [("address", "ingest")],
         ]
-        /// The YAML for `path` set to `value`, or (nil) only the list items on the way to it.
+        // Mappings whose other keys mean something only with these (a JetStream sink's keys need its type).
+        let mappingFields: [String: [(String, String)]] = [
+            "ingest[].sink": [("type", "jetstream"), ("servers", "nats://127.0.0.1:4222")],
+        ]
+        /// The YAML for `path` set to `value`, or (nil) only the list items and required mappings on the way to it.
         func yaml(_ path: String, _ value: String?) -> String? {
             var lines: [String] = []
             var indent = ""
             var prefix = ""
             let components = path.split(separator: ".").map(String.init)
-            let lastList = components.lastIndex { $0.hasSuffix("[]") } ?? -1
+            let prefixes = components.indices.map { components[...$0].joined(separator: ".") }
+            let lastList = components.indices.last { components[$0].hasSuffix("[]") || mappingFields[prefixes[$0]] != nil } ?? -1
             for (index, component) in components.enumerated() {
                 if value == nil && index > lastList { break }
                 prefix += (prefix.isEmpty ? "" : ".") + component
-                if component.hasSuffix("[]") {
+                if let fields = mappingFields[prefix], index < components.count - 1 {
+                    if fields.contains(where: { $0.0 == components.last }) { return nil }
+                    lines.append(indent + component + ":")
+                    indent += "  "
+                    for (key, text) in fields { lines.append(indent + key + ": " + text) }
+                } else if component.hasSuffix("[]") {
                     guard let fields = itemFields[prefix] else { return nil }
                     lines.append(indent + component.dropLast(2) + ":")
                     // A key the item needs anyway (a listener's name) is not checked here.
@@ -203,6 +213,7 @@ struct AgentConfigTests {
         ("bridges[].queue", "bridges:\n  - name: b\n    queue:\n      colour: blue", "bridges[].queue.colour"),
         ("relays.register[]", "relays:\n  register:\n    - colour: blue", "relays.register[].colour"),
         ("sessions", "sessions:\n  colour: blue", "sessions.colour"),
+        ("ingest[].sink", "ingest:\n  - sink:\n      colour: blue", "ingest[].sink.colour"),
     ])
     func unknownKeysAreRefusedWithTheKeysTheTableAllows(parent: String, text: String, path: String) {
         let allowed = AgentConfig.keys(under: parent)
@@ -366,4 +377,77 @@ struct BridgeConfigTests {
             try AgentConfig.parse("bridges:\n  - name: s\n    to: /node/x\n  - name: s\n    to: /node/y\n", file: "b.yaml")
         }
     }
+
+    /// The configuration example in docs/fleet.md decodes.
+    @Test func theFleetExampleIsValid() throws {
+        let doc = AgentConfigTests.readDoc("docs/fleet.md")
+        let lines = doc.split(separator: "\n", omittingEmptySubsequences: false)
+        let start = try #require(lines.firstIndex(of: "```yaml"))
+        let example = lines[(start + 1)...].prefix { $0 != "```" }.joined(separator: "\n")
+        let config = try AgentConfig.parse(example.replacing("I6c3f…", with: "I" + String(repeating: "6c", count: 32)), file: "fleet.md")
+        #expect(config.ingest.first?.sink.jetStream?.servers.count == 3)
+        #expect(config.ingest.first?.sink.jetStream?.credsFile?.path == "/etc/ockam-edge/nats/ingest.creds")
+    }
+
+    @Test func ingestSinks() throws {
+        let config = try AgentConfig.parse(
+            """
+            ingest:
+              - address: ingest
+              - address: fleet
+                sink:
+                  type: jetstream
+                  servers:
+                    - nats://10.0.0.7:4222
+                    - tls://nats.example:04222
+                  stream: READINGS
+                  subject_prefix: fleet.readings
+                  replicas: 3
+                  timeout: 2s
+                  token_file: /etc/ockam-edge/nats.token
+                  tls_ca_file: /etc/ockam-edge/nats-ca.pem
+            """, file: "i.yaml")
+        #expect(config.ingest[0].sink == AgentConfig.SinkSettings())
+        let sink = config.ingest[1].sink
+        #expect(sink.type == "jetstream" && sink.line == 5)
+        var expected = AgentConfig.JetStreamSinkSettings()
+        expected.servers = ["nats://10.0.0.7:4222", "tls://nats.example:4222"]
+        expected.stream = "READINGS"
+        expected.subjectPrefix = "fleet.readings"
+        expected.replicas = 3
+        expected.timeout = .seconds(2)
+        expected.tokenFile = AgentConfig.PathSetting(path: "/etc/ockam-edge/nats.token", line: 13, key: "ingest[].sink.token_file")
+        expected.tlsCAFile = AgentConfig.PathSetting(path: "/etc/ockam-edge/nats-ca.pem", line: 14, key: "ingest[].sink.tls_ca_file")
+        #expect(sink.jetStream == expected)
+        let one = try AgentConfig.parse(
+            "ingest:\n  - sink:\n      type: jetstream\n      servers: nats://127.0.0.1:4222\n", file: "i.yaml")
+        #expect(one.ingest[0].sink.jetStream?.servers == ["nats://127.0.0.1:4222"])
+        #expect(one.ingest[0].sink.jetStream?.stream == "OCKAM_EDGE" && one.ingest[0].sink.jetStream?.subjectPrefix == "ockam-edge")
+    }
+
+    @Test(arguments: [
+        ("      type: kafka\n", 3, "ingest[].sink.type", "expected file or jetstream"),
+        ("      type: jetstream\n", 3, "ingest[].sink.servers", "type jetstream needs servers"),
+        ("      servers: nats://h:4222\n", 3, "ingest[].sink.servers", "only with type: jetstream"),
+        ("      type: jetstream\n      servers: http://h:4222\n", 4, "ingest[].sink.servers",
+         "expected nats://host:port or tls://host:port (credentials come from the *_file keys)"),
+        ("      type: jetstream\n      servers: nats://user:pw@h:4222\n", 4, "ingest[].sink.servers",
+         "expected nats://host:port or tls://host:port (credentials come from the *_file keys)"),
+        ("      type: jetstream\n      servers: nats://h:4222\n      stream: a.b\n", 5, "ingest[].sink.stream",
+         "ASCII letters, digits, '-' and '_'; at most 64"),
+        ("      type: jetstream\n      servers: nats://h:4222\n      subject_prefix: fleet.>\n", 5, "ingest[].sink.subject_prefix",
+         "dot-separated tokens of ASCII letters, digits, '-' and '_' (no wildcards); at most 200"),
+        ("      type: jetstream\n      servers: nats://h:4222\n      subject_prefix: a..b\n", 5, "ingest[].sink.subject_prefix",
+         "dot-separated tokens of ASCII letters, digits, '-' and '_' (no wildcards); at most 200"),
+        ("      type: jetstream\n      servers: nats://h:4222\n      replicas: 7\n", 5, "ingest[].sink.replicas",
+         "expected a whole number in 1...5"),
+        ("      type: jetstream\n      servers: nats://h:4222\n      token_file: /t\n      creds_file: /c\n", 6,
+         "ingest[].sink.creds_file", "at most one of user_password_file, token_file and creds_file"),
+    ])
+    func ingestSinkErrorsNameTheLineAndKey(text: String, line: Int, key: String, message: String) {
+        #expect(throws: ConfigError(file: "s.yaml", line: line, key: key, message: message)) {
+            try AgentConfig.parse("ingest:\n  - sink:\n" + text, file: "s.yaml")
+        }
+    }
 }
+

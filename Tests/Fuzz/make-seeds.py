@@ -260,6 +260,12 @@ seeds["bridge-envelope"] = {
     "kat-envelope": b"\x00" + _envelope,
     "envelope-extra-field": b"\x00" + b"\x87" + _envelope[1:] + b"\xf6",
     "envelope-version-2": b"\x00" + b"\x86\x02" + _envelope[2:],
+    # The optional seventh element, the queue epoch (8 bytes from current gateways; at most 32; empty is refused).
+    "kat-envelope-epoch": b"\x00" + b"\x87" + _envelope[1:] + cbytes(bytes.fromhex("0102030405060708")),
+    "envelope-epoch-then-extra": b"\x00" + b"\x88" + _envelope[1:] + cbytes(bytes.fromhex("0102030405060708")) + b"\x01",
+    "envelope-epoch-empty": b"\x00" + b"\x87" + _envelope[1:] + cbytes(b""),
+    "envelope-epoch-too-long": b"\x00" + b"\x87" + _envelope[1:] + cbytes(bytes(33)),
+    "envelope-epoch-not-bytes": b"\x00" + b"\x87" + _envelope[1:] + ctext("epoch"),
     "record": b"\x01" + carr([cbor_head(0, 1), ctext("ble:C0:FF:EE:00:00:01"), cbor_head(0, 1000),
                                cbor_head(2, 2) + b"hi"]),
     "ack": b"\x02" + hx("820107"),
