@@ -258,34 +258,41 @@ struct PermissionTests {
         }
     }
 
+    /// Run in a child under umask 0: a process-wide umask change here would reach every test running alongside
+    /// (their temporary directories would be created 0777 and refused by the state-directory checks).
     @Test("created files are exactly 0600 and directories 0700, even under umask 0")
-    func modesUnderPermissiveUmask() throws {
-        try withTemporaryDirectory { directory in
-            let path = directory.appending("a").appending("b").appending("vault")
-            let previous = umask(0)
-            defer { umask(previous) }
-            let vault = try Vault.open(at: path)
-            _ = try vault.generateKey(.ed25519)
-            _ = try vault.generateKey(.ecdsaP256)
-            try vault.writeRecord(kind: "trust", name: "device-1", bytes: [1, 2, 3])
-            try vault.writeRecord(kind: "trust", name: "device-1", bytes: [4, 5, 6])  // replaced file too
-            defer { vault.close() }
-
-            for created in [
-                directory.appending("a"), directory.appending("a").appending("b"), path,
-                path.appending("keys"), path.appending("records"), path.appending("records").appending("trust"),
-            ] {
-                #expect(try mode(created) == 0o700, "\(created)")
-            }
-            var files = [
-                path.appending(".lock"), path.appending("vault.meta"),
-                path.appending("records").appending("trust").appending("device-1"),
-            ]
-            files += try entries(path.appending("keys")).map { path.appending("keys").appending($0) }
-            #expect(files.count == 5)
-            for file in files {
-                #expect(try mode(file) == 0o600, "\(file)")
-                #expect(try file.stat().userID.rawValue == geteuid())
+    func modesUnderPermissiveUmask() async throws {
+        try await blocking {
+            try withTemporaryDirectory { directory in
+                let path = directory.appending("a").appending("b").appending("vault")
+                let child = try StoreStressChild("vault", arguments: [path.string, "7", "--umask0"])
+                var writes = 0
+                while writes < 40, let line = child.readLine() {
+                    if line.hasPrefix("w ") { writes += 1 }
+                }
+                child.kill()
+                child.wait()
+                #expect(writes == 40, "the child stopped early: \(child.errorOutput())")
+                var directories = [directory.appending("a"), directory.appending("a").appending("b"), path]
+                var files: [FilePath] = []
+                var index = 2
+                while index < directories.count {
+                    let current = directories[index]
+                    for name in try entries(current) {
+                        let entry = current.appending(name)
+                        var info = stat()
+                        #expect(lstat(entry.string, &info) == 0)
+                        if info.st_mode & S_IFMT == S_IFDIR { directories.append(entry) } else { files.append(entry) }
+                    }
+                    index += 1
+                }
+                #expect(directories.count >= 5, "keys/ and records/ at least: \(directories)")
+                #expect(files.count >= 4, "the lock, the meta file, keys and records: \(files)")
+                for created in directories { #expect(try mode(created) == 0o700, "\(created)") }
+                for file in files {
+                    #expect(try mode(file) == 0o600, "\(file)")
+                    #expect(try file.stat().userID.rawValue == geteuid())
+                }
             }
         }
     }

@@ -5,6 +5,7 @@
 // Usage:
 //   StoreStressChild vault <vault-dir> <seed> [--key-file <path>]          write forever; "w <n>" per write
 //   StoreStressChild vault <vault-dir> <seed> [--key-file <path>] --hold   open, print "ready <pid>", wait for stdin EOF
+//   … --umask0                                                            run under umask 0 (the vault's modes test)
 //   StoreStressChild queue <queue-dir> <seed>                              append in `.always` mode; "a <sequence>"
 //
 // Payloads follow a self-checking pattern (`StressPattern`; `isStressPattern` in EdgeTestSupport checks it), so a
@@ -59,7 +60,8 @@ enum VaultStress {
     static func run(_ arguments: [String]) {
         var arguments = arguments
         let hold = arguments.contains("--hold")
-        arguments.removeAll { $0 == "--hold" }
+        if arguments.contains("--umask0") { umask(0) }  // this process only: the test runner's other tests keep theirs
+        arguments.removeAll { $0 == "--hold" || $0 == "--umask0" }
         var keyFile: String?
         if let index = arguments.firstIndex(of: "--key-file"), index + 1 < arguments.count {
             keyFile = arguments[index + 1]
