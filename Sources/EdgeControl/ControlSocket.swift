@@ -14,6 +14,8 @@ public enum ControlError: Error, Hashable, Sendable, CustomStringConvertible {
     case notRunning(String)
     case socketInUse(String)
     case unsafeSocketPath(String)
+    /// The socket could not be made 0600 (path, errno).
+    case socketNotPrivate(String, Int32)
     case noResponse
 
     public var description: String {
@@ -22,6 +24,7 @@ public enum ControlError: Error, Hashable, Sendable, CustomStringConvertible {
         case .notRunning(let path): return "no node is listening on \(path) (is it running?)"
         case .socketInUse(let path): return "another node is already serving \(path)"
         case .unsafeSocketPath(let path): return "\(path) exists and is not a socket; refusing to replace it"
+        case .socketNotPrivate(let path, let code): return "cannot make \(path) 0600: \(String(cString: strerror(code)))"
         case .noResponse: return "the node closed the control connection without answering"
         }
     }
@@ -77,8 +80,9 @@ public final class ControlServer: Sendable {
             }
             unlink(path)
         }
-        let previous = umask(0o177)  // the socket file is created 0600
-        defer { umask(previous) }
+        // The socket lives in a directory only this user can enter (the node directory, 0700, checked before), so its
+        // own mode until the chmod below protects nothing; the process umask is left alone: changing it would reach
+        // every thread creating files meanwhile (a vault, a queue, another runtime in the same process).
         let accepted = AcceptedChannels<ByteBuffer, ByteBuffer>()
         let server = try await ServerBootstrap(group: group)
             .bind(unixDomainSocketPath: path) { child in
@@ -88,7 +92,12 @@ public final class ControlServer: Sendable {
                     return try accepted.wrap(child)
                 }
             }
-        chmod(path, 0o600)
+        guard chmod(path, 0o600) == 0 else {
+            let code = errno
+            try? await server.channel.close()
+            unlink(path)
+            throw ControlError.socketNotPrivate(path, code)
+        }
         let control = ControlServer(path: path, channel: server.channel)
         let task = Task<Void, Never> {
             _ = try? await withThrowingDiscardingTaskGroup { group in
