@@ -49,11 +49,6 @@ extension Support {
         guard arguments.value(name) != nil else { return value }
         return try positiveCount(arguments, name, default: 0)
     }
-
-    /// Waits until SIGINT or SIGTERM arrives (caught from this call on; see ``TerminationSignals``).
-    static func waitForTerminationSignal() async -> Int32 {
-        await TerminationSignals().wait()
-    }
 }
 
 /// The write end of the signal pipe, for the handler (set once, before any handler is installed).
