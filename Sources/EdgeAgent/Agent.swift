@@ -268,11 +268,16 @@ package final class Agent: Sendable {
             var options = Bridge.Options()
             options.ackTimeout = settings.ackTimeout
             options.replyToDevices = settings.reply
+            options.window = settings.window
+            let uplinks = BridgeUplinks(settings.to)
             let bridge = Bridge(
                 name: settings.name, store: queue, node: node, logger: logger, options: options,
                 describeLink: { [links] in links.describe($0) },
-                resolve: { [self] in try await resolve(settings.to) },
-                discard: { [self] route in await discard(route) })
+                resolve: { [self] in try await uplinks.resolve { try await resolve($0) } },
+                discard: { [self] route in
+                    uplinks.failed()
+                    await discard(route)
+                })
             // Devices reach the bridge over their link (serial, BLE) or through a secure channel the trust policy
             // admits; a TCP peer cannot inject readings in a device's name.
             // With require_attributes, only paired devices whose pairing attributes match, through their channel.
@@ -293,8 +298,9 @@ package final class Agent: Sendable {
                     return links.describe(first) != nil
                 }))
             live.withLock { $0.bridges[settings.name] = (bridge, queue) }
-            bridge.start()
-            logger.info("bridge \(settings.name): devices send to /service/\(settings.name); delivering to \(settings.to)")
+            try bridge.start()
+            logger.info(
+                "bridge \(settings.name): devices send to /service/\(settings.name); delivering to \(settings.to.joined(separator: ", then "))")
         }
         for settings in config.ingest {
             let (sink, destination) = try IngestSinks.make(settings, launch: launch, logger: logger)
@@ -309,6 +315,33 @@ package final class Agent: Sendable {
     }
 
     /// Closes the secure channels a broken route went through, so the next resolve builds fresh ones.
+    /// A bridge's ingest services in failover order: resolving starts at the current one and goes round the list;
+    /// a route that stopped working moves the start to the next, so a reachable ingest service that no longer
+    /// acknowledges (its sink is down) is left for another.
+    final class BridgeUplinks: Sendable {
+        let destinations: [String]
+        private let current = EdgeMutex(0)
+        init(_ destinations: [String]) { self.destinations = destinations }
+
+        func resolve(_ build: (String) async throws -> Route) async throws -> Route {
+            let start = current.withLock { $0 }
+            var lastError: (any Error)?
+            for offset in destinations.indices {
+                let index = (start + offset) % destinations.count
+                do {
+                    let route = try await build(destinations[index])
+                    current.withLock { $0 = index }
+                    return route
+                } catch {
+                    lastError = error
+                }
+            }
+            throw lastError ?? CommandFailure("no ingest service configured")
+        }
+
+        func failed() { current.withLock { $0 = ($0 + 1) % max(1, destinations.count) } }
+    }
+
     func discard(_ route: Route) async {
         for address in route.addresses where channels.channel(address) != nil { await channels.close(address) }
     }

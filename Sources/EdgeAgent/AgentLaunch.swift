@@ -68,7 +68,9 @@ package enum AgentConfigFile {
             do { _ = try Multiaddr(parsing: inlet.to) } catch { throw CommandFailure("\(path): portals.inlets \(inlet.listen).to: \(error)") }
         }
         for bridge in config.bridges {
-            do { _ = try Multiaddr(parsing: bridge.to) } catch { throw CommandFailure("\(path): bridges \(bridge.name).to: \(error)") }
+            for to in bridge.to {
+                do { _ = try Multiaddr(parsing: to) } catch { throw CommandFailure("\(path): bridges \(bridge.name).to: \(error)") }
+            }
             let limits = BridgeQueueStore.limits(bridge.queue)
             let minimum = 2 * (limits.segmentBytes + limits.maxRecordBytes + 17)
             if bridge.queue.diskBytes < minimum {
@@ -101,7 +103,7 @@ package enum AgentConfigFile {
 
     /// The TCP hop each configured uplink starts with: bridges' `to`, relay hubs, inlets' `to`.
     static func uplinks(_ config: AgentConfig, lookup: (String) -> String?) -> [TCPDestination] {
-        (config.bridges.map(\.to) + config.relays.map(\.hub) + config.inlets.map(\.to)).compactMap { text in
+        (config.bridges.flatMap(\.to) + config.relays.map(\.hub) + config.inlets.map(\.to)).compactMap { text in
             guard case .address(let first)? = (try? Multiaddr(parsing: text).routeSegments(resolveNode: lookup))?.first,
                 first.transportType == .tcp
             else { return nil }

@@ -17,12 +17,14 @@ extension Agent {
                 .array(
                     bridges.sorted { $0.0.name < $1.0.name }.map { bridge, queue in
                         let c = bridge.counters
+                        let delivery = bridge.delivery
                         return .object([
                             ("name", .string(bridge.name)), ("uplink_up", .bool(bridge.uplinkUp)),
                             ("queued", .uint(UInt64(queue.pending))), ("queued_bytes", .uint(UInt64(queue.pendingBytes))),
+                            ("in_flight", .uint(UInt64(delivery.inFlight))), ("window", .uint(UInt64(delivery.window))),
                             ("accepted", .uint(c.accepted)), ("delivered", .uint(c.delivered)), ("refused", .uint(c.refused)),
                             ("dropped_oldest", .uint(c.droppedOldest)), ("dropped_corrupt", .uint(c.droppedCorrupt)),
-                            ("delivery_failures", .uint(c.deliveryFailures)),
+                            ("delivery_failures", .uint(c.deliveryFailures)), ("resent", .uint(c.resent)),
                             ("last_error", bridge.lastError.map { .string($0) } ?? .null),
                         ])
                     })
@@ -35,7 +37,7 @@ extension Agent {
                         return .object([
                             ("address", .string(address)), ("accepted", .uint(c.accepted)), ("duplicates", .uint(c.duplicates)),
                             ("skipped", .uint(c.skipped)), ("malformed", .uint(c.malformed)),
-                            ("sink_failures", .uint(c.sinkFailures)),
+                            ("sink_failures", .uint(c.sinkFailures)), ("out_of_order", .uint(c.outOfOrder)),
                         ])
                     })
             ),
@@ -68,6 +70,9 @@ extension Agent {
             "ockam_edge_bridge_queue_bytes", type: "gauge", help: "Bytes of device messages waiting, by bridge.",
             samples: bridges.map { ([("bridge", $0.0.name)], Double($0.1.pendingBytes)) })
         p.metric(
+            "ockam_edge_bridge_in_flight", type: "gauge", help: "Envelopes sent and not yet acknowledged, by bridge.",
+            samples: bridges.map { ([("bridge", $0.0.name)], Double($0.0.delivery.inFlight)) })
+        p.metric(
             "ockam_edge_bridge_uplink_up", type: "gauge", help: "Whether each bridge's uplink route works (1) or not (0).",
             samples: bridges.map { ([("bridge", $0.0.name)], $0.0.uplinkUp ? 1 : 0) })
         p.metric(
@@ -77,7 +82,7 @@ extension Agent {
                 return [
                     ("accepted", c.accepted), ("delivered", c.delivered), ("refused", c.refused),
                     ("dropped_oldest", c.droppedOldest), ("dropped_corrupt", c.droppedCorrupt),
-                    ("delivery_failed", c.deliveryFailures),
+                    ("delivery_failed", c.deliveryFailures), ("resent", c.resent),
                 ].map { ([("bridge", bridge.name), ("outcome", $0.0)], Double($0.1)) }
             })
         p.metric(
@@ -86,7 +91,7 @@ extension Agent {
                 let c = service.counters
                 return [
                     ("accepted", c.accepted), ("duplicate", c.duplicates), ("skipped", c.skipped), ("malformed", c.malformed),
-                    ("sink_failure", c.sinkFailures),
+                    ("sink_failure", c.sinkFailures), ("out_of_order", c.outOfOrder),
                 ]
                     .map { ([("service", address), ("outcome", $0.0)], Double($0.1)) }
             })

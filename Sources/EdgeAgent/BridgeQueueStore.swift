@@ -48,6 +48,10 @@ final class BridgeQueueStore: BridgeStore {
         try queue.peek(max: max).map { (sequence: $0.sequence, bytes: $0.bytes) }
     }
 
+    func oldest(after sequence: UInt64, max: Int) throws -> [(sequence: UInt64, bytes: [UInt8])] {
+        try queue.peek(after: sequence, max: max).map { (sequence: $0.sequence, bytes: $0.bytes) }
+    }
+
     func acknowledge(through sequence: UInt64) throws { try queue.acknowledge(through: sequence) }
 
     var pending: Int { queue.depth.messages }

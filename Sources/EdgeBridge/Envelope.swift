@@ -77,9 +77,9 @@ public struct BridgeRecord: Hashable, Sendable {
 
 /// One device message on its way from a gateway bridge to an ingest service.
 ///
-/// CBOR: `[1, sequence: uint, bridge: text, device: text, received_at_ms: uint, payload: bytes, ? epoch: bytes]`.
-/// Decoders accept (and ignore) extra trailing elements, so later versions can add fields: a decoder that knows only
-/// the first six skips the epoch.
+/// CBOR: `[1, sequence: uint, bridge: text, device: text, received_at_ms: uint, payload: bytes, ? epoch: bytes / null,
+/// ? after: uint / null]`. Decoders accept (and ignore) extra trailing elements, so later versions can add fields: a
+/// decoder that knows only the first six skips the epoch and `after`.
 public struct BridgeEnvelope: Hashable, Sendable {
     /// Strictly increasing per bridge queue, for the life of its directory (gaps mean dropped messages).
     public var sequence: UInt64
@@ -88,25 +88,36 @@ public struct BridgeEnvelope: Hashable, Sendable {
     /// The queue's epoch: random bytes made with the queue directory, so the sequence of a wiped or replaced queue
     /// (which starts again from 0) is not mistaken for numbers already seen. Absent from gateways that predate it.
     public var epoch: [UInt8]?
+    /// Pipelined delivery: the sequence of the envelope the gateway sent just before this one in the same delivery
+    /// run. The receiver stores this one only if it stored that one (or a later one), so a lost or refused envelope
+    /// can never be overtaken by the ones sent behind it. Nil for the first envelope of a run (everything before it
+    /// was acknowledged or dropped at the gateway) and from gateways that send one envelope at a time.
+    public var after: UInt64?
 
-    public init(sequence: UInt64, bridge: String, record: BridgeRecord, epoch: [UInt8]? = nil) {
+    public init(sequence: UInt64, bridge: String, record: BridgeRecord, epoch: [UInt8]? = nil, after: UInt64? = nil) {
         self.sequence = sequence
         self.bridge = bridge
         self.record = record
         self.epoch = epoch
+        self.after = after
     }
 
     public func encoded() -> [UInt8] {
         var w = CBORWriter(
             capacity: record.payload.count + bridge.utf8.count + record.device.utf8.count + (epoch?.count ?? 0) + 32)
-        w.writeArrayHeader(epoch == nil ? 6 : 7)
+        w.writeArrayHeader(after != nil ? 8 : epoch != nil ? 7 : 6)
         w.writeUnsigned(1)
         w.writeUnsigned(sequence)
         w.writeText(bridge)
         w.writeText(record.device)
         w.writeUnsigned(record.receivedAt)
         w.writeBytes(record.payload)
-        if let epoch { w.writeBytes(epoch) }
+        if let epoch {
+            w.writeBytes(epoch)
+        } else if after != nil {
+            w.writeNull()
+        }
+        if let after { w.writeUnsigned(after) }
         return w.bytes
     }
 
@@ -132,7 +143,9 @@ public struct BridgeEnvelope: Hashable, Sendable {
                     epoch = bytes
                 }
             }
-            try r.skipValues(count - min(count, 7))
+            after = nil
+            if count >= 8 && !r.readNullIfPresent() { after = try r.readUnsigned() }
+            try r.skipValues(count - min(count, 8))
             try r.expectEnd()
             record = BridgeRecord(device: device, receivedAt: receivedAt, payload: payload)
         } catch let error as BridgeError {
@@ -145,16 +158,22 @@ public struct BridgeEnvelope: Hashable, Sendable {
 
 /// The ingest service's answer to an envelope: everything up to `sequence` from this bridge is stored.
 ///
-/// CBOR: `[1, sequence: uint]`.
+/// CBOR: `[1, sequence: uint, ? window: uint]`. `window` says the receiver keeps order for pipelined envelopes
+/// (``BridgeEnvelope/after``) and how many it takes in flight per bridge; without it a gateway sends one at a time.
 public struct BridgeAck: Hashable, Sendable {
     public var sequence: UInt64
-    public init(sequence: UInt64) { self.sequence = sequence }
+    public var window: UInt64?
+    public init(sequence: UInt64, window: UInt64? = nil) {
+        self.sequence = sequence
+        self.window = window
+    }
 
     public func encoded() -> [UInt8] {
-        var w = CBORWriter(capacity: 12)
-        w.writeArrayHeader(2)
+        var w = CBORWriter(capacity: 24)
+        w.writeArrayHeader(window == nil ? 2 : 3)
         w.writeUnsigned(1)
         w.writeUnsigned(sequence)
+        if let window { w.writeUnsigned(window) }
         return w.bytes
     }
 
@@ -167,7 +186,8 @@ public struct BridgeAck: Hashable, Sendable {
             let version = try r.readUnsigned()
             guard version == 1 else { throw BridgeError.unsupportedVersion(version) }
             sequence = try r.readUnsigned()
-            try r.skipValues(count - 2)
+            window = count >= 3 && !r.readNullIfPresent() ? try r.readUnsigned() : nil
+            try r.skipValues(count - min(count, 3))
             try r.expectEnd()
         } catch let error as BridgeError {
             throw error

@@ -80,7 +80,9 @@ public final class LineSink: IngestSink {
 
 /// Acknowledges envelopes and passes each new one to the sink once (per sender identity, bridge and queue epoch, for
 /// the life of this process): a redelivered envelope (its acknowledgement was lost) is acknowledged again, not
-/// stored again. A sink with durable de-duplication (JetStream) also catches what this memory cannot: redeliveries
+/// stored again. A pipelined envelope (``BridgeEnvelope/after``) is stored only if the one sent before it was: one the
+/// sink refused, or that never arrived, is never overtaken by those behind it (they are dropped unacknowledged, and
+/// the gateway sends them all again from its oldest unacknowledged). Acknowledgements advertise ``window``. A sink with durable de-duplication (JetStream) also catches what this memory cannot: redeliveries
 /// after a restart, or to another ingest node. Gaps in the sequence (messages the gateway had to drop, or numbers a
 /// crashed gateway never used) are counted. A new epoch (the gateway's queue was wiped or replaced) starts afresh.
 public final class IngestService: Worker {
@@ -92,20 +94,29 @@ public final class IngestService: Worker {
         public var skipped: UInt64 = 0
         public var malformed: UInt64 = 0
         public var sinkFailures: UInt64 = 0
+        /// Pipelined envelopes dropped unacknowledged because the one sent before them was not stored.
+        public var outOfOrder: UInt64 = 0
     }
+
+    /// How many pipelined envelopes per gateway bridge this service takes in flight (a gateway uses the smaller of this
+    /// and its own window). Their memory is bounded by the service's mailbox, which slows the channels when full.
+    public let window: Int
 
     let sink: any IngestSink
     let logger: Logger
     private let state = EdgeMutex(State())
+    /// A gateway decides how often its envelopes arrive out of order.
+    private let outOfOrderLog = LogRateLimiter()
 
     struct State {
         var last: [String: UInt64] = [:]
         var counters = Counters()
     }
 
-    public init(sink: any IngestSink, logger: Logger) {
+    public init(sink: any IngestSink, logger: Logger, window: Int = 1024) {
         self.sink = sink
         self.logger = logger
+        self.window = max(1, window)
     }
 
     public var counters: Counters { state.withLock { $0.counters } }
@@ -125,6 +136,22 @@ public final class IngestService: Worker {
         let key = "\(sender)/\(envelope.bridge.utf8.count):\(envelope.bridge)/\(epoch)"
         let label = "\(sender)/\(envelope.bridge) (epoch \(epoch))"  // for the log
         let last = state.withLock { $0.last[key] }
+        if let after = envelope.after {
+            guard after < envelope.sequence else {
+                state.withLock { $0.counters.malformed += 1 }
+                logger.warning("ingest: dropping message \(envelope.sequence) from \(label): it claims to follow \(after)")
+                return
+            }
+        }
+        if let after = envelope.after, last.map({ $0 < after }) ?? true {
+            // The envelope sent before this one was not stored (the sink refused it, or it was lost): storing this one
+            // would put it first. The gateway times out and sends again from its oldest unacknowledged.
+            state.withLock { $0.counters.outOfOrder += 1 }
+            outOfOrderLog.log(
+                "ingest: \(label): dropped message \(envelope.sequence) unacknowledged: it follows \(after), which is not stored (last stored \(last.map { "\($0)" } ?? "none"))",
+                to: logger)
+            return
+        }
         if let last, envelope.sequence <= last {
             state.withLock { $0.counters.duplicates += 1 }
         } else {
@@ -156,7 +183,8 @@ public final class IngestService: Worker {
         }
         // Shared by every gateway: a gateway whose channel does not take the ack loses it (counted) and resends the
         // envelope, which is then acknowledged as a duplicate; the other gateways are not held up.
-        try await context.reply(to: message.returnRoute, payload: BridgeAck(sequence: envelope.sequence).encoded())
+        try await context.reply(
+            to: message.returnRoute, payload: BridgeAck(sequence: envelope.sequence, window: UInt64(window)).encoded())
     }
 
     /// `{"from":…,"bridge":…,"device":…,"sequence":…,"received_at_ms":…,"epoch":…,"text":…,"hex":…}` — `epoch` (hex)

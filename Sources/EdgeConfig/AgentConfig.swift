@@ -140,14 +140,17 @@ public struct AgentConfig: Equatable, Sendable {
     /// A bridge: devices send to `/service/<name>` on the gateway; messages go, queued, to `to`.
     public struct Bridge: Equatable, Sendable {
         public var name: String
-        public var to: String
+        /// The ingest service; with several, the others in turn when one cannot be reached or stops acknowledging.
+        public var to: [String]
         public var ackTimeout: Duration = .seconds(5)
+        /// Most envelopes in flight once the ingest service keeps their order (docs/bridge.md).
+        public var window = 256
         public var reply = true
         public var queue = QueueSettings()
         /// When set, only paired devices whose pairing attributes include all of these may use the bridge (through
         /// their secure channel); link-only messages are refused.
         public var requireAttributes: [String: String] = [:]
-        public init(name: String, to: String) {
+        public init(name: String, to: String...) {
             self.name = name
             self.to = to
         }

@@ -282,13 +282,23 @@ extension AgentConfig {
         }
 
         func bridge(_ yaml: YAMLNode) throws(ConfigError) -> Bridge {
-            var bridge = Bridge(name: "", to: "")
+            var bridge = Bridge(name: "")
             for (key, value, _) in try mapping(yaml, "bridges[]") {
                 let path = "bridges[].\(key)"
                 switch key {
                 case "name": bridge.name = try shortName(value, path)
-                case "to": bridge.to = try multiaddr(value, path)
+                case "to":
+                    // One multiaddr, or a list of them (failover in order).
+                    if case .sequence = value {
+                        bridge.to = try list(value, path) { (item) throws(ConfigError) in try multiaddr(item, path) }
+                        guard (1...8).contains(bridge.to.count) else {
+                            throw fail(value, path, "expected 1 to 8 ingest services, got \(bridge.to.count)")
+                        }
+                    } else {
+                        bridge.to = [try multiaddr(value, path)]
+                    }
                 case "ack_timeout": bridge.ackTimeout = try duration(value, path)
+                case "window": bridge.window = try int(value, path, range: 1...4096)
                 case "reply": bridge.reply = try bool(value, path)
                 case "require_attributes":
                     bridge.requireAttributes = try attributes(

@@ -19,6 +19,17 @@ struct RecordFIFO {
     var first: QueuedRecord? { start < storage.count ? storage[start] : nil }
     var elements: ArraySlice<QueuedRecord> { storage[start...] }
 
+    /// The records numbered `sequence` or later (the FIFO is in sequence order: a binary search).
+    func elements(from sequence: UInt64) -> ArraySlice<QueuedRecord> {
+        var low = start
+        var high = storage.count
+        while low < high {
+            let middle = low + (high - low) / 2
+            if storage[middle].sequence < sequence { low = middle + 1 } else { high = middle }
+        }
+        return storage[low...]
+    }
+
     mutating func append(_ record: QueuedRecord) { storage.append(record) }
 
     mutating func popFirst() -> QueuedRecord? {
@@ -694,9 +705,9 @@ struct QueueCore {
 
     /// Decodes the live records of `segment` from `offset` on, appending to `result` until it holds `max`.
     /// Does not cache and stops quietly at damage (handled when the segment becomes the oldest).
-    private func readAhead(_ segment: Segment, from offset: Int64, into result: inout [QueuedRecord], max: Int)
-        throws(QueueError)
-    {
+    private func readAhead(
+        _ segment: Segment, from offset: Int64, into result: inout [QueuedRecord], max: Int, minimumSequence: UInt64 = 0
+    ) throws(QueueError) {
         guard offset < segment.validBytes else { return }
         let filePath = path.appending(segment.fileName)
         let fd: FileDescriptor
@@ -719,7 +730,7 @@ struct QueueCore {
                 guard case .record(let record, let byteCount) = QueueRecord.decode(
                     chunk[position...], maxRecordBytes: limits.maxRecordBytes)
                 else { break decoding }
-                if record.sequence >= head { result.append(record) }
+                if record.sequence >= head && record.sequence >= minimumSequence { result.append(record) }
                 position += byteCount
             }
             if position == 0 { return }
@@ -730,16 +741,29 @@ struct QueueCore {
     // MARK: - Peek and acknowledge
 
     mutating func peek(max: Int) throws(QueueError) -> [QueuedRecord] {
+        try peek(after: nil, max: max)
+    }
+
+    /// Up to `max` of the unacknowledged records numbered after `after` (all of them for nil), oldest first: what a
+    /// sender with records in flight reads next. Segments that end at or before `after` are not read.
+    mutating func peek(after: UInt64?, max: Int) throws(QueueError) -> [QueuedRecord] {
         guard !isClosed, max > 0 else { return [] }
-        guard isDiskMode else { return Array(memory.elements.prefix(max)) }
+        let from: UInt64
+        if let after {
+            guard after < .max else { return [] }
+            from = after + 1
+        } else {
+            from = 0
+        }
+        guard isDiskMode else { return Array(memory.elements(from: from).prefix(max)) }
         try fillHeadWindow()
         guard let oldest = segments.first else { return [] }
-        var result = Array(window.records.elements.prefix(max))
-        if result.count < max {
-            try readAhead(oldest, from: window.nextOffset, into: &result, max: max)
-            for segment in segments.dropFirst() where result.count < max {
-                try readAhead(segment, from: 0, into: &result, max: max)
-            }
+        var result = Array(window.records.elements(from: from).prefix(max))
+        if result.count < max && oldest.lastSequence >= from {
+            try readAhead(oldest, from: window.nextOffset, into: &result, max: max, minimumSequence: from)
+        }
+        for segment in segments.dropFirst() where result.count < max && segment.lastSequence >= from {
+            try readAhead(segment, from: 0, into: &result, max: max, minimumSequence: from)
         }
         return result
     }

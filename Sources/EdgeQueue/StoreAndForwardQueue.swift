@@ -88,6 +88,12 @@ public final class StoreAndForwardQueue: Sendable {
         try core.withLock { (core) throws(QueueError) -> [QueuedRecord] in try core.peek(max: max) }
     }
 
+    /// Up to `max` of the oldest unacknowledged records numbered after `sequence`, oldest first, without removing
+    /// them: what a sender with records in flight (sent, not yet acknowledged) sends next. ``peek(max:)`` for nil.
+    public func peek(after sequence: UInt64?, max: Int) throws(QueueError) -> [QueuedRecord] {
+        try core.withLock { (core) throws(QueueError) -> [QueuedRecord] in try core.peek(after: sequence, max: max) }
+    }
+
     /// Removes every record with a sequence number ≤ `sequence` (the receiver acknowledged them). Acknowledging an
     /// older or unknown sequence is harmless; a sequence beyond every number handed out acknowledges everything.
     ///

@@ -167,6 +167,34 @@ struct RuntimeTests {
         for runtime in [sender, gateway, other, cloud] { await runtime.stop() }
     }
 
+    /// A bridge with two ingest services skips the one it cannot reach, and its acknowledgements open the window.
+    @Test func aBridgeFailsOverToItsNextIngestServiceAndPipelines() async throws {
+        let scratch = try RuntimeUnderTest.directory()
+        let ingest = try AgentConfig.parse("ingest:\n  - output: \(scratch)/ingest.jsonl\n", file: "cloud.yaml").ingest
+        let cloud = try await RuntimeUnderTest.start("cloud", state: scratch) { $0.ingest = ingest }
+        let gateway = try await RuntimeUnderTest.start("gateway", state: cloud.state) {
+            var bridge = AgentConfig.Bridge(
+                name: "readings", to: "/ip4/127.0.0.1/tcp/1/secure/api/service/ingest",  // nothing listens on port 1
+                "/ip4/127.0.0.1/tcp/\(cloud.port)/secure/api/service/ingest")
+            bridge.window = 16
+            $0.bridges = [bridge]
+        }
+        let device = try await RuntimeUnderTest.start("device", state: cloud.state)
+        for n in 0..<3 {
+            let reply = try await device.reply("/ip4/127.0.0.1/tcp/\(gateway.port)/secure/api/service/readings", "r\(n)")
+            #expect(reply == "ok \(n)")
+        }
+        func bridgeStatus() async throws -> [String: Any] {
+            try #require((try await gateway.json(.status)["bridges"] as? [[String: Any]])?.first)
+        }
+        try await until("three delivered") { try await bridgeStatus()["delivered"] as? Int == 3 }
+        let status = try await bridgeStatus()
+        #expect(status["window"] as? Int == 16)  // the ingest service advertised a larger one
+        #expect(status["in_flight"] as? Int == 0)
+        #expect((try await cloud.json(.status)["ingest"] as? [[String: Any]])?.first?["accepted"] as? Int == 3)
+        for runtime in [device, gateway, cloud] { await runtime.stop() }
+    }
+
     @Test func reloadReReadsTheFileAndACommandLineRuntimeHasNone() async throws {
         let state = try RuntimeUnderTest.directory()
         let path = state + "/agent.yaml"

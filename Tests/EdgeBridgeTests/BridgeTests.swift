@@ -41,10 +41,14 @@ final class MemoryStore: BridgeStore {
     var pending: Int { state.withLock { $0.records.count } }
 }
 
-/// Collects ingest lines in memory.
+/// Collects ingest lines in memory; fails once for each payload text in `failOnce` (a store that was briefly down).
 final class MemorySink: IngestSink {
+    struct Refused: Error {}
     let lines = EdgeMutex<[String]>([])
+    let failOnce = EdgeMutex<Set<String>>([])
     func store(_ reading: IngestReading) async throws -> IngestOutcome {
+        let text = String(decoding: reading.envelope.record.payload, as: UTF8.self)
+        if failOnce.withLock({ $0.remove(text) != nil }) { throw Refused() }
         lines.withLock { $0.append(IngestService.line(reading.envelope, from: reading.gateway)) }
         return .stored
     }
@@ -111,7 +115,7 @@ struct Rig {
             },
             discard: { route in if let first = route.addresses.first { await channels.close(first) } })
         try gateway.startWorker(bridge.worker, at: .local("sensors"))
-        bridge.start()
+        try bridge.start()
     }
 
     static var fastOptions: Bridge.Options {
@@ -196,10 +200,12 @@ struct EnvelopeTests {
         withNull[0] = 0x87
         withNull.append(0xf6)
         #expect(try BridgeEnvelope(decoding: withNull) == old)
-        var eight = new.encoded()
-        eight[0] = 0x88
-        eight.append(0x01)
-        #expect(try BridgeEnvelope(decoding: eight) == new)
+        var nine = new.encoded()  // the eighth field is `after`; a ninth is skipped
+        nine[0] = 0x89
+        nine.append(contentsOf: [0x01, 0x02])
+        var withAfter = new
+        withAfter.after = 1
+        #expect(try BridgeEnvelope(decoding: nine) == withAfter)
         var empty = old.encoded()
         empty[0] = 0x87
         empty.append(0x40)

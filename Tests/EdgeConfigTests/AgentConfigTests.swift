@@ -230,7 +230,7 @@ struct AgentConfigTests {
     @Test func keysUnderAParentFollowTheTable() {
         #expect(AgentConfig.keys(under: "").prefix(3) == ["node", "forwarding", "vault"])
         #expect(AgentConfig.keys(under: "secure_channels") == ["listeners"])
-        #expect(AgentConfig.keys(under: "bridges[]") == ["name", "to", "ack_timeout", "reply", "require_attributes", "queue"])
+        #expect(AgentConfig.keys(under: "bridges[]") == ["name", "to", "ack_timeout", "window", "reply", "require_attributes", "queue"])
         #expect(AgentConfig.keys(under: "portals.inlets[]") == ["listen", "to"])
         #expect(AgentConfig.keys(under: "metrics") == ["listen"])
     }
@@ -340,8 +340,9 @@ struct BridgeConfigTests {
               - name: sensors
                 to: /ip4/10.0.0.5/tcp/4000/secure/api/service/ingest
               - name: meters
-                to: /node/cloud/secure/api/service/ingest
+                to: [/node/cloud/secure/api/service/ingest, /node/cloud2/secure/api/service/ingest]
                 ack_timeout: 2s
+                window: 32
                 reply: false
                 queue:
                   memory_messages: 10
@@ -357,6 +358,16 @@ struct BridgeConfigTests {
         #expect(config.bridges.count == 2)
         #expect(config.bridges[0].queue == AgentConfig.QueueSettings())
         #expect(config.bridges[0].reply && config.bridges[0].ackTimeout == .seconds(5))
+        #expect(config.bridges[0].to == ["/ip4/10.0.0.5/tcp/4000/secure/api/service/ingest"] && config.bridges[0].window == 256)
+        #expect(config.bridges[1].to == ["/node/cloud/secure/api/service/ingest", "/node/cloud2/secure/api/service/ingest"])
+        #expect(config.bridges[1].window == 32)
+        #expect(throws: ConfigError(file: "b.yaml", line: 3, key: "bridges[].window", message: "expected a whole number in 1...4096")) {
+            try AgentConfig.parse("bridges:\n  - name: s\n    window: 0\n    to: /node/x\n", file: "b.yaml")
+        }
+        #expect(throws: ConfigError(file: "b.yaml", line: 3, key: "bridges[].to", message: "expected 1 to 8 ingest services, got 0")) {
+            try AgentConfig.parse("bridges:\n  - name: s\n    to: []\n", file: "b.yaml")
+        }
+        #expect(throws: ConfigError.self) { try AgentConfig.parse("bridges:\n  - name: s\n    to: [x]\n", file: "b.yaml") }
         #expect(config.bridges[1].queue.durability == "always" && config.bridges[1].queue.memoryMessages == 10)
         #expect(!config.bridges[1].reply)
         #expect(config.bridges[0].requireAttributes.isEmpty)

@@ -33,6 +33,14 @@ struct QueueBehaviourTests {
                     let count = Int(random.next() % 5)
                     let peeked = try queue.peek(max: count)
                     #expect(peeked == Array(model.prefix(count)))
+                    // What a sender with records in flight reads next: the records after any sequence, in memory, on
+                    // disk or across segments.
+                    if let first = model.first?.sequence, let last = model.last?.sequence {
+                        let after = first + random.next() % (last - first + 2)
+                        let ahead = Int(random.next() % 9)
+                        #expect(try queue.peek(after: after, max: ahead) == Array(model.filter { $0.sequence > after }.prefix(ahead)))
+                        #expect(try queue.peek(after: nil, max: ahead) == Array(model.prefix(ahead)))
+                    }
                     if let last = peeked.last {
                         try queue.acknowledge(through: last.sequence)
                         model.removeFirst(peeked.count)
