@@ -34,14 +34,49 @@ extension Agent {
                 .array(
                     ingest.sorted { $0.key < $1.key }.map { address, service in
                         let c = service.counters
-                        return .object([
+                        var fields: [(String, JSON)] = [
                             ("address", .string(address)), ("accepted", .uint(c.accepted)), ("duplicates", .uint(c.duplicates)),
                             ("skipped", .uint(c.skipped)), ("malformed", .uint(c.malformed)),
                             ("sink_failures", .uint(c.sinkFailures)), ("out_of_order", .uint(c.outOfOrder)),
-                        ])
+                        ]
+                        if let health = service.sinkHealth { fields.append(("sink", Self.json(health))) }
+                        return .object(fields)
                     })
             ),
         ]
+    }
+
+    /// Status entries for one gateway bridge's last stored reading are capped: a fleet can have many.
+    static let lastStoredShown = 1000
+
+    static func json(_ health: IngestSinkHealth) -> JSON {
+        func milliseconds(_ duration: Duration?) -> JSON {
+            guard let duration else { return .null }
+            let (seconds, attoseconds) = duration.components
+            return .double(Double(seconds) * 1000 + Double(attoseconds) / 1e15)
+        }
+        return .object([
+            ("type", .string(health.kind)), ("connected", .bool(health.connected)),
+            ("last_error", health.lastError.map { .string($0) } ?? .null), ("published", .uint(health.published)),
+            (
+                "publish_ms",
+                .object([
+                    ("samples", .uint(UInt64(health.latency.count))), ("p50", milliseconds(health.latency.quantile(0.5))),
+                    ("p99", milliseconds(health.latency.quantile(0.99))), ("max", milliseconds(health.latency.quantile(1))),
+                ])
+            ),
+            ("gateway_bridges", .uint(UInt64(health.lastStored.count))),
+            (
+                "last_stored",
+                .array(
+                    health.lastStored.prefix(lastStoredShown).map { stored in
+                        .object([
+                            ("gateway", .string(stored.gateway)), ("bridge", .string(stored.bridge)),
+                            ("epoch", stored.epoch.map { .string($0) } ?? .null), ("sequence", .uint(stored.sequence)),
+                        ])
+                    })
+            ),
+        ])
     }
 
     // MARK: Metrics
@@ -94,6 +129,20 @@ extension Agent {
                     ("sink_failure", c.sinkFailures), ("out_of_order", c.outOfOrder),
                 ]
                     .map { ([("service", address), ("outcome", $0.0)], Double($0.1)) }
+            })
+        let sinks = ingest.compactMap { address, service in service.sinkHealth.map { (address, $0) } }
+        p.metric(
+            "ockam_edge_ingest_sink_up", type: "gauge", help: "Whether each ingest service's sink is connected to its store (1) or not (0).",
+            samples: sinks.map { ([("service", $0.0)], $0.1.connected ? 1 : 0) })
+        p.metric(
+            "ockam_edge_ingest_publish_seconds", type: "gauge",
+            help: "Publish-to-acknowledgement time of each ingest service's sink over its last 1,024 publishes, by quantile.",
+            samples: sinks.flatMap { address, health in
+                [("0.5", 0.5), ("0.99", 0.99), ("1", 1.0)].compactMap { label, fraction -> ([(String, String)], Double)? in
+                    guard let value = health.latency.quantile(fraction) else { return nil }
+                    let (seconds, attoseconds) = value.components
+                    return ([("service", address), ("quantile", label)], Double(seconds) + Double(attoseconds) / 1e18)
+                }
             })
         p.metric("ockam_edge_secure_channels_open", type: "gauge", help: "Open secure channels.", value: Double(channels.channels.count))
         p.metric(

@@ -61,7 +61,8 @@ enum IngestSinks {
                 settings: JetStreamSettings(
                     servers: settings.servers, stream: settings.stream, subjectPrefix: settings.subjectPrefix,
                     replicas: settings.replicas, credentials: credentials, tlsCAFile: settings.tlsCAFile?.path,
-                    timeout: settings.timeout),
+                    timeout: settings.timeout, maxAge: settings.maxAge, maxBytes: settings.maxBytes,
+                    duplicateWindow: settings.duplicateWindow),
                 logger: logger)
             return (sink, "JetStream stream \(settings.stream) at \(settings.servers.joined(separator: ", "))")
         }

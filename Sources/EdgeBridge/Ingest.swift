@@ -38,6 +38,75 @@ public protocol IngestSink: Sendable {
     /// Stores `reading`, returning once it is stored as durably as the sink promises. Throwing leaves the reading
     /// unacknowledged: the gateway keeps it and sends it again.
     func store(_ reading: IngestReading) async throws -> IngestOutcome
+    /// What the sink reports about itself in `status` and the metrics; nil for a sink with nothing to say.
+    var health: IngestSinkHealth? { get }
+}
+
+extension IngestSink {
+    public var health: IngestSinkHealth? { nil }
+}
+
+/// A sink's state for operators: whether it reaches its store, how fast it stores, and how far each gateway bridge got.
+public struct IngestSinkHealth: Sendable, Equatable {
+    /// The last reading stored (or found already stored) for one gateway bridge.
+    public struct Stored: Sendable, Equatable {
+        public var gateway: String
+        public var bridge: String
+        public var epoch: String?
+        public var sequence: UInt64
+        public init(gateway: String, bridge: String, epoch: String?, sequence: UInt64) {
+            self.gateway = gateway
+            self.bridge = bridge
+            self.epoch = epoch
+            self.sequence = sequence
+        }
+    }
+
+    /// `jetstream`, …
+    public var kind: String
+    /// Connected to its store now (as far as the sink knows).
+    public var connected: Bool
+    /// Why the last store failed, if the last attempt did.
+    public var lastError: String?
+    /// Publishes acknowledged by the store.
+    public var published: UInt64 = 0
+    /// Publish-to-acknowledgement times of the most recent publishes.
+    public var latency = LatencyWindow()
+    /// By gateway bridge; sorted by gateway, then bridge.
+    public var lastStored: [Stored] = []
+
+    public init(kind: String, connected: Bool) {
+        self.kind = kind
+        self.connected = connected
+    }
+}
+
+/// The most recent durations (up to ``capacity``) and their percentiles: a bounded view of latency, not a histogram.
+public struct LatencyWindow: Sendable, Equatable {
+    public static let capacity = 1024
+    private var samples: [Duration] = []
+    private var next = 0
+
+    public init() {}
+
+    public var count: Int { samples.count }
+
+    public mutating func record(_ duration: Duration) {
+        if samples.count < Self.capacity {
+            samples.append(duration)
+        } else {
+            samples[next] = duration
+            next = (next + 1) % Self.capacity
+        }
+    }
+
+    /// The `fraction` quantile (0…1) of the window, by the nearest-rank method; nil when empty.
+    public func quantile(_ fraction: Double) -> Duration? {
+        guard !samples.isEmpty else { return nil }
+        let sorted = samples.sorted()
+        let rank = Int((fraction * Double(sorted.count)).rounded(.up))
+        return sorted[min(max(rank, 1), sorted.count) - 1]
+    }
 }
 
 /// Appends JSON lines (``IngestService/line(_:from:)``) to a file (created 0600) or to standard output (`-`), each
@@ -120,6 +189,7 @@ public final class IngestService: Worker {
     }
 
     public var counters: Counters { state.withLock { $0.counters } }
+    public var sinkHealth: IngestSinkHealth? { sink.health }
 
     public func handleMessage(_ message: LocalMessage, context: WorkerContext) async throws {
         let envelope: BridgeEnvelope

@@ -181,6 +181,10 @@ public struct AgentConfig: Equatable, Sendable {
         public var stream = "OCKAM_EDGE"
         public var subjectPrefix = "ockam-edge"
         public var replicas = 1
+        /// Limits of a stream the sink creates (nil: none).
+        public var maxAge: Duration?
+        public var maxBytes: Int?
+        public var duplicateWindow: Duration = .seconds(120)
         public var timeout: Duration = .seconds(5)
         /// A file holding `user:password` (one line).
         public var userPasswordFile: PathSetting?

@@ -382,6 +382,9 @@ extension AgentConfig {
                     }
                     jetStream.subjectPrefix = prefix
                 case "replicas": jetStream.replicas = try int(value, path, range: 1...5)
+                case "max_age": jetStream.maxAge = try optionalDuration(value, path)
+                case "max_bytes": jetStream.maxBytes = try intOrOff(value, path, range: 1 << 20...1 << 50)
+                case "duplicate_window": jetStream.duplicateWindow = try duration(value, path)
                 case "timeout": jetStream.timeout = try duration(value, path)
                 case "user_password_file": jetStream.userPasswordFile = try pathSetting(value, path)
                 case "token_file": jetStream.tokenFile = try pathSetting(value, path)

@@ -24,11 +24,19 @@ public struct JetStreamSettings: Sendable, Equatable {
     public var tlsCAFile: String?
     /// How long to wait for a publish acknowledgement or a stream lookup.
     public var timeout: Duration
+    /// Limits of a stream the sink creates: age and size (nil: none) and the `Nats-Msg-Id` duplicate window.
+    public var maxAge: Duration?
+    public var maxBytes: Int?
+    public var duplicateWindow: Duration
 
     public init(
         servers: [String], stream: String, subjectPrefix: String, replicas: Int = 1, credentials: Credentials = .none,
-        tlsCAFile: String? = nil, timeout: Duration = .seconds(5)
+        tlsCAFile: String? = nil, timeout: Duration = .seconds(5), maxAge: Duration? = nil, maxBytes: Int? = nil,
+        duplicateWindow: Duration = .seconds(120)
     ) {
+        self.maxAge = maxAge
+        self.maxBytes = maxBytes
+        self.duplicateWindow = duplicateWindow
         self.servers = servers
         self.stream = stream
         self.subjectPrefix = subjectPrefix
@@ -54,6 +62,7 @@ public struct JetStreamError: Error, Sendable, CustomStringConvertible {
 #if JetStream
 import CNATS
 import Dispatch
+import EdgeSync
 
 #if canImport(Glibc)
 import Glibc
@@ -83,6 +92,16 @@ public final class JetStreamSink: IngestSink, @unchecked Sendable {
     private var context: OpaquePointer?
     private var streamReady = false
     private var last: [String: Last] = [:]  // by subject
+    /// What ``health`` reports: written on `queue`, read from anywhere.
+    private let report = EdgeMutex(Report())
+
+    struct Report {
+        var connected = false
+        var lastError: String?
+        var published: UInt64 = 0
+        var latency = LatencyWindow()
+        var stored: [String: IngestSinkHealth.Stored] = [:]  // by subject
+    }
 
     /// The last reading stored on a subject.
     struct Last {
@@ -120,7 +139,41 @@ public final class JetStreamSink: IngestSink, @unchecked Sendable {
 
     public func store(_ reading: IngestReading) async throws -> IngestOutcome {
         try await withCheckedThrowingContinuation { continuation in
-            queue.async { continuation.resume(with: Result { try self.storeOnQueue(reading) }) }
+            queue.async {
+                let result = Result { try self.storeOnQueue(reading) }
+                let connected = self.connection.map { natsConnection_Status($0) == NATS_CONN_STATUS_CONNECTED } ?? false
+                self.report.withLock { report in
+                    report.connected = connected
+                    switch result {
+                    case .success:
+                        report.lastError = nil
+                        let subject = JetStreamNaming.subject(
+                            prefix: self.settings.subjectPrefix, gateway: reading.gateway, bridge: reading.envelope.bridge)
+                        let stored = IngestSinkHealth.Stored(
+                            gateway: reading.gateway, bridge: reading.envelope.bridge,
+                            epoch: QueueEpoch.text(reading.envelope.epoch), sequence: reading.envelope.sequence)
+                        // A repeat of an older reading does not move the mark back.
+                        if let known = report.stored[subject], known.epoch == stored.epoch, known.sequence >= stored.sequence {
+                            break
+                        }
+                        report.stored[subject] = stored
+                    case .failure(let error):
+                        report.lastError = "\(error)"
+                    }
+                }
+                continuation.resume(with: result)
+            }
+        }
+    }
+
+    public var health: IngestSinkHealth? {
+        report.withLock { report in
+            var health = IngestSinkHealth(kind: "jetstream", connected: report.connected)
+            health.lastError = report.lastError
+            health.published = report.published
+            health.latency = report.latency
+            health.lastStored = report.stored.values.sorted { ($0.gateway, $0.bridge) < ($1.gateway, $1.bridge) }
+            return health
         }
     }
 
@@ -140,7 +193,15 @@ public final class JetStreamSink: IngestSink, @unchecked Sendable {
             }
             let published: Published
             do {
+                let started = ContinuousClock.now
                 published = try publish(context, reading, subject: subject, expecting: stored.streamSequence)
+                let took = ContinuousClock.now - started
+                if case .stored = published {
+                    report.withLock {
+                        $0.published += 1
+                        $0.latency.record(took)
+                    }
+                }
             } catch {
                 last[subject] = nil  // a publish that timed out may still have been stored: read the subject again
                 throw error
@@ -322,6 +383,9 @@ public final class JetStreamSink: IngestSink, @unchecked Sendable {
         config.Name = UnsafePointer(name)
         config.Storage = js_FileStorage
         config.Replicas = Int64(settings.replicas)
+        if let maxAge = settings.maxAge { config.MaxAge = nanoseconds(maxAge) }
+        if let maxBytes = settings.maxBytes { config.MaxBytes = Int64(maxBytes) }
+        config.Duplicates = nanoseconds(settings.duplicateWindow)
         code = jsErrCode(rawValue: 0)
         status = subjects.withUnsafeMutableBufferPointer { buffer in
             config.Subjects = buffer.baseAddress
@@ -339,6 +403,11 @@ public final class JetStreamSink: IngestSink, @unchecked Sendable {
     private func failure(_ operation: String, _ status: natsStatus, _ code: jsErrCode = jsErrCode(rawValue: 0)) -> JetStreamError {
         let text = nats_GetLastError(nil).map { String(cString: $0) } ?? String(cString: natsStatus_GetText(status))
         return JetStreamError(operation: operation, status: Int32(bitPattern: status.rawValue), errorCode: code.rawValue, text: text)
+    }
+
+    private func nanoseconds(_ duration: Duration) -> Int64 {
+        let (seconds, attoseconds) = duration.components
+        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
     }
 
     private func milliseconds(_ duration: Duration) -> Int64 {

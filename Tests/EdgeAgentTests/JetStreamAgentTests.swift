@@ -49,6 +49,14 @@ struct JetStreamAgentTests {
         #expect(stored.enumerated().allSatisfy { $0.element.payload.hasSuffix("reading \($0.offset)") })  // a BARE string
         let ingestStatus = try #require((try await cloud.json(.status)["ingest"] as? [[String: Any]])?.first)
         #expect(ingestStatus["accepted"] as? Int == 5)
+        // The sink's health: connected, five publishes timed, the gateway bridge stored through 4 in its epoch.
+        let sink = try #require(ingestStatus["sink"] as? [String: Any])
+        #expect(sink["type"] as? String == "jetstream" && sink["connected"] as? Bool == true && sink["published"] as? Int == 5)
+        #expect((sink["publish_ms"] as? [String: Any])?["samples"] as? Int == 5)
+        let last = try #require((sink["last_stored"] as? [[String: Any]])?.first)
+        #expect(last["gateway"] as? String == gatewayID && last["bridge"] as? String == "hall.sensors")
+        #expect(last["epoch"] as? String == epoch && last["sequence"] as? Int == 4)
+        #expect(await cloud.metrics().contains("ockam_edge_ingest_sink_up{service=\"ingest\"} 1"))
         await device.stop()
         await gateway.stop()
         await cloud.stop()

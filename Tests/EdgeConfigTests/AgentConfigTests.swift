@@ -417,6 +417,9 @@ struct BridgeConfigTests {
                   timeout: 2s
                   token_file: /etc/ockam-edge/nats.token
                   tls_ca_file: /etc/ockam-edge/nats-ca.pem
+                  max_age: 720h
+                  max_bytes: 10737418240
+                  duplicate_window: 10m
             """, file: "i.yaml")
         #expect(config.ingest[0].sink == AgentConfig.SinkSettings())
         let sink = config.ingest[1].sink
@@ -429,11 +432,16 @@ struct BridgeConfigTests {
         expected.timeout = .seconds(2)
         expected.tokenFile = AgentConfig.PathSetting(path: "/etc/ockam-edge/nats.token", line: 13, key: "ingest[].sink.token_file")
         expected.tlsCAFile = AgentConfig.PathSetting(path: "/etc/ockam-edge/nats-ca.pem", line: 14, key: "ingest[].sink.tls_ca_file")
+        expected.maxAge = .seconds(30 * 86_400)
+        expected.maxBytes = 10 << 30
+        expected.duplicateWindow = .seconds(600)
         #expect(sink.jetStream == expected)
         let one = try AgentConfig.parse(
             "ingest:\n  - sink:\n      type: jetstream\n      servers: nats://127.0.0.1:4222\n", file: "i.yaml")
         #expect(one.ingest[0].sink.jetStream?.servers == ["nats://127.0.0.1:4222"])
         #expect(one.ingest[0].sink.jetStream?.stream == "OCKAM_EDGE" && one.ingest[0].sink.jetStream?.subjectPrefix == "ockam-edge")
+        #expect(one.ingest[0].sink.jetStream?.maxAge == nil && one.ingest[0].sink.jetStream?.maxBytes == nil)
+        #expect(one.ingest[0].sink.jetStream?.duplicateWindow == .seconds(120))
     }
 
     @Test(arguments: [

@@ -97,6 +97,44 @@ struct JetStreamSinkTests {
         #expect(stored.count == 13)
     }
 
+    /// A stream the sink creates gets the configured limits; the sink reports its connection, publish times and the
+    /// last stored reading of each gateway bridge (a repeat of an older one does not move it back).
+    @Test func aCreatedStreamHasTheConfiguredLimitsAndTheSinkReportsItsHealth() async throws {
+        let server = try NATSServer()
+        defer { server.stop() }
+        let sink = JetStreamSink(
+            settings: JetStreamSettings(
+                servers: [server.url], stream: "LIMITED", subjectPrefix: "fleet", timeout: .seconds(5), maxAge: .seconds(3600),
+                maxBytes: 64 << 20, duplicateWindow: .seconds(30)),
+            logger: quiet("jetstream"))
+        #expect(sink.health == IngestSinkHealth(kind: "jetstream", connected: false))
+        for (sequence, bridge) in [(1, "sensors.hall"), (2, "sensors.hall"), (1, "meters")] as [(UInt64, String)] {
+            #expect(try await sink.store(IngestReading(gateway: "I01", envelope: envelope(sequence, bridge: bridge))) == .stored)
+        }
+        #expect(try await sink.store(IngestReading(gateway: "I01", envelope: envelope(1))) == .alreadyStored)
+        let health = try #require(sink.health)
+        #expect(health.connected && health.lastError == nil && health.published == 3 && health.latency.count == 3)
+        #expect(
+            health.lastStored == [
+                IngestSinkHealth.Stored(gateway: "I01", bridge: "meters", epoch: "0a0a0a0a0a0a0a0a", sequence: 1),
+                IngestSinkHealth.Stored(gateway: "I01", bridge: "sensors.hall", epoch: "0a0a0a0a0a0a0a0a", sequence: 2),
+            ])
+        #expect(health.latency.quantile(0.5)! > .zero && health.latency.quantile(0.5)! <= health.latency.quantile(1)!)
+        await sink.close()
+
+        var connection: OpaquePointer?
+        try #require(natsConnection_ConnectTo(&connection, server.url) == NATS_OK)
+        defer { natsConnection_Destroy(connection) }
+        var context: OpaquePointer?
+        try #require(natsConnection_JetStream(&context, connection, nil) == NATS_OK)
+        defer { jsCtx_Destroy(context) }
+        var info: UnsafeMutablePointer<jsStreamInfo>?
+        try #require(js_GetStreamInfo(&info, context, "LIMITED", nil, nil) == NATS_OK)
+        defer { jsStreamInfo_Destroy(info) }
+        let config = try #require(info?.pointee.Config?.pointee)
+        #expect(config.MaxAge == 3_600_000_000_000 && config.MaxBytes == 64 << 20 && config.Duplicates == 30_000_000_000)
+    }
+
     /// With NATS down the sink fails and the reading stays unacknowledged; once NATS is back it is stored.
     @Test func nothingIsAcknowledgedWhileNATSIsDown() async throws {
         let port = try NATSServer.freePort()
