@@ -35,8 +35,9 @@ public struct TCPDestination: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// `host:port` or `[host]:port` into the host (brackets removed), whether it was bracketed, and the port: nil
-    /// for `*`. Nil for anything else: a port is 1…65535 in at most 16 digits (leading zeros allowed).
-    static func split(_ text: String) -> (host: String, bracketed: Bool, port: UInt16?)? {
+    /// for `*`. Nil for anything else: a port is 1…65535 (0 too with `allowingZero`, for listeners) in at most 16
+    /// digits (leading zeros allowed).
+    static func split(_ text: String, allowingZero: Bool = false) -> (host: String, bracketed: Bool, port: UInt16?)? {
         guard text.utf8.count <= 300, let colon = text.lastIndex(of: ":") else { return nil }
         let portText = text[text.index(after: colon)...]
         let port: UInt16?
@@ -44,7 +45,7 @@ public struct TCPDestination: Hashable, Sendable, CustomStringConvertible {
             port = nil
         } else {
             guard !portText.isEmpty, portText.utf8.count <= 16, portText.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
-                let value = Int(portText), (1...65535).contains(value)
+                let value = Int(portText), ((allowingZero ? 0 : 1)...65535).contains(value)
             else { return nil }
             port = UInt16(value)
         }

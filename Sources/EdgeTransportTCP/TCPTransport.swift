@@ -575,16 +575,13 @@ public final class TCPTransport: TransportResolver, Sendable {
         }
     }
 
-    /// Splits `host:port` or `[v6]:port`.
-    public static func splitHostPort(_ text: String) throws(TCPTransportError) -> (String, Int) {
-        guard let colon = text.lastIndex(of: ":") else { throw .invalidPeerAddress(text) }
-        var host = String(text[..<colon])
-        guard let port = Int(text[text.index(after: colon)...]), (1...65535).contains(port) else {
+    /// Splits `host:port` or `[v6]:port` (``TCPDestination``'s syntax, without its checks of the host); port 0 (any
+    /// free port) only with `allowingPortZero`, for listeners.
+    public static func splitHostPort(_ text: String, allowingPortZero: Bool = false) throws(TCPTransportError) -> (String, Int) {
+        guard let (host, _, port) = TCPDestination.split(text, allowingZero: allowingPortZero), let port, !host.isEmpty else {
             throw .invalidPeerAddress(text)
         }
-        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        guard !host.isEmpty else { throw .invalidPeerAddress(text) }
-        return (host, port)
+        return (host, Int(port))
     }
 }
 

@@ -210,7 +210,7 @@ enum NodeSuites {
     /// `serve --listen 127.0.0.1:0`: prints `listening host:port`, then serves until killed (or --max-seconds).
     static func serve(_ arguments: Arguments) async throws {
         let listen = arguments.string("listen", default: "127.0.0.1:0")
-        let (host, port) = try TCPTransport.splitHostPortAllowingZero(listen)
+        let (host, port) = try TCPTransport.splitHostPort(listen, allowingPortZero: true)
         let bench = try BenchNode(arguments)
         try bench.channels.startListener(name: "api", options: BenchNode.options(arguments))
         // Reachable from links too: the --plain suites route to it without a secure channel.
@@ -435,15 +435,6 @@ extension BenchNode {
     var linkMTUFields: [(String, JSON)] {
         guard let link = ble?.links.first(where: \.outgoing) else { return [] }
         return [("send_mtu", .int(Int64(link.sendMTU))), ("receive_mtu", .int(Int64(link.receiveMTU))), ("sdu_limit", .int(Int64(link.sduLimit)))]
-    }
-}
-
-extension TCPTransport {
-    /// `host:port` where port 0 (any free port) is allowed, for listeners.
-    static func splitHostPortAllowingZero(_ text: String) throws -> (String, Int) {
-        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port)
-        else { throw BenchFailure("invalid listen address '\(text)'") }
-        return (String(text[..<colon]), port)
     }
 }
 

@@ -8,6 +8,7 @@
 // instead of a socket: the limit the serial link's framing and the node are compared with.
 
 #if canImport(Glibc)
+import EdgeTransportTCP
 import EdgeWire
 import Glibc
 #endif
@@ -203,9 +204,11 @@ enum RawTCP {
     }
 
     static func splitHostPort(_ text: String) throws -> (String, Int) {
-        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port)
-        else { throw BenchFailure("invalid address '\(text)' (host:port)") }
-        return (String(text[..<colon]), port)
+        do {
+            return try TCPTransport.splitHostPort(text, allowingPortZero: true)
+        } catch {
+            throw BenchFailure("invalid address '\(text)' (host:port)")
+        }
     }
 
     /// A `struct sockaddr_in` as its 16 bytes (family in host order, port and address in network order), built
