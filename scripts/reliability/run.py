@@ -1467,7 +1467,6 @@ def fleet_cluster(ctx):
                                        window if name == "grtt" else None)
         gateways[name] = ctx.agent(name, config, state=state)
     identifiers = {name: gw.status()["identifier"] for name, gw in gateways.items()}
-    by_identifier = {identifier: name for name, identifier in identifiers.items()}
 
     # One devices node opens a secure channel to each gateway; its control socket sends the readings through them.
     devices = ctx.node("devices")
