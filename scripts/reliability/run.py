@@ -1440,6 +1440,14 @@ def fleet_cluster(ctx):
     check(n_gateways >= 2 and n_readings >= 5, "FLEET_GATEWAYS must be at least 2 and FLEET_READINGS at least 5")
     ctx.binary = FLEET_BIN
     stream = "FLEET"
+    probe = ctx.path("jetstream-check.yaml")  # a binary without the trait refuses `type: jetstream`
+    with open(probe, "w") as f:
+        f.write(_fleet_ingest_config("probe", ctx.state, ctx.path("vault-probe"), 0, ["nats://127.0.0.1:4222"], stream))
+    status, _, err = ctx.cli("agent", "--check-config", "--config", probe)
+    if status != 0:
+        missing = f"{FLEET_BIN} refuses a jetstream sink (built without trait JetStream?): {err.strip()}"
+        check(os.environ.get("RELIABILITY_FLEET_REQUIRED") != "1", missing)
+        return ("SKIP", missing)
 
     # The cluster, then the two ingest agents (each creates the stream with 3 replicas if it is missing).
     cluster = NatsCluster(ctx, 3)
