@@ -4,6 +4,7 @@ to delay every chunk (a slow uplink).
 """
 
 import base64
+import calendar
 import json
 import os
 import queue
@@ -243,7 +244,6 @@ def parse_headers(raw):
 
 def rfc3339_ms(text):
     """`2026-12-08T01:41:22.684886885Z` → milliseconds since the Unix epoch (float)."""
-    import calendar
     main, _, rest = text.rstrip("Z").partition(".")
     seconds = calendar.timegm(time.strptime(main, "%Y-%m-%dT%H:%M:%S"))
     fraction = float("0." + rest) if rest else 0.0
@@ -252,51 +252,43 @@ def rfc3339_ms(text):
 
 def read_stream(urls, stream, batch=200, timeout=120):
     """Every message of `stream`, in stream order: a list of {seq, subject, headers, data, time_ms}, read with
-    `$JS.API.STREAM.MSG.GET` requests (retried while the cluster settles)."""
-    deadline = time.monotonic() + timeout
-    client = None
+    `$JS.API.STREAM.MSG.GET` requests (polled again, on a new connection if need be, while the cluster settles)."""
+    client = []
+
+    def requests(pairs):
+        """The replies, or None if one is a JetStream error; a broken connection is dropped (the poll retries)."""
+        try:
+            if not client:
+                client.append(NatsClient(urls))
+            replies = client[0].requests(pairs)
+        except (Fail, OSError) as error:
+            if client:
+                client.pop().close()
+            raise ConnectionError(str(error))  # not Fail: `eventually` tries again
+        return None if any("error" in r for r in replies) else replies
+
     try:
-        while True:
-            try:
-                client = client or NatsClient(urls)
-                info = client.request(f"$JS.API.STREAM.INFO.{stream}", {})
-                check("error" not in info, f"stream info: {info.get('error')}")
-                break
-            except (Fail, OSError) as error:
-                if client:
-                    client.close()
-                    client = None
-                if time.monotonic() > deadline:
-                    raise Fail(f"cannot read stream {stream} info: {error}")
-                time.sleep(0.2)  # poll interval while the cluster settles
+        (info,) = eventually(lambda: requests([(f"$JS.API.STREAM.INFO.{stream}", {})]), timeout,
+                             f"stream {stream}: its info")
         state = info["state"]
         first, last = state.get("first_seq", 0), state.get("last_seq", 0)
         messages = []
-        seq = first
-        while first and seq <= last:
-            upto = min(last, seq + batch - 1)
-            replies = client.requests([(f"$JS.API.STREAM.MSG.GET.{stream}", {"seq": n}) for n in range(seq, upto + 1)])
-            retry = None
-            for n, reply in zip(range(seq, upto + 1), replies):
-                if "error" in reply:
-                    retry = (n, reply["error"])
-                    break
+        for seq in range(first, last + 1 if first else 0, batch):
+            numbers = range(seq, min(last, seq + batch - 1) + 1)
+            replies = eventually(lambda: requests([(f"$JS.API.STREAM.MSG.GET.{stream}", {"seq": n}) for n in numbers]),
+                                 timeout, f"stream {stream}: messages {numbers[0]}-{numbers[-1]}")
+            for reply in replies:
                 message = reply["message"]
                 messages.append({
                     "seq": message["seq"], "subject": message["subject"],
                     "headers": parse_headers(base64.b64decode(message["hdrs"])) if message.get("hdrs") else {},
                     "data": base64.b64decode(message.get("data") or b""), "time_ms": rfc3339_ms(message["time"])})
-                seq = n + 1
-            if retry:
-                if time.monotonic() > deadline:
-                    raise Fail(f"stream {stream} message {retry[0]}: {retry[1]}")
-                time.sleep(0.2)  # poll interval while the cluster settles
         check(len(messages) == state.get("messages", len(messages)),
               f"stream {stream}: read {len(messages)} messages, its state says {state.get('messages')}")
         return messages
     finally:
         if client:
-            client.close()
+            client.pop().close()
 
 
 # ---------------------------------------------------------------------------------------------------------------
