@@ -52,7 +52,7 @@ build: deps
 build-release: deps
 	$(SWIFT) build -c release --product ockam-edge
 
-# test-fleet last, and after the other two even under -j: it starts 3 nats-servers and ~10 agents and is timing
+# test-fleet last, and after the other two even under -j: it starts 3 nats-servers and 8 ockam-edge and is timing
 # sensitive (delivery deadlines), so it must not share the 2 cores with a test build.
 test: test-debug test-release
 	$(MAKE) --no-print-directory test-fleet
@@ -230,9 +230,10 @@ bench: deps
 # handshakes, slowloris, kill -9 during vault writes, a secure-channel soak. CI sizes take about 5 minutes;
 # RELIABILITY_FULL=1 runs the full sizes (about 20 minutes). SCENARIOS="soak vault_kill9" runs only those.
 # fleet_cluster (a 3-node nats-server cluster, ingest agents, gateways) runs with the release build of trait JetStream
-# from build-jetstream, not the debug one test-fleet uses: like every other scenario here it exercises and measures the
-# binary that is deployed (an ingest node runs `make build-jetstream`'s output), and its throughput and latency
-# figures are quoted in docs/fleet.md for that build. It is built only when fleet_cluster is among the scenarios run.
+# from build-jetstream, not the debug one test-fleet uses: like every other scenario here it exercises the binary that
+# is deployed (an ingest node runs `make build-jetstream`'s output; optimizer bugs can break only the release build),
+# and only a release build's throughput and latency say something about a deployment (the figures in docs/fleet.md
+# are the debug build's). It is built only when fleet_cluster is among the scenarios run.
 RELIABILITY_FULL ?=
 SCENARIOS ?=
 RELIABILITY_FLEET := $(if $(SCENARIOS),$(filter fleet_cluster,$(SCENARIOS)),fleet_cluster)
