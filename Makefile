@@ -4,22 +4,25 @@ SWIFT ?= swift
 SYSTEM_PACKAGES := libsodium-dev libssl-dev libbluetooth-dev pkg-config python3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build build-release build-jetstream test test-debug test-release test-asan test-tsan test-jetstream demo fuzz fuzz-build fuzz-run fuzz-smoke reliability package package-check clean help
+.PHONY: all deps build build-release build-jetstream test test-debug test-release test-asan test-tsan test-jetstream test-fleet demo fuzz fuzz-build fuzz-run fuzz-smoke reliability package package-check clean help
 
 all: build
 
 help:
 	@echo "make demo          install packages, build (release), run sensor → gateway → cloud on embedded defaults"
-	@echo "make test          install packages, build and run all tests in debug and release (test-debug, test-release)"
+	@echo "make test          install packages, build and run all tests in debug and release (test-debug, test-release),"
+	@echo "                   then the fleet cluster scale test (test-fleet)"
 	@echo "make test-asan     the unit suite under AddressSanitizer (a CI stage)"
 	@echo "make test-tsan     the unit suite under ThreadSanitizer (a CI stage)"
 	@echo "make build         debug build              make build-release   release build of ockam-edge"
 	@echo "make build-jetstream  release ockam-edge with the JetStream ingest sink (trait JetStream; links libnats)"
 	@echo "make test-jetstream   the JetStream sink, ingest and configuration tests with trait JetStream, against a"
 	@echo "                   real nats-server (a CI stage; installs libnats-dev and nats-server)"
+	@echo "make test-fleet    the fleet cluster scale test at CI size: 3 nats-servers, 2 ingest agents, simulated"
+	@echo "                   gateways, leader/ingest kills and an uplink cut (debug build with trait JetStream)"
 	@echo "make deps          install the Debian packages the build needs (only those missing)"
 	@echo "make reliability   fault-injection and hostile-peer suite (CI sizes; RELIABILITY_FULL=1 for full sizes;"
-	@echo "                   SCENARIOS='open_relay slow_reader' for some)"
+	@echo "                   SCENARIOS='open_relay slow_reader' for some); fleet_cluster uses make build-jetstream"
 	@echo "make test-rig      hardware-in-the-loop rig in QEMU: BLE (incl. an independent host attacking the gateway) and UART"
 	@echo "                   (test-rig-ble, test-rig-uart; RIG_BIN_DIR=<bin dir> to use built binaries;"
 	@echo "                   BLE_RIG_FUZZ_SECONDS=600 for a long BLE fuzz)"
@@ -49,7 +52,10 @@ build: deps
 build-release: deps
 	$(SWIFT) build -c release --product ockam-edge
 
+# test-fleet last, and after the other two even under -j: it starts 3 nats-servers and 8 ockam-edge and is timing
+# sensitive (delivery deadlines), so it must not share the 2 cores with a test build.
 test: test-debug test-release
+	$(MAKE) --no-print-directory test-fleet
 
 # (Not --no-parallel: with Swift 6.3.1 `swift test --no-parallel` hangs after the XCTest phase here.)
 # scripts/test-watchdog.py: a hung run fails after TEST_TIME_LIMIT seconds and names the unfinished tests.
@@ -86,6 +92,16 @@ test-jetstream: deps
 	$(TEST_ENV) TEST_TIME_LIMIT=$(TEST_TIME_LIMIT) scripts/test-watchdog.py -- $(SWIFT) test --skip-build \
 	  --traits JetStream --scratch-path $(JETSTREAM_SCRATCH) \
 	  --filter 'EdgeJetStreamTests|EdgeBridgeTests|EdgeConfigTests|EdgeAgentTests.IngestSinkConfigTests|EdgeAgentTests.JetStreamAgentTests'
+
+# The fleet cluster scale test (docs/fleet.md "The cluster scale test"): the reliability scenario fleet_cluster alone,
+# at CI size, with the debug ockam-edge of trait JetStream (the tree test-jetstream builds, so after it this build is
+# incremental). RELIABILITY_FLEET_REQUIRED=1: a missing binary or nats-server fails instead of skipping.
+test-fleet: deps
+	$(call install-missing,$(JETSTREAM_PACKAGES))
+	$(SWIFT) build --traits JetStream --scratch-path $(JETSTREAM_SCRATCH) --product ockam-edge
+	RELIABILITY_FULL= RELIABILITY_FLEET_REQUIRED=1 python3 scripts/reliability/run.py \
+	  --bin $(CURDIR)/$(JETSTREAM_SCRATCH)/debug/ockam-edge --fleet-bin $(CURDIR)/$(JETSTREAM_SCRATCH)/debug/ockam-edge \
+	  fleet_cluster
 
 # AddressSanitizer over the unit suite (a CI stage): its own scratch path; the bundle runs directly so the
 # ockam-edge children of the process tests are the ASan build too. Leak checking is off: LeakSanitizer reports Swift's
@@ -213,8 +229,15 @@ bench: deps
 # binary as separate processes — serial unplug/replug and line noise, TCP uplink restarts, stalled and flooded
 # handshakes, slowloris, kill -9 during vault writes, a secure-channel soak. CI sizes take about 5 minutes;
 # RELIABILITY_FULL=1 runs the full sizes (about 20 minutes). SCENARIOS="soak vault_kill9" runs only those.
+# fleet_cluster (a 3-node nats-server cluster, ingest agents, gateways) runs with the release build of trait JetStream
+# from build-jetstream, not the debug one test-fleet uses: like every other scenario here it exercises the binary that
+# is deployed (an ingest node runs `make build-jetstream`'s output; optimizer bugs can break only the release build),
+# and only a release build's throughput and latency say something about a deployment (the figures in docs/fleet.md
+# are the debug build's). It is built only when fleet_cluster is among the scenarios run.
 RELIABILITY_FULL ?=
 SCENARIOS ?=
-reliability: build-release
-	RELIABILITY_FULL=$(RELIABILITY_FULL) python3 scripts/reliability/run.py \
-	  --bin "$$($(SWIFT) build -c release --show-bin-path)/ockam-edge" $(SCENARIOS)
+RELIABILITY_FLEET := $(if $(SCENARIOS),$(filter fleet_cluster,$(SCENARIOS)),fleet_cluster)
+reliability: build-release $(if $(RELIABILITY_FLEET),build-jetstream)
+	RELIABILITY_FULL=$(RELIABILITY_FULL) $(if $(RELIABILITY_FLEET),RELIABILITY_FLEET_REQUIRED=1) \
+	  python3 scripts/reliability/run.py --bin "$$($(SWIFT) build -c release --show-bin-path)/ockam-edge" \
+	  --fleet-bin $(CURDIR)/$(JETSTREAM_SCRATCH)/release/ockam-edge $(SCENARIOS)

@@ -1,12 +1,16 @@
 #!/usr/bin/env python3
 """ockam-edge fault-injection and soak suite: `make reliability`, or
 
-    python3 scripts/reliability/run.py [--bin PATH] [scenario …]
+    python3 scripts/reliability/run.py [--bin PATH] [--fleet-bin PATH] [scenario …]
 
 Each scenario drives the release `ockam-edge` binary as separate processes, asserts behaviour (counts and
 outcomes, never speed) and prints one line: `PASS name (details)`, `FAIL name: why` or `SKIP name: why` (skips are
 not counted). A scenario listed in KNOWN_ISSUES that fails prints `XFAIL …` and is not counted (RELIABILITY_STRICT=1
 counts it as failed). The last line is `N passed, N failed`; the exit status is 1 if any scenario failed.
+
+fleet_cluster needs `nats-server` and an ockam-edge built with trait JetStream: --fleet-bin PATH, else
+$OCKAM_EDGE_FLEET_BIN, else .build-jetstream/release/ockam-edge or .build-jetstream/debug/ockam-edge; without them it
+is skipped (RELIABILITY_FLEET_REQUIRED=1, as the make targets set it, makes that a failure).
 
 Sizes are CI-sized by default (the whole suite in about 5 minutes on 2 loaded cores); RELIABILITY_FULL=1 selects
 the full sizes. Every size can also be set on its own (RELIABILITY_<NAME>, listed by --sizes).
@@ -1305,12 +1309,357 @@ def store_and_forward(ctx):
                       f"returned, accepted again after the drain")
 
 
+
+# ---------------------------------------------------------------------------------------------------------------
+# Fleet: a 3-node JetStream cluster, two active-active ingest agents, simulated gateways and devices (docs/fleet.md)
+
+FLEET_BIN = None  # the ockam-edge built with trait JetStream (--fleet-bin, $OCKAM_EDGE_FLEET_BIN)
+
+
+def _fleet_ingest_config(name, state, vault, port, urls, stream):
+    return _agent_header(name, state, vault, f"127.0.0.1:{port}") + f"""ingest:
+  - address: ingest
+    sink:
+      type: jetstream
+      servers: [{", ".join(urls)}]
+      stream: {stream}
+      subject_prefix: fleet
+      replicas: 3
+      timeout: 2s
+"""
+
+
+def _fleet_gateway_config(name, state, vault, uplink_port, window=None):
+    return _agent_header(name, state, vault, "127.0.0.1:0") + f"""bridges:
+  - name: sensors
+    to: /ip4/127.0.0.1/tcp/{uplink_port}/secure/api/service/ingest
+    ack_timeout: 5s
+    reply: true
+""" + (f"    window: {window}\n" if window else "")
+
+
+FLEET_WINDOW = 16  # envelopes in flight for the 100 ms RTT bridge, where the build knows `bridges[].window`
+
+
+def _fleet_window(ctx):
+    """FLEET_WINDOW if this build's configuration decoder accepts `bridges[].window`, else None (one envelope per
+    round trip): asked of `agent --check-config`, so the measurement runs with and without pipelined delivery."""
+    path = ctx.path("window-check.yaml")
+    with open(path, "w") as f:
+        f.write(_fleet_gateway_config("window-check", ctx.state, ctx.path("vault-window-check"), 1, FLEET_WINDOW))
+    status, _, _ = ctx.cli("agent", "--check-config", "--config", path)
+    return FLEET_WINDOW if status == 0 else None
+
+
+def _percentile(values, fraction):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else float("nan")
+
+
+def _bare_text(text):
+    """A reply received with `raw`: the BARE string's bytes (uvarint length, then UTF-8) → its text."""
+    data = text.encode()
+    length, shift, i = 0, 0, 0
+    while i < len(data):
+        length |= (data[i] & 0x7F) << shift
+        shift += 7
+        i += 1
+        if not data[i - 1] & 0x80:
+            break
+    return data[i:].decode(errors="replace") if len(data) - i == length else text
+
+
+class _Feeder:
+    """The devices of one gateway: a thread that sends each reading over the devices node's secure channel to the
+    gateway's bridge and keeps its reply. A reading is accepted once the gateway answered `ok <sequence>`; one
+    without an answer (timed out, failed) is unanswered: the gateway may or may not have stored it."""
+
+    def __init__(self, devices_node, channel, lock, progress):
+        self.node = devices_node
+        self.route = channel + "/service/sensors"
+        self.lock = lock
+        self.progress = progress
+        self.accepted = {}  # text → the sequence the gateway gave it
+        self.unanswered = []
+        self.refused = []
+        self.thread = None
+
+    def start(self, texts):
+        self.thread = threading.Thread(target=self._send, args=(texts,), daemon=True)
+        self.thread.start()
+
+    def join(self):
+        self.thread.join()
+
+    def _send(self, texts):
+        control = None
+        for text in texts:
+            try:
+                control = control or self.node.control(30)
+                ok, body = control.call("message/send", to=self.route, message=text, timeout="10s", raw=True)
+                reply = _bare_text(body.get("reply", "")) if ok else f"failed: {body}"
+            except Exception as error:
+                reply = f"failed: {error}"
+                if control:
+                    control.close()
+                    control = None
+            if reply.startswith("ok "):
+                self.accepted[text] = int(reply[3:])
+            elif reply.startswith("error "):
+                self.refused.append((text, reply))
+            else:
+                self.unanswered.append((text, reply))
+            with self.lock:
+                self.progress[0] += 1
+        if control:
+            control.close()
+
+
+def fleet_cluster(ctx):
+    """A fleet against a 3-node JetStream cluster: two active-active ingest agents, G gateways with D devices each.
+    During the run the stream's leader is killed with SIGKILL and restarted, an ingest agent is killed with SIGKILL
+    and restarted, and a gateway's uplink is cut and restored. Then the whole stream is read back over the NATS
+    protocol: every reading a gateway accepted ("ok <seq>") is stored exactly once, in order per device, under its
+    gateway's subject with its sequence, and nothing else is stored. Also measured (printed, not asserted):
+    throughput, accept→stored latency, the failover gap, and one bridge's throughput over a 100 ms RTT uplink."""
+    from fleet import NatsCluster, Proxy, read_stream
+
+    n_gateways = size("FLEET_GATEWAYS", 4, 20)
+    n_devices = size("FLEET_DEVICES", 10, 50)
+    n_readings = size("FLEET_READINGS", 20, 20)  # per device
+    n_backlog = size("FLEET_RTT_READINGS", 50, 300)
+    missing = None
+    if not FLEET_BIN or not os.access(FLEET_BIN, os.X_OK):
+        missing = (f"no ockam-edge built with trait JetStream at {FLEET_BIN} (make build-jetstream, or --fleet-bin "
+                   "PATH / OCKAM_EDGE_FLEET_BIN)")
+    elif not shutil.which("nats-server"):
+        missing = "no nats-server on PATH (apt-get install nats-server)"
+    if missing:
+        check(os.environ.get("RELIABILITY_FLEET_REQUIRED") != "1", missing)  # make test-fleet, make reliability
+        return ("SKIP", missing)
+    check(n_gateways >= 2 and n_readings >= 5, "FLEET_GATEWAYS must be at least 2 and FLEET_READINGS at least 5")
+    ctx.binary = FLEET_BIN
+    stream = "FLEET"
+    probe = ctx.path("jetstream-check.yaml")  # a binary without the trait refuses `type: jetstream`
+    with open(probe, "w") as f:
+        f.write(_fleet_ingest_config("probe", ctx.state, ctx.path("vault-probe"), 0, ["nats://127.0.0.1:4222"], stream))
+    status, _, err = ctx.cli("agent", "--check-config", "--config", probe)
+    if status != 0:
+        missing = f"{FLEET_BIN} refuses a jetstream sink (built without trait JetStream?): {err.strip()}"
+        check(os.environ.get("RELIABILITY_FLEET_REQUIRED") != "1", missing)
+        return ("SKIP", missing)
+
+    # The cluster, then the two ingest agents (each creates the stream with 3 replicas if it is missing).
+    cluster = NatsCluster(ctx, 3)
+    cluster.start()
+    ingest_ports = [free_port(), free_port()]
+    ingest_configs = [_fleet_ingest_config(name, ctx.state, ctx.path("vault-" + name), port, cluster.urls, stream)
+                      for name, port in zip(("ingest-a", "ingest-b"), ingest_ports)]
+    ingests = [ctx.agent("ingest-a", ingest_configs[0]), ctx.agent("ingest-b", ingest_configs[1])]
+
+    # Gateways: even ones deliver to ingest-a, odd ones to ingest-b; g01's uplink goes through a proxy that is cut
+    # and restored; "grtt" delivers to ingest-b through a proxy adding 50 ms each way, first down (a backlog builds).
+    cut_proxy = Proxy(ingest_ports[1])
+    rtt_proxy = Proxy(ingest_ports[1], delay=0.050, listen=False)
+    ctx.cleanups += [cut_proxy.cut, rtt_proxy.cut]
+    names = [f"g{i:02d}" for i in range(n_gateways)] + ["grtt"]
+    uplinks = {name: ingest_ports[i % 2] for i, name in enumerate(names[:-1])}
+    uplinks["g01"] = cut_proxy.port
+    uplinks["grtt"] = rtt_proxy.port
+    window = _fleet_window(ctx)
+    gateways = {}
+    for name in names:
+        state = ctx.path("state-" + name)
+        os.makedirs(state, mode=0o700, exist_ok=True)
+        config = _fleet_gateway_config(name, state, ctx.path("vault-" + name), uplinks[name],
+                                       window if name == "grtt" else None)
+        gateways[name] = ctx.agent(name, config, state=state)
+    identifiers = {name: gw.status()["identifier"] for name, gw in gateways.items()}
+
+    # One devices node opens a secure channel to each gateway; its control socket sends the readings through them.
+    devices = ctx.node("devices")
+    lock, progress = threading.Lock(), [0]
+    feeders = {}
+    for name, gw in gateways.items():
+        ok, channel = eventually(lambda: (lambda r: r if r[0] else None)(
+            devices.call("secure-channel/create", to=f"/ip4/127.0.0.1/tcp/{gw.port}", timeout="10s")), 60,
+            f"secure channel from the devices to {name}")
+        feeders[name] = _Feeder(devices, channel["address"], lock, progress)
+
+    # Readings "g07-d12-000003": gateway, device, the device's counter. Per gateway: counter by counter, device by
+    # device; the main gateways' readings are sent in five stages, between which the faults happen.
+    def texts(name, counters):
+        return [f"{name}-d{d:02d}-{n:06d}" for n in counters for d in range(n_devices)]
+
+    stages = [range(n_readings * k // 5, n_readings * (k + 1) // 5) for k in range(5)]
+    main = names[:-1]
+
+    def run_stage(k, during=None):
+        for name in main:
+            feeders[name].start(texts(name, stages[k]))
+        result = during() if during else None
+        for name in main:
+            feeders[name].join()
+        return result
+
+    def queued(name):
+        return sum(b["queued"] for b in gateways[name].status()["bridges"])
+
+    def total_queued():
+        return sum(queued(name) for name in main)
+
+    wall_ms = lambda: time.time() * 1000.0  # noqa: E731 (compared with the stream's timestamps, same machine)
+
+    # The backlog for the 100 ms RTT gateway: accepted while its uplink is down.
+    feeders["grtt"].start([f"grtt-d00-{n:06d}" for n in range(n_backlog)])
+    feeders["grtt"].join()
+
+    # Warm-up: one reading per gateway, delivered, so the stream exists and every ingest agent has looked up each
+    # gateway's subject before the measured stages.
+    for name in main:
+        feeders[name].start([f"{name}-dwarm-000000"])
+    for name in main:
+        feeders[name].join()
+    eventually(lambda: total_queued() == 0, 120, "the warm-up readings delivered")
+    leader = eventually(lambda: cluster.stream_leader(stream), 60, f"stream {stream} has a leader")
+
+    # Stage 0: no fault (the steady-state figures come from it).
+    run_stage(0)
+    eventually(lambda: total_queued() == 0, 120, "stage 0 delivered")
+
+    # Stage 1: the stream leader is killed with SIGKILL halfway through the stage's readings, then restarted with
+    # its store once another server leads the stream.
+    half = progress[0] + len(main) * n_devices * len(stages[1]) // 2
+    kill = {}
+
+    def kill_leader():
+        eventually(lambda: progress[0] >= half, 60, "half of stage 1 accepted")
+        kill["pending"] = total_queued()
+        kill["at_ms"] = wall_ms()
+        cluster.server(leader).kill9()
+    run_stage(1, kill_leader)
+    new_leader = eventually(lambda: (lambda l: l if l and l != leader else None)(cluster.stream_leader(stream)), 60,
+                            "a new stream leader after the kill")
+    elected_s = (wall_ms() - kill["at_ms"]) / 1000
+    cluster.server(leader).start()
+
+    # Stage 2: ingest-a killed with SIGKILL and g01's uplink cut; both stay down until every affected gateway has
+    # seen its uplink down with readings queued. Stage 3 after ingest-a's restart, stage 4 after the uplink's restore.
+    def uplink_down(names):
+        return all(not b["uplink_up"] and b["queued"] > 0 for name in names for b in gateways[name].status()["bridges"])
+
+    ingests[0].kill9()
+    ingest_a_killed_ms = wall_ms()
+    cut_proxy.cut()
+    run_stage(2)
+    eventually(lambda: uplink_down(main[0::2] + ["g01"]), 60, "ingest-a's gateways and g01 see their uplink down")
+    ingests[0] = ctx.agent("ingest-a", ingest_configs[0])
+    ingest_a_restarted_ms = wall_ms()
+    run_stage(3)
+    cut_proxy.restore()
+    restored_ms = wall_ms()
+    run_stage(4)
+    eventually(lambda: total_queued() == 0, 300, "every gateway's queue empty (pending 0)")
+
+    # The 100 ms RTT uplink comes up: its backlog drains.
+    rtt_proxy.restore()
+    eventually(lambda: queued("grtt") == 0, 60 + n_backlog, "the 100 ms RTT gateway's backlog delivered")
+    cluster.wait_meta_leader()
+
+    ingest_b = ingests[1].status()["ingest"][0]
+    ingest_counters = ", ".join(f"{k} {ingest_b[k]}" for k in ("accepted", "duplicates", "skipped", "sink_failures"))
+
+    # Read everything back and check it.
+    messages = read_stream([s.url for s in cluster.servers], stream)
+    with open(ctx.path("stream.jsonl"), "w") as f:  # for a failure's post-mortem (the scratch directory is kept)
+        for m in messages:
+            f.write(json.dumps(dict(m, data=m["data"].decode(errors="replace"))) + "\n")
+    sent = {}
+    for name, feeder in feeders.items():
+        for text, seq in feeder.accepted.items():
+            sent[text] = (name, seq)
+    unanswered = {text for feeder in feeders.values() for text, _ in feeder.unanswered}
+    refused = [r for feeder in feeders.values() for r in feeder.refused]
+    check(not refused, f"{len(refused)} readings refused by a gateway, e.g. {refused[:3]}")
+    # Nothing faults the devices' path to their gateways, so (almost) every reading must have been answered.
+    check(len(unanswered) * 100 <= len(sent), f"{len(unanswered)} readings unanswered by their gateway, "
+          f"{len(sent)} accepted, e.g. {[r for f in feeders.values() for r in f.unanswered][:3]}")
+    seen = {}
+    per_device = {}
+    stored_by = {}
+    for m in messages:
+        text = m["data"].decode(errors="replace")
+        check(text not in seen, f"reading {text} stored twice (stream sequences {seen.get(text)} and {m['seq']})")
+        seen[text] = m["seq"]
+        check(text in sent or text in unanswered, f"stored reading {text!r} was never sent")
+        gateway = text.split("-", 1)[0]
+        check(m["subject"] == f"fleet.{identifiers[gateway]}.sensors",
+              f"reading {text} under subject {m['subject']}, not its gateway's")
+        check(m["headers"].get("Ockam-Gateway") == identifiers[gateway], f"reading {text}: wrong Ockam-Gateway")
+        if text in sent:
+            check(m["headers"].get("Ockam-Sequence") == str(sent[text][1]),
+                  f"reading {text}: Ockam-Sequence {m['headers'].get('Ockam-Sequence')}, the gateway said {sent[text][1]}")
+        device, counter = text.rsplit("-", 1)
+        per_device.setdefault(device, []).append(int(counter))
+        stored_by[text] = m
+    missing = [t for t in sent if t not in seen]
+    check(not missing, f"{len(missing)} accepted readings not in the stream, e.g. {sorted(missing)[:5]}")
+    for device, counters in per_device.items():
+        check(counters == sorted(counters), f"device {device}: readings stored out of order")
+    extra = len(seen) - len(sent)
+
+    # Figures (stream timestamps and the gateways' Ockam-Received-At: one machine, one clock).
+    def latency(m):
+        return m["time_ms"] - int(m["headers"]["Ockam-Received-At"])
+    main_messages = [m for m in messages if not m["data"].startswith(b"grtt-")]
+    stage0 = [stored_by[t] for name in main for t in texts(name, stages[0]) if t in stored_by]
+    lat0 = [latency(m) for m in stage0]
+    measured = [m for m in main_messages if b"-dwarm-" not in m["data"]]
+    lat_all = [latency(m) for m in measured]
+    first_accept = min(int(m["headers"]["Ockam-Received-At"]) for m in stage0)
+    run_s = (max(m["time_ms"] for m in measured) - first_accept) / 1000
+    stage0_s = (max(m["time_ms"] for m in stage0) - min(int(m["headers"]["Ockam-Received-At"]) for m in stage0)) / 1000
+    after_kill = [m["time_ms"] for m in messages if m["time_ms"] > kill["at_ms"]]
+    gap_s = (min(after_kill) - kill["at_ms"]) / 1000
+    a_gateways = {identifiers[name] for name in main[0::2]}
+    a_after = [m["time_ms"] for m in measured if m["headers"]["Ockam-Gateway"] in a_gateways
+               and int(m["headers"]["Ockam-Received-At"]) <= ingest_a_restarted_ms
+               and m["time_ms"] > ingest_a_restarted_ms]  # accepted before the restart, stored after it
+    a_first_s = (min(a_after) - ingest_a_restarted_ms) / 1000 if a_after else 0.0
+    a_drained_s = (max(a_after) - ingest_a_restarted_ms) / 1000 if a_after else 0.0
+    cut_backlog = [m["time_ms"] for m in main_messages if m["headers"]["Ockam-Gateway"] == identifiers["g01"]
+                   and int(m["headers"]["Ockam-Received-At"]) <= restored_ms and m["time_ms"] > restored_ms]
+    cut_drained_s = (max(cut_backlog) - restored_ms) / 1000 if cut_backlog else 0.0
+    rtt = sorted((m for m in messages if m["data"].startswith(b"grtt-")), key=lambda m: m["seq"])
+    check(len(rtt) == n_backlog, f"the RTT gateway: {len(rtt)} of {n_backlog} readings stored")
+    rtt_rate = (len(rtt) - 1) / max((rtt[-1]["time_ms"] - rtt[0]["time_ms"]) / 1000, 1e-3)
+    total = len(measured)
+    return (f"{n_gateways} gateways × {n_devices} devices × {n_readings} readings through 2 ingest agents into a "
+            f"3-replica stream on 3 nats-servers: all {len(sent)} accepted readings stored exactly once, in order per "
+            f"device, with their gateway's subject and sequence ({extra} unanswered also stored, "
+            f"{len(unanswered)} unanswered); faults: stream leader {leader} killed with {kill['pending']} readings "
+            f"pending (new leader {new_leader} seen after {elected_s:.1f} s, failover gap to the next stored reading "
+            f"{gap_s:.2f} s), ingest-a killed for {(ingest_a_restarted_ms - ingest_a_killed_ms) / 1000:.1f} s "
+            f"(its gateways' backlog of {len(a_after)} readings: first stored {a_first_s:.1f} s, all stored "
+            f"{a_drained_s:.1f} s after its restart, {len(a_after) / max(a_drained_s, 1e-3):.0f} readings/s), "
+            f"g01's uplink cut (backlog drained {cut_drained_s:.1f} s after "
+            f"the restore); throughput {total / run_s:.0f} readings/s end to end over the run with faults "
+            f"({total} in {run_s:.1f} s), {len(stage0) / stage0_s:.0f} readings/s without faults (stage 0, {len(stage0)} "
+            f"readings, device sends included); accept→stored latency (Ockam-Received-At to stream timestamp) "
+            f"without faults p50 {_percentile(lat0, 0.5):.0f} ms p99 {_percentile(lat0, 0.99):.0f} ms, whole run "
+            f"p50 {_percentile(lat_all, 0.5):.0f} ms p99 {_percentile(lat_all, 0.99):.0f} ms; one bridge over a "
+            f"100 ms RTT uplink drained {rtt_rate:.1f} readings/s ({len(rtt)} backlog readings, "
+            f"{f'window {window}' if window else 'one envelope per round trip: this build has no bridges[].window'}); "
+            f"ingest-b {ingest_counters}")
+
+
 SCENARIOS = [
     serial_unplug_replug, serial_line_noise, tcp_uplink_restarts, stalled_handshake, handshake_flood,
     handshake_flood_fairness, slowloris, tcp_connection_cap, shared_connection_survives, open_relay, slow_reader,
     stalled_frames, hostile_inputs, request_timeouts, serial_hello_flood,
     vault_kill9, soak,
     store_and_forward, relay_restarts,
+    fleet_cluster,
 ]
 
 # Scenarios that fail because of a known, reported defect: printed as XFAIL and not counted, unless
@@ -1331,6 +1680,14 @@ def main(argv):
         i = args.index("--bin")
         binary = args[i + 1]
         del args[i:i + 2]
+    global FLEET_BIN
+    FLEET_BIN = os.environ.get("OCKAM_EDGE_FLEET_BIN") or next(
+        (p for p in (os.path.join(root, ".build-jetstream", c, "ockam-edge") for c in ("release", "debug"))
+         if os.access(p, os.X_OK)), None)
+    if "--fleet-bin" in args:
+        i = args.index("--fleet-bin")
+        FLEET_BIN = os.path.abspath(args[i + 1])
+        del args[i:i + 2]
     if "--sizes" in args:
         import re
         source = open(__file__).read()
@@ -1349,6 +1706,8 @@ def main(argv):
     os.makedirs(base, exist_ok=True)
     limit = int(os.environ.get("RELIABILITY_SCENARIO_LIMIT", "3600" if FULL else "300"))
     print(f"ockam-edge reliability suite ({'full' if FULL else 'CI'} sizes): {binary}; scratch {base}", flush=True)
+    if fleet_cluster in selected:
+        print(f"fleet_cluster with trait JetStream binary {FLEET_BIN}", flush=True)
 
     def on_alarm(signum, frame):
         raise Timeout()
