@@ -55,7 +55,10 @@ public struct JetStreamError: Error, Sendable, CustomStringConvertible {
     public let text: String
 
     public var description: String {
-        errorCode == 0 ? "\(operation): \(text)" : "\(operation): \(text) (JetStream error \(errorCode))"
+        var details: [String] = []
+        if status != 0 { details.append("libnats status \(status)") }
+        if errorCode != 0 { details.append("JetStream error \(errorCode)") }
+        return "\(operation): \(text)" + (details.isEmpty ? "" : " (\(details.joined(separator: ", ")))")
     }
 }
 
@@ -400,8 +403,11 @@ public final class JetStreamSink: IngestSink, @unchecked Sendable {
         logger.notice("jetstream: created stream \(settings.stream) (\(JetStreamNaming.streamSubject(prefix: settings.subjectPrefix)), \(settings.replicas) replica(s))")
     }
 
+    /// libnats keeps its last error text per thread; every call here runs in one block on `queue`, so it is the
+    /// failing call's. It can be empty (a JetStream API error sets only the code): then the status's own text.
     private func failure(_ operation: String, _ status: natsStatus, _ code: jsErrCode = jsErrCode(rawValue: 0)) -> JetStreamError {
-        let text = nats_GetLastError(nil).map { String(cString: $0) } ?? String(cString: natsStatus_GetText(status))
+        let last = nats_GetLastError(nil).map { String(cString: $0) } ?? ""
+        let text = last.isEmpty ? String(cString: natsStatus_GetText(status)) : last
         return JetStreamError(operation: operation, status: Int32(bitPattern: status.rawValue), errorCode: code.rawValue, text: text)
     }
 

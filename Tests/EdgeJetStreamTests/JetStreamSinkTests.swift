@@ -142,7 +142,11 @@ struct JetStreamSinkTests {
             settings: JetStreamSettings(servers: ["nats://127.0.0.1:\(port)"], stream: "READINGS", subjectPrefix: "fleet", timeout: .seconds(1)),
             logger: quiet("jetstream"))
         let reading = IngestReading(gateway: "I00", envelope: envelope(1))
-        await #expect(throws: JetStreamError.self) { _ = try await sink.store(reading) }
+        await #expect { _ = try await sink.store(reading) } throws: { error in
+            // The log line says what failed and why: never an empty text, and libnats' status.
+            guard let error = error as? JetStreamError else { return false }
+            return !error.text.isEmpty && error.status != 0 && "\(error)".contains("(libnats status \(error.status)")
+        }
         await sink.close()
     }
 }
