@@ -97,7 +97,7 @@ let package = Package(
         .target(name: "EdgeRouting", dependencies: ["EdgeWire"], swiftSettings: strict),
         .target(
             name: "EdgeCrypto",
-            dependencies: ["CSodium", "COpenSSL", "EdgePOSIX"],
+            dependencies: ["CSodium", "COpenSSL", "EdgePOSIX", "EdgeSync"],
             swiftSettings: strict
         ),
         .target(name: "EdgeIdentity", dependencies: ["EdgeWire", "EdgeCrypto"], swiftSettings: strict),

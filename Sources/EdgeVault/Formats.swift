@@ -186,9 +186,9 @@ enum KeyFile {
             }
             defer { Memory.zero(&plaintext) }
             guard plaintext.count == secretByteCount else { throw .authenticationFailed }
-            secret = SecretKey(copying: plaintext)
+            secret = SecretKey(copying: plaintext, isolated: true)  // long-term: pages of its own, read-only
         } else {
-            secret = SecretKey(SecretBytes(copying: parsed.body))
+            secret = SecretKey(SecretBytes(copying: parsed.body, isolated: true))
         }
         guard let derived = try? parsed.type.publicKey(secret: secret), derived == parsed.publicKey else {
             throw .publicKeyMismatch

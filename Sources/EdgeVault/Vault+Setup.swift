@@ -112,14 +112,15 @@ extension Vault {
     /// 32 raw bytes, or 64 hex digits with optional surrounding ASCII whitespace, decoded straight into guarded
     /// memory.
     static func decodeEncryptionKey(_ bytes: UnsafeRawBufferPointer) -> SecretKey? {
-        if bytes.count == 32 { return SecretKey(SecretBytes(copying: bytes)) }
+        // The vault's keys are long-term: guarded, read-only pages of their own.
+        if bytes.count == 32 { return SecretKey(SecretBytes(copying: bytes, isolated: true)) }
         func isSpace(_ byte: UInt8) -> Bool { byte == 0x20 || (0x09...0x0d).contains(byte) }
         var start = 0
         var end = bytes.count
         while start < end, isSpace(bytes[start]) { start += 1 }
         while end > start, isSpace(bytes[end - 1]) { end -= 1 }
         guard end - start == 64 else { return nil }
-        var secret = SecretBytes(zeroedCount: 32)
+        var secret = SecretBytes(isolatedZeroedCount: 32)
         let valid = secret.withUnsafeMutableBytes { out in
             var valid = true
             for index in 0..<32 {
