@@ -97,6 +97,8 @@ public struct HandshakeState: Sendable {
     ///   - role: initiator or responder.
     ///   - prologue: bytes both parties must agree on (empty for Ockam).
     ///   - staticKey: the 32-byte X25519 static private key `s`; required when the pattern sends `s` (XX).
+    ///   - staticPublicKey: `staticKey`'s public key, if the caller already has it (else it is computed here); it
+    ///     must be the key's: a wrong one makes every handshake fail at the peer.
     ///   - ephemeralKey: a fixed 32-byte ephemeral private key `e` **for test vectors only**; `nil` generates a
     ///     random one when the `e` token is processed.
     ///   - presharedKey: the 32-byte `psk`; required by `psk` patterns, ignored otherwise.
@@ -106,6 +108,7 @@ public struct HandshakeState: Sendable {
         role: NoiseRole,
         prologue: [UInt8] = [],
         staticKey: SecretKey? = nil,
+        staticPublicKey knownStaticPublicKey: [UInt8]? = nil,
         ephemeralKey: SecretKey? = nil,
         presharedKey: SecretKey? = nil
     ) throws(NoiseError) {
@@ -116,7 +119,14 @@ public struct HandshakeState: Sendable {
         var staticPublicKey: [UInt8]?
         if let staticKey {
             guard staticKey.count == X25519.keyByteCount else { throw .invalidKey("static key must be 32 bytes") }
-            staticPublicKey = try crypto { () throws(CryptoError) in try X25519.publicKey(privateKey: staticKey) }
+            if let knownStaticPublicKey {
+                guard knownStaticPublicKey.count == X25519.keyByteCount else {
+                    throw .invalidKey("static public key must be 32 bytes")
+                }
+                staticPublicKey = knownStaticPublicKey
+            } else {
+                staticPublicKey = try crypto { () throws(CryptoError) in try X25519.publicKey(privateKey: staticKey) }
+            }
         } else if sendsStatic {
             throw .invalidKey("pattern \(pattern.name) needs a static key")
         }

@@ -90,7 +90,7 @@ public struct SecureChannelHandshake: Sendable {
         do {
             let noise = try HandshakeState(
                 protocol: suite.noiseProtocol, role: role, prologue: [], staticKey: local.staticKey,
-                ephemeralKey: ephemeralKey)
+                staticPublicKey: local.staticPublicKey, ephemeralKey: ephemeralKey)
             state = role == .initiator ? .initiatorStart(noise) : .responderAwaitingMessage1(noise)
         } catch {
             throw .handshakeFailed("\(error)")

@@ -198,7 +198,7 @@ enum CPUSuites {
             let p = identityPayload
             return [
                 ("randombytes_32", 32, 2),  // one ephemeral private key per side
-                ("x25519_base", 32, 4),  // per side: static public key (HandshakeState.init) + ephemeral public key
+                ("x25519_base", 32, 2),  // per side: the ephemeral public key (the static one is kept in the credentials)
                 ("x25519_dh", 32, 6),  // per side: ee, es, se
                 ("ed25519_verify", 32, 4),  // per side: peer's change self-signature + attestation signature (of a SHA-256)
                 ("aes256gcm_seal", 32, 2),  // encrypted static key s (responder msg 2, initiator msg 3)

@@ -175,6 +175,11 @@ struct HandshakeNegativeTests {
                     protocol: .ockam, role: .responder, staticKey: X25519.generatePrivateKey(),
                     ephemeralKey: secret([1, 2, 3]))
             } == .invalidKey("ephemeral key must be 32 bytes"))
+        #expect(
+            noiseError {
+                _ = try HandshakeState(
+                    protocol: .ockam, role: .responder, staticKey: X25519.generatePrivateKey(), staticPublicKey: [1, 2])
+            } == .invalidKey("static public key must be 32 bytes"))
         let psk3 = try NoiseProtocol(parsing: "Noise_XXpsk3_25519_AESGCM_SHA256")
         #expect(
             noiseError {
@@ -220,5 +225,28 @@ struct HandshakeNegativeTests {
             .invalidKey("z"), .unsupportedProtocol("w"), .replayedNonce, .nonceOutOfWindow, .internalFailure,
         ]
         for error in all { #expect(error.description.hasPrefix("Noise: ")) }
+    }
+
+    /// A static public key the caller already has (the credentials keep it) gives exactly the handshake the computed
+    /// one gives.
+    @Test func aKnownStaticPublicKeyGivesTheSameHandshake() throws {
+        let staticKey = secret(seededBytes(32, seed: 11))
+        let publicKey = try X25519.publicKey(privateKey: staticKey)
+        func messages(known: [UInt8]?) throws -> [[UInt8]] {
+            var initiator = try HandshakeState(
+                protocol: .ockam, role: .initiator, staticKey: staticKey, staticPublicKey: known,
+                ephemeralKey: secret(seededBytes(32, seed: 12)))
+            var responder = try HandshakeState(
+                protocol: .ockam, role: .responder, staticKey: secret(seededBytes(32, seed: 13)),
+                ephemeralKey: secret(seededBytes(32, seed: 14)))
+            let m1 = try initiator.writeMessage()
+            _ = try responder.readMessage(m1)
+            let m2 = try responder.writeMessage()
+            _ = try initiator.readMessage(m2)
+            let m3 = try initiator.writeMessage()
+            _ = try responder.readMessage(m3)
+            return [m1, m2, m3]
+        }
+        #expect(try messages(known: publicKey) == messages(known: nil))
     }
 }
