@@ -268,8 +268,18 @@ seeds["bridge-envelope"] = {
     "envelope-epoch-not-bytes": b"\x00" + b"\x87" + _envelope[1:] + ctext("epoch"),
     "record": b"\x01" + carr([cbor_head(0, 1), ctext("ble:C0:FF:EE:00:00:01"), cbor_head(0, 1000),
                                cbor_head(2, 2) + b"hi"]),
+    # The optional eighth element, `after` (pipelined delivery): a uint, or null; null in the epoch's place before it.
+    "kat-envelope-after": b"\x00" + b"\x88" + _envelope[1:] + cbytes(bytes.fromhex("0102030405060708")) + b"\x06",
+    "envelope-after-no-epoch": b"\x00" + b"\x88" + _envelope[1:] + b"\xf6\x06",
+    "envelope-after-null": b"\x00" + b"\x88" + _envelope[1:] + b"\xf6\xf6",
+    "envelope-after-not-uint": b"\x00" + b"\x88" + _envelope[1:] + b"\xf6" + ctext("6"),
+    "envelope-after-then-extra": b"\x00" + b"\x89" + _envelope[1:] + b"\xf6\x06\x01",
     "ack": b"\x02" + hx("820107"),
     "ack-truncated": b"\x02" + hx("8201"),
+    # The optional third element, the ingest service's window.
+    "kat-ack-window": b"\x02" + hx("830107190400"),
+    "ack-window-null": b"\x02" + hx("830107f6"),
+    "ack-window-then-extra": b"\x02" + hx("84010702f5"),
 }
 def cmap(pairs): return cbor_head(5, len(pairs)) + b"".join(ctext(k) + ctext(v) for k, v in pairs)
 device_id = cbytes(bytes([0xab] * 32))
