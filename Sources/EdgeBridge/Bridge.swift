@@ -119,6 +119,8 @@ public final class Bridge: Sendable {
         /// A device message was stored.
         case stored
         case ack(BridgeAck)
+        /// The ingest service could not store that envelope.
+        case refused(BridgeRefusal)
         /// Time to check for an acknowledgement overdue.
         case tick
     }
@@ -179,7 +181,12 @@ public final class Bridge: Sendable {
         await node.stopWorker(at: ackAddress)
     }
 
-    func acknowledged(_ ack: BridgeAck) { event.yield(.ack(ack)) }
+    func answered(_ reply: BridgeReply) {
+        switch reply {
+        case .ack(let ack): event.yield(.ack(ack))
+        case .refused(let refusal): event.yield(.refused(refusal))
+        }
+    }
 
     // MARK: Accepting
 
@@ -373,6 +380,10 @@ public final class Bridge: Sendable {
             switch event {
             case .stored:
                 break  // the loop above sends it if the window has room
+            case .refused(let refusal):
+                // Stale (a run that already ended) unless that envelope is in flight now.
+                guard run.inFlight.contains(where: { $0.sequence == refusal.sequence }) else { continue }
+                return .uplink("the ingest service could not store message \(refusal.sequence)")
             case .tick:
                 if !run.inFlight.isEmpty && ContinuousClock.now - run.progress >= options.ackTimeout {
                     return .uplink("message \(run.inFlight[0].sequence) not acknowledged within \(options.ackTimeout)")
@@ -446,7 +457,7 @@ public final class Bridge: Sendable {
 struct AckWorker: Worker {
     let bridge: Bridge
     func handleMessage(_ message: LocalMessage, context: WorkerContext) async throws {
-        bridge.acknowledged(try BridgeAck(decoding: message.payload))
+        bridge.answered(try BridgeReply(decoding: message.payload))
     }
 }
 

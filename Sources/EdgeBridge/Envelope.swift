@@ -156,6 +156,56 @@ public struct BridgeEnvelope: Hashable, Sendable {
     }
 }
 
+/// The ingest service's answer when its sink could not store an envelope: send it again (and everything after it).
+///
+/// CBOR: `[2, sequence: uint]`. Its first element is 2, not 1, so a gateway that knows only ``BridgeAck`` refuses it
+/// as an unsupported version — a failed delivery, which is what it means — and can never take it for an
+/// acknowledgement.
+public struct BridgeRefusal: Hashable, Sendable {
+    public var sequence: UInt64
+    public init(sequence: UInt64) { self.sequence = sequence }
+
+    public func encoded() -> [UInt8] {
+        var w = CBORWriter(capacity: 12)
+        w.writeArrayHeader(2)
+        w.writeUnsigned(2)
+        w.writeUnsigned(sequence)
+        return w.bytes
+    }
+
+    public init(decoding bytes: [UInt8]) throws(BridgeError) {
+        guard bytes.count <= 64 else { throw .tooLarge(size: bytes.count, limit: 64) }
+        do {
+            var r = CBORReader(bytes)
+            let count = try r.readArrayHeader(limit: 8)
+            guard count >= 2 else { throw BridgeError.malformed("refusal needs 2 fields") }
+            let tag = try r.readUnsigned()
+            guard tag == 2 else { throw BridgeError.unsupportedVersion(tag) }
+            sequence = try r.readUnsigned()
+            try r.skipValues(count - 2)
+            try r.expectEnd()
+        } catch let error as BridgeError {
+            throw error
+        } catch {
+            throw .malformed("\(error)")
+        }
+    }
+}
+
+/// What comes back to a gateway's bridge from the ingest service.
+public enum BridgeReply: Hashable, Sendable {
+    case ack(BridgeAck)
+    case refused(BridgeRefusal)
+
+    public init(decoding bytes: [UInt8]) throws(BridgeError) {
+        do {
+            self = .ack(try BridgeAck(decoding: bytes))
+        } catch .unsupportedVersion(2) {
+            self = .refused(try BridgeRefusal(decoding: bytes))
+        }
+    }
+}
+
 /// The ingest service's answer to an envelope: everything up to `sequence` from this bridge is stored.
 ///
 /// CBOR: `[1, sequence: uint, ? window: uint]`. `window` says the receiver keeps order for pipelined envelopes

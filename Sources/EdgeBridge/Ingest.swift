@@ -241,6 +241,10 @@ public final class IngestService: Worker {
             } catch {
                 state.withLock { $0.counters.sinkFailures += 1 }
                 logger.error("ingest: cannot store message \(envelope.sequence) from \(label): \(error); not acknowledged")
+                // Say so at once: the gateway sends it again (to another ingest node, when it has several) instead of
+                // waiting out its acknowledgement timeout.
+                try? await context.reply(
+                    to: message.returnRoute, payload: BridgeRefusal(sequence: envelope.sequence).encoded())
                 return
             }
             state.withLock {

@@ -7,7 +7,7 @@ extension FuzzTargets {
     static func bridgeEnvelope(_ input: [UInt8]) throws(FuzzInvariantViolation) {
         guard let selector = input.first else { return }
         let body = Array(input.dropFirst())
-        switch selector % 3 {
+        switch selector % 4 {
         case 0:
             guard let envelope = try? BridgeEnvelope(decoding: body) else { return }
             try check(envelope.record.payload.count <= BridgeLimits.maxPayload, "envelope payload over the limit")
@@ -22,9 +22,17 @@ extension FuzzTargets {
             guard let record = try? BridgeRecord(decoding: body) else { return }
             try check(record.payload.count <= BridgeLimits.maxPayload, "record payload over the limit")
             try check((try? BridgeRecord(decoding: record.encoded())) == record, "record round trip")
-        default:
+        case 2:
             guard let ack = try? BridgeAck(decoding: body) else { return }
             try check((try? BridgeAck(decoding: ack.encoded())) == ack, "ack round trip")
+        default:
+            guard let reply = try? BridgeReply(decoding: body) else { return }
+            switch reply {
+            case .ack(let ack): try check((try? BridgeReply(decoding: ack.encoded())) == reply, "reply (ack) round trip")
+            case .refused(let refusal):
+                try check((try? BridgeReply(decoding: refusal.encoded())) == reply, "reply (refusal) round trip")
+                try check((try? BridgeAck(decoding: body)) == nil, "a refusal decodes as an acknowledgement")
+            }
         }
     }
 }

@@ -63,10 +63,11 @@ public enum FuzzTargets {
         "bridge-envelope": { input in
             guard let selector = input.first else { return false }
             let body = Array(input.dropFirst())
-            switch selector % 3 {
+            switch selector % 4 {
             case 0: return (try? BridgeEnvelope(decoding: body)) != nil
             case 1: return (try? BridgeRecord(decoding: body)) != nil
-            default: return (try? BridgeAck(decoding: body)) != nil
+            case 2: return (try? BridgeAck(decoding: body)) != nil
+            default: return (try? BridgeReply(decoding: body)) != nil
             }
         },
         "device-record": { (try? DeviceRecord(name: "fuzz", decoding: $0)) != nil },

@@ -398,8 +398,9 @@ struct IngestTests {
         await node.shutdown()
     }
 
-    /// A sink that fails leaves the reading unacknowledged.
-    @Test func aFailingSinkLeavesTheReadingUnacknowledged() async throws {
+    /// A sink that fails leaves the reading unacknowledged, and the gateway is told so at once (a refusal, which a
+    /// gateway that knows only acknowledgements cannot take for one).
+    @Test func aFailingSinkLeavesTheReadingUnacknowledgedAndSaysSo() async throws {
         struct Broken: IngestSink, Error {
             func store(_ reading: IngestReading) async throws -> IngestOutcome { throw self }
         }
@@ -407,9 +408,9 @@ struct IngestTests {
         let ingest = IngestService(sink: Broken(), logger: quietLogger("ingest"))
         try node.startWorker(ingest, at: .local("ingest"))
         let envelope = BridgeEnvelope(sequence: 1, bridge: "b", record: BridgeRecord(device: "d", receivedAt: 1, payload: [1]))
-        await #expect(throws: NodeError.self) {
-            _ = try await node.request(to: [.local("ingest")], payload: envelope.encoded(), timeout: .milliseconds(300))
-        }
+        let reply = try await node.request(to: [.local("ingest")], payload: envelope.encoded(), timeout: .seconds(30))
+        #expect(try BridgeReply(decoding: reply.payload) == .refused(BridgeRefusal(sequence: 1)))
+        #expect(throws: BridgeError.unsupportedVersion(2)) { try BridgeAck(decoding: reply.payload) }
         #expect(ingest.counters.sinkFailures == 1 && ingest.counters.accepted == 0)
         await node.shutdown()
     }

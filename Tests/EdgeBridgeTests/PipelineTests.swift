@@ -30,6 +30,11 @@ final class ManualIngest: Worker {
 
     var count: Int { received.withLock { $0.count } }
 
+    func refuse(_ sequence: UInt64, on node: Node) async throws {
+        let route = try #require(replyRoute.withLock { $0 })
+        try await node.send(LocalMessage(onwardRoute: route, returnRoute: [], payload: BridgeRefusal(sequence: sequence).encoded()))
+    }
+
     func ack(_ sequence: UInt64, window: UInt64?, on node: Node) async throws {
         acknowledged.withLock { $0 = max($0 ?? 0, sequence) }
         let route = try #require(replyRoute.withLock { $0 })
@@ -94,6 +99,12 @@ struct PipelineTests {
         #expect(try BridgeAck(decoding: BridgeAck(sequence: 7, window: 1024).encoded()) == BridgeAck(sequence: 7, window: 1024))
         #expect(try BridgeAck(decoding: [0x82, 0x01, 0x07]).window == nil)
         #expect(try BridgeAck(decoding: [0x84, 0x01, 0x07, 0x02, 0x00]).window == 2)  // a fourth field is skipped
+        // Refusals: [2, sequence]; a reply is either.
+        #expect(Hex.encode(BridgeRefusal(sequence: 7).encoded()) == "820207")
+        #expect(try BridgeReply(decoding: [0x82, 0x02, 0x07]) == .refused(BridgeRefusal(sequence: 7)))
+        #expect(try BridgeReply(decoding: [0x82, 0x01, 0x07]) == .ack(BridgeAck(sequence: 7)))
+        #expect(throws: BridgeError.unsupportedVersion(3)) { try BridgeReply(decoding: [0x82, 0x03, 0x07]) }
+        #expect(throws: BridgeError.self) { try BridgeReply(decoding: [0x81, 0x02]) }
     }
 
     @Test func theWindowOpensOnTheFirstAckAndAcksAreCumulative() async throws {
@@ -165,6 +176,28 @@ struct PipelineTests {
         let sent = pipeline.ingest.received.withLock { $0 }
         #expect(sent[5].sequence == 2 && sent[5].after == nil)
         #expect(pipeline.bridge.counters.deliveryFailures >= 1 && pipeline.bridge.counters.resent >= 4)
+        await pipeline.stop()
+    }
+
+    @Test func aRefusalEndsTheRunAtOnceAndEverythingFromItIsSentAgain() async throws {
+        let pipeline = try LocalPipeline(records: 6, window: 10)
+        try await eventually("the first envelope") { pipeline.ingest.count == 1 }
+        try await pipeline.ingest.ack(1, window: 10, on: pipeline.node)
+        try await eventually("2 to 6 sent") { pipeline.ingest.count == 6 }
+        try await pipeline.ingest.ack(2, window: 10, on: pipeline.node)
+        try await pipeline.ingest.refuse(3, on: pipeline.node)  // its sink stored 2, then failed on 3
+        try await eventually("sent again from 3") {
+            pipeline.ingest.received.withLock { $0.dropFirst(6).first?.sequence } == 3
+        }
+        #expect(pipeline.bridge.counters.deliveryFailures == 1)
+        #expect(pipeline.bridge.lastError == "the ingest service could not store message 3")
+        // A refusal of something not in flight (from a run that ended) changes nothing.
+        try await pipeline.ingest.refuse(99, on: pipeline.node)
+        try await pipeline.ingest.ack(3, window: 10, on: pipeline.node)
+        try await eventually("4 to 6 sent again") { pipeline.ingest.count == 10 }
+        try await pipeline.ingest.ack(6, window: 10, on: pipeline.node)
+        try await eventually("everything acknowledged") { pipeline.bridge.counters.delivered == 6 }
+        #expect(pipeline.bridge.counters.deliveryFailures == 1)
         await pipeline.stop()
     }
 

@@ -254,7 +254,7 @@ seeds["queue-recovery"] = {
     "garbage": b"not a segment file at all\n",
 }
 
-# Bridge envelopes (docs/bridge.md): selector byte (0 envelope, 1 record, 2 ack) ‖ CBOR.
+# Bridge envelopes (docs/bridge.md): selector byte (0 envelope, 1 record, 2 ack, 3 reply) ‖ CBOR.
 _envelope = hx("8601076173687365726961" + "6c3a61" + "1903e8" + "426869")  # the documented worked example
 seeds["bridge-envelope"] = {
     "kat-envelope": b"\x00" + _envelope,
@@ -280,6 +280,10 @@ seeds["bridge-envelope"] = {
     "kat-ack-window": b"\x02" + hx("830107190400"),
     "ack-window-null": b"\x02" + hx("830107f6"),
     "ack-window-then-extra": b"\x02" + hx("84010702f5"),
+    # Replies (selector 3): an acknowledgement or a refusal [2, sequence].
+    "kat-reply-refusal": b"\x03" + hx("820207"),
+    "reply-ack": b"\x03" + hx("830107190400"),
+    "reply-version-3": b"\x03" + hx("820307"),
 }
 def cmap(pairs): return cbor_head(5, len(pairs)) + b"".join(ctext(k) + ctext(v) for k, v in pairs)
 device_id = cbytes(bytes([0xab] * 32))
