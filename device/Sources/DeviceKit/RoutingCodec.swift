@@ -1,10 +1,12 @@
 // Ockam routing messages on fixed buffers (docs/routing.md "Addresses, routes, messages"): CBOR
 // `array(3) [onward route, return route, payload bytes]`, each address `array(2) [transport type, bytes]`.
 //
-// Not EdgeWire's CBOR codec: that one builds `[UInt8]` arrays and `Route` values (heap allocation per message), which
-// a device's steady-state path must not do. This is the allocation-free subset a device needs — write one message,
-// read one reply as ranges of the receive buffer — with the same limits (routes ≤ 64 addresses, addresses ≤ 1024
-// bytes) and the same refusals (indefinite lengths, tags, floats).
+// Item heads are EdgeWire's own CBORHeadCore.swift (linked here). The rest is not EdgeWire's CBORReader/CBORWriter
+// nor EdgeRouting's RoutingMessage: those build `[UInt8]` arrays and `Route` values (heap allocation per message),
+// which a device's steady-state path must not do, and use untyped strings in their errors. This is the
+// allocation-free subset a device needs — write one message, read one reply as ranges of the receive buffer — with
+// the same limits (routes ≤ 64 addresses, addresses ≤ 1024 bytes) and the same refusals (indefinite lengths, tags,
+// floats, truncation).
 
 /// Writes bytes into a caller's buffer; remembers an overflow instead of trapping.
 public struct ByteWriter {
@@ -57,32 +59,7 @@ public enum RoutingCodec {
 
     /// Writes a CBOR head (major type, argument) in its shortest form.
     public static func writeHead(major: UInt8, _ value: UInt64, into writer: inout ByteWriter) {
-        let m = major << 5
-        switch value {
-        case 0..<24: writer.write(m | UInt8(value))
-        case 24..<0x100:
-            writer.write(m | 24)
-            writer.write(UInt8(value))
-        case 0x100..<0x1_0000:
-            writer.write(m | 25)
-            writer.write(UInt8(value >> 8))
-            writer.write(UInt8(truncatingIfNeeded: value))
-        case 0x1_0000..<0x1_0000_0000:
-            writer.write(m | 26)
-            writeBigEndian(UInt32(truncatingIfNeeded: value), into: &writer)
-        default:
-            // Constant shifts only: a variable 64-bit shift needs a compiler-rt helper on 32-bit targets.
-            writer.write(m | 27)
-            writeBigEndian(UInt32(truncatingIfNeeded: value >> 32), into: &writer)
-            writeBigEndian(UInt32(truncatingIfNeeded: value), into: &writer)
-        }
-    }
-
-    private static func writeBigEndian(_ value: UInt32, into writer: inout ByteWriter) {
-        writer.write(UInt8(truncatingIfNeeded: value >> 24))
-        writer.write(UInt8(truncatingIfNeeded: value >> 16))
-        writer.write(UInt8(truncatingIfNeeded: value >> 8))
-        writer.write(UInt8(truncatingIfNeeded: value))
+        CBORHeadCore.encode(major: major, value) { writer.write($0) }
     }
 
     /// Writes the head of a local address `0#…` whose value of `length` bytes the caller writes next.
@@ -128,27 +105,11 @@ struct CBORHeadReader {
     /// The argument of the next head if its major type is `major`; nil for another type, an indefinite length,
     /// a reserved value or too few bytes.
     mutating func head(major: UInt8) -> UInt64? {
-        guard position < bytes.count else { return nil }
-        let initial = bytes[position]
-        guard initial >> 5 == major else { return nil }
-        let info = initial & 0x1F
-        position += 1
-        let extra: Int
-        switch info {
-        case 0..<24: return UInt64(info)
-        case 24: extra = 1
-        case 25: extra = 2
-        case 26: extra = 4
-        case 27: extra = 8
-        default: return nil
-        }
-        guard remaining >= extra else { return nil }
-        var value: UInt64 = 0
-        for _ in 0..<extra {
-            value = value << 8 | UInt64(bytes[position])
-            position += 1
-        }
-        return value
+        guard case .head(let found, let argument, let length) = CBORHeadCore.decode(bytes, at: position),
+            found == major
+        else { return nil }
+        position += length
+        return argument
     }
 
     /// Reads one address `[transport type, bytes]` within the limits.
