@@ -203,7 +203,7 @@ test-device: deps
 	cd device && $(SWIFT) build --build-tests && $(SWIFT) test --skip-build
 	@if [ -z "$(OCKAM_EDGE_BIN)" ]; then $(SWIFT) build -c release --product ockam-edge; fi
 	python3 device/hil/run.py --readings $(DEVICE_READINGS) \
-	  --bin "$${OCKAM_EDGE_BIN:-$$($(SWIFT) build -c release --show-bin-path)/ockam-edge}"
+	  --bin "$(if $(OCKAM_EDGE_BIN),$(OCKAM_EDGE_BIN),$$($(SWIFT) build -c release --show-bin-path)/ockam-edge)"
 
 clean:
 	rm -rf .build device/.build $(ASAN_SCRATCH) $(TSAN_SCRATCH) $(FUZZ_SCRATCH) $(JETSTREAM_SCRATCH) .build-package dist
