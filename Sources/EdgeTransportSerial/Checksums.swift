@@ -1,4 +1,5 @@
-// CRC-32C and COBS: the two primitives of the serial framing (docs/serial-framing.md §2–§3).
+// CRC-32C and COBS: the two primitives of the serial framing (docs/serial-framing.md §2–§3), over arrays; the
+// byte-level steps are SerialFramingCore.swift's, which the device kit's firmware compiles too.
 
 // MARK: - CRC-32C
 
@@ -8,17 +9,13 @@
 /// Check value: `CRC32C.checksum("123456789".utf8) == 0xE306_9283`.
 public struct CRC32C: Sendable {
     /// The reflected polynomial.
-    public static let polynomial: UInt32 = 0x82F6_3B78
+    public static let polynomial: UInt32 = CRC32CCore.reflectedPolynomial
     /// The CRC of the ASCII bytes `123456789`.
     public static let checkValue: UInt32 = 0xE306_9283
 
-    static let table: [UInt32] = (0..<256).map { index -> UInt32 in
-        var crc = UInt32(index)
-        for _ in 0..<8 { crc = (crc & 1) != 0 ? (crc >> 1) ^ polynomial : crc >> 1 }
-        return crc
-    }
+    static let table: [UInt32] = (0..<256).map { CRC32CCore.tableEntry(UInt8($0)) }
 
-    private var state: UInt32 = 0xFFFF_FFFF
+    private var state: UInt32 = CRC32CCore.initial
 
     public init() {}
 
@@ -38,7 +35,7 @@ public struct CRC32C: Sendable {
     }
 
     /// The CRC of everything fed so far.
-    public var value: UInt32 { state ^ 0xFFFF_FFFF }
+    public var value: UInt32 { CRC32CCore.finish(state) }
 
     /// The CRC of `bytes`.
     public static func checksum(_ bytes: some Sequence<UInt8>) -> UInt32 {
@@ -89,22 +86,12 @@ public enum COBS {
     /// - Throws: ``COBSError`` for an empty input, a code byte that runs past the end, or a zero byte.
     public static func decode(_ input: ArraySlice<UInt8>, into output: inout [UInt8]) throws(COBSError) {
         guard !input.isEmpty else { throw .empty }
-        var index = input.startIndex
-        let end = input.endIndex
-        while index < end {
-            let code = Int(input[index])
-            guard code != 0 else { throw .zeroInData }
-            index += 1
-            guard end - index >= code - 1 else { throw .truncated }
-            let blockEnd = index + code - 1
-            while index < blockEnd {
-                let byte = input[index]
-                guard byte != 0 else { throw .zeroInData }
-                output.append(byte)
-                index += 1
-            }
-            if code != 0xFF && index < end { output.append(0) }
+        var decoder = COBSStreamDecoder()
+        for byte in input {
+            guard byte != 0 else { throw .zeroInData }
+            if case .byte(let decoded) = decoder.push(byte) { output.append(decoded) }
         }
+        guard decoder.isCompleteFrame else { throw .truncated }
     }
 
     /// Decodes one frame's blocks (without the delimiter).

@@ -3,19 +3,19 @@
 /// Constants of the serial framing, version 1 (docs/serial-framing.md).
 public enum SerialFraming {
     /// The framing version this implementation speaks.
-    public static let version: UInt8 = 1
+    public static let version: UInt8 = SerialWire.version
     /// Bytes a frame adds around its body before COBS: one type byte and four CRC bytes.
-    public static let overhead = 5
+    public static let overhead = SerialWire.overhead
     /// The smallest maximum frame size a peer may announce (so every hello fits).
-    public static let minimumMaxFrameSize = 64
+    public static let minimumMaxFrameSize = SerialWire.minimumMaxFrameSize
     /// ockam-edge's default maximum frame size (decoded: type + body + CRC).
     public static let defaultMaxFrameSize = 16 * 1024
     /// The largest maximum frame size ockam-edge accepts or uses (1 MiB).
     public static let implementationMaxFrameSize = 1 << 20
     /// Length of a version 1 hello body; longer bodies are accepted and the extra bytes ignored.
-    public static let helloBodyLength = 18
+    public static let helloBodyLength = SerialWire.helloBodyLength
     /// The frame delimiter.
-    public static let delimiter: UInt8 = 0x00
+    public static let delimiter: UInt8 = SerialWire.delimiter
 
     /// The decoded length of a frame with a body of `bodyCount` bytes.
     public static func frameLength(bodyCount: Int) -> Int { bodyCount + overhead }
@@ -30,13 +30,13 @@ public struct SerialFrameType: RawRepresentable, Hashable, Sendable, CustomStrin
     public init(rawValue: UInt8) { self.rawValue = rawValue }
 
     /// Opens (or restarts) a link session; carries a ``SerialHello``.
-    public static let hello = SerialFrameType(rawValue: 0x01)
+    public static let hello = SerialFrameType(rawValue: SerialWire.helloType)
     /// Answers a hello; carries a ``SerialHello`` whose `peerNonce` is the answered hello's nonce.
-    public static let helloAck = SerialFrameType(rawValue: 0x02)
+    public static let helloAck = SerialFrameType(rawValue: SerialWire.helloAckType)
     /// One Ockam routing message (CBOR, as in a TCP frame body).
-    public static let data = SerialFrameType(rawValue: 0x03)
+    public static let data = SerialFrameType(rawValue: SerialWire.dataType)
     /// Liveness while idle; empty body.
-    public static let keepalive = SerialFrameType(rawValue: 0x04)
+    public static let keepalive = SerialFrameType(rawValue: SerialWire.keepaliveType)
 
     public var description: String {
         switch self {
@@ -108,7 +108,7 @@ public struct SerialHello: Hashable, Sendable, CustomStringConvertible {
         nonce = u32(6)
         peerNonce = u32(10)
         keepaliveMilliseconds = u32(14)
-        guard version >= 1, nonce != 0, maxFrameSize >= UInt32(SerialFraming.minimumMaxFrameSize) else { return nil }
+        guard SerialWire.isAcceptableHello(version: version, nonce: nonce, maxFrameSize: maxFrameSize) else { return nil }
     }
 
     public var description: String {

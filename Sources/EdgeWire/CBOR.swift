@@ -50,24 +50,7 @@ public struct CBORWriter: Sendable {
 
     @inline(__always)
     private mutating func writeHead(major: UInt8, _ value: UInt64) {
-        let m = major << 5
-        switch value {
-        case 0..<24:
-            bytes.append(m | UInt8(value))
-        case 24...0xff:
-            bytes.append(m | 24)
-            bytes.append(UInt8(value))
-        case 0x100...0xffff:
-            bytes.append(m | 25)
-            bytes.append(UInt8(value >> 8))
-            bytes.append(UInt8(value & 0xff))
-        case 0x1_0000...0xffff_ffff:
-            bytes.append(m | 26)
-            for shift in stride(from: 24, through: 0, by: -8) { bytes.append(UInt8((value >> UInt64(shift)) & 0xff)) }
-        default:
-            bytes.append(m | 27)
-            for shift in stride(from: 56, through: 0, by: -8) { bytes.append(UInt8((value >> UInt64(shift)) & 0xff)) }
-        }
+        CBORHeadCore.encode(major: major, value) { bytes.append($0) }
     }
 
     public mutating func writeUnsigned(_ value: UInt64) { writeHead(major: 0, value) }
@@ -167,27 +150,14 @@ public struct CBORReader: Sendable {
 
     /// Reads an item head, returning (major type, argument). Rejects indefinite lengths and reserved values.
     private mutating func readHead() throws(WireError) -> (major: UInt8, argument: UInt64) {
-        guard position < input.endIndex else { throw .truncated }
-        let initial = input[position]
-        let major = initial >> 5
-        let info = initial & 0x1f
-        var width = 0
-        switch info {
-        case 0..<24:
-            position += 1
-            return (major, UInt64(info))
-        case 24: width = 1
-        case 25: width = 2
-        case 26: width = 4
-        case 27: width = 8
-        case 31: throw .unsupported("indefinite length")
-        default: throw .unsupported("reserved additional information \(info)")
+        switch CBORHeadCore.decode(input, at: position) {
+        case .head(let major, let argument, let length):
+            position += length
+            return (major, argument)
+        case .truncated: throw .truncated
+        case .indefiniteLength: throw .unsupported("indefinite length")
+        case .reserved(let info): throw .unsupported("reserved additional information \(info)")
         }
-        guard remaining >= 1 + width else { throw .truncated }
-        var value: UInt64 = 0
-        for i in 1...width { value = (value << 8) | UInt64(input[position + i]) }
-        position += 1 + width
-        return (major, value)
     }
 
     private mutating func expectHead(major expected: UInt8) throws(WireError) -> UInt64 {

@@ -1,0 +1,1 @@
+../../../Sources/EdgeWire/CBORHeadCore.swift

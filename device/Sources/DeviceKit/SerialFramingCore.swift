@@ -1,0 +1,1 @@
+../../../Sources/EdgeTransportSerial/SerialFramingCore.swift
