@@ -1553,7 +1553,18 @@ def fleet_cluster(ctx):
     cluster.wait_meta_leader()
 
     ingest_b = ingests[1].status()["ingest"][0]
-    ingest_counters = ", ".join(f"{k} {ingest_b[k]}" for k in ("accepted", "duplicates", "skipped", "sink_failures"))
+    ingest_counters = ", ".join(f"{k} {ingest_b[k]}" for k in ("accepted", "duplicates", "skipped", "sink_failures",
+                                                              "out_of_order"))
+    # The sinks' own publish-to-acknowledgement times (status: sink.publish_ms, over their last 1,024 publishes) and
+    # how far they know each gateway bridge got.
+    publish = []
+    for name, agent in zip(("ingest-a", "ingest-b"), ingests):
+        sink = agent.status()["ingest"][0]["sink"]
+        check(sink["type"] == "jetstream" and sink["connected"], f"{name}'s sink reports {sink}")
+        check(sink["gateway_bridges"] >= 1 and all(e["sequence"] >= 0 for e in sink["last_stored"]),
+              f"{name}'s sink reports no gateway bridge stored")
+        ms = sink["publish_ms"]
+        publish.append(f"{name} p50 {ms['p50']:.1f} ms p99 {ms['p99']:.1f} ms ({ms['samples']} publishes)")
 
     # Read everything back and check it.
     messages = read_stream([s.url for s in cluster.servers], stream)
@@ -1637,7 +1648,7 @@ def fleet_cluster(ctx):
             f"p50 {_percentile(lat_all, 0.5):.0f} ms p99 {_percentile(lat_all, 0.99):.0f} ms; one bridge over a "
             f"100 ms RTT uplink drained {rtt_rate:.1f} readings/s ({len(rtt)} backlog readings, "
             f"window {window}); "
-            f"ingest-b {ingest_counters}")
+            f"sink publish→ack {', '.join(publish)}; ingest-b {ingest_counters}")
 
 
 SCENARIOS = [
