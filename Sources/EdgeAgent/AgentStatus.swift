@@ -50,19 +50,20 @@ extension Agent {
     static let lastStoredShown = 1000
 
     static func json(_ health: IngestSinkHealth) -> JSON {
-        func milliseconds(_ duration: Duration?) -> JSON {
+        // Whole microseconds: the status document carries integers, not floating point (control-socket.md).
+        func microseconds(_ duration: Duration?) -> JSON {
             guard let duration else { return .null }
             let (seconds, attoseconds) = duration.components
-            return .double(Double(seconds) * 1000 + Double(attoseconds) / 1e15)
+            return .uint(UInt64(max(0, seconds)) * 1_000_000 + UInt64(max(0, attoseconds)) / 1_000_000_000_000)
         }
         return .object([
             ("type", .string(health.kind)), ("connected", .bool(health.connected)),
             ("last_error", health.lastError.map { .string($0) } ?? .null), ("published", .uint(health.published)),
             (
-                "publish_ms",
+                "publish_us",
                 .object([
-                    ("samples", .uint(UInt64(health.latency.count))), ("p50", milliseconds(health.latency.quantile(0.5))),
-                    ("p99", milliseconds(health.latency.quantile(0.99))), ("max", milliseconds(health.latency.quantile(1))),
+                    ("samples", .uint(UInt64(health.latency.count))), ("p50", microseconds(health.latency.quantile(0.5))),
+                    ("p99", microseconds(health.latency.quantile(0.99))), ("max", microseconds(health.latency.quantile(1))),
                 ])
             ),
             ("gateway_bridges", .uint(UInt64(health.lastStored.count))),

@@ -1555,7 +1555,7 @@ def fleet_cluster(ctx):
     ingest_b = ingests[1].status()["ingest"][0]
     ingest_counters = ", ".join(f"{k} {ingest_b[k]}" for k in ("accepted", "duplicates", "skipped", "sink_failures",
                                                               "out_of_order"))
-    # The sinks' own publish-to-acknowledgement times (status: sink.publish_ms, over their last 1,024 publishes) and
+    # The sinks' own publish-to-acknowledgement times (status: sink.publish_us, over their last 1,024 publishes) and
     # how far they know each gateway bridge got.
     publish = []
     for name, agent in zip(("ingest-a", "ingest-b"), ingests):
@@ -1563,8 +1563,8 @@ def fleet_cluster(ctx):
         check(sink["type"] == "jetstream" and sink["connected"], f"{name}'s sink reports {sink}")
         check(sink["gateway_bridges"] >= 1 and all(e["sequence"] >= 0 for e in sink["last_stored"]),
               f"{name}'s sink reports no gateway bridge stored")
-        ms = sink["publish_ms"]
-        publish.append(f"{name} p50 {ms['p50']:.1f} ms p99 {ms['p99']:.1f} ms ({ms['samples']} publishes)")
+        us = sink["publish_us"]
+        publish.append(f"{name} p50 {us['p50'] / 1000:.1f} ms p99 {us['p99'] / 1000:.1f} ms ({us['samples']} publishes)")
 
     # Read everything back and check it.
     messages = read_stream([s.url for s in cluster.servers], stream)
