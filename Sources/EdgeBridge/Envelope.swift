@@ -174,21 +174,30 @@ public struct BridgeRefusal: Hashable, Sendable {
     }
 
     public init(decoding bytes: [UInt8]) throws(BridgeError) {
-        guard bytes.count <= 64 else { throw .tooLarge(size: bytes.count, limit: 64) }
-        do {
-            var r = CBORReader(bytes)
-            let count = try r.readArrayHeader(limit: 8)
-            guard count >= 2 else { throw BridgeError.malformed("refusal needs 2 fields") }
-            let tag = try r.readUnsigned()
-            guard tag == 2 else { throw BridgeError.unsupportedVersion(tag) }
-            sequence = try r.readUnsigned()
-            try r.skipValues(count - 2)
-            try r.expectEnd()
-        } catch let error as BridgeError {
-            throw error
-        } catch {
-            throw .malformed("\(error)")
-        }
+        sequence = try decodeReply(bytes, tag: 2, what: "refusal") { r, count in try r.skipValues(count - 2) }.sequence
+    }
+}
+
+/// Decodes `[tag, sequence, …]` (at most 64 bytes): the sequence, and what `rest` reads of the elements after it
+/// (it gets the element count and must consume the rest of the array).
+private func decodeReply<Rest>(
+    _ bytes: [UInt8], tag expected: UInt64, what: String, rest: (inout CBORReader, Int) throws -> Rest
+) throws(BridgeError) -> (sequence: UInt64, rest: Rest) {
+    guard bytes.count <= 64 else { throw .tooLarge(size: bytes.count, limit: 64) }
+    do {
+        var r = CBORReader(bytes)
+        let count = try r.readArrayHeader(limit: 8)
+        guard count >= 2 else { throw BridgeError.malformed("\(what) needs 2 fields") }
+        let tag = try r.readUnsigned()
+        guard tag == expected else { throw BridgeError.unsupportedVersion(tag) }
+        let sequence = try r.readUnsigned()
+        let decoded = try rest(&r, count)
+        try r.expectEnd()
+        return (sequence, decoded)
+    } catch let error as BridgeError {
+        throw error
+    } catch {
+        throw .malformed("\(error)")
     }
 }
 
@@ -228,21 +237,10 @@ public struct BridgeAck: Hashable, Sendable {
     }
 
     public init(decoding bytes: [UInt8]) throws(BridgeError) {
-        guard bytes.count <= 64 else { throw .tooLarge(size: bytes.count, limit: 64) }
-        do {
-            var r = CBORReader(bytes)
-            let count = try r.readArrayHeader(limit: 8)
-            guard count >= 2 else { throw BridgeError.malformed("ack needs 2 fields") }
-            let version = try r.readUnsigned()
-            guard version == 1 else { throw BridgeError.unsupportedVersion(version) }
-            sequence = try r.readUnsigned()
-            window = count >= 3 && !r.readNullIfPresent() ? try r.readUnsigned() : nil
+        (sequence, window) = try decodeReply(bytes, tag: 1, what: "ack") { r, count -> UInt64? in
+            let window = count >= 3 && !r.readNullIfPresent() ? try r.readUnsigned() : nil
             try r.skipValues(count - min(count, 3))
-            try r.expectEnd()
-        } catch let error as BridgeError {
-            throw error
-        } catch {
-            throw .malformed("\(error)")
+            return window
         }
     }
 }
