@@ -52,7 +52,7 @@ final class BridgeQueueStore: BridgeStore {
         try queue.peek(after: sequence, max: max).map { (sequence: $0.sequence, bytes: $0.bytes) }
     }
 
-    func acknowledge(through sequence: UInt64) throws { try queue.acknowledge(through: sequence) }
+    func acknowledge(through sequence: UInt64) throws -> Int { try queue.acknowledge(through: sequence) }
 
     var pending: Int { queue.depth.messages }
     var pendingBytes: Int { queue.depth.bytes }

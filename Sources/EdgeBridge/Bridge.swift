@@ -24,8 +24,9 @@ public protocol BridgeStore: AnyObject, Sendable {
     /// Up to `max` of the oldest unacknowledged records numbered after `sequence`, oldest first: what the bridge sends
     /// next while records are in flight.
     func oldest(after sequence: UInt64, max: Int) throws -> [(sequence: UInt64, bytes: [UInt8])]
-    /// Everything up to and including `sequence` was delivered.
-    func acknowledge(through sequence: UInt64) throws
+    /// Everything up to and including `sequence` was delivered; returns how many records this removed.
+    @discardableResult
+    func acknowledge(through sequence: UInt64) throws -> Int
     /// Records waiting for delivery.
     var pending: Int { get }
     /// The store's ``QueueEpoch``, sent with every envelope; nil for a store without one (sent without).
@@ -241,6 +242,7 @@ public final class Bridge: Sendable {
         var attempt = 0
         var reportedDown = false  // log an outage once, not every retry
         var events = self.events.makeAsyncIterator()
+        var highestSent: UInt64?  // across runs: an acknowledgement from an earlier run may still be on its way
         while !Task.isCancelled {
             if store.pending == 0 {
                 guard await events.next() != nil else { break }
@@ -272,8 +274,9 @@ public final class Bridge: Sendable {
                 }
             }
             guard let current = route else { continue }
-            var run = DeliveryRun(options: options)
+            var run = DeliveryRun(options: options, highestSent: highestSent)
             let failure = await deliver(over: current, run: &run, events: &events)
+            highestSent = run.highestSent
             state.withLock { $0.delivery = Delivery(inFlight: 0, window: $0.delivery.window) }
             guard let failure, !Task.isCancelled else { break }
             switch failure {
@@ -303,8 +306,10 @@ public final class Bridge: Sendable {
         /// Sent, not yet acknowledged, oldest first (a plain array: at most `window` entries, popped in batches).
         var inFlight: [(sequence: UInt64, bytes: Int)] = []
         var bytesInFlight = 0
-        /// The last envelope sent: the next one's ``BridgeEnvelope/after``.
+        /// The last envelope sent in this run: the next one's ``BridgeEnvelope/after``.
         var lastSent: UInt64?
+        /// The highest sequence ever sent, this run or an earlier one: no acknowledgement can be beyond it.
+        var highestSent: UInt64?
         /// The last record read from the store (sent, or skipped as corrupt).
         var lastRead: UInt64?
         /// Read from the store, not sent yet.
@@ -315,7 +320,10 @@ public final class Bridge: Sendable {
         /// The last time the oldest envelope in flight changed (sent into an empty window, or acknowledged).
         var progress = ContinuousClock.now
 
-        init(options: Options) { self.options = options }
+        init(options: Options, highestSent: UInt64?) {
+            self.options = options
+            self.highestSent = highestSent
+        }
 
         var hasRoom: Bool {
             inFlight.count < window && (inFlight.isEmpty || bytesInFlight < options.windowBytes)
@@ -374,6 +382,7 @@ public final class Bridge: Sendable {
                 run.inFlight.append((sequence, record.payload.count))
                 run.bytesInFlight += record.payload.count
                 run.lastSent = sequence
+                run.highestSent = max(run.highestSent ?? sequence, sequence)
                 publish(run)
             }
             guard let event = await events.next(isolation: #isolation) else { return nil }
@@ -396,11 +405,13 @@ public final class Bridge: Sendable {
                     publish(run)
                     continue  // a late or repeated acknowledgement: nothing new
                 }
-                guard let lastSent = run.lastSent, ack.sequence <= lastSent else {
+                // (An acknowledgement from an earlier run that is still on its way is true, and welcome.)
+                guard let highest = run.highestSent, ack.sequence <= highest else {
                     return .uplink("acknowledged \(ack.sequence), beyond the last message sent")
                 }
+                let removed: Int
                 do {
-                    try await onIO { try self.store.acknowledge(through: ack.sequence) }
+                    removed = try await onIO { try self.store.acknowledge(through: ack.sequence) }
                 } catch {
                     return .store(error)
                 }
@@ -408,7 +419,11 @@ public final class Bridge: Sendable {
                 run.bytesInFlight -= done.reduce(0) { $0 + $1.bytes }
                 run.inFlight.removeFirst(done.count)
                 run.progress = .now
-                state.withLock { $0.counters.delivered += UInt64(done.count) }
+                // Delivered: what the acknowledgement removed from the store (records of an earlier run included),
+                // less the corrupt records it swept away (counted as such when skipped).
+                let corrupt = run.corrupt.prefix { $0 <= ack.sequence }.count
+                run.corrupt.removeFirst(corrupt)
+                state.withLock { $0.counters.delivered += UInt64(max(0, removed - corrupt)) }
                 if let failure = await acknowledgeCorrupt(&run) { return failure }
                 publish(run)
             }
@@ -425,7 +440,7 @@ public final class Bridge: Sendable {
         }
         guard let through else { return nil }
         do {
-            try await onIO { try self.store.acknowledge(through: through) }
+            _ = try await onIO { try self.store.acknowledge(through: through) }  // (counted as corrupt when skipped)
         } catch {
             return .store(error)
         }

@@ -99,8 +99,14 @@ public final class StoreAndForwardQueue: Sendable {
     ///
     /// - Throws: ``QueueError/Code/io`` if reading a segment or persisting progress fails (the acknowledgement has
     ///   still taken effect in memory; after a crash the records may be delivered again), ``QueueError/Code/closed``.
-    public func acknowledge(through sequence: UInt64) throws(QueueError) {
-        try core.withLock { (core) throws(QueueError) in try core.acknowledge(through: sequence) }
+    /// - Returns: how many records this removed.
+    @discardableResult
+    public func acknowledge(through sequence: UInt64) throws(QueueError) -> Int {
+        try core.withLock { (core) throws(QueueError) -> Int in
+            let before = core.counters.acknowledged
+            try core.acknowledge(through: sequence)
+            return core.counters.acknowledged - before
+        }
     }
 
     /// Unacknowledged records and their payload bytes.

@@ -35,8 +35,12 @@ final class MemoryStore: BridgeStore {
     func oldest(max: Int) throws -> [(sequence: UInt64, bytes: [UInt8])] {
         state.withLock { s in s.records.prefix(max).map { (sequence: $0.0, bytes: $0.1) } }
     }
-    func acknowledge(through sequence: UInt64) throws {
-        state.withLock { s in s.records.removeAll { $0.0 <= sequence } }
+    func acknowledge(through sequence: UInt64) throws -> Int {
+        state.withLock { s in
+            let before = s.records.count
+            s.records.removeAll { $0.0 <= sequence }
+            return before - s.records.count
+        }
     }
     var pending: Int { state.withLock { $0.records.count } }
 }

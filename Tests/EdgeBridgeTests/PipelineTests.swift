@@ -201,6 +201,23 @@ struct PipelineTests {
         await pipeline.stop()
     }
 
+    /// An acknowledgement of an earlier run that arrives in the next one is true: it is taken, and counted.
+    @Test func anAcknowledgementFromTheRunBeforeIsTaken() async throws {
+        let pipeline = try LocalPipeline(records: 8, window: 4)
+        try await eventually("the first envelope") { pipeline.ingest.count == 1 }
+        try await pipeline.ingest.ack(1, window: 10, on: pipeline.node)
+        try await eventually("2 to 5 in flight") { pipeline.ingest.count == 5 }
+        try await pipeline.ingest.refuse(5, on: pipeline.node)  // ends the run; the next one starts again at 2
+        try await eventually("2 sent again") { pipeline.ingest.count == 6 }
+        try await pipeline.ingest.ack(4, window: 10, on: pipeline.node)  // the ingest had stored 2, 3 and 4
+        try await eventually("5 to 8 sent") { pipeline.ingest.received.withLock { $0.last?.sequence } == 8 }
+        #expect(pipeline.ingest.received.withLock { $0.dropFirst(6).map(\.sequence) } == [5, 6, 7, 8])
+        try await pipeline.ingest.ack(8, window: 10, on: pipeline.node)
+        try await eventually("everything acknowledged") { pipeline.bridge.counters.delivered == 8 }
+        #expect(pipeline.store.pending == 0 && pipeline.bridge.counters.deliveryFailures == 1)
+        await pipeline.stop()
+    }
+
     @Test func aCorruptRecordInTheWindowIsSkippedAndAcknowledgedOnceThoseBeforeItAre() async throws {
         let pipeline = try LocalPipeline(records: 6, corrupt: [4, 6])
         try await eventually("the first envelope") { pipeline.ingest.count == 1 }
