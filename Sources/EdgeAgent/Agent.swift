@@ -314,7 +314,6 @@ package final class Agent: Sendable {
         }
     }
 
-    /// Closes the secure channels a broken route went through, so the next resolve builds fresh ones.
     /// A bridge's ingest services in failover order: resolving starts at the current one and goes round the list;
     /// a route that stopped working moves the start to the next, so a reachable ingest service that no longer
     /// acknowledges (its sink is down) is left for another.
@@ -342,6 +341,7 @@ package final class Agent: Sendable {
         func failed() { current.withLock { $0 = ($0 + 1) % max(1, destinations.count) } }
     }
 
+    /// Closes the secure channels a broken route went through, so the next resolve builds fresh ones.
     func discard(_ route: Route) async {
         for address in route.addresses where channels.channel(address) != nil { await channels.close(address) }
     }
