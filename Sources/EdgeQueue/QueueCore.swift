@@ -1,5 +1,5 @@
 // EdgeQueue/QueueCore: the queue's synchronous state machine over one directory (memory FIFO + segment log).
-// Long (~830 lines) on purpose: every durable-write step of the queue is in this one state machine, so the order of
+// Long (~850 lines) on purpose: every durable-write step of the queue is in this one state machine, so the order of
 // writes, fsyncs and renames that crash safety depends on can be read (and reviewed) in one place.
 //
 // Not thread-safe: `StoreAndForwardQueue` keeps it behind a `Mutex`. All durable writes go through
