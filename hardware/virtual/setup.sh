@@ -31,25 +31,14 @@ fi
 
 mkdir -p "$CACHE"
 
-# 2. Kernel: the one the rig's suites were validated on while the archive still has it, else whatever
-# linux-image-amd64 depends on today (see the rig notes on kernel drift); BLE_VM_KERNEL_PACKAGE chooses another.
-# Why not simply today's: with 6.1.0-57 (6.1.192-3) a btvirt controller takes no LE connection after
-# `btmgmt power off/on`, so the power-cycle cases (cycle-gateway, cycle-sensor, cuts) and every case after them fail;
-# on 6.1.0-56 (6.1.192-2) they pass, with the same binaries.
-VALIDATED_KERNEL=linux-image-6.1.0-56-amd64
-pkg=${BLE_VM_KERNEL_PACKAGE:-}
-if [ -z "$pkg" ]; then
-    apt-cache show "$VALIDATED_KERNEL" >/dev/null 2>&1 || $SUDO apt-get update -qq
-    if apt-cache show "$VALIDATED_KERNEL" >/dev/null 2>&1; then
-        pkg=$VALIDATED_KERNEL
-    else
-        pkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
-        log "warning: $VALIDATED_KERNEL is gone from the archive; using $pkg, on which the rig was not validated"
+# 2. Kernel: whatever linux-image-amd64 depends on today (never hard-coded; see the rig notes on kernel drift).
+if [ ! -f "$CACHE/kver" ] || [ ! -d "$CACHE/kroot/lib/modules/$(cat "$CACHE/kver")" ]; then
+    pkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
+    if [ -z "$pkg" ]; then
+        $SUDO apt-get update -qq
+        pkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
     fi
-fi
-[ -n "$pkg" ] || { log "cannot resolve the kernel package behind linux-image-amd64"; exit 1; }
-if [ ! -f "$CACHE/kver" ] || [ "$(cat "$CACHE/kver")" != "${pkg#linux-image-}" ] \
-    || [ ! -d "$CACHE/kroot/lib/modules/$(cat "$CACHE/kver")" ]; then
+    [ -n "$pkg" ] || { log "cannot resolve the kernel package behind linux-image-amd64"; exit 1; }
     log "fetching $pkg"
     rm -rf "$CACHE/kroot" "$CACHE/deb"
     mkdir -p "$CACHE/deb" "$CACHE/kroot"
