@@ -133,10 +133,25 @@ peer_killed() {
 # the listener must survive (or re-bind); on the sensor side connects fail until the adapter is back.
 # (`hciconfig hciN down` would drop the link only locally: btvirt emulates no supervision timeout, so the far end
 # would keep a stale connection and stop advertising. On real radios the supervision timeout covers that case.)
+# fresh_radio: both controllers powered off and on through mgmt, and the gateway's advertising re-armed, so a case
+# that cuts the radio starts from controllers in a known state. Without it, after the killed case (a gateway process
+# stopped and restarted while its sensor reconnects) a btvirt controller powered off and on took no LE connection
+# again on this machine kind (QEMU/TCG, guest kernels 6.1.0-56 and -57 alike, with binaries that had passed): the
+# power-cycle cases and every case after them failed, while each passed on its own.
+fresh_radio() {
+    local a
+    for a in "$GATEWAY_ADAPTER" "$SENSOR_ADAPTER"; do
+        timeout 20 btmgmt --index "${a#hci}" power off >/dev/null 2>&1
+        timeout 20 btmgmt --index "${a#hci}" power on >/dev/null 2>&1
+    done
+    advertising_resumed
+}
+
 controller_cycle() {  # controller_cycle <adapter>
     local adapter=$1 log="$WORK/cycle-$1.log" gwlog="$WORK/cycle-$1-gw.log"
     : > "$log"
     : > "$gwlog"
+    fresh_radio
     start_gateway 672 "$gwlog" || { record 1 "$adapter power cycle (gateway did not start)" "$gwlog"; return; }
     rm -f "$WORK/p2"
     sensor 672 "$log" up echo=500 "mark=$WORK/p2" down up echo=100,5000 counters &
@@ -174,6 +189,7 @@ link_cuts() {
     local log="$WORK/cuts.log" gwlog="$WORK/cuts-gw.log" name="BLE link cut ×$cuts"
     : > "$log"
     : > "$gwlog"
+    fresh_radio
     rm -f "$WORK"/cut-*
     start_gateway 672 "$gwlog" || { record 1 "$name (gateway did not start)" "$gwlog"; return; }
     local gw_pid=$GW_PID steps=(up echo=100 "mark=$WORK/cut-0") i
