@@ -174,7 +174,7 @@ public final class IngestService: Worker {
     let sink: any IngestSink
     let logger: Logger
     private let state = EdgeMutex(State())
-    /// A gateway decides how often its envelopes arrive out of order.
+    /// A gateway decides how often its pipelined envelopes arrive out of order (or claim nonsense predecessors).
     private let outOfOrderLog = LogRateLimiter()
 
     struct State {
@@ -209,18 +209,19 @@ public final class IngestService: Worker {
         if let after = envelope.after {
             guard after < envelope.sequence else {
                 state.withLock { $0.counters.malformed += 1 }
-                logger.warning("ingest: dropping message \(envelope.sequence) from \(label): it claims to follow \(after)")
+                outOfOrderLog.log(
+                    "ingest: dropping message \(envelope.sequence) from \(label): it claims to follow \(after)", to: logger)
                 return
             }
-        }
-        if let after = envelope.after, last.map({ $0 < after }) ?? true {
-            // The envelope sent before this one was not stored (the sink refused it, or it was lost): storing this one
-            // would put it first. The gateway times out and sends again from its oldest unacknowledged.
-            state.withLock { $0.counters.outOfOrder += 1 }
-            outOfOrderLog.log(
-                "ingest: \(label): dropped message \(envelope.sequence) unacknowledged: it follows \(after), which is not stored (last stored \(last.map { "\($0)" } ?? "none"))",
-                to: logger)
-            return
+            if last.map({ $0 < after }) ?? true {
+                // The envelope sent before this one was not stored (the sink refused it, or it was lost): storing this
+                // one would put it first. The gateway sends again from its oldest unacknowledged.
+                state.withLock { $0.counters.outOfOrder += 1 }
+                outOfOrderLog.log(
+                    "ingest: \(label): dropped message \(envelope.sequence) unacknowledged: it follows \(after), which is not stored (last stored \(last.map { "\($0)" } ?? "none"))",
+                    to: logger)
+                return
+            }
         }
         if let last, envelope.sequence <= last {
             state.withLock { $0.counters.duplicates += 1 }

@@ -77,7 +77,7 @@ enum SecretSlabs {
         let released: Slab? = state.withLock { state in
             state.slotsInUse -= 1
             slab.used &= ~(1 << UInt64(index))
-            guard slab.used == 0, state.slabs.filter({ $0.used == 0 }).count > 1,
+            guard slab.used == 0, state.slabs.contains(where: { $0 !== slab && $0.used == 0 }),
                 let position = state.slabs.firstIndex(where: { $0 === slab })
             else { return nil }
             return state.slabs.remove(at: position)

@@ -143,15 +143,15 @@ public final class JetStreamSink: IngestSink, @unchecked Sendable {
     public func store(_ reading: IngestReading) async throws -> IngestOutcome {
         try await withCheckedThrowingContinuation { continuation in
             queue.async {
-                let result = Result { try self.storeOnQueue(reading) }
+                let subject = JetStreamNaming.subject(
+                    prefix: self.settings.subjectPrefix, gateway: reading.gateway, bridge: reading.envelope.bridge)
+                let result = Result { try self.storeOnQueue(reading, subject: subject) }
                 let connected = self.connection.map { natsConnection_Status($0) == NATS_CONN_STATUS_CONNECTED } ?? false
                 self.report.withLock { report in
                     report.connected = connected
                     switch result {
                     case .success:
                         report.lastError = nil
-                        let subject = JetStreamNaming.subject(
-                            prefix: self.settings.subjectPrefix, gateway: reading.gateway, bridge: reading.envelope.bridge)
                         let stored = IngestSinkHealth.Stored(
                             gateway: reading.gateway, bridge: reading.envelope.bridge,
                             epoch: QueueEpoch.text(reading.envelope.epoch), sequence: reading.envelope.sequence)
@@ -182,10 +182,8 @@ public final class JetStreamSink: IngestSink, @unchecked Sendable {
 
     // MARK: On the queue
 
-    private func storeOnQueue(_ reading: IngestReading) throws -> IngestOutcome {
+    private func storeOnQueue(_ reading: IngestReading, subject: String) throws -> IngestOutcome {
         let context = try ready()
-        let subject = JetStreamNaming.subject(
-            prefix: settings.subjectPrefix, gateway: reading.gateway, bridge: reading.envelope.bridge)
         let epoch = QueueEpoch.text(reading.envelope.epoch)
         // Each refusal means another publisher stored something on the subject since it was read: bounded retries.
         for _ in 0..<8 {

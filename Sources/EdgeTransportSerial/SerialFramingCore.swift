@@ -133,28 +133,27 @@ public struct COBSBufferEncoder {
         position += 1
     }
 
+    /// Reserves the code byte of a new block; false (and ``overflowed``) when it does not fit.
+    @inline(__always)
+    private mutating func openBlock() -> Bool {
+        guard position < output.count else {
+            overflowed = true
+            return false
+        }
+        codeIndex = position
+        position += 1
+        code = 1
+        blockOpen = true
+        return true
+    }
+
     /// Appends one frame byte.
     public mutating func append(_ byte: UInt8) {
         if overflowed { return }
-        if !blockOpen {
-            guard position < output.count else {
-                overflowed = true
-                return
-            }
-            codeIndex = position
-            position += 1
-            code = 1
-            blockOpen = true
-        }
+        if !blockOpen && !openBlock() { return }
         if byte == 0 {
             output[codeIndex] = code
-            guard position < output.count else {
-                overflowed = true
-                return
-            }
-            codeIndex = position
-            position += 1
-            code = 1
+            _ = openBlock()
         } else {
             put(byte)
             code += 1
